@@ -1,0 +1,110 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout version this code reads and writes. Open
+// migrates older databases forward and refuses newer ones.
+const SchemaVersion = 1
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketOrgs       = []byte("orgs")
+	bucketKeys       = []byte("keys")
+	bucketSnapshots  = []byte("snapshots")
+	bucketBatches    = []byte("batches")
+	bucketEvents     = []byte("events")
+	bucketDeliveries = []byte("deliveries")
+	bucketAudit      = []byte("audit")
+
+	keySchemaVersion = []byte("schema_version")
+)
+
+// topBuckets are created at Open. perOrgBuckets hold one nested bucket per
+// organization, removed with it.
+var (
+	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit}
+	perOrgBuckets = [][]byte{bucketKeys, bucketSnapshots, bucketBatches}
+)
+
+// migrations[v] moves a database from version v to v+1 inside the Open
+// transaction.
+var migrations = map[uint64]func(tx *bolt.Tx) error{}
+
+// DB is the state store. Its methods are safe for concurrent use.
+type DB struct {
+	bolt *bolt.DB
+	now  func() time.Time
+}
+
+// Options tunes Open. The zero value is the default.
+type Options struct {
+	// NoSync skips fsync on commit. Only for tests and benchmarks: a crash
+	// can then lose or corrupt committed data.
+	NoSync bool
+}
+
+// Open opens or creates the database at path (0600), creates the buckets
+// and migrates the schema.
+func Open(path string, opts *Options) (*DB, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	db := &DB{bolt: b, now: time.Now}
+	if err := b.Update(db.init); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func (db *DB) init(tx *bolt.Tx) error {
+	for _, name := range topBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	var v uint64
+	if raw := meta.Get(keySchemaVersion); raw != nil {
+		v = binary.BigEndian.Uint64(raw)
+	} else {
+		v = SchemaVersion // a new database starts at the current layout
+	}
+	if v > SchemaVersion {
+		return fmt.Errorf("schema version %d, this rosterd reads up to %d: %w", v, SchemaVersion, ErrNewerSchema)
+	}
+	for ; v < SchemaVersion; v++ {
+		if m := migrations[v]; m != nil {
+			if err := m(tx); err != nil {
+				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
+			}
+		}
+	}
+	return meta.Put(keySchemaVersion, binary.BigEndian.AppendUint64(nil, v))
+}
+
+// Close closes the database. Pending write transactions finish first.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// Path returns the database file's path.
+func (db *DB) Path() string { return db.bolt.Path() }
+
+// orgBucket returns org's nested bucket under top, or nil.
+func orgBucket(tx *bolt.Tx, top []byte, org string) *bolt.Bucket {
+	return tx.Bucket(top).Bucket([]byte(org))
+}
