@@ -1,0 +1,16 @@
+// Package httpapi is rosterd's HTTP API (SPEC §8): health, organizations
+// and keys, batches and plans, the events feed, the recipient store,
+// webhooks and /metrics.
+//
+// Every handler answers JSON. Everything under /v1 needs the bearer token.
+// Lists take limit (default 100, max 1000) and after (an opaque cursor) and
+// answer {"data": [...], "list_metadata": {"after": ... or null}}. Errors
+// answer {"error": {"code": ..., "message": ...}}: the message is for the
+// client and never carries a server path or an internal cause, which is
+// logged instead.
+//
+// Each area registers its routes from its own file (orgs.go, keys.go,
+// health.go, batches.go, events.go, directory.go, webhooks.go).
+//
+// Only cmd/rosterd imports this package.
+package httpapi
