@@ -1,0 +1,349 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is everything `rosterd serve` can be told, with SPEC's defaults.
+// It is filled from defaults, then the TOML file, then the environment,
+// then flags: each later source beats the earlier ones.
+type Config struct {
+	Data            string   `toml:"data"`
+	SFTPAddr        string   `toml:"sftp_addr"`
+	HTTPAddr        string   `toml:"http_addr"`
+	Settle          Duration `toml:"settle"`
+	LogFormat       string   `toml:"log_format"`
+	APIToken        string   `toml:"api_token"`
+	AllowSHA1RSA    bool     `toml:"allow_sha1_rsa"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	Limits    LimitsConfig    `toml:"limits"`
+	Defaults  DefaultsConfig  `toml:"defaults"`
+	Retention RetentionConfig `toml:"retention"`
+	Delivery  DeliveryConfig  `toml:"delivery"`
+	Webhooks  []WebhookConfig `toml:"webhook"`
+}
+
+// LimitsConfig is the [limits] table (SPEC §3, §4).
+type LimitsConfig struct {
+	MaxUploadSize Size     `toml:"max_upload_size"`
+	MaxSessions   int      `toml:"max_sessions"`
+	IdleTimeout   Duration `toml:"idle_timeout"`
+	BanFailures   int      `toml:"ban_failures"`
+	BanWindow     Duration `toml:"ban_window"`
+	BanDuration   Duration `toml:"ban_duration"`
+	MaxColumns    int      `toml:"max_columns"`
+	MaxFieldSize  Size     `toml:"max_field_size"`
+}
+
+// DefaultsConfig is the [defaults] table: organization settings that
+// apply where an organization has not chosen its own (SPEC §5).
+type DefaultsConfig struct {
+	InactiveUsers          string   `toml:"inactive_users"`
+	DeleteThresholdPercent float64  `toml:"delete_threshold_percent"`
+	DeleteThresholdCount   int      `toml:"delete_threshold_count"`
+	UsersPatterns          []string `toml:"users_patterns"`
+	UserGroupsPatterns     []string `toml:"user_groups_patterns"`
+	GroupsPatterns         []string `toml:"groups_patterns"`
+}
+
+// RetentionConfig is the [retention] table.
+type RetentionConfig struct {
+	Events  Duration `toml:"events"`
+	Archive Duration `toml:"archive"`
+	Reports int      `toml:"reports"`
+}
+
+// DeliveryConfig is the [delivery] table (SPEC §7).
+type DeliveryConfig struct {
+	Timeout  Duration   `toml:"timeout"`
+	Schedule []Duration `toml:"schedule"`
+}
+
+// WebhookConfig is one [[webhook]] endpoint.
+type WebhookConfig struct {
+	ID            string   `toml:"id"`
+	URL           string   `toml:"url"`
+	Secret        string   `toml:"secret"`
+	Organizations []string `toml:"organizations"`
+	Signature     string   `toml:"signature"`
+}
+
+// defaultConfig returns SPEC's defaults.
+func defaultConfig() Config {
+	return Config{
+		Data:            "./rosterd-data",
+		SFTPAddr:        "127.0.0.1:2022",
+		HTTPAddr:        "127.0.0.1:8080",
+		Settle:          Duration(10 * time.Second),
+		LogFormat:       "auto",
+		ShutdownTimeout: Duration(30 * time.Second),
+		Limits: LimitsConfig{
+			MaxUploadSize: 1 << 30,
+			MaxSessions:   10,
+			IdleTimeout:   Duration(10 * time.Minute),
+			BanFailures:   10,
+			BanWindow:     Duration(5 * time.Minute),
+			BanDuration:   Duration(15 * time.Minute),
+			MaxColumns:    512,
+			MaxFieldSize:  64 << 10,
+		},
+		Defaults: DefaultsConfig{
+			InactiveUsers:          "keep",
+			DeleteThresholdPercent: 20,
+			DeleteThresholdCount:   10,
+		},
+		Retention: RetentionConfig{
+			Events:  Duration(30 * 24 * time.Hour),
+			Reports: 100,
+		},
+		Delivery: DeliveryConfig{Timeout: Duration(10 * time.Second)},
+	}
+}
+
+// serveFlags are serve's flags; each has an environment variable.
+type serveFlags struct {
+	fs                               *flag.FlagSet
+	config, data, sftpAddr, httpAddr string
+	settle, logFormat                string
+	webhookURL, webhookSecret        string
+	demo                             bool
+}
+
+func newServeFlags() *serveFlags {
+	f := &serveFlags{fs: flag.NewFlagSet("serve", flag.ContinueOnError)}
+	f.fs.StringVar(&f.config, "config", "", "TOML config file ($ROSTERD_CONFIG)")
+	f.fs.StringVar(&f.data, "data", "", "data directory ($ROSTERD_DATA, default ./rosterd-data)")
+	f.fs.StringVar(&f.sftpAddr, "sftp-addr", "", "SFTP listen address ($ROSTERD_SFTP_ADDR, default 127.0.0.1:2022)")
+	f.fs.StringVar(&f.httpAddr, "http-addr", "", "HTTP listen address ($ROSTERD_HTTP_ADDR, default 127.0.0.1:8080)")
+	f.fs.StringVar(&f.settle, "settle", "", "settle window before a batch starts ($ROSTERD_SETTLE, default 10s)")
+	f.fs.StringVar(&f.logFormat, "log-format", "", "log format: auto, text or json ($ROSTERD_LOG_FORMAT)")
+	f.fs.StringVar(&f.webhookURL, "webhook-url", "", "one webhook endpoint for all organizations ($ROSTERD_WEBHOOK_URL)")
+	f.fs.StringVar(&f.webhookSecret, "webhook-secret", "", "its secret, whsec_... ($ROSTERD_WEBHOOK_SECRET)")
+	f.fs.BoolVar(&f.demo, "demo", false, "create organization demo with a client key on first start")
+	return f
+}
+
+// loadConfig builds the configuration from defaults, the TOML file, the
+// environment and the parsed flags, and validates it.
+func loadConfig(f *serveFlags, getenv func(string) string) (Config, error) {
+	cfg := defaultConfig()
+	path := first(f.config, getenv("ROSTERD_CONFIG"))
+	if path != "" {
+		if err := readConfigFile(path, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	type source struct {
+		key, flagVal, env string
+		set               func(string) error
+	}
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	var hookURL, hookSecret string
+	sources := []source{
+		{"data", f.data, "ROSTERD_DATA", str(&cfg.Data)},
+		{"sftp_addr", f.sftpAddr, "ROSTERD_SFTP_ADDR", str(&cfg.SFTPAddr)},
+		{"http_addr", f.httpAddr, "ROSTERD_HTTP_ADDR", str(&cfg.HTTPAddr)},
+		{"settle", f.settle, "ROSTERD_SETTLE", func(v string) error { return cfg.Settle.UnmarshalText([]byte(v)) }},
+		{"log_format", f.logFormat, "ROSTERD_LOG_FORMAT", str(&cfg.LogFormat)},
+		{"api_token", "", "ROSTERD_API_TOKEN", str(&cfg.APIToken)},
+		{"webhook-url", f.webhookURL, "ROSTERD_WEBHOOK_URL", str(&hookURL)},
+		{"webhook-secret", f.webhookSecret, "ROSTERD_WEBHOOK_SECRET", str(&hookSecret)},
+	}
+	for _, s := range sources {
+		v := first(s.flagVal, getenv(s.env))
+		if v == "" {
+			continue
+		}
+		if err := s.set(v); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", s.key, err)
+		}
+	}
+	if hookURL != "" || hookSecret != "" {
+		if hookURL == "" || hookSecret == "" {
+			return Config{}, errors.New("--webhook-url and --webhook-secret go together: give both or neither")
+		}
+		cfg.Webhooks = append(cfg.Webhooks, WebhookConfig{URL: hookURL, Secret: hookSecret, Signature: "standard"})
+	}
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// readConfigFile decodes the TOML file over cfg, refusing unknown keys so
+// a misspelt key is an error rather than a silently ignored setting.
+func readConfigFile(path string, cfg *Config) error {
+	md, err := toml.DecodeFile(path, cfg)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return fmt.Errorf("config %s: %s", path, perr.ErrorWithPosition())
+		}
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("config %s: unknown key %s (see examples/rosterd.toml for the keys)", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// validate checks every value and names the key of the first bad one.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.Data == "" {
+		bad("data", "must not be empty")
+	}
+	for key, addr := range map[string]string{"sftp_addr": c.SFTPAddr, "http_addr": c.HTTPAddr} {
+		if !strings.Contains(addr, ":") {
+			bad(key, "%q is not host:port", addr)
+		}
+	}
+	if c.Settle < 0 {
+		bad("settle", "must not be negative")
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		bad("log_format", "%q is not auto, text or json", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive")
+	}
+	l := c.Limits
+	positive := map[string]int64{
+		"limits.max_upload_size": int64(l.MaxUploadSize), "limits.max_sessions": int64(l.MaxSessions),
+		"limits.idle_timeout": int64(l.IdleTimeout), "limits.ban_failures": int64(l.BanFailures),
+		"limits.ban_window": int64(l.BanWindow), "limits.ban_duration": int64(l.BanDuration),
+		"limits.max_columns": int64(l.MaxColumns), "limits.max_field_size": int64(l.MaxFieldSize),
+		"retention.events": int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
+		"delivery.timeout": int64(c.Delivery.Timeout),
+	}
+	for key, v := range positive {
+		if v <= 0 {
+			bad(key, "must be positive")
+		}
+	}
+	if c.Retention.Archive < 0 {
+		bad("retention.archive", "must not be negative (0 keeps archives forever)")
+	}
+	d := c.Defaults
+	switch d.InactiveUsers {
+	case "keep", "delete":
+	default:
+		bad("defaults.inactive_users", `%q is not "keep" or "delete"`, d.InactiveUsers)
+	}
+	if d.DeleteThresholdPercent < 0 || d.DeleteThresholdPercent > 100 {
+		bad("defaults.delete_threshold_percent", "%v is not between 0 and 100", d.DeleteThresholdPercent)
+	}
+	if d.DeleteThresholdCount < 0 {
+		bad("defaults.delete_threshold_count", "must not be negative")
+	}
+	for i, s := range c.Delivery.Schedule {
+		if s <= 0 {
+			bad(fmt.Sprintf("delivery.schedule[%d]", i), "must be positive")
+		}
+	}
+	for i, w := range c.Webhooks {
+		key := fmt.Sprintf("webhook[%d]", i)
+		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
+			bad(key+".url", "%q is not an http:// or https:// URL", w.URL)
+		}
+		if !strings.HasPrefix(w.Secret, "whsec_") {
+			bad(key+".secret", "must start with whsec_ (Standard Webhooks secret)")
+		}
+		switch w.Signature {
+		case "", "standard", "workos":
+		default:
+			bad(key+".signature", `%q is not "standard" or "workos"`, w.Signature)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Duration is a time.Duration written as a string ("10s", "5m") in TOML.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"10s\", \"5m\" or \"720h\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count written as a number or a string with a unit
+// ("64KiB", "1GiB", "10MB").
+type Size int64
+
+// UnmarshalText parses "1048576", "64KiB", "1GiB", "10MB" and the like.
+func (s *Size) UnmarshalText(b []byte) error {
+	str := strings.TrimSpace(string(b))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(str, u.suffix); ok {
+			str, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a size such as 1048576, \"64KiB\" or \"1GiB\"", b)
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+// UnmarshalTOML accepts a bare integer as well as a string.
+func (s *Size) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		*s = Size(v)
+		return nil
+	case string:
+		return s.UnmarshalText([]byte(v))
+	}
+	return fmt.Errorf("%v is not a size such as 1048576 or \"1GiB\"", v)
+}
+
+func first(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// fileExists reports whether path names an existing file.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/rosterd/rosterd/ingest/httpapi"
+	"github.com/rosterd/rosterd/sftpd"
+	"github.com/rosterd/rosterd/state"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newServeFlags()
+	pos, err := parseFlags(f.fs, args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("serve takes no arguments, got %q", pos)
+	}
+	cfg, err := loadConfig(f, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	log := newLogger(cfg.LogFormat, stderr)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	d, err := openDaemon(cfg, log)
+	if err != nil {
+		return err
+	}
+	return d.run(ctx, stop, f, stdout)
+}
+
+// newLogger logs text on a terminal and JSON otherwise (SPEC §2).
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// daemonState is everything `serve` opens, in the order it is closed.
+type daemonState struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *state.DB
+	reg      *prometheus.Registry
+	sftp     *sftpd.Server
+	api      *httpapi.Server
+	orgsRoot string
+	ready    atomic.Bool
+}
+
+// openDaemon prepares the data directory, host keys, API token, state and
+// the servers, without listening yet.
+func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if err := os.Chmod(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	hostKeys, err := sftpd.LoadHostKeys(filepath.Join(cfg.Data, "host_keys"))
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range hostKeys {
+		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", hostKeyLine(k.PublicKey()))
+	}
+	token := cfg.APIToken
+	if token == "" {
+		if token, err = loadOrCreateToken(filepath.Join(cfg.Data, fileAPIToken)); err != nil {
+			return nil, err
+		}
+	}
+	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
+	if err != nil {
+		return nil, err
+	}
+	d := &daemonState{cfg: cfg, log: log, db: db, orgsRoot: filepath.Join(cfg.Data, "orgs")}
+	if err := os.MkdirAll(d.orgsRoot, 0o700); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create organizations folder: %w", err)
+	}
+	d.reg = prometheus.NewRegistry()
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	d.sftp, err = sftpd.New(sftpd.Config{
+		HostKeys:     hostKeys,
+		Root:         d.orgsRoot,
+		Keys:         keyAuth{db},
+		Uploads:      noUploads{}, // replaced by the ingest pipeline
+		Limits:       sftpLimits(cfg),
+		AllowSHA1RSA: cfg.AllowSHA1RSA,
+		Logger:       log,
+		Registerer:   d.reg,
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	d.api = httpapi.New(httpapi.Config{
+		DB:       db,
+		Token:    token,
+		OrgsRoot: d.orgsRoot,
+		Gatherer: d.reg,
+		Ready:    d.ready.Load,
+		Logger:   log,
+	})
+	return d, nil
+}
+
+func sftpLimits(cfg Config) sftpd.Limits {
+	l := cfg.Limits
+	return sftpd.Limits{
+		MaxUploadSize: int64(l.MaxUploadSize),
+		MaxSessions:   l.MaxSessions,
+		IdleTimeout:   l.IdleTimeout.D(),
+		BanFailures:   l.BanFailures,
+		BanWindow:     l.BanWindow.D(),
+		BanDuration:   l.BanDuration.D(),
+	}
+}
+
+// run listens, serves until ctx is done, then shuts down in order: SFTP
+// (uploads in flight get the shutdown timeout), ingest, delivery, HTTP,
+// state.
+func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags, stdout io.Writer) error {
+	defer d.db.Close()
+	sftpLn, err := net.Listen("tcp", d.cfg.SFTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen sftp: %w", err)
+	}
+	httpLn, err := net.Listen("tcp", d.cfg.HTTPAddr)
+	if err != nil {
+		sftpLn.Close()
+		return fmt.Errorf("listen http: %w", err)
+	}
+	addrFiles := map[string]string{fileSFTPAddr: sftpLn.Addr().String(), fileHTTPAddr: httpLn.Addr().String()}
+	for name, addr := range addrFiles {
+		if err := os.WriteFile(filepath.Join(d.cfg.Data, name), []byte(addr+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		defer os.Remove(filepath.Join(d.cfg.Data, name))
+	}
+
+	hs := &http.Server{Handler: d.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := d.sftp.Serve(sftpLn); err != nil && !errors.Is(err, sftpd.ErrServerClosed) {
+			errc <- fmt.Errorf("sftp server: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http server: %w", err)
+		}
+	})
+	d.log.Info("rosterd listening", "sftp_addr", sftpLn.Addr().String(), "http_addr", httpLn.Addr().String(), "data", d.cfg.Data, "version", version())
+
+	if f.demo {
+		if err := d.setupDemo(sftpLn.Addr().String(), stdout); err != nil {
+			d.log.Error("demo setup failed", "err", err)
+		}
+	}
+	d.ready.Store(true)
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		d.log.Warn("sd_notify failed", "err", err)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-hup:
+			d.reload(f)
+		}
+	}
+	stopSignals() // a second signal now ends the process at once
+	d.ready.Store(false)
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	d.log.Info("shutting down", "drain", d.cfg.ShutdownTimeout.D().String())
+
+	drain, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout.D())
+	defer cancel()
+	if err := d.sftp.Shutdown(drain); err != nil {
+		d.log.Warn("sftp shutdown cut uploads short", "err", err)
+	}
+	httpCtx, cancelHTTP := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelHTTP()
+	hs.Shutdown(httpCtx)
+	wg.Wait()
+	d.log.Info("stopped")
+	return runErr
+}
+
+// reload re-reads the configuration on SIGHUP and applies what can change
+// while running; what needs a restart is logged.
+func (d *daemonState) reload(f *serveFlags) {
+	cfg, err := loadConfig(f, os.Getenv)
+	if err != nil {
+		d.log.Error("reload refused: configuration is invalid; keeping the running one", "err", err)
+		return
+	}
+	var restart []string
+	old := d.cfg
+	for key, changed := range map[string]bool{
+		"data": cfg.Data != old.Data, "sftp_addr": cfg.SFTPAddr != old.SFTPAddr, "http_addr": cfg.HTTPAddr != old.HTTPAddr,
+		"log_format": cfg.LogFormat != old.LogFormat, "api_token": cfg.APIToken != old.APIToken,
+		"allow_sha1_rsa": cfg.AllowSHA1RSA != old.AllowSHA1RSA,
+	} {
+		if changed {
+			restart = append(restart, key)
+		}
+	}
+	d.sftp.SetLimits(sftpLimits(cfg))
+	d.cfg = cfg
+	d.cfg.Data, d.cfg.SFTPAddr, d.cfg.HTTPAddr, d.cfg.LogFormat, d.cfg.APIToken, d.cfg.AllowSHA1RSA =
+		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA
+	if len(restart) > 0 {
+		d.log.Warn("configuration reloaded; these keys change only at restart", "keys", strings.Join(restart, ","))
+		return
+	}
+	d.log.Info("configuration reloaded")
+}
+
+// keyAuth lets sftpd ask state whether a key belongs to an organization.
+type keyAuth struct{ db *state.DB }
+
+func (k keyAuth) Authorize(ctx context.Context, org string, key ssh.PublicKey) error {
+	ok, err := k.db.HasKey(org, sftpd.Fingerprint(key))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("unknown organization or key")
+	}
+	return nil
+}
+
+type noUploads struct{}
+
+func (noUploads) Notify(org, name string) {}
+
+// hostKeyLine renders a host key's fingerprint as ssh-keygen -lf does,
+// e.g. "256 SHA256:... (ED25519)".
+func hostKeyLine(k ssh.PublicKey) string {
+	bits, name := 0, strings.ToUpper(strings.TrimPrefix(k.Type(), "ssh-"))
+	if ck, ok := k.(ssh.CryptoPublicKey); ok {
+		switch pk := ck.CryptoPublicKey().(type) {
+		case interface{ Size() int }: // *rsa.PublicKey
+			bits = pk.Size() * 8
+		default:
+			bits = 256
+		}
+	}
+	return fmt.Sprintf("%d %s (%s)", bits, sftpd.Fingerprint(k), name)
+}
+
+// loadOrCreateToken reads the API token file, creating it (0600) with 32
+// random bytes on first start.
+func loadOrCreateToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read API token: %w", err)
+	}
+	buf := make([]byte, 32)
+	rand.Read(buf)
+	tok := base64.RawURLEncoding.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write API token: %w", err)
+	}
+	return tok, nil
+}
