@@ -1,0 +1,470 @@
+package schema
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
+)
+
+// Checker validates one batch: at most one file of each kind, users first
+// so that user_groups references can be checked against it. It keeps only
+// what the uniqueness and reference checks need: a 64-bit hash and a line
+// number per user_id, email, group name, group_id and membership.
+//
+// A Checker is not safe for concurrent use.
+type Checker struct {
+	lim        Limits
+	userExists func(id string) bool
+	seed       maphash.Seed
+
+	file   string
+	nfile  int
+	cur    *FileResult
+	rowErr bool
+	utf8OK bool // no invalid UTF-8 reported yet in this file
+
+	held     issueHeap
+	seq      int
+	counts   map[string]int
+	errors   int
+	warnings int
+
+	haveUsers  bool
+	usersBroken bool // users.csv could not be read whole: skip reference checks
+	userIDs    map[uint64]int32
+	emails     map[uint64]int32
+	groupNames map[uint64]int32
+	groupIDs   map[uint64]int32
+	members    map[uint64]int32
+	allGroups  map[uint64]struct{}
+	stats      Stats
+
+	scratch []byte
+	user    User
+	member  Membership
+	group   Group
+}
+
+// Stats counts what the valid rows of a batch hold: users, distinct groups
+// (named in groups.csv or user_groups.csv) and distinct memberships.
+type Stats struct {
+	Users       int
+	Groups      int
+	Memberships int
+}
+
+// NewChecker returns a Checker for one batch. userExists answers whether a
+// user_id exists in the current snapshot; it is used only when the batch
+// has no users file, and nil means that no user exists.
+func NewChecker(lim Limits, userExists func(id string) bool) *Checker {
+	return &Checker{
+		lim:        lim.withDefaults(),
+		userExists: userExists,
+		seed:       maphash.MakeSeed(),
+		counts:     make(map[string]int),
+		userIDs:    make(map[uint64]int32),
+		emails:     make(map[uint64]int32),
+		groupNames: make(map[uint64]int32),
+		groupIDs:   make(map[uint64]int32),
+		members:    make(map[uint64]int32),
+		allGroups:  make(map[uint64]struct{}),
+	}
+}
+
+// Stats returns the counts of the batch so far.
+func (c *Checker) Stats() Stats {
+	s := c.stats
+	s.Groups = len(c.allGroups)
+	return s
+}
+
+// column is one header column.
+type column struct {
+	name string // as in the header, trimmed
+	key  string // lower case, for matching
+	role int
+}
+
+const (
+	roleIgnored = -1 // empty header name
+	roleCustom  = -2
+	// roles >= 0 are the kind's own columns
+)
+
+// scan is the reading state of one file.
+type scan struct {
+	rd     *reader
+	cols   []column
+	delim  byte
+	custom int  // number of custom columns
+	bad    bool // the header has an error: rows are not read
+	warnedUnnamed bool
+}
+
+func delimName(d byte) string {
+	switch d {
+	case ';':
+		return "semicolon"
+	case '\t':
+		return "tab"
+	}
+	return "comma"
+}
+
+// begin starts a new file and reads its header. It returns nil when the
+// file cannot be read further (the reason is an issue).
+func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[string]int) (*scan, error) {
+	c.file = file
+	c.nfile++
+	c.cur = res
+	c.utf8OK = true
+	br, _ := openText(&sizeReader{r: r, limit: c.lim.MaxFileSize})
+	s := &scan{delim: detectDelimiter(br)}
+	s.rd = &reader{
+		br:       br,
+		delim:    s.delim,
+		maxField: c.lim.MaxFieldSize,
+		maxLine:  c.lim.MaxColumns * (c.lim.MaxFieldSize + 3),
+	}
+	err := s.rd.next()
+	if err == io.EOF {
+		c.issue(0, "", nil, CodeEmptyFile, SeverityError,
+			"the file is empty: its first line must name the columns, for example "+exampleHeader(roles))
+		return nil, nil
+	}
+	if ok, err := c.fatal(s, err); !ok {
+		return nil, err
+	}
+	rec := &s.rd.rec
+	if bytes.HasPrefix(rec.buf, []byte("PK\x03\x04")) {
+		c.issue(0, "", nil, CodeNotCSV, SeverityError,
+			`this is an Excel workbook (.xlsx), not a CSV file: open it in Excel and use File > Save As > "CSV UTF-8 (Comma delimited) (*.csv)"`)
+		return nil, nil
+	}
+	if bytes.IndexByte(rec.buf, 0) >= 0 {
+		c.issue(0, "", nil, CodeNotCSV, SeverityError,
+			"this is not a CSV text file (it contains zero bytes; it may be a binary file or UTF-16 text without a byte-order mark): save it as CSV in UTF-8")
+		return nil, nil
+	}
+	if !utf8.Valid(rec.buf) {
+		c.badUTF8(s, 0)
+		return nil, nil
+	}
+	if rec.problem != probNone {
+		c.rowProblem(s)
+		return nil, nil
+	}
+	if n := len(rec.fields); n > c.lim.MaxColumns {
+		c.issue(1, "", nil, CodeTooManyColumns, SeverityError,
+			fmt.Sprintf("the header has %d columns; at most %d are allowed", n, c.lim.MaxColumns))
+		return nil, nil
+	}
+	ok := true
+	seen := make(map[string]int, len(rec.fields))
+	for i := range rec.fields {
+		name := string(rec.value(i))
+		key := strings.ToLower(name)
+		role := roleCustom
+		if name == "" {
+			role = roleIgnored
+		} else if r, known := roles[key]; known {
+			role = r
+		}
+		s.cols = append(s.cols, column{name: name, key: key, role: role})
+		if role == roleCustom {
+			s.custom++
+		}
+		if name == "" {
+			continue
+		}
+		canon := key
+		if role >= 0 {
+			canon = fmt.Sprint(role)
+		}
+		if j, dup := seen[canon]; dup {
+			msg := fmt.Sprintf("the column %q appears twice in the header (columns %d and %d): remove one of them", name, j+1, i+1)
+			if s.cols[j].key != key {
+				msg = fmt.Sprintf("the columns %q (column %d) and %q (column %d) mean the same thing: keep only one of them", s.cols[j].name, j+1, name, i+1)
+			}
+			c.issue(1, name, nil, CodeDuplicateColumn, SeverityError, msg)
+			ok = false
+			continue
+		}
+		seen[canon] = i
+	}
+	s.bad = !ok
+	return s, nil
+}
+
+// require reports the required columns that are missing from the header.
+func (c *Checker) require(s *scan, roles map[string]int, required ...string) bool {
+	ok := true
+	for _, name := range required {
+		role := roles[name]
+		found := false
+		for _, col := range s.cols {
+			if col.role == role {
+				found = true
+				break
+			}
+		}
+		if found {
+			continue
+		}
+		ok = false
+		msg := fmt.Sprintf("the header has no %s column, which is required", name)
+		if near := s.lookalike(name); near != "" {
+			msg += fmt.Sprintf(`; the column %q looks like it: rename it to %s`, near, name)
+		}
+		c.issue(1, name, nil, CodeMissingColumn, SeverityError, msg)
+	}
+	anyKnown := false
+	for _, col := range s.cols {
+		anyKnown = anyKnown || col.role >= 0
+	}
+	if !anyKnown && !ok {
+		line := make([]string, len(s.cols))
+		for i, col := range s.cols {
+			line[i] = col.name
+		}
+		c.issue(1, "", []byte(strings.Join(line, string(s.delim))), CodeMissingColumn, SeverityError,
+			fmt.Sprintf("the first line must name the columns (%s); this one does not look like a header (the file is read as %s-separated)",
+				exampleHeader(roles), delimName(s.delim)))
+	}
+	return ok
+}
+
+// lookalike returns a header name that matches want when case, spaces and
+// punctuation are ignored ("User ID" for user_id).
+func (s *scan) lookalike(want string) string {
+	w := squash(want)
+	for _, col := range s.cols {
+		if col.role == roleCustom && squash(col.key) == w {
+			return col.name
+		}
+	}
+	return ""
+}
+
+func squash(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func exampleHeader(roles map[string]int) string {
+	switch {
+	case roles["email"] != 0 || len(roles) > 5:
+		return "user_id,email,first_name,last_name"
+	case roles["description"] != 0:
+		return "group_name,group_id,description"
+	}
+	return "group_name,user_id"
+}
+
+// fatal turns a reading error into an issue. It reports whether reading
+// can go on, and returns the error when it is an I/O error.
+func (c *Checker) fatal(s *scan, err error) (bool, error) {
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errFileTooLarge):
+		c.issue(0, "", nil, CodeFileTooLarge, SeverityError,
+			fmt.Sprintf("the file is larger than the limit of %s: split it or ask the operator to raise the limit", sizeText(c.lim.MaxFileSize)))
+	case errors.Is(err, errLineTooLong):
+		c.issue(s.rd.line, "", nil, CodeLineTooLong, SeverityError,
+			fmt.Sprintf("this line is longer than any valid row could be (over %s); the file is probably not a CSV export", sizeText(int64(s.rd.maxLine))))
+	default:
+		return false, fmt.Errorf("read %s: %w", c.file, err)
+	}
+	return false, nil
+}
+
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// next reads the next data row. It returns false at the end of the file or
+// when the file cannot be read further. On true, c.rowErr tells whether the
+// row already has an error that makes its fields unusable (rules are then
+// skipped).
+func (c *Checker) next(s *scan) (ok, usable bool, err error) {
+	for {
+		err := s.rd.next()
+		if err == io.EOF {
+			return false, false, nil
+		}
+		if ok, err := c.fatal(s, err); !ok {
+			return false, false, err
+		}
+		rec := &s.rd.rec
+		if rec.problem == probNone && rec.blank() {
+			continue
+		}
+		c.cur.Rows++
+		c.rowErr = false
+		if rec.problem != probNone {
+			c.rowProblem(s)
+			return true, false, nil
+		}
+		if n, want := len(rec.fields), len(s.cols); n != want {
+			if n < want || !emptyFrom(rec, want) {
+				c.issue(rec.line, "", nil, CodeWrongFieldCount, SeverityError, fieldCountMsg(n, want, s.delim))
+				return true, false, nil
+			}
+			rec.fields = rec.fields[:want]
+		}
+		if !utf8.Valid(rec.buf) && c.utf8OK {
+			c.badUTF8(s, 1)
+		} else if !c.utf8OK && !utf8.Valid(rec.buf) {
+			c.rowErr = true
+		}
+		if !s.warnedUnnamed {
+			for i, col := range s.cols {
+				if col.role == roleIgnored && rec.fields[i].end > rec.fields[i].start {
+					s.warnedUnnamed = true
+					c.issue(rec.fields[i].line, "", rec.value(i), CodeUnnamedColumn, SeverityWarning,
+						fmt.Sprintf("column %d has no name in the header, so its values are ignored (this is the first row with one): name the column or remove it", i+1))
+					break
+				}
+			}
+		}
+		return true, true, nil
+	}
+}
+
+func emptyFrom(rec *record, i int) bool {
+	for _, f := range rec.fields[i:] {
+		if f.end > f.start {
+			return false
+		}
+	}
+	return true
+}
+
+func fieldCountMsg(n, want int, delim byte) string {
+	if n > want {
+		return fmt.Sprintf("this row has %d values but the header has %d columns: a value that contains a %s must be put in double quotes, for example \"Smith, Jr.\"", n, want, delimName(delim))
+	}
+	return fmt.Sprintf("this row has %d values but the header has %d columns: every row needs one value (possibly empty) per column", n, want)
+}
+
+// rowProblem reports why the current record could not be read.
+func (c *Checker) rowProblem(s *scan) {
+	rec := &s.rd.rec
+	col := ""
+	if rec.probAt >= 0 && rec.probAt < len(s.cols) {
+		col = s.cols[rec.probAt].name
+	}
+	var val []byte
+	if rec.probAt >= 0 && rec.probAt < len(rec.fields) {
+		val = rec.value(rec.probAt)
+	}
+	switch rec.problem {
+	case probQuote:
+		c.issue(rec.probLn, col, val, CodeBadQuote, SeverityError,
+			"a value in double quotes is followed by more text before the next "+delimName(s.delim)+
+				`: inside a quoted value, write a double quote as two double quotes ("")`)
+	case probUnterminated:
+		c.issue(rec.probLn, col, nil, CodeUnclosedQuote, SeverityError,
+			"a value starts with a double quote that is never closed, so the rest of the file was read as part of it: add the closing quote")
+	case probFieldTooLong:
+		c.issue(rec.probLn, col, val, CodeFieldTooLong, SeverityError,
+			fmt.Sprintf("this value is longer than the limit of %s", sizeText(int64(c.lim.MaxFieldSize))))
+	}
+}
+
+// badUTF8 reports the first row that is not UTF-8 text, once per file.
+func (c *Checker) badUTF8(s *scan, from int) {
+	rec := &s.rd.rec
+	c.utf8OK = false
+	i := 0
+	for i = range rec.fields {
+		if !utf8.Valid(rec.value(i)) {
+			break
+		}
+	}
+	col := ""
+	if i < len(s.cols) && from > 0 {
+		col = s.cols[i].name
+	}
+	line := rec.line
+	var val []byte
+	if i < len(rec.fields) {
+		line = rec.fields[i].line
+		val = rec.value(i)
+	}
+	msg := "this file is not UTF-8 text (first found on this line; later lines are not listed): "
+	if w, err := charmap.Windows1252.NewDecoder().Bytes(val); err == nil && len(val) > 0 {
+		msg += fmt.Sprintf("it was probably saved as Windows-1252/ANSI, where this value reads %q. ", w)
+	}
+	msg += `Save it again as UTF-8: in Excel choose File > Save As > "CSV UTF-8 (Comma delimited) (*.csv)"; in LibreOffice tick "Edit filter settings" and pick "Unicode (UTF-8)"`
+	c.issue(line, col, val, CodeInvalidUTF8, SeverityError, msg)
+}
+
+// hash returns the 64-bit hash of b.
+func (c *Checker) hash(b []byte) uint64 { return maphash.Bytes(c.seed, b) }
+
+// hashFold returns the hash of b in lower case, without allocating.
+func (c *Checker) hashFold(b []byte) uint64 {
+	upper := false
+	for _, ch := range b {
+		if ch >= utf8.RuneSelf || ('A' <= ch && ch <= 'Z') {
+			upper = true
+			break
+		}
+	}
+	if !upper {
+		return c.hash(b)
+	}
+	c.scratch = appendLower(c.scratch[:0], b)
+	return c.hash(c.scratch)
+}
+
+// hash2 returns the hash of the pair (a, b).
+func (c *Checker) hash2(a, b []byte) uint64 {
+	c.scratch = append(append(append(c.scratch[:0], a...), 0), b...)
+	return c.hash(c.scratch)
+}
+
+// line32 clamps a line number to what the sets store.
+func line32(n int) int32 {
+	if n > 1<<31-1 {
+		return 1<<31 - 1
+	}
+	return int32(n)
+}
+
+// firstSeen records key at line in set. When key was seen before, it
+// returns that line and whether that earlier line has already been given
+// its own duplicate issue (it is marked as given by this call).
+func firstSeen(set map[uint64]int32, key uint64, line int) (prev int, reported bool, dup bool) {
+	p, ok := set[key]
+	if !ok {
+		set[key] = line32(line)
+		return 0, false, false
+	}
+	if p < 0 {
+		return int(-p), true, true
+	}
+	set[key] = -p
+	return int(p), false, true
+}

@@ -1,0 +1,83 @@
+// Package schema reads and checks the three CSV files of SPEC §4
+// (users.csv, user_groups.csv, groups.csv): io.Reader in, typed rows and
+// issues out. `rosterd validate` and the ingest pipeline call the same
+// Checker.
+//
+// It owns the reading rules (text encoding, delimiter, quoting, header
+// matching, blank lines, trimming), every row rule of SPEC §4, the stable
+// issue codes (the Code* constants) and the messages an org admin reads. It
+// does not own the report layout (package schema/report), diffs against a
+// snapshot, deletion thresholds or anything on disk: it has no file system,
+// clock, goroutines or globals.
+//
+// # Reading
+//
+// UTF-8 with or without BOM; UTF-16 LE/BE with a BOM is converted; lines
+// ending in LF, CRLF or (old Mac exports) CR alone. Quoting per RFC 4180.
+// The delimiter is the one of comma, semicolon and tab that the header line
+// shows most often outside quotes (comma on a tie). Header names match
+// case-insensitively after trimming; values are trimmed of white space
+// (including no-break spaces). Blank lines and rows of bare delimiters
+// (Excel's empty rows) are skipped. A row may carry extra empty fields at
+// its end (trailing delimiters); any other difference from the header's
+// column count is a wrong_field_count error. A quote inside an unquoted
+// value is kept as a character, and spaces around a quoted value are
+// allowed. Invalid UTF-8 is reported once per file, on the first line that
+// has it, with how to save the file as UTF-8; a header with zero bytes
+// (UTF-16 without BOM, a binary file) or an .xlsx workbook is not_csv.
+//
+// Lines are physical lines: the header is line 1 and a line break inside a
+// quoted value counts. A value's issue names the line where the value
+// starts; a row's issue the line where the row starts.
+//
+// # Rules
+//
+// users.csv: user_id, email, first_name and last_name are required
+// columns with non-empty values; user_id is unique; email is a valid
+// address and unique ignoring case (simple Unicode lower-casing); status
+// (alias state) is one of the words of SPEC §4; employment_start_date, when
+// given, is YYYY-MM-DD (a recognisable other form such as 03/04/2024 is a
+// date_format warning naming the form; anything else is invalid_date).
+// user_groups.csv: group_name and user_id are required; the user exists in
+// the batch's users.csv (or, without one, in the caller's lookup); a repeat
+// is a duplicate_membership warning and counts once; other columns are
+// ignored with a warning. groups.csv: group_name required and unique,
+// group_id unique when given, other columns are custom attributes. A
+// duplicate (user_id, email, group_name, group_id) is reported on both
+// lines. A missing or duplicate column stops the file after the header:
+// the header issues are its only issues.
+//
+// Email syntax is practical, not RFC 5322: one @, something before it, a
+// domain with a dot and no empty label after it, no white space or control
+// characters, none of , ; < > ( ) [ ] \ " : (which show two addresses or a
+// "Name <address>" pasted into the cell). net/mail.ParseAddress accepts
+// display names, comments and quoted local parts that no HR export means,
+// and allocates per call; this check is a single pass without allocation
+// and gives the admin the reason.
+//
+// # Memory
+//
+// Rows stream through one reused buffer. What the uniqueness and reference
+// checks keep is a 64-bit hash (hash/maphash, seeded per Checker) and an
+// int32 line number per user_id, email, group name, group_id and
+// membership: about 40 bytes per key, so 1M users cost about 80 MB of sets
+// whatever the length of their ids and addresses. A field is never
+// buffered past Limits.MaxFieldSize, a physical line never past
+// MaxColumns×(MaxFieldSize+3) bytes, and reading stops at MaxFileSize.
+//
+// # Caveats
+//
+//   - Keys are compared by 64-bit hash. Two different values collide with
+//     probability about n²/2⁶⁵ (3·10⁻⁸ for a million users); a collision
+//     would show as a false duplicate (or a user_groups row accepted for an
+//     unknown user).
+//   - The callbacks see a row when it has no error at the time it is read;
+//     a later duplicate can turn it into an error. A batch with any error is
+//     discarded whole (SPEC §4), so callers must wait for the end of the
+//     batch before using what the callbacks gathered.
+//   - The duplicate issue for the first line of a duplicate email shows the
+//     value as written on the later line (only the hash of the first is
+//     kept).
+//   - Issues beyond MaxIssues are counted by code (IssueCounts) but not
+//     kept; the kept ones are the first in file then line order.
+package schema

@@ -1,0 +1,207 @@
+package schema
+
+import (
+	"fmt"
+	"io"
+)
+
+// user_groups.csv roles.
+const (
+	mGroupName = iota
+	mUserID
+)
+
+var memberRoles = map[string]int{"group_name": mGroupName, "user_id": mUserID}
+
+// groups.csv roles.
+const (
+	gName = iota
+	gID
+	gDescription
+)
+
+var groupRoles = map[string]int{"group_name": gName, "group_id": gID, "description": gDescription}
+
+// UserGroups checks a user_groups.csv and calls fn (when not nil) once per
+// distinct valid membership. Each user_id must exist in the batch's users
+// file when the batch has one (checked before), otherwise in userExists
+// (SPEC §4). A repeated row is a warning and fn sees it once. Columns other
+// than group_name and user_id are ignored, with a warning. Errors as for
+// Users.
+func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) error) (FileResult, error) {
+	var res FileResult
+	s, err := c.begin(r, file, &res, memberRoles)
+	if s == nil || err != nil {
+		return res, err
+	}
+	if !c.require(s, memberRoles, "group_name", "user_id") || s.bad {
+		return res, nil
+	}
+	gi, ui := -1, -1
+	for i, col := range s.cols {
+		switch col.role {
+		case mGroupName:
+			gi = i
+		case mUserID:
+			ui = i
+		case roleCustom:
+			c.issue(1, col.name, nil, CodeIgnoredColumn, SeverityWarning,
+				fmt.Sprintf("the column %q is not used: user_groups.csv needs only group_name and user_id", col.name))
+		}
+	}
+	m := &c.member
+	for {
+		ok, usable, err := c.next(s)
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			break
+		}
+		if !usable {
+			continue
+		}
+		rec := &s.rd.rec
+		group, user := rec.value(gi), rec.value(ui)
+		if len(group) == 0 {
+			c.missing(rec, s, gi, "each row names a group and one of its members")
+		}
+		if len(user) == 0 {
+			c.missing(rec, s, ui, "each row names a group and one of its members")
+		} else if !c.userKnown(user) {
+			where := "in users.csv"
+			if !c.haveUsers {
+				where = "among the current users (this upload has no users.csv)"
+			}
+			c.issue(rec.fields[ui].line, s.cols[ui].name, user, CodeUnknownUser, SeverityError,
+				fmt.Sprintf("user_id %q is not %s: add the person to users.csv or remove this row", user, where))
+		}
+		if c.rowErr {
+			continue
+		}
+		line := rec.fields[gi].line
+		if prev, _, dup := firstSeen(c.members, c.hash2(group, user), line); dup {
+			c.issue(rec.line, "", nil, CodeDuplicateMember, SeverityWarning,
+				fmt.Sprintf("user %q in group %q already appears on line %d; the repeat is ignored", user, group, prev))
+			continue
+		}
+		c.allGroups[c.hash(group)] = struct{}{}
+		c.stats.Memberships++
+		if fn == nil {
+			continue
+		}
+		all := string(rec.buf)
+		f, g := rec.fields[ui], rec.fields[gi]
+		*m = Membership{Line: rec.line, GroupName: all[g.start:g.end], UserID: all[f.start:f.end]}
+		if err := fn(m); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// userKnown reports whether a user_id exists in the batch's users file or,
+// without one, in the caller's snapshot. When the users file could not be
+// read whole, every user is taken to exist, so that its problem is reported
+// once rather than on every membership.
+func (c *Checker) userKnown(id []byte) bool {
+	if c.haveUsers {
+		if c.usersBroken {
+			return true
+		}
+		_, ok := c.userIDs[c.hash(id)]
+		return ok
+	}
+	return c.userExists != nil && c.userExists(string(id))
+}
+
+// Groups checks a groups.csv and calls fn (when not nil) for each row
+// without errors. group_name is required and unique, group_id optional and
+// unique; other columns are custom attributes. Errors as for Users.
+func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileResult, error) {
+	var res FileResult
+	s, err := c.begin(r, file, &res, groupRoles)
+	if s == nil || err != nil {
+		return res, err
+	}
+	if !c.require(s, groupRoles, "group_name") || s.bad {
+		return res, nil
+	}
+	ni, ii := -1, -1
+	for i, col := range s.cols {
+		switch col.role {
+		case gName:
+			ni = i
+		case gID:
+			ii = i
+		}
+	}
+	g := &c.group
+	for {
+		ok, usable, err := c.next(s)
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			break
+		}
+		if !usable {
+			continue
+		}
+		rec := &s.rd.rec
+		name := rec.value(ni)
+		line := rec.fields[ni].line
+		if len(name) == 0 {
+			c.missing(rec, s, ni, "every group needs a name")
+		} else if prev, reported, dup := firstSeen(c.groupNames, c.hash(name), line); dup {
+			if !reported {
+				c.issue(prev, s.cols[ni].name, name, CodeDuplicateGroupName, SeverityError,
+					fmt.Sprintf("group_name %q also appears on line %d — each group must appear once", name, line))
+			}
+			c.issue(line, s.cols[ni].name, name, CodeDuplicateGroupName, SeverityError,
+				fmt.Sprintf("group_name %q also appears on line %d — each group must appear once", name, prev))
+		}
+		if ii >= 0 {
+			if id := rec.value(ii); len(id) > 0 {
+				line := rec.fields[ii].line
+				if prev, reported, dup := firstSeen(c.groupIDs, c.hash(id), line); dup {
+					if !reported {
+						c.issue(prev, s.cols[ii].name, id, CodeDuplicateGroupID, SeverityError,
+							fmt.Sprintf("group_id %q also appears on line %d — each group needs its own id", id, line))
+					}
+					c.issue(line, s.cols[ii].name, id, CodeDuplicateGroupID, SeverityError,
+						fmt.Sprintf("group_id %q also appears on line %d — each group needs its own id", id, prev))
+				}
+			}
+		}
+		if c.rowErr {
+			continue
+		}
+		c.allGroups[c.hash(name)] = struct{}{}
+		if fn == nil {
+			continue
+		}
+		all := string(rec.buf)
+		*g = Group{Line: rec.line, Custom: g.Custom[:0]}
+		for i, col := range s.cols {
+			f := rec.fields[i]
+			v := all[f.start:f.end]
+			switch col.role {
+			case gName:
+				g.Name = v
+			case gID:
+				g.ID = v
+			case gDescription:
+				g.Description = v
+			case roleCustom:
+				if v != "" {
+					g.Custom = append(g.Custom, Attr{Name: col.name, Value: v})
+				}
+			}
+		}
+		if err := fn(g); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,194 @@
+package schema
+
+import (
+	"fmt"
+	"io"
+)
+
+// users.csv roles: the required columns, status, then the known ones.
+const (
+	uID = iota
+	uEmail
+	uFirstName
+	uLastName
+	uStatus
+	uKnown // uKnown+k is KnownField k
+)
+
+var userRoles = func() map[string]int {
+	m := map[string]int{"user_id": uID, "email": uEmail, "first_name": uFirstName, "last_name": uLastName, "status": uStatus, "state": uStatus}
+	for k := KnownField(0); k < NumKnown; k++ {
+		m[k.Name()] = uKnown + int(k)
+	}
+	return m
+}()
+
+// Users checks a users.csv read from r and calls fn (when not nil) for
+// each row without errors, in file order. file names the file in issues.
+// A non-nil error from fn stops the reading and is returned; otherwise the
+// error is an I/O error of r. Problems in the data are issues, never
+// errors. SPEC §4.
+//
+// fn sees a row when it has no error at the time it is read: a later row
+// can still make it a duplicate. A batch with any error must be discarded
+// whole (SPEC §4), so fn's results are only to be used once the batch has
+// no errors.
+func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileResult, error) {
+	var res FileResult
+	c.haveUsers = true
+	s, err := c.begin(r, file, &res, userRoles)
+	if s == nil || err != nil {
+		c.usersBroken = true
+		return res, err
+	}
+	if !c.require(s, userRoles, "user_id", "email", "first_name", "last_name") || s.bad {
+		c.usersBroken = true
+		return res, nil
+	}
+	idx := [uKnown]int{-1, -1, -1, -1, -1}
+	for i, col := range s.cols {
+		if col.role >= 0 && col.role < uKnown {
+			idx[col.role] = i
+		}
+	}
+	dateCol := -1
+	for i, col := range s.cols {
+		if col.role == uKnown+int(EmploymentStartDate) {
+			dateCol = i
+		}
+	}
+	u := &c.user
+	for {
+		ok, usable, err := c.next(s)
+		if err != nil {
+			c.usersBroken = true
+			return res, err
+		}
+		if !ok {
+			break
+		}
+		if !usable {
+			continue
+		}
+		rec := &s.rd.rec
+		id, email := rec.value(idx[uID]), rec.value(idx[uEmail])
+		idLine, emailLine := rec.fields[idx[uID]].line, rec.fields[idx[uEmail]].line
+
+		if len(id) == 0 {
+			c.missing(rec, s, idx[uID], "every person needs a user_id, the directory's own stable id")
+		} else if prev, reported, dup := firstSeen(c.userIDs, c.hash(id), idLine); dup {
+			if !reported {
+				c.issue(prev, "user_id", id, CodeDuplicateUserID, SeverityError,
+					fmt.Sprintf("user_id %q also appears on line %d — each person must appear once", id, idLine))
+			}
+			c.issue(idLine, "user_id", id, CodeDuplicateUserID, SeverityError,
+				fmt.Sprintf("user_id %q also appears on line %d — each person must appear once", id, prev))
+		}
+
+		if len(email) == 0 {
+			c.missing(rec, s, idx[uEmail], "every person needs an email address")
+		} else if why := emailProblem(email); why != "" {
+			c.issue(emailLine, "email", email, CodeInvalidEmail, SeverityError,
+				fmt.Sprintf("%q is not a valid email address: it %s", email, why))
+		} else if prev, reported, dup := firstSeen(c.emails, c.hashFold(email), emailLine); dup {
+			if !reported {
+				c.issue(prev, "email", email, CodeDuplicateEmail, SeverityError,
+					fmt.Sprintf("email %q also appears on line %d (upper and lower case count as the same) — each person needs their own address", email, emailLine))
+			}
+			c.issue(emailLine, "email", email, CodeDuplicateEmail, SeverityError,
+				fmt.Sprintf("email %q also appears on line %d (upper and lower case count as the same) — each person needs their own address", email, prev))
+		}
+		if len(rec.value(idx[uFirstName])) == 0 {
+			c.missing(rec, s, idx[uFirstName], "every person needs a first name and a last name")
+		}
+		if len(rec.value(idx[uLastName])) == 0 {
+			c.missing(rec, s, idx[uLastName], "every person needs a first name and a last name")
+		}
+		active := true
+		if i := idx[uStatus]; i >= 0 {
+			var known bool
+			active, known = statusOf(rec.value(i))
+			if !known {
+				c.issue(rec.fields[i].line, s.cols[i].name, rec.value(i), CodeInvalidStatus, SeverityError,
+					fmt.Sprintf("%q is not a known %s: use active (or leave it empty) for people who are active, and inactive, suspended, disabled, terminated or deprovisioned for people who are not", rec.value(i), s.cols[i].key))
+			}
+		}
+		if dateCol >= 0 {
+			if v := rec.value(dateCol); len(v) > 0 {
+				if ok, form := dateForm(v); !ok {
+					line := rec.fields[dateCol].line
+					if form != "" {
+						c.issue(line, s.cols[dateCol].name, v, CodeDateFormat, SeverityWarning,
+							fmt.Sprintf("%q looks like a date written as %s; write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01", v, form))
+					} else {
+						c.issue(line, s.cols[dateCol].name, v, CodeInvalidDate, SeverityError,
+							fmt.Sprintf("%q is not a date; write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01", v))
+					}
+				}
+			}
+		}
+		if c.rowErr {
+			continue
+		}
+		c.stats.Users++
+		if fn == nil {
+			continue
+		}
+		c.fillUser(u, s, active)
+		if err := fn(u); err != nil {
+			return res, err
+		}
+	}
+	if res.Rows == 0 && res.Errors == 0 {
+		c.issue(0, "", nil, CodeNoRows, SeverityWarning, "the file has a header but no rows: uploaded, it would remove every user (such a batch is held until someone approves it)")
+	}
+	return res, nil
+}
+
+// missing reports an empty required value.
+func (c *Checker) missing(rec *record, s *scan, i int, why string) {
+	c.issue(rec.fields[i].line, s.cols[i].name, nil, CodeMissingValue, SeverityError,
+		fmt.Sprintf("%s is empty; %s", s.cols[i].key, why))
+}
+
+// statusOf maps a status value to active or inactive (SPEC §4). known is
+// false for any other word.
+func statusOf(v []byte) (active, known bool) {
+	if len(v) > 16 {
+		return false, false
+	}
+	var buf [32]byte
+	switch string(appendLower(buf[:0], v)) {
+	case "", "active", "true", "1":
+		return true, true
+	case "inactive", "suspended", "disabled", "terminated", "deprovisioned", "false", "0":
+		return false, true
+	}
+	return false, false
+}
+
+// fillUser sets u from the current row: one string allocation for the
+// whole row, then slices of it.
+func (c *Checker) fillUser(u *User, s *scan, active bool) {
+	rec := &s.rd.rec
+	all := string(rec.buf)
+	*u = User{Line: rec.line, Active: active, Custom: u.Custom[:0]}
+	for i, col := range s.cols {
+		f := rec.fields[i]
+		v := all[f.start:f.end]
+		switch {
+		case col.role == uID:
+			u.ID = v
+		case col.role == uEmail:
+			u.Email = v
+		case col.role == uFirstName:
+			u.FirstName = v
+		case col.role == uLastName:
+			u.LastName = v
+		case col.role >= uKnown:
+			u.Known[col.role-uKnown] = v
+		case col.role == roleCustom && v != "":
+			u.Custom = append(u.Custom, Attr{Name: col.name, Value: v})
+		}
+	}
+}
