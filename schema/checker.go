@@ -35,15 +35,15 @@ type Checker struct {
 	errors   int
 	warnings int
 
-	haveUsers  bool
+	haveUsers   bool
 	usersBroken bool // users.csv could not be read whole: skip reference checks
-	userIDs    map[uint64]int32
-	emails     map[uint64]int32
-	groupNames map[uint64]int32
-	groupIDs   map[uint64]int32
-	members    map[uint64]int32
-	allGroups  map[uint64]struct{}
-	stats      Stats
+	userIDs     map[uint64]int32
+	emails      map[uint64]int32
+	groupNames  map[uint64]int32
+	groupIDs    map[uint64]int32
+	members     map[uint64]int32
+	allGroups   map[uint64]struct{}
+	stats       Stats
 
 	scratch []byte
 	user    User
@@ -99,11 +99,11 @@ const (
 
 // scan is the reading state of one file.
 type scan struct {
-	rd     *reader
-	cols   []column
-	delim  byte
-	custom int  // number of custom columns
-	bad    bool // the header has an error: rows are not read
+	rd            *reader
+	cols          []column
+	delim         byte
+	custom        int  // number of custom columns
+	bad           bool // the header has an error: rows are not read
 	warnedUnnamed bool
 }
 
