@@ -23,6 +23,7 @@ var (
 	bucketEvents     = []byte("events")
 	bucketDeliveries = []byte("deliveries")
 	bucketAudit      = []byte("audit")
+	bucketEventOrgs  = []byte("event_orgs") // per-organization event index (events.go)
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -30,7 +31,7 @@ var (
 // topBuckets are created at Open. perOrgBuckets hold one nested bucket per
 // organization, removed with it.
 var (
-	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit}
+	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit, bucketEventOrgs}
 	perOrgBuckets = [][]byte{bucketKeys, bucketSnapshots, bucketBatches}
 )
 
