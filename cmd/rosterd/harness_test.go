@@ -218,11 +218,11 @@ func (d *testDaemon) API(method, path string, body any, out any) int {
 	return resp.StatusCode
 }
 
-// CLI runs a client subcommand of the real binary against this daemon and
-// returns its combined output and exit code.
+// CLI runs a client subcommand of the real binary against this daemon
+// (with --data appended) and returns its combined output and exit code.
 func (d *testDaemon) CLI(stdin string, args ...string) (string, int) {
 	d.t.Helper()
-	args = append(args[:1:1], append([]string{"--data", d.Data}, args[1:]...)...)
+	args = append(args[:len(args):len(args)], "--data", d.Data)
 	return runBinary(d.t, stdin, args...)
 }
 
