@@ -149,3 +149,12 @@ func (c *Checker) Errors() int { return c.errors }
 
 // Warnings returns the number of warnings found so far in the batch.
 func (c *Checker) Warnings() int { return c.warnings }
+
+// SeverityOf returns the severity that issues with code always have.
+func SeverityOf(code string) Severity {
+	switch code {
+	case CodeUnnamedColumn, CodeIgnoredColumn, CodeNoRows, CodeDateFormat, CodeDuplicateMember:
+		return SeverityWarning
+	}
+	return SeverityError
+}

@@ -1,0 +1,162 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rosterd/rosterd/schema"
+)
+
+// WriteText writes the report for a person: the outcome in plain words,
+// the files, the counts, the changes (for a batch), the notes, then every
+// listed issue as `users.csv line 9, column user_id: message`.
+func (r *Report) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	errs, warns := r.errorsWarnings()
+	fmt.Fprintf(bw, "%s\n", r.headline(errs, warns))
+	if r.BatchID != "" {
+		fmt.Fprintf(bw, "Batch:        %s\n", r.BatchID)
+	}
+	if r.OrganizationID != "" {
+		fmt.Fprintf(bw, "Organization: %s\n", r.OrganizationID)
+	}
+	if !r.CreatedAt.IsZero() {
+		fmt.Fprintf(bw, "Checked:      %s\n", r.CreatedAt.UTC().Format(time.DateTime+" UTC"))
+	}
+
+	fmt.Fprintf(bw, "\nFiles:\n")
+	if len(r.Files) == 0 {
+		fmt.Fprintf(bw, "  (none)\n")
+	}
+	for _, f := range r.Files {
+		fmt.Fprintf(bw, "  %s (%s): %s, %s, SHA-256 %s\n", f.Name, f.Kind, plural(f.Rows, "row"), plural64(f.Size, "byte"), f.SHA256)
+	}
+
+	fmt.Fprintf(bw, "\nCounts: %s, %s, %s\n", plural(r.Counts.Users, "user"), plural(r.Counts.Groups, "group"), plural(r.Counts.Memberships, "membership"))
+	if r.Status != StatusValid && r.Status != StatusInvalid || !r.Changes.zero() {
+		c := r.Changes
+		fmt.Fprintf(bw, "\nChanges:\n")
+		fmt.Fprintf(bw, "  users:       %s created, %s updated, %s deactivated, %s deleted\n", num(c.UsersCreated), num(c.UsersUpdated), num(c.UsersDeactivated), num(c.UsersDeleted))
+		fmt.Fprintf(bw, "  groups:      %s created, %s updated, %s deleted\n", num(c.GroupsCreated), num(c.GroupsUpdated), num(c.GroupsDeleted))
+		fmt.Fprintf(bw, "  memberships: %s added, %s removed\n", num(c.MembershipsAdded), num(c.MembershipsRemoved))
+	}
+
+	if len(r.Notes) > 0 {
+		fmt.Fprintf(bw, "\nNotes:\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(bw, "  - %s\n", n)
+		}
+	}
+
+	if len(r.Issues) > 0 {
+		fmt.Fprintf(bw, "\nErrors and warnings (%s):\n", num(r.IssuesTotal))
+		for _, is := range r.Issues {
+			fmt.Fprintf(bw, "  %-7s  %s: %s\n", is.Severity, where(is), oneLine(is.Message))
+		}
+	}
+	if r.IssuesTotal > len(r.Issues) {
+		fmt.Fprintf(bw, "\nOnly the first %s of %s issues are listed. All of them by kind:\n", num(len(r.Issues)), num(r.IssuesTotal))
+		codes := make([]string, 0, len(r.IssueCounts))
+		for code := range r.IssueCounts {
+			codes = append(codes, code)
+		}
+		sort.Slice(codes, func(i, j int) bool {
+			if a, b := r.IssueCounts[codes[i]], r.IssueCounts[codes[j]]; a != b {
+				return a > b
+			}
+			return codes[i] < codes[j]
+		})
+		for _, code := range codes {
+			fmt.Fprintf(bw, "  %-22s %s (%s)\n", code, num(r.IssueCounts[code]), schema.SeverityOf(code))
+		}
+	}
+	return bw.Flush()
+}
+
+// headline states the outcome in plain words.
+func (r *Report) headline(errs, warns int) string {
+	var s string
+	switch r.Status {
+	case StatusValid:
+		s = "VALID: the files can be uploaded as they are."
+	case StatusInvalid:
+		s = fmt.Sprintf("NOT VALID: %s must be fixed; an upload of these files would change nothing.", plural(errs, "error"))
+	case "applied":
+		s = "APPLIED: the files were accepted and the changes below were made."
+	case "unchanged":
+		s = "UNCHANGED: the files are valid and match what is already there, so nothing changed."
+	case "rejected":
+		s = fmt.Sprintf("REJECTED: the files have %s, so nothing was changed. Fix them and upload the files again.", plural(errs, "error"))
+	case "held":
+		s = "HELD: the files are valid but were not applied, because they would remove many users. See the notes below."
+	case "superseded":
+		s = "SUPERSEDED: a newer upload replaced this batch before it was applied; nothing was changed by this one."
+	case "pending":
+		s = "PENDING: the files are waiting to be processed."
+	case "processing":
+		s = "PROCESSING: the files are being processed."
+	default:
+		s = strings.ToUpper(r.Status) + "."
+	}
+	if warns > 0 {
+		s += fmt.Sprintf(" %s listed below do%s not block.", capital(plural(warns, "warning")), map[bool]string{true: "es", false: ""}[warns == 1])
+	}
+	return s
+}
+
+// where renders an issue's place: `users.csv line 9, column user_id`.
+func where(is schema.Issue) string {
+	s := is.File
+	if is.Line > 0 {
+		s += " line " + strconv.Itoa(is.Line)
+	}
+	if is.Column != "" {
+		if is.Line > 0 {
+			s += ","
+		}
+		s += " column " + is.Column
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+func capital(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func plural(n int, unit string) string { return plural64(int64(n), unit) }
+
+func plural64(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	if n == 0 {
+		return "no " + unit + "s"
+	}
+	return num64(n) + " " + unit + "s"
+}
+
+func num(n int) string { return num64(int64(n)) }
+
+// num64 writes n with thousands separators: 1,234,567.
+func num64(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	if n < 0 {
+		return s
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}

@@ -1,0 +1,108 @@
+package report
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/rosterd/rosterd/schema"
+)
+
+// Errors of Validate: the inputs cannot form a batch. Both are usage
+// errors of `rosterd validate` (exit code 2).
+var (
+	ErrUnknownKind = errors.New("cannot tell the kind of file from its name")
+	ErrSameKind    = errors.New("two files of the same kind")
+)
+
+// Input is one file for Validate.
+type Input struct {
+	Name string      // as shown in the report
+	Kind schema.Kind // "" = from Name (schema.KindOf)
+	R    io.Reader
+}
+
+// Validate checks files the way an upload of them would be checked and
+// returns the report that `rosterd validate` prints: status valid or
+// invalid, the files with size, SHA-256 and rows, the counts of the batch,
+// and the issues. The files are checked as one batch, users first, so that
+// user_groups.csv is checked against users.csv. Without a users file the
+// user_ids of user_groups.csv cannot be checked offline; a note says so.
+// now is the report's CreatedAt.
+//
+// The error is ErrUnknownKind, ErrSameKind or an I/O error of an input.
+func Validate(inputs []Input, lim schema.Limits, now time.Time) (*Report, error) {
+	order := map[schema.Kind]int{schema.Users: 0, schema.Groups: 1, schema.UserGroups: 2}
+	in := make([]Input, len(inputs))
+	copy(in, inputs)
+	seen := map[schema.Kind]string{}
+	for i := range in {
+		if in[i].Kind == "" {
+			k, ok := schema.KindOf(in[i].Name)
+			if !ok {
+				return nil, fmt.Errorf("%s: %w (expected users*.csv, user_groups*.csv or groups*.csv; give --kind)", in[i].Name, ErrUnknownKind)
+			}
+			in[i].Kind = k
+		}
+		if _, ok := order[in[i].Kind]; !ok {
+			return nil, fmt.Errorf("%s: %w %q", in[i].Name, ErrUnknownKind, in[i].Kind)
+		}
+		if prev, dup := seen[in[i].Kind]; dup {
+			return nil, fmt.Errorf("%s and %s: %w (%s); a batch has at most one of each", prev, in[i].Name, ErrSameKind, in[i].Kind)
+		}
+		seen[in[i].Kind] = in[i].Name
+	}
+	sort.SliceStable(in, func(i, j int) bool { return order[in[i].Kind] < order[in[j].Kind] })
+
+	r := &Report{Version: Version, CreatedAt: now.UTC().Truncate(time.Second)}
+	_, haveUsers := seen[schema.Users]
+	exists := func(string) bool { return true }
+	if _, ok := seen[schema.UserGroups]; ok && !haveUsers {
+		r.Notes = append(r.Notes, "user_groups.csv was checked without users.csv, so whether each user_id exists could not be checked here: on upload, each must exist in the organization's current users")
+	}
+	c := schema.NewChecker(lim, exists)
+	for _, f := range in {
+		h := &hashCounter{h: sha256.New()}
+		src := io.TeeReader(f.R, h)
+		var res schema.FileResult
+		var err error
+		switch f.Kind {
+		case schema.Users:
+			res, err = c.Users(src, f.Name, nil)
+		case schema.UserGroups:
+			res, err = c.UserGroups(src, f.Name, nil)
+		case schema.Groups:
+			res, err = c.Groups(src, f.Name, nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+		// Hash what the checker did not read (after a fatal issue).
+		if _, err := io.Copy(h, f.R); err != nil {
+			return nil, fmt.Errorf("read %s: %w", f.Name, err)
+		}
+		r.Files = append(r.Files, File{Name: f.Name, Kind: f.Kind, Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil)), Rows: res.Rows})
+	}
+	r.FromChecker(c)
+	r.Status = StatusValid
+	if c.Errors() > 0 {
+		r.Status = StatusInvalid
+	}
+	return r, nil
+}
+
+// hashCounter hashes and counts what is written to it.
+type hashCounter struct {
+	h hash.Hash
+	n int64
+}
+
+func (w *hashCounter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return w.h.Write(p)
+}
