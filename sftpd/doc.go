@@ -1,0 +1,47 @@
+// Package sftpd is rosterd's SSH/SFTP front door (SPEC §3).
+//
+// It owns the host keys (LoadHostKeys, Fingerprint), client key parsing
+// (ParseKeys), the ssh.ServerConfig (public-key authentication only, the
+// algorithm policy), the fail-and-ban limiter, the limits (upload size,
+// sessions per organization, idle timeout), the refusals (shell, exec,
+// forwarding, legacy scp), the audit log, and the pkg/sftp request handlers
+// confined by one os.Root per organization folder.
+//
+// It does not know what the files mean: it signals every completed upload
+// or rename target through Uploads.Notify and the consumer (the ingest
+// pipeline) decides which names it processes. It knows nothing of CSV,
+// bbolt or HTTP; who may log in is asked of the Keys interface.
+//
+// # Uploads
+//
+// Every upload is staged in a hidden temporary file (TempPrefix) in the
+// organization folder and renamed onto its name when the client closes the
+// handle; a dropped connection discards it. Rename and posix-rename both
+// overwrite. reports/ is read-only; symlinks, hard links and folders cannot
+// be created and a symlink found in a folder is never followed.
+//
+// # Performance
+//
+// Three things make pkg/sftp keep up with OpenSSH's sftp-server: the cipher
+// policy (see algorithms.go: AES-GCM is offered alone to clients that
+// support it, because clients pick from their own preference list),
+// sftp.WithRSAllocator (packet buffers are reused, so handlers must not
+// keep the slices they are given), and the framer, which answers
+// limits@openssh.com so OpenSSH clients send 255 KiB writes.
+//
+// # Caveats
+//
+//   - To choose the cipher, the server reads the KEXINIT of OpenSSH,
+//     paramiko, libssh2 and Go clients before the SSH library does, and
+//     offers only the fastest cipher and MAC that the client lists. Other
+//     clients get the full list and choose themselves.
+//   - hmac-sha2-256 (non-ETM) is offered, last, for libssh2 1.10 (curl on
+//     Debian 12), a deviation from SPEC §3.
+//   - A failed login counts once per connection in the ban list, however
+//     many keys the client tried in it (x/crypto allows 6 per connection).
+//   - fsync@openssh.com syncs the staged file; the rename at close is not
+//     followed by a directory sync.
+//   - SSH_FXF_APPEND is honoured by writing at the offsets the client sends
+//     (which is what OpenSSH's reput does); pkg/sftp writes concurrently,
+//     so true append-at-end semantics are not provided.
+package sftpd

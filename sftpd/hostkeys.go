@@ -1,0 +1,113 @@
+package sftpd
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Host key file names inside the directory given to LoadHostKeys, as OpenSSH
+// names them.
+const (
+	HostKeyEd25519 = "ssh_host_ed25519_key"
+	HostKeyRSA     = "ssh_host_rsa_key"
+)
+
+// rsaHostKeyBits is the size of a generated RSA host key.
+const rsaHostKeyBits = 3072
+
+// LoadHostKeys loads dir/ssh_host_ed25519_key and dir/ssh_host_rsa_key
+// (OpenSSH private key format, mode 0600), generating each one first if it
+// is missing (dir is created 0700). SPEC §2: host keys are generated on first
+// start and never change afterwards, so an existing file that cannot be
+// parsed is an error, never a reason to generate a new key. The matching
+// .pub files are written next to generated keys for the operator.
+//
+// Generating the RSA key takes about a second.
+func LoadHostKeys(dir string) ([]ssh.Signer, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("host keys: %w", err)
+	}
+	var signers []ssh.Signer
+	for _, name := range []string{HostKeyEd25519, HostKeyRSA} {
+		s, err := loadOrGenerate(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("host key %s: %w", name, err)
+		}
+		signers = append(signers, s)
+	}
+	return signers, nil
+}
+
+func loadOrGenerate(path string) (ssh.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		return ssh.ParsePrivateKey(data)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	var key any
+	if filepath.Base(path) == HostKeyRSA {
+		key, err = rsa.GenerateKey(rand.Reader, rsaHostKeyBits)
+	} else {
+		_, key, err = ed25519.GenerateKey(rand.Reader)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
+	block, err := ssh.MarshalPrivateKey(key, "")
+	if err != nil {
+		return nil, fmt.Errorf("marshal: %w", err)
+	}
+	signer, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, err
+	}
+	pub := ssh.MarshalAuthorizedKey(signer.PublicKey())
+	if err := writeFileAtomic(path+".pub", pub, 0o644); err != nil {
+		return nil, err
+	}
+	return signer, nil
+}
+
+// writeFileAtomic writes data to a temporary file in path's directory, syncs
+// it and renames it onto path, so a crash never leaves a truncated key.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// Fingerprint returns the SHA-256 fingerprint of k as `ssh-keygen -lf`
+// prints it ("SHA256:" and unpadded base64).
+func Fingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }

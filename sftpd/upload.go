@@ -1,0 +1,286 @@
+package sftpd
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pkg/sftp"
+)
+
+// maxHashPending bounds the out-of-order write data an upload buffers to
+// hash the file as it arrives; beyond it the hash is computed at close by
+// reading the file back.
+const maxHashPending = 32 << 20
+
+// upload is one open write handle. SPEC §3: every upload, whatever its
+// name, is written to a hidden temporary file (TempPrefix) in the
+// organization folder and renamed onto its name only when the client closes
+// the handle cleanly; a dropped connection, a size-limit breach or a
+// shutdown discards it, so the previous file stays untouched and nothing is
+// signalled. Opening without truncation (resume, offset writes) first
+// copies the existing file into the temporary one.
+//
+// pkg/sftp calls WriteAt from several goroutines and reuses the slice it
+// passes (WithRSAllocator), so nothing here keeps p after WriteAt returns.
+type upload struct {
+	fs    *orgFS
+	name  string // target name in the organization folder
+	tmp   string // staged name
+	file  *os.File
+	max   int64
+	start time.Time
+
+	mu       sync.Mutex
+	size     int64 // highest end offset written
+	hash     hash.Hash
+	hashed   int64            // prefix of the file fed to hash
+	pending  map[int64][]byte // out-of-order writes not hashed yet
+	pendingN int
+	rehash   bool  // the in-order hash is broken: hash the file at close
+	failed   error // first write error or limit breach
+	aborted  error // transfer error reported by pkg/sftp
+	closed   bool
+}
+
+func newUpload(f *orgFS, name string, flags sftp.FileOpenFlags) (*upload, error) {
+	st, err := f.c.root.Lstat(name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, f.translate("write", name, err)
+	}
+	if exists {
+		switch {
+		case st.Mode()&fs.ModeSymlink != 0:
+			return nil, f.refuse("write", name, errNoLinks)
+		case st.IsDir():
+			return nil, errIsDirectory
+		case !st.Mode().IsRegular():
+			return nil, errNotRegular
+		case flags.Excl:
+			return nil, errExists
+		}
+	}
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := TempPrefix + hex.EncodeToString(rnd[:])
+	file, err := f.c.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, f.translate("write", name, err)
+	}
+	u := &upload{
+		fs: f, name: name, tmp: tmp, file: file, max: f.c.limits.MaxUploadSize,
+		start: time.Now(), hash: sha256.New(), pending: map[int64][]byte{},
+	}
+	if exists && !flags.Trunc {
+		if err := u.copyExisting(); err != nil {
+			u.discard()
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// copyExisting seeds the staged file with the current content, hashing it.
+func (u *upload) copyExisting() error {
+	old, err := u.fs.c.root.OpenFile(u.name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return u.fs.translate("write", u.name, err)
+	}
+	defer old.Close()
+	n, err := io.Copy(io.MultiWriter(u.file, u.hash), old)
+	if err != nil {
+		return u.fs.translate("write", u.name, err)
+	}
+	u.size, u.hashed = n, n
+	return nil
+}
+
+func (u *upload) WriteAt(p []byte, off int64) (int, error) {
+	end := off + int64(len(p))
+	u.mu.Lock()
+	if u.failed != nil || u.closed {
+		err := u.failed
+		u.mu.Unlock()
+		if err == nil {
+			err = errUploadAborted
+		}
+		return 0, err
+	}
+	if off < 0 || end > u.max {
+		u.failed = failure(fmt.Sprintf("upload exceeds the size limit of %d bytes", u.max))
+		u.mu.Unlock()
+		return 0, u.failed
+	}
+	u.mu.Unlock()
+
+	n, err := u.file.WriteAt(p, off)
+
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err != nil {
+		if u.failed == nil {
+			u.failed = u.fs.translate("write", u.name, err)
+		}
+		return n, u.failed
+	}
+	u.size = max(u.size, end)
+	u.hashWrite(p, off)
+	return n, nil
+}
+
+// hashWrite feeds the in-order hash; out-of-order data is copied aside
+// until the gap before it is filled. Called with mu held.
+func (u *upload) hashWrite(p []byte, off int64) {
+	if u.rehash {
+		return
+	}
+	switch {
+	case off == u.hashed:
+		u.hash.Write(p)
+		u.hashed += int64(len(p))
+		for {
+			q, ok := u.pending[u.hashed]
+			if !ok {
+				break
+			}
+			delete(u.pending, u.hashed)
+			u.pendingN -= len(q)
+			u.hash.Write(q)
+			u.hashed += int64(len(q))
+		}
+	case off > u.hashed && u.pendingN+len(p) <= maxHashPending:
+		if _, dup := u.pending[off]; dup {
+			u.rehash = true
+			return
+		}
+		u.pending[off] = append([]byte(nil), p...)
+		u.pendingN += len(p)
+	default: // a rewrite of hashed data, or too much out of order
+		u.rehash = true
+		u.pending, u.pendingN = nil, 0
+	}
+}
+
+func (u *upload) ReadAt(p []byte, off int64) (int, error) { return u.file.ReadAt(p, off) }
+
+// TransferError is called by pkg/sftp when the connection ended with the
+// handle still open: the upload is then discarded by Close.
+func (u *upload) TransferError(err error) {
+	u.mu.Lock()
+	if u.aborted == nil {
+		u.aborted = err
+	}
+	u.mu.Unlock()
+}
+
+func (u *upload) stat() (os.FileInfo, error) { return u.file.Stat() }
+
+func (u *upload) sync() error {
+	if err := u.file.Sync(); err != nil {
+		return u.fs.translate("fsync", u.name, err)
+	}
+	return nil
+}
+
+func (u *upload) truncate(size int64) error {
+	if size > u.max {
+		return failure(fmt.Sprintf("upload exceeds the size limit of %d bytes", u.max))
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err := u.file.Truncate(size); err != nil {
+		return u.fs.translate("setstat", u.name, err)
+	}
+	u.size = size
+	if size < u.hashed {
+		u.rehash = true
+	}
+	return nil
+}
+
+// Close completes the upload: it renames the staged file onto its name and
+// signals it, or discards it if the transfer failed.
+func (u *upload) Close() error {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil
+	}
+	u.closed = true
+	failed, aborted := u.failed, u.aborted
+	u.mu.Unlock()
+	defer u.fs.dropUpload(u)
+	defer u.fs.c.srv.endUpload()
+
+	log, m := u.fs.c.log, u.fs.c.srv.metrics
+	if aborted != nil || failed != nil {
+		u.discard()
+		result, reason := "aborted", fmt.Sprint(aborted)
+		if failed != nil {
+			result, reason = "failed", failed.Error()
+			var st *status
+			if errors.As(failed, &st) && st.code == sftp.ErrSSHFxFailure {
+				result = "too_large"
+			}
+		}
+		m.uploads.WithLabelValues(result).Inc()
+		log.Warn("upload discarded", "event", "upload.discarded", "file", u.name,
+			"bytes", u.size, "reason", reason, "duration", time.Since(u.start).String())
+		if failed != nil {
+			return failed
+		}
+		return errUploadAborted
+	}
+	sum, err := u.sum()
+	if err != nil {
+		u.discard()
+		m.uploads.WithLabelValues("failed").Inc()
+		return u.fs.translate("close", u.name, err)
+	}
+	if err := u.file.Close(); err != nil {
+		u.fs.c.root.Remove(u.tmp)
+		m.uploads.WithLabelValues("failed").Inc()
+		return u.fs.translate("close", u.name, err)
+	}
+	if err := u.fs.c.root.Rename(u.tmp, u.name); err != nil {
+		u.fs.c.root.Remove(u.tmp)
+		m.uploads.WithLabelValues("failed").Inc()
+		return u.fs.translate("close", u.name, err)
+	}
+	m.uploads.WithLabelValues("ok").Inc()
+	m.uploadBytes.Add(float64(u.size))
+	log.Info("upload complete", "event", "upload", "file", u.name, "bytes", u.size,
+		"sha256", sum, "duration", time.Since(u.start).String())
+	u.fs.c.srv.notify(u.fs.c.org, u.name)
+	return nil
+}
+
+// sum returns the SHA-256 of the staged file: the in-order hash when it
+// covers the whole file, else a fresh read of it.
+func (u *upload) sum() (string, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.rehash || len(u.pending) > 0 || u.hashed != u.size {
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(u.file, 0, u.size)); err != nil {
+			return "", err
+		}
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
+	return hex.EncodeToString(u.hash.Sum(nil)), nil
+}
+
+func (u *upload) discard() {
+	u.file.Close()
+	u.fs.c.root.Remove(u.tmp)
+}
