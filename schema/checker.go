@@ -188,9 +188,9 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 			canon = fmt.Sprint(role)
 		}
 		if j, dup := seen[canon]; dup {
-			msg := fmt.Sprintf("the column %q appears twice in the header (columns %d and %d): remove one of them", name, j+1, i+1)
+			msg := msgf("the column %q appears twice in the header (columns %d and %d): remove one of them", name, j+1, i+1)
 			if s.cols[j].key != key {
-				msg = fmt.Sprintf("the columns %q (column %d) and %q (column %d) mean the same thing: keep only one of them", s.cols[j].name, j+1, name, i+1)
+				msg = msgf("the columns %q (column %d) and %q (column %d) mean the same thing: keep only one of them", s.cols[j].name, j+1, name, i+1)
 			}
 			c.issue(1, name, nil, CodeDuplicateColumn, SeverityError, msg)
 			ok = false
@@ -220,7 +220,7 @@ func (c *Checker) require(s *scan, roles map[string]int, required ...string) boo
 		ok = false
 		msg := fmt.Sprintf("the header has no %s column, which is required", name)
 		if near := s.lookalike(name); near != "" {
-			msg += fmt.Sprintf(`; the column %q looks like it: rename it to %s`, near, name)
+			msg += msgf(`; the column %q looks like it: rename it to %s`, near, name)
 		}
 		c.issue(1, name, nil, CodeMissingColumn, SeverityError, msg)
 	}
@@ -414,7 +414,7 @@ func (c *Checker) badUTF8(s *scan, from int) {
 	}
 	msg := "this file is not UTF-8 text (first found on this line; later lines are not listed): "
 	if w, err := charmap.Windows1252.NewDecoder().Bytes(val); err == nil && len(val) > 0 {
-		msg += fmt.Sprintf("it was probably saved as Windows-1252/ANSI, where this value reads %q. ", w)
+		msg += msgf("it was probably saved as Windows-1252/ANSI, where this value reads %q. ", w)
 	}
 	msg += `Save it again as UTF-8: in Excel choose File > Save As > "CSV UTF-8 (Comma delimited) (*.csv)"; in LibreOffice tick "Edit filter settings" and pick "Unicode (UTF-8)"`
 	c.issue(line, col, val, CodeInvalidUTF8, SeverityError, msg)

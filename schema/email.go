@@ -34,7 +34,7 @@ func emailProblem(b []byte) string {
 		case ch <= ' ' || ch == 0x7f:
 			return "contains a space or an invisible character"
 		case bytes.IndexByte([]byte(`,;<>()[]\":`), ch) >= 0:
-			return fmt.Sprintf("contains the character %q, which an address cannot have (is it two addresses, or a name with the address?)", ch)
+			return fmt.Sprintf("contains the character \"%c\", which an address cannot have (is it two addresses, or a name with the address?)", ch)
 		}
 	}
 	switch {
@@ -47,10 +47,10 @@ func emailProblem(b []byte) string {
 	}
 	domain := b[at+1:]
 	if bytes.IndexByte(domain, '.') < 0 {
-		return fmt.Sprintf("has no dot in the part after the @ (%q); it should look like name@example.com", domain)
+		return msgf("has no dot in the part after the @ (%q); it should look like name@example.com", domain)
 	}
 	if domain[0] == '.' || domain[len(domain)-1] == '.' || bytes.Contains(domain, []byte("..")) {
-		return fmt.Sprintf("has a misplaced dot in the part after the @ (%q)", domain)
+		return msgf("has a misplaced dot in the part after the @ (%q)", domain)
 	}
 	return ""
 }

@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"fmt"
 	"io"
 )
 
@@ -46,7 +45,7 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 			ui = i
 		case roleCustom:
 			c.issue(1, col.name, nil, CodeIgnoredColumn, SeverityWarning,
-				fmt.Sprintf("the column %q is not used: user_groups.csv needs only group_name and user_id", col.name))
+				msgf("the column %q is not used: user_groups.csv needs only group_name and user_id", col.name))
 		}
 	}
 	m := &c.member
@@ -74,7 +73,7 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 				where = "among the current users (this upload has no users.csv)"
 			}
 			c.issue(rec.fields[ui].line, s.cols[ui].name, user, CodeUnknownUser, SeverityError,
-				fmt.Sprintf("user_id %q is not %s: add the person to users.csv or remove this row", user, where))
+				msgf("user_id %q is not %s: add the person to users.csv or remove this row", user, where))
 		}
 		if c.rowErr {
 			continue
@@ -82,7 +81,7 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 		line := rec.fields[gi].line
 		if prev, _, dup := firstSeen(c.members, c.hash2(group, user), line); dup {
 			c.issue(rec.line, "", nil, CodeDuplicateMember, SeverityWarning,
-				fmt.Sprintf("user %q in group %q already appears on line %d; the repeat is ignored", user, group, prev))
+				msgf("user %q in group %q already appears on line %d; the repeat is ignored", user, group, prev))
 			continue
 		}
 		c.allGroups[c.hash(group)] = struct{}{}
@@ -156,10 +155,10 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 		} else if prev, reported, dup := firstSeen(c.groupNames, c.hash(name), line); dup {
 			if !reported {
 				c.issue(prev, s.cols[ni].name, name, CodeDuplicateGroupName, SeverityError,
-					fmt.Sprintf("group_name %q also appears on line %d — each group must appear once", name, line))
+					msgf("group_name %q also appears on line %d — each group must appear once", name, line))
 			}
 			c.issue(line, s.cols[ni].name, name, CodeDuplicateGroupName, SeverityError,
-				fmt.Sprintf("group_name %q also appears on line %d — each group must appear once", name, prev))
+				msgf("group_name %q also appears on line %d — each group must appear once", name, prev))
 		}
 		if ii >= 0 {
 			if id := rec.value(ii); len(id) > 0 {
@@ -167,10 +166,10 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 				if prev, reported, dup := firstSeen(c.groupIDs, c.hash(id), line); dup {
 					if !reported {
 						c.issue(prev, s.cols[ii].name, id, CodeDuplicateGroupID, SeverityError,
-							fmt.Sprintf("group_id %q also appears on line %d — each group needs its own id", id, line))
+							msgf("group_id %q also appears on line %d — each group needs its own id", id, line))
 					}
 					c.issue(line, s.cols[ii].name, id, CodeDuplicateGroupID, SeverityError,
-						fmt.Sprintf("group_id %q also appears on line %d — each group needs its own id", id, prev))
+						msgf("group_id %q also appears on line %d — each group needs its own id", id, prev))
 				}
 			}
 		}

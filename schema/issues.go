@@ -2,6 +2,8 @@ package schema
 
 import (
 	"container/heap"
+	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -157,4 +159,30 @@ func SeverityOf(code string) Severity {
 		return SeverityWarning
 	}
 	return SeverityError
+}
+
+// msgf is fmt.Sprintf for messages: a string or []byte argument printed
+// with %q appears in plain double quotes, cut to 80 characters, on one
+// line, without Go escapes (an admin reads "Lead "Ops"", not "Lead \"Ops\"").
+func msgf(format string, args ...any) string {
+	for i, a := range args {
+		switch x := a.(type) {
+		case []byte:
+			args[i] = quoted(x)
+		case string:
+			args[i] = quoted(x)
+		}
+	}
+	return fmt.Sprintf(format, args...)
+}
+
+type quoted []byte
+
+func (q quoted) Format(f fmt.State, verb rune) {
+	if verb != 'q' {
+		f.Write(q)
+		return
+	}
+	s := strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ").Replace(cut(q))
+	io.WriteString(f, `"`+s+`"`)
 }

@@ -79,24 +79,24 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		} else if prev, reported, dup := firstSeen(c.userIDs, c.hash(id), idLine); dup {
 			if !reported {
 				c.issue(prev, "user_id", id, CodeDuplicateUserID, SeverityError,
-					fmt.Sprintf("user_id %q also appears on line %d — each person must appear once", id, idLine))
+					msgf("user_id %q also appears on line %d — each person must appear once", id, idLine))
 			}
 			c.issue(idLine, "user_id", id, CodeDuplicateUserID, SeverityError,
-				fmt.Sprintf("user_id %q also appears on line %d — each person must appear once", id, prev))
+				msgf("user_id %q also appears on line %d — each person must appear once", id, prev))
 		}
 
 		if len(email) == 0 {
 			c.missing(rec, s, idx[uEmail], "every person needs an email address")
 		} else if why := emailProblem(email); why != "" {
 			c.issue(emailLine, "email", email, CodeInvalidEmail, SeverityError,
-				fmt.Sprintf("%q is not a valid email address: it %s", email, why))
+				msgf("%q is not a valid email address: it %s", email, why))
 		} else if prev, reported, dup := firstSeen(c.emails, c.hashFold(email), emailLine); dup {
 			if !reported {
 				c.issue(prev, "email", email, CodeDuplicateEmail, SeverityError,
-					fmt.Sprintf("email %q also appears on line %d (upper and lower case count as the same) — each person needs their own address", email, emailLine))
+					msgf("email %q also appears on line %d (upper and lower case count as the same) — each person needs their own address", email, emailLine))
 			}
 			c.issue(emailLine, "email", email, CodeDuplicateEmail, SeverityError,
-				fmt.Sprintf("email %q also appears on line %d (upper and lower case count as the same) — each person needs their own address", email, prev))
+				msgf("email %q also appears on line %d (upper and lower case count as the same) — each person needs their own address", email, prev))
 		}
 		if len(rec.value(idx[uFirstName])) == 0 {
 			c.missing(rec, s, idx[uFirstName], "every person needs a first name and a last name")
@@ -110,7 +110,7 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 			active, known = statusOf(rec.value(i))
 			if !known {
 				c.issue(rec.fields[i].line, s.cols[i].name, rec.value(i), CodeInvalidStatus, SeverityError,
-					fmt.Sprintf("%q is not a known %s: use active (or leave it empty) for people who are active, and inactive, suspended, disabled, terminated or deprovisioned for people who are not", rec.value(i), s.cols[i].key))
+					msgf("%q is not a known %s: use active (or leave it empty) for people who are active, and inactive, suspended, disabled, terminated or deprovisioned for people who are not", rec.value(i), s.cols[i].key))
 			}
 		}
 		if dateCol >= 0 {
@@ -119,10 +119,10 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 					line := rec.fields[dateCol].line
 					if form != "" {
 						c.issue(line, s.cols[dateCol].name, v, CodeDateFormat, SeverityWarning,
-							fmt.Sprintf("%q looks like a date written as %s; write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01", v, form))
+							msgf("%q looks like a date written as %s; write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01", v, form))
 					} else {
 						c.issue(line, s.cols[dateCol].name, v, CodeInvalidDate, SeverityError,
-							fmt.Sprintf("%q is not a date; write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01", v))
+							msgf("%q is not a date; write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01", v))
 					}
 				}
 			}
