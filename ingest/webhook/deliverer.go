@@ -1,0 +1,688 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rosterd/rosterd/state"
+)
+
+// DefaultSchedule is the SPEC §7 retry schedule: the delays before the
+// second to the tenth attempt, about three days in all.
+var DefaultSchedule = []time.Duration{
+	5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour,
+	10 * time.Hour, 14 * time.Hour, 20 * time.Hour, 24 * time.Hour,
+}
+
+const (
+	// DefaultTimeout bounds one delivery attempt (SPEC §7).
+	DefaultTimeout = 10 * time.Second
+	// DefaultRetention is how long events stay in the feed (SPEC §7).
+	DefaultRetention = 30 * 24 * time.Hour
+	// pageSize is how many events a worker reads per transaction.
+	pageSize = 256
+)
+
+// Config configures a Deliverer. A zero field means the documented
+// default; DB is required.
+type Config struct {
+	DB        *state.DB
+	Endpoints []Endpoint
+	// Timeout bounds one attempt, connection to last response byte; 0
+	// means DefaultTimeout.
+	Timeout time.Duration
+	// Schedule is the delay before each retry, jittered by ±20 %; after
+	// the last one the event is marked failed. nil means DefaultSchedule.
+	Schedule []time.Duration
+	// Retention is how long events stay in the feed; 0 means
+	// DefaultRetention, negative keeps them forever.
+	Retention time.Duration
+	// RetentionEvery is how often the purge runs; 0 means an hour.
+	RetentionEvery time.Duration
+	Logger         *slog.Logger
+	// Registerer receives the delivery metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Deliverer sends events to webhook endpoints: one worker goroutine per
+// (endpoint, organization) with events pending, strictly in event order.
+// Its methods are safe for concurrent use.
+type Deliverer struct {
+	db        *state.DB
+	log       *slog.Logger
+	client    *http.Client
+	schedule  []time.Duration
+	retention time.Duration
+	purgeEach time.Duration
+	metrics   *metrics
+	now       func() time.Time
+
+	wakeCh chan struct{} // cap 1: something in wake* changed
+
+	mu        sync.Mutex
+	endpoints map[string]*endpoint // by id
+	workers   map[wkey]*worker
+	retiring  map[wkey]chan struct{} // done channels of cancelled workers
+	wakeOrgs  map[string]bool
+	wakeAll   bool
+	running   bool
+	wg        sync.WaitGroup
+
+	cmu     sync.Mutex
+	cursors map[wkey]state.Cursor // latest position known in memory, ahead of bbolt
+	dirty   map[wkey]bool         // positions not yet written
+	flushCh chan struct{}         // cap 1
+}
+
+// endpoint is a configured Endpoint with its stored state.
+type endpoint struct {
+	Endpoint
+	start    string // state.EndpointState.Start
+	disabled bool
+}
+
+type wkey struct{ endpoint, org string }
+
+// worker delivers one organization's events to one endpoint.
+type worker struct {
+	ep     *endpoint
+	org    string
+	more   bool // guarded by Deliverer.mu: a Wake came in since the last read
+	cancel context.CancelFunc
+	prev   chan struct{} // a cancelled predecessor to wait for
+	done   chan struct{}
+
+	head time.Time // guarded by Deliverer.mu: creation time of the event being sent, zero when idle
+}
+
+// New validates cfg and returns a Deliverer. It registers the endpoints
+// in the store: an endpoint seen for the first time starts after the
+// current last event.
+func New(cfg Config) (*Deliverer, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("new deliverer: no DB")
+	}
+	d := &Deliverer{
+		db:        cfg.DB,
+		log:       cfg.Logger,
+		schedule:  cfg.Schedule,
+		retention: cfg.Retention,
+		purgeEach: cfg.RetentionEvery,
+		now:       time.Now,
+		wakeCh:    make(chan struct{}, 1),
+		endpoints: map[string]*endpoint{},
+		workers:   map[wkey]*worker{},
+		retiring:  map[wkey]chan struct{}{},
+		wakeOrgs:  map[string]bool{},
+		cursors:   map[wkey]state.Cursor{},
+		dirty:     map[wkey]bool{},
+		flushCh:   make(chan struct{}, 1),
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	d.client = newClient(timeout)
+	if d.schedule == nil {
+		d.schedule = DefaultSchedule
+	}
+	if d.retention == 0 {
+		d.retention = DefaultRetention
+	}
+	if d.purgeEach <= 0 {
+		d.purgeEach = time.Hour
+	}
+	d.metrics = newMetrics(d)
+	if cfg.Registerer != nil {
+		if err := d.metrics.register(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("new deliverer: %w", err)
+		}
+	}
+	if err := d.SetEndpoints(cfg.Endpoints); err != nil {
+		return nil, fmt.Errorf("new deliverer: %w", err)
+	}
+	return d, nil
+}
+
+// SetEndpoints replaces the endpoints (SIGHUP reload). Workers of an
+// unchanged endpoint keep running; those of a removed or changed one are
+// stopped (an event in flight may then be sent again) and a changed one
+// resumes from its cursor. A disabled endpoint whose URL changed is
+// enabled again: the operator fixed the address.
+func (d *Deliverer) SetEndpoints(eps []Endpoint) error {
+	eps, err := normalize(eps)
+	if err != nil {
+		return err
+	}
+	next := map[string]*endpoint{}
+	for _, e := range eps {
+		st, err := d.db.RegisterEndpoint(e.ID, e.URL)
+		if err != nil {
+			return err
+		}
+		next[e.ID] = &endpoint{Endpoint: e, start: st.Start, disabled: st.Disabled}
+	}
+	d.mu.Lock()
+	for id, old := range d.endpoints {
+		if n := next[id]; n != nil && n.same(&old.Endpoint) && n.disabled == old.disabled {
+			next[id] = old
+		}
+	}
+	for k, w := range d.workers {
+		if next[k.endpoint] != w.ep {
+			d.retireLocked(k, w)
+		}
+	}
+	d.endpoints = next
+	d.wakeAll = true
+	d.mu.Unlock()
+	d.signal()
+	for _, e := range eps {
+		if n := next[e.ID]; n.disabled {
+			d.log.Warn("webhook endpoint disabled; a successful redelivery enables it again", "endpoint", e.ID)
+		}
+	}
+	return nil
+}
+
+// retireLocked cancels w and remembers it until it exits, so that its
+// successor for the same key never sends concurrently.
+func (d *Deliverer) retireLocked(k wkey, w *worker) {
+	w.cancel()
+	delete(d.workers, k)
+	d.retiring[k] = w.done
+}
+
+// Wake tells the Deliverer that events of org were committed. It never
+// blocks. org "" wakes every organization.
+func (d *Deliverer) Wake(org string) {
+	d.mu.Lock()
+	if org == "" {
+		d.wakeAll = true
+	} else {
+		d.wakeOrgs[org] = true
+	}
+	d.mu.Unlock()
+	d.signal()
+}
+
+func (d *Deliverer) signal() {
+	select {
+	case d.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx ends: it starts a worker for every (endpoint,
+// organization) with pending events, then one more per Wake that finds
+// none running; an idle Deliverer runs no timer but the retention purge's.
+// On return every worker has stopped and every cursor known in memory is
+// written. Run returns nil when ctx ends.
+func (d *Deliverer) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.running {
+		d.mu.Unlock()
+		return errors.New("deliverer: already running")
+	}
+	d.running, d.wakeAll = true, true
+	d.mu.Unlock()
+	d.signal()
+
+	flushStop, flushDone := make(chan struct{}), make(chan struct{})
+	go func() { d.flusher(flushStop); close(flushDone) }()
+	purgeDone := make(chan struct{})
+	go func() { d.retentionLoop(ctx); close(purgeDone) }()
+
+	for {
+		select {
+		case <-ctx.Done():
+			d.mu.Lock()
+			for k, w := range d.workers {
+				d.retireLocked(k, w)
+			}
+			d.mu.Unlock()
+			d.wg.Wait()
+			close(flushStop)
+			<-flushDone
+			<-purgeDone
+			d.mu.Lock()
+			d.running = false
+			clear(d.retiring)
+			d.mu.Unlock()
+			return nil
+		case <-d.wakeCh:
+			d.dispatch(ctx)
+		}
+	}
+}
+
+// dispatch starts or nudges the workers the pending wakes call for.
+func (d *Deliverer) dispatch(ctx context.Context) {
+	d.mu.Lock()
+	all, orgs := d.wakeAll, d.wakeOrgs
+	d.wakeAll, d.wakeOrgs = false, map[string]bool{}
+	eps := make([]*endpoint, 0, len(d.endpoints))
+	for _, e := range d.endpoints {
+		eps = append(eps, e)
+	}
+	d.mu.Unlock()
+	if all {
+		known, err := d.knownOrgs(eps)
+		if err != nil {
+			d.log.Error("webhook delivery: list organizations", "err", err)
+		}
+		for _, o := range known {
+			orgs[o] = true
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for org := range orgs {
+		for _, e := range eps {
+			if e.disabled || !e.covers(org) || d.endpoints[e.ID] != e {
+				continue
+			}
+			d.startLocked(ctx, e, org)
+		}
+	}
+}
+
+// knownOrgs lists the organizations that may have pending events: every
+// organization, and every one an endpoint has a cursor for (events of a
+// removed organization are still delivered).
+func (d *Deliverer) knownOrgs(eps []*endpoint) ([]string, error) {
+	set := map[string]bool{}
+	orgs, err := d.db.Orgs("", 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range orgs {
+		set[o.Name] = true
+	}
+	for _, e := range eps {
+		cs, err := d.db.Cursors(e.ID)
+		if err != nil {
+			return nil, err
+		}
+		for o := range cs {
+			set[o] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for o := range set {
+		out = append(out, o)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// startLocked starts the worker for (e, org), or tells the running one to
+// read again before it exits.
+func (d *Deliverer) startLocked(ctx context.Context, e *endpoint, org string) {
+	k := wkey{e.ID, org}
+	if w := d.workers[k]; w != nil {
+		w.more = true
+		return
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{ep: e, org: org, cancel: cancel, prev: d.retiring[k], done: make(chan struct{})}
+	delete(d.retiring, k)
+	d.workers[k] = w
+	d.wg.Add(1)
+	go d.work(wctx, w)
+}
+
+// work is one worker's life: read the pending events in pages, deliver
+// each in turn, exit when a read finds nothing and no Wake came since.
+func (d *Deliverer) work(ctx context.Context, w *worker) {
+	k := wkey{w.ep.ID, w.org}
+	defer d.wg.Done()
+	defer close(w.done)
+	defer w.cancel()
+	defer func() {
+		d.mu.Lock()
+		if d.workers[k] == w {
+			delete(d.workers, k)
+		}
+		d.mu.Unlock()
+	}()
+	if w.prev != nil {
+		select {
+		case <-w.prev:
+		case <-ctx.Done():
+			return
+		}
+	}
+	cur, err := d.cursor(k)
+	if err != nil {
+		d.log.Error("webhook delivery: read cursor", "endpoint", k.endpoint, "org", k.org, "err", err)
+		return
+	}
+	for {
+		d.mu.Lock()
+		w.more = false
+		d.mu.Unlock()
+		evs, err := d.page(w.org, cur.After)
+		if err != nil {
+			d.log.Error("webhook delivery: read events", "endpoint", k.endpoint, "org", k.org, "err", err)
+			return
+		}
+		if len(evs) == 0 {
+			d.mu.Lock()
+			if w.more {
+				d.mu.Unlock()
+				continue
+			}
+			if d.workers[k] == w {
+				delete(d.workers, k)
+			}
+			w.head = time.Time{}
+			d.mu.Unlock()
+			return
+		}
+		for _, ev := range evs {
+			if !d.deliver(ctx, w, &cur, ev) {
+				return
+			}
+		}
+	}
+}
+
+// cursor returns where k resumes: the stored cursor, or the position in
+// memory when that is ahead (not yet flushed).
+func (d *Deliverer) cursor(k wkey) (state.Cursor, error) {
+	c, err := d.db.Cursor(k.endpoint, k.org)
+	if err != nil {
+		return state.Cursor{}, err
+	}
+	d.cmu.Lock()
+	defer d.cmu.Unlock()
+	if m, ok := d.cursors[k]; ok && m.After > c.After {
+		c = m
+	}
+	if c.Retry != nil && c.Retry.EventID <= c.After {
+		c.Retry = nil
+	}
+	return c, nil
+}
+
+// deliver sends ev until it is delivered or failed, moving cur past it,
+// and reports whether the worker goes on (false: stopped or disabled).
+func (d *Deliverer) deliver(ctx context.Context, w *worker, cur *state.Cursor, ev event) bool {
+	k := wkey{w.ep.ID, w.org}
+	ep := &w.ep.Endpoint
+	d.mu.Lock()
+	w.head = ev.created
+	d.mu.Unlock()
+	var attempts int
+	var next time.Time
+	if r := cur.Retry; r != nil && r.EventID == ev.id {
+		attempts, next = r.Attempts, r.NextAt
+	}
+	for {
+		if wait := next.Sub(d.now()); !next.IsZero() && wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return false
+			}
+		}
+		res := d.send(ctx, ep, ev.id, ev.body)
+		if ctx.Err() != nil {
+			return false // stopping: the attempt does not count, the event goes again
+		}
+		attempts++
+		switch {
+		case res.ok():
+			d.metrics.outcome(k.endpoint, "delivered")
+			d.metrics.lag(k.endpoint, d.now().Sub(ev.created))
+			*cur = state.Cursor{After: ev.id}
+			d.advance(k, *cur)
+			return true
+		case res.gone():
+			d.metrics.outcome(k.endpoint, "gone")
+			d.disable(w.ep, fmt.Sprintf("receiver answered 410 Gone to event %s", ev.id))
+			return false
+		case attempts > len(d.schedule):
+			d.metrics.outcome(k.endpoint, "failed")
+			f := state.FailedDelivery{Endpoint: k.endpoint, EventID: ev.id, Event: ev.typ(), Org: w.org,
+				Attempts: attempts, LastStatus: res.status, LastError: res.err.Error(), FailedAt: d.now().UTC()}
+			if err := d.db.MarkFailed(f); err != nil {
+				d.log.Error("webhook delivery: mark failed", "endpoint", k.endpoint, "org", k.org, "event", ev.id, "err", err)
+				return false
+			}
+			d.log.Error("webhook event failed after the last retry", "endpoint", k.endpoint, "org", k.org, "event", ev.id,
+				"attempts", attempts, "status", res.status, "err", res.err)
+			*cur = state.Cursor{After: ev.id}
+			d.remember(k, *cur)
+			return true
+		default:
+			d.metrics.outcome(k.endpoint, "retry")
+			delay := jitter(d.schedule[attempts-1])
+			if res.retryAfter > 0 {
+				delay = res.retryAfter
+			}
+			next = d.now().Add(delay)
+			cur.Retry = &state.Retry{EventID: ev.id, Attempts: attempts, NextAt: next.UTC(), LastStatus: res.status, LastError: res.err.Error()}
+			if err := d.db.SaveCursors(state.CursorUpdate{Endpoint: k.endpoint, Org: k.org, Cursor: *cur}); err != nil {
+				d.log.Error("webhook delivery: save retry state", "endpoint", k.endpoint, "org", k.org, "event", ev.id, "err", err)
+			}
+			d.remember(k, *cur)
+			d.log.Warn("webhook delivery failed; will retry", "endpoint", k.endpoint, "org", k.org, "event", ev.id,
+				"attempt", attempts, "status", res.status, "retry_in", delay.Round(time.Millisecond), "err", res.err)
+		}
+	}
+}
+
+// event is one stored event as sent: its id, its JSON body exactly as
+// stored, and its creation time (from the id's ULID timestamp).
+type event struct {
+	id      string
+	body    []byte
+	created time.Time
+}
+
+// typ decodes the event's type, for the failed list.
+func (e event) typ() string {
+	var h struct {
+		Event string `json:"event"`
+	}
+	json.Unmarshal(e.body, &h)
+	return h.Event
+}
+
+// page reads up to pageSize events of org after after.
+func (d *Deliverer) page(org, after string) ([]event, error) {
+	var out []event
+	err := d.db.ForEachEventJSON(org, after, pageSize, func(id string, raw []byte) error {
+		out = append(out, event{id: id, body: bytes.Clone(raw), created: idTime(id)})
+		return nil
+	})
+	return out, err
+}
+
+// idTime returns the time in an event id ("evt_" + ULID), zero if the id
+// is not one.
+func idTime(id string) time.Time {
+	u, err := ulid.ParseStrict(strings.TrimPrefix(id, "evt_"))
+	if err != nil {
+		return time.Time{}
+	}
+	return ulid.Time(u.Time())
+}
+
+// disable marks e disabled (SPEC §7: 410 Gone) and stops its workers.
+func (d *Deliverer) disable(e *endpoint, reason string) {
+	if _, err := d.db.SetEndpointDisabled(e.ID, true, reason); err != nil {
+		d.log.Error("webhook delivery: disable endpoint", "endpoint", e.ID, "err", err)
+	}
+	d.log.Error("webhook endpoint disabled", "endpoint", e.ID, "reason", reason)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e.disabled = true
+	for k, w := range d.workers {
+		if w.ep == e {
+			d.retireLocked(k, w)
+		}
+	}
+}
+
+// enable re-enables endpoint id after a successful redelivery.
+func (d *Deliverer) enable(id string) {
+	if _, err := d.db.SetEndpointDisabled(id, false, ""); err != nil {
+		d.log.Error("webhook delivery: enable endpoint", "endpoint", id, "err", err)
+		return
+	}
+	d.mu.Lock()
+	if e := d.endpoints[id]; e != nil {
+		e.disabled = false
+	}
+	d.wakeAll = true
+	d.mu.Unlock()
+	d.signal()
+	d.log.Info("webhook endpoint enabled again", "endpoint", id)
+}
+
+// remember records k's position in memory (already written to bbolt).
+func (d *Deliverer) remember(k wkey, c state.Cursor) {
+	d.cmu.Lock()
+	if old, ok := d.cursors[k]; !ok || c.After >= old.After {
+		d.cursors[k] = c
+	}
+	d.cmu.Unlock()
+}
+
+// advance records k's position in memory and has the flusher write it:
+// cursors of delivered events are written in groups, one transaction
+// (one fsync) for whatever was delivered meanwhile. A crash loses at most
+// the positions not yet written, whose events are then sent again (at
+// least once).
+func (d *Deliverer) advance(k wkey, c state.Cursor) {
+	d.cmu.Lock()
+	d.cursors[k] = c
+	d.dirty[k] = true
+	d.cmu.Unlock()
+	select {
+	case d.flushCh <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Deliverer) flusher(stop <-chan struct{}) {
+	for {
+		select {
+		case <-d.flushCh:
+			d.flush()
+		case <-stop:
+			d.flush()
+			return
+		}
+	}
+}
+
+func (d *Deliverer) flush() {
+	d.cmu.Lock()
+	ups := make([]state.CursorUpdate, 0, len(d.dirty))
+	for k := range d.dirty {
+		ups = append(ups, state.CursorUpdate{Endpoint: k.endpoint, Org: k.org, Cursor: d.cursors[k]})
+	}
+	clear(d.dirty)
+	d.cmu.Unlock()
+	if err := d.db.SaveCursors(ups...); err != nil {
+		d.log.Error("webhook delivery: save cursors", "err", err)
+		d.cmu.Lock()
+		for _, u := range ups {
+			d.dirty[wkey{u.Endpoint, u.Org}] = true
+		}
+		d.cmu.Unlock()
+	}
+}
+
+// retentionLoop purges old events now and then every purgeEach until ctx
+// ends.
+func (d *Deliverer) retentionLoop(ctx context.Context) {
+	if d.retention < 0 {
+		return
+	}
+	t := time.NewTicker(d.purgeEach)
+	defer t.Stop()
+	for {
+		if _, err := d.Purge(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("event retention", "err", err)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Purge deletes the events older than the retention that every endpoint
+// covering their organization has delivered or failed (SPEC §7), in small
+// transactions, and returns how many it deleted. It reads the cursors as
+// written to bbolt, which never run ahead of delivery, so an event is
+// never purged before its endpoints are done with it. Disabled endpoints
+// hold their events back too.
+func (d *Deliverer) Purge(ctx context.Context) (int, error) {
+	if d.retention < 0 {
+		return 0, nil
+	}
+	d.mu.Lock()
+	eps := make([]*endpoint, 0, len(d.endpoints))
+	for _, e := range d.endpoints {
+		eps = append(eps, e)
+	}
+	d.mu.Unlock()
+	type epCursors struct {
+		e  *endpoint
+		cs map[string]state.Cursor
+	}
+	all := make([]epCursors, 0, len(eps))
+	for _, e := range eps {
+		cs, err := d.db.Cursors(e.ID)
+		if err != nil {
+			return 0, err
+		}
+		all = append(all, epCursors{e, cs})
+	}
+	keepAfter := func(org string) (string, bool) {
+		after, ok := "", false
+		for _, ec := range all {
+			if !ec.e.covers(org) {
+				continue
+			}
+			c, has := ec.cs[org]
+			pos := ec.e.start
+			if has {
+				pos = c.After
+			}
+			if !ok || pos < after {
+				after, ok = pos, true
+			}
+		}
+		return after, ok
+	}
+	n, err := d.db.PurgeEvents(ctx, d.now().Add(-d.retention), keepAfter)
+	if n > 0 {
+		d.log.Info("event retention purged old events", "events", n)
+	}
+	return n, err
+}
