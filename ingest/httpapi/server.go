@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/state"
 )
 
@@ -29,6 +30,8 @@ type Config struct {
 	// startup scan done); nil means always ready.
 	Ready  func() bool
 	Logger *slog.Logger
+	// Deliverer serves /v1/webhooks and redelivery; nil answers 503.
+	Deliverer *webhook.Deliverer
 }
 
 // Server is the HTTP API. It is an http.Handler.

@@ -1,0 +1,384 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/rosterd/rosterd/schema"
+	"github.com/rosterd/rosterd/schema/report"
+	"github.com/rosterd/rosterd/state"
+)
+
+// A batch goes pending -> processing -> final:
+//
+//  1. newBatch records it as pending (superseding a held batch),
+//  2. copies the files into archive/ORG/BATCH/ (hashing as it copies) and
+//     records it as processing with the files' sizes and hashes,
+//  3. processArchived diffs the archived copies, decides the outcome and
+//     applies it in one transaction, then writes the report files.
+//
+// A crash before 3 commits leaves the batch pending or processing; Run
+// redoes it from step 2 (pending) or 3 (processing, from the archive, so
+// a replaced upload does not change what the batch holds). Step 3's
+// transaction refuses a batch already final, so nothing applies twice.
+
+// newBatch turns settled files into a batch and runs it.
+func (p *Pipeline) newBatch(ctx context.Context, l *orgLoop, files []pendingFile) {
+	set, err := p.settingsFor(l.org)
+	if err != nil {
+		p.log.Warn("files of an unknown organization ignored", "org", l.org, "err", err)
+		return
+	}
+	byKind := map[schema.Kind]pendingFile{}
+	var notes []string
+	slices.SortFunc(files, func(a, b pendingFile) int { return strings.Compare(a.name, b.name) })
+	for _, f := range files {
+		k, ok := set.kindOf(f.name)
+		if !ok {
+			continue
+		}
+		if !f.trusted && l.known(f) {
+			continue // already processed: the scan or the watcher saw it again
+		}
+		if prev, dup := byKind[k]; dup {
+			keep, drop := prev, f
+			if f.mtime.After(prev.mtime) || (f.mtime.Equal(prev.mtime) && f.trusted && !prev.trusted) {
+				keep, drop = f, prev
+			}
+			byKind[k] = keep
+			notes = append(notes, fmt.Sprintf("%s was ignored: %s is the newer %s file of this batch", drop.name, keep.name, k))
+			continue
+		}
+		byKind[k] = f
+	}
+	if len(byKind) == 0 {
+		return
+	}
+	b := state.Batch{ID: ulid.Make().String(), Org: l.org, Status: state.BatchPending, CreatedAt: time.Now().UTC()}
+	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups} {
+		if f, ok := byKind[k]; ok {
+			b.Files = append(b.Files, state.BatchFile{Name: f.name, Kind: string(k)})
+		}
+	}
+	superseded, err := p.db.CreateBatch(b)
+	if err != nil {
+		p.log.Error("record batch", "org", l.org, "batch", b.ID, "err", err)
+		return
+	}
+	for _, id := range superseded {
+		p.log.Info("held batch superseded", "org", l.org, "batch", id, "by", b.ID)
+		p.metrics.batches.WithLabelValues(state.BatchSuperseded).Inc()
+		notes = append(notes, fmt.Sprintf("This batch supersedes the held batch %s, which will not be applied.", id))
+	}
+	p.log.Info("batch started", "org", l.org, "batch", b.ID, "files", len(b.Files))
+	p.archiveAndProcess(ctx, l, b, notes)
+}
+
+// redoBatch resumes a batch a crash or a shutdown interrupted.
+func (p *Pipeline) redoBatch(ctx context.Context, l *orgLoop, b state.Batch) {
+	notes := []string{"This batch was interrupted (the daemon stopped) and was redone at start-up."}
+	if b.Status == state.BatchPending {
+		p.archiveAndProcess(ctx, l, b, notes)
+		return
+	}
+	p.processArchived(ctx, l, b, policyOverride{}, notes)
+}
+
+func (p *Pipeline) archiveDir(org, batch string) string {
+	return filepath.Join(p.cfg.ArchiveRoot, org, batch)
+}
+
+// archiveAndProcess is steps 2 and 3.
+func (p *Pipeline) archiveAndProcess(ctx context.Context, l *orgLoop, b state.Batch, notes []string) {
+	dir := p.archiveDir(l.org, b.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		p.log.Error("archive batch", "org", l.org, "batch", b.ID, "err", err)
+		return
+	}
+	var kept []state.BatchFile
+	for _, f := range b.Files {
+		af, err := p.archiveFile(l.org, f, dir)
+		if err != nil {
+			p.log.Warn("file not archived", "org", l.org, "batch", b.ID, "file", f.Name, "err", err)
+			notes = append(notes, fmt.Sprintf("%s could not be read (%v) and is not part of this batch.", f.Name, errors.Unwrap(err)))
+			continue
+		}
+		kept = append(kept, af)
+		if err := ctx.Err(); err != nil {
+			return // abandoned while pending: redone at the next start
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		p.log.Error("archive batch", "org", l.org, "batch", b.ID, "err", err)
+		return
+	}
+	b, err := p.db.UpdateBatch(l.org, b.ID, func(sb *state.Batch) error {
+		sb.Files, sb.Status = kept, state.BatchProcessing
+		return nil
+	})
+	if err != nil {
+		p.log.Error("record batch", "org", l.org, "batch", b.ID, "err", err)
+		return
+	}
+	for _, f := range kept {
+		l.remember(f.Name, stamp{f.Size, f.ModTime, f.SHA256})
+	}
+	p.processArchived(ctx, l, b, policyOverride{}, notes)
+}
+
+// archiveFile copies one file of the organization's folder into dir,
+// hashing it. It refuses anything but a regular file: the daemon never
+// follows a symlink found in a folder (SPEC §3).
+func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state.BatchFile, error) {
+	root, err := os.OpenRoot(filepath.Join(p.cfg.OrgsRoot, org))
+	if err != nil {
+		return f, fmt.Errorf("archive %s: %w", f.Name, err)
+	}
+	defer root.Close()
+	fi, err := root.Lstat(f.Name)
+	if err != nil {
+		return f, fmt.Errorf("archive %s: %w", f.Name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return f, fmt.Errorf("archive %s: %w", f.Name, errors.New("not a regular file"))
+	}
+	in, err := root.Open(f.Name)
+	if err != nil {
+		return f, fmt.Errorf("archive %s: %w", f.Name, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(filepath.Join(dir, f.Name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return f, fmt.Errorf("archive %s: %w", f.Name, err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(out, h), in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return f, fmt.Errorf("archive %s: %w", f.Name, err)
+	}
+	f.Size, f.SHA256, f.ModTime = n, hex.EncodeToString(h.Sum(nil)), fi.ModTime()
+	return f, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// ctxReader fails reads once ctx is done, so that a shutdown abandons a
+// long diff.
+type ctxReader struct {
+	ctx context.Context
+	r   io.ReadCloser
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func (c ctxReader) Close() error { return c.r.Close() }
+
+// policyOverride changes the policy of one run (an approval).
+type policyOverride struct{ approved bool }
+
+// outcome is what processing decided.
+type outcome struct {
+	status string
+	reason string
+	res    *diffResult
+}
+
+// decide runs the diff on the snapshot and decides the outcome. It does
+// not change anything.
+func (p *Pipeline) decide(ctx context.Context, org string, pol policy, inputs []input) (outcome, error) {
+	var o outcome
+	err := p.db.ViewSnapshot(org, func(s *state.SnapshotTx) error {
+		r, err := diff(s, pol, p.cfg.Limits, inputs, os.TempDir())
+		if err != nil {
+			return err
+		}
+		o.res = r
+		return nil
+	})
+	if err != nil {
+		return o, err
+	}
+	if err := ctx.Err(); err != nil {
+		o.res.close()
+		return o, err
+	}
+	r := o.res
+	switch {
+	case r.errors() > 0:
+		o.status = state.BatchRejected
+		o.reason = fmt.Sprintf("the files have %d errors; nothing was changed", r.errors())
+	case r.guardReason(pol) != "":
+		o.status, o.reason = state.BatchHeld, r.guardReason(pol)
+	case r.empty():
+		o.status = state.BatchUnchanged
+	default:
+		o.status = state.BatchApplied
+	}
+	return o, nil
+}
+
+// processArchived is step 3 for a batch in processing (or an approved
+// held batch): diff the archived files, decide, apply or record, report.
+func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batch, ov policyOverride, notes []string) (state.Batch, error) {
+	start := time.Now()
+	set, err := p.settingsFor(l.org)
+	if err != nil {
+		return b, err
+	}
+	pol := set.policy()
+	if ov.approved {
+		pol.guard = false
+	}
+	dir := p.archiveDir(l.org, b.ID)
+	inputs := make([]input, 0, len(b.Files))
+	for _, f := range b.Files {
+		path := filepath.Join(dir, f.Name)
+		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: f.Name, open: func() (io.ReadCloser, error) {
+			fh, err := os.Open(path)
+			if err != nil {
+				return nil, err
+			}
+			return ctxReader{ctx, fh}, nil
+		}})
+	}
+	o, err := p.decide(ctx, l.org, pol, inputs)
+	if err != nil {
+		if ctx.Err() != nil {
+			p.log.Info("batch abandoned at shutdown; it is redone at the next start", "org", l.org, "batch", b.ID)
+		} else {
+			p.log.Error("process batch", "org", l.org, "batch", b.ID, "err", err)
+		}
+		return b, err
+	}
+	r := o.res
+	defer r.close()
+
+	// Rows of each file, for the record and the report.
+	for i, f := range b.Files {
+		b.Files[i].Rows = r.results[schema.Kind(f.Kind)].Rows
+	}
+	b.Status, b.Reason = o.status, o.reason
+	b.Approved = b.Approved || ov.approved
+	b.Changes, b.Counts = r.changes, r.counts
+	b.Errors, b.Warnings = r.errors(), r.checker.Warnings()
+	if o.status != state.BatchApplied && o.status != state.BatchUnchanged {
+		b.Changes = state.BatchChanges{}
+	}
+	now := time.Now().UTC()
+	b.FinishedAt = &now
+	if o.status == state.BatchHeld {
+		b.FinishedAt = nil
+	}
+	notes = append(notes, outcomeNotes(o, r, b)...)
+	rep := buildReport(b, r, o, notes)
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		return b, fmt.Errorf("encode report: %w", err)
+	}
+	var fn func(*state.ApplyTx) error
+	emitted := 0
+	if o.status == state.BatchApplied {
+		fn = func(a *state.ApplyTx) error {
+			if err := r.apply(a); err != nil {
+				return err
+			}
+			emitted = a.Emitted()
+			return nil
+		}
+	}
+	if err := p.db.ApplyBatch(b, js.Bytes(), fn); err != nil {
+		p.log.Error("apply batch", "org", l.org, "batch", b.ID, "err", err)
+		return b, err
+	}
+	p.metrics.observe(b, r, time.Since(start))
+	p.log.Info("batch finished", "org", l.org, "batch", b.ID, "status", b.Status, "events", emitted,
+		"errors", b.Errors, "warnings", b.Warnings, "duration", time.Since(start).Round(time.Millisecond))
+	if emitted > 0 && p.cfg.OnApplied != nil {
+		p.cfg.OnApplied(l.org)
+	}
+	if err := p.writeReport(l.org, b, rep); err != nil {
+		p.log.Error("write report", "org", l.org, "batch", b.ID, "err", err)
+	}
+	p.pruneArchive(l.org, b.ID)
+	return b, nil
+}
+
+func outcomeNotes(o outcome, r *diffResult, b state.Batch) []string {
+	var notes []string
+	switch o.status {
+	case state.BatchHeld:
+		notes = append(notes,
+			"This batch is HELD and was not applied: "+o.reason+".",
+			fmt.Sprintf("If this is intended, release it with `rosterd batch approve %s %s` or POST /v1/organizations/%s/batches/%s/approve; to replace it, upload the files again.", b.Org, b.ID, b.Org, b.ID))
+	case state.BatchRejected:
+		notes = append(notes, "This batch was REJECTED: nothing was changed. Fix the errors below and upload again.")
+	case state.BatchUnchanged:
+		notes = append(notes, "The files hold no changes: nothing to apply.")
+	}
+	if b.Approved && o.status == state.BatchApplied {
+		notes = append(notes, "This held batch was approved by an operator and applied.")
+	}
+	if r.skippedMembers > 0 {
+		notes = append(notes, fmt.Sprintf("%d memberships of inactive users were left out: the organization deletes inactive users.", r.skippedMembers))
+	}
+	return notes
+}
+
+// buildReport makes the SPEC §5 report of a batch.
+func buildReport(b state.Batch, r *diffResult, o outcome, notes []string) *report.Report {
+	rep := &report.Report{
+		Version: report.Version, BatchID: b.ID, OrganizationID: b.Org,
+		Status: b.Status, CreatedAt: b.CreatedAt, Notes: notes,
+	}
+	rep.FromChecker(r.checker)
+	for _, f := range b.Files {
+		rep.Files = append(rep.Files, report.File{Name: f.Name, Kind: schema.Kind(f.Kind), Size: f.Size, SHA256: f.SHA256, Rows: f.Rows})
+	}
+	if len(r.issues) > 0 {
+		rep.Issues = append(slices.Clone(r.issues), rep.Issues...)
+		rep.IssuesTotal += len(r.issues)
+		if rep.IssueCounts == nil {
+			rep.IssueCounts = map[string]int{}
+		}
+		for _, is := range r.issues {
+			rep.IssueCounts[is.Code]++
+		}
+	}
+	if o.status != state.BatchRejected {
+		rep.Counts = report.Counts(r.counts)
+	}
+	if o.status == state.BatchApplied || o.status == state.BatchUnchanged || o.status == state.BatchHeld {
+		rep.Changes = report.Changes(r.changes)
+	}
+	return rep
+}

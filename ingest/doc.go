@@ -1,0 +1,37 @@
+// Package ingest is rosterd's core: from a completed upload to an applied
+// batch (SPEC §5 and §6).
+//
+// A Pipeline keeps one loop per organization. Notifications (sftpd's
+// Notify for completed uploads, an fsnotify watcher and a start-up scan
+// for files placed by other means) collect in the loop until the
+// organization's settle window passes without a new one; the files then
+// form a batch. The batch is recorded, its files are copied into
+// archive/ORG/BATCH/ (hashed while copied), checked with package schema,
+// compared with the organization's snapshot, guarded against mass
+// deletion, and applied with its events in one state transaction. Every
+// batch gets a report (text, JSON, issues CSV) in ORG/reports/ and in its
+// archive folder. Plan runs the same path and applies nothing; Approve
+// releases a held batch.
+//
+// It does not deliver events (ingest/webhook), serve HTTP (ingest/httpapi)
+// or accept uploads (sftpd).
+//
+// Group ids: a group with a group_id in groups.csv has that id; otherwise
+// it keeps the id of the existing group of the same name, or gets
+// DerivedGroupID(org, name), "grp_" + 32 hex digits of SHA-256.
+//
+// Caveats:
+//   - bbolt has one writer: the apply transactions of organizations run
+//     one at a time (the diffs, in read transactions, run in parallel). A
+//     first upload of a million users holds all its dirty pages (snapshot
+//     and about four million events) in memory until it commits.
+//   - Files the watcher or the scan found are taken only once their size
+//     and modification time stood still for the settle window, and at
+//     least a second, since nothing says when an outside writer is done.
+//   - The deleted users and memberships are found through 128-bit hashes
+//     of what the files hold; a collision (about 2^-100 for a million ids)
+//     would keep a user that should have been deleted.
+//   - Events within one category (users created, memberships added …)
+//     follow the order of the rows in the file; the categories follow
+//     SPEC §6.
+package ingest

@@ -1,0 +1,310 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rosterd/rosterd/schema"
+	"github.com/rosterd/rosterd/state"
+)
+
+// Defaults are the daemon's organization settings ([defaults] in the
+// config); an organization's own setting wins over them.
+type Defaults struct {
+	Settle                 time.Duration // settle window; 0 = at once
+	DeleteThresholdPercent float64       // SPEC §5 deletion guard: share of active users
+	DeleteThresholdCount   int           // and count of users
+	InactiveUsers          string        // "keep" or "delete"
+	// Extra file name patterns (path.Match, case-insensitive) beside the
+	// canonical names users.csv, user_groups.csv and groups.csv.
+	UsersPatterns, UserGroupsPatterns, GroupsPatterns []string
+}
+
+// DefaultDefaults are the defaults of SPEC §5.
+var DefaultDefaults = Defaults{Settle: 10 * time.Second, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep"}
+
+// Config configures a Pipeline. DB and OrgsRoot are required.
+type Config struct {
+	DB *state.DB
+	// OrgsRoot holds one SFTP folder per organization; reports go to
+	// ORG/reports/.
+	OrgsRoot string
+	// ArchiveRoot holds archive/ORG/BATCH/ copies; "" = OrgsRoot/../archive.
+	ArchiveRoot string
+	Defaults    Defaults
+	Limits      schema.Limits
+	// ReportsKept is how many batches' reports stay in ORG/reports/; 0 = 100.
+	ReportsKept int
+	// ArchiveKeep is how long archive copies are kept; 0 = forever.
+	ArchiveKeep time.Duration
+	// OnApplied is called after a batch with events committed (it wakes
+	// delivery); it must not block.
+	OnApplied func(org string)
+	Logger    *slog.Logger
+	// Registerer receives the ingest metrics; nil = not registered.
+	Registerer prometheus.Registerer
+}
+
+// Pipeline turns completed uploads into applied batches (SPEC §5): one
+// loop per organization settles notifications into batches and runs them
+// strictly in order; organizations run in parallel. Its methods are safe
+// for concurrent use.
+type Pipeline struct {
+	cfg     Config
+	db      *state.DB
+	log     *slog.Logger
+	metrics *metrics
+
+	mu       sync.Mutex
+	defaults Defaults
+	loops    map[string]*orgLoop
+	run      *runState // nil until Run starts and after it returns
+}
+
+// runState is what Run shares with the loops it starts.
+type runState struct {
+	ctx context.Context
+	wg  sync.WaitGroup
+}
+
+// New returns a Pipeline; Run starts it.
+func New(cfg Config) (*Pipeline, error) {
+	if cfg.DB == nil || cfg.OrgsRoot == "" {
+		return nil, errors.New("ingest: Config.DB and Config.OrgsRoot are required")
+	}
+	if cfg.ArchiveRoot == "" {
+		cfg.ArchiveRoot = filepath.Join(filepath.Dir(filepath.Clean(cfg.OrgsRoot)), "archive")
+	}
+	if cfg.ReportsKept <= 0 {
+		cfg.ReportsKept = 100
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Pipeline{
+		cfg: cfg, db: cfg.DB, log: cfg.Logger, metrics: m,
+		defaults: cfg.Defaults, loops: map[string]*orgLoop{},
+	}, nil
+}
+
+// SetDefaults replaces the daemon defaults (SIGHUP reload); batches that
+// start afterwards use them.
+func (p *Pipeline) SetDefaults(d Defaults) {
+	p.mu.Lock()
+	p.defaults = d
+	p.mu.Unlock()
+}
+
+// settings are an organization's effective settings for one batch.
+type settings struct {
+	settle   time.Duration
+	pct      float64
+	count    int
+	inactive string
+	patterns map[schema.Kind][]string
+}
+
+// settingsFor resolves org's effective settings: its own value, else the
+// daemon default.
+func (p *Pipeline) settingsFor(org string) (settings, error) {
+	p.mu.Lock()
+	d := p.defaults
+	p.mu.Unlock()
+	o, err := p.db.Org(org)
+	if err != nil {
+		return settings{}, err
+	}
+	st := o.Settings
+	s := settings{settle: d.Settle, pct: d.DeleteThresholdPercent, count: d.DeleteThresholdCount, inactive: d.InactiveUsers}
+	if st.Settle != "" {
+		if v, err := time.ParseDuration(st.Settle); err == nil && v >= 0 {
+			s.settle = v
+		}
+	}
+	if st.DeleteThresholdPercent != nil {
+		s.pct = *st.DeleteThresholdPercent
+	}
+	if st.DeleteThresholdCount != nil {
+		s.count = *st.DeleteThresholdCount
+	}
+	if st.InactiveUsers != "" {
+		s.inactive = st.InactiveUsers
+	}
+	pick := func(own, def []string) []string {
+		if len(own) > 0 {
+			return own
+		}
+		return def
+	}
+	s.patterns = map[schema.Kind][]string{
+		schema.Users:      pick(st.UsersPatterns, d.UsersPatterns),
+		schema.UserGroups: pick(st.UserGroupsPatterns, d.UserGroupsPatterns),
+		schema.Groups:     pick(st.GroupsPatterns, d.GroupsPatterns),
+	}
+	return s, nil
+}
+
+func (s settings) policy() policy {
+	return policy{inactiveDelete: s.inactive == "delete", guard: true, pct: s.pct, count: s.count}
+}
+
+// kindOf says which kind of file name is for an organization: one of the
+// canonical names (case-insensitive, SPEC §3) or a match of its patterns.
+func (s settings) kindOf(name string) (schema.Kind, bool) {
+	lower := strings.ToLower(name)
+	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups} {
+		if lower == string(k)+".csv" {
+			return k, true
+		}
+	}
+	for _, k := range []schema.Kind{schema.UserGroups, schema.Users, schema.Groups} {
+		for _, pat := range s.patterns[k] {
+			if ok, _ := path.Match(strings.ToLower(pat), lower); ok {
+				return k, true
+			}
+		}
+	}
+	return "", false
+}
+
+// Notify tells the pipeline that an upload of name completed in org's
+// folder (sftpd.Uploads). It never blocks: the organization's loop settles
+// it into the next batch.
+func (p *Pipeline) Notify(org, name string) {
+	p.note(org, name, true)
+}
+
+// note records a file for org's next batch. trusted files (completed
+// uploads) are taken as they are; others (seen by the watcher or the
+// start-up scan) only once their size and modification time stand still.
+func (p *Pipeline) note(org, name string, trusted bool) {
+	if strings.ContainsAny(name, `/\`) || name == "" || name[0] == '.' {
+		return
+	}
+	p.loop(org).add(name, trusted)
+}
+
+// loop returns org's loop, creating it (and starting it when Run is
+// running).
+func (p *Pipeline) loop(org string) *orgLoop {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.loops[org]
+	if l == nil {
+		l = newOrgLoop(org, p)
+		p.loops[org] = l
+		if p.run != nil {
+			p.startLoop(l)
+		}
+	}
+	return l
+}
+
+// startLoop runs l under p.run; p.mu is held.
+func (p *Pipeline) startLoop(l *orgLoop) {
+	rs := p.run
+	rs.wg.Add(1)
+	go func() {
+		defer rs.wg.Done()
+		l.run(rs.ctx)
+	}()
+}
+
+// Run starts the pipeline: it redoes batches a crash or shutdown
+// interrupted, writes reports a crash kept from the disk, scans the
+// organization folders for files that completed while the daemon was down,
+// and watches them. On ctx done it lets each organization finish or
+// cleanly abandon its batch in progress (an abandoned batch is redone at
+// the next start), then returns.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := os.MkdirAll(p.cfg.OrgsRoot, 0o700); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	unfinished, err := p.db.UnfinishedBatches()
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	w, err := newWatcher(p)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	defer w.close()
+
+	p.mu.Lock()
+	if p.run != nil {
+		p.mu.Unlock()
+		return errors.New("ingest: Run called twice")
+	}
+	rs := &runState{ctx: ctx}
+	p.run = rs
+	p.mu.Unlock()
+
+	for _, b := range unfinished {
+		p.log.Info("redoing interrupted batch", "org", b.Org, "batch", b.ID, "status", b.Status)
+		p.loop(b.Org).redo(b)
+	}
+	orgs, err := p.db.Orgs("", 0)
+	if err != nil {
+		p.log.Error("list organizations", "err", err)
+	}
+	for _, o := range orgs {
+		p.restoreReport(o.Name)
+		w.addOrg(o.Name)
+		p.scan(o.Name)
+	}
+	p.mu.Lock()
+	for _, l := range p.loops {
+		if !l.started {
+			p.startLoop(l)
+		}
+	}
+	p.mu.Unlock()
+
+	w.run(ctx)
+
+	p.mu.Lock()
+	p.run = nil
+	p.mu.Unlock()
+	rs.wg.Wait()
+	p.mu.Lock()
+	for _, l := range p.loops {
+		l.started = false
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// scan notes every file of org's folder that names a kind: files that
+// completed while the daemon was down. Those already processed are
+// recognized by their size, time and hash and dropped by the loop.
+func (p *Pipeline) scan(org string) {
+	s, err := p.settingsFor(org)
+	if err != nil {
+		return
+	}
+	ents, err := os.ReadDir(filepath.Join(p.cfg.OrgsRoot, org))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			if _, ok := s.kindOf(e.Name()); ok {
+				p.note(org, e.Name(), false)
+			}
+		}
+	}
+}

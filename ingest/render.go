@@ -1,0 +1,259 @@
+package ingest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/rosterd/rosterd/schema"
+)
+
+// The snapshot stores each user and group as the exact JSON of SPEC §6, so
+// the rendering here is deterministic: fixed field order, custom attributes
+// sorted by name, empty values left out. Equal content gives equal bytes,
+// which is how the differ compares.
+
+// renderUser appends the directory user object of u to b.
+func renderUser(b []byte, org string, u *schema.User, custom []schema.Attr) []byte {
+	b = append(b, `{"object":"directory_user","id":`...)
+	b = appendString(b, u.ID)
+	b = append(b, `,"organization_id":`...)
+	b = appendString(b, org)
+	b = append(b, `,"email":`...)
+	b = appendString(b, u.Email)
+	b = append(b, `,"first_name":`...)
+	b = appendString(b, u.FirstName)
+	b = append(b, `,"last_name":`...)
+	b = appendString(b, u.LastName)
+	if u.Active {
+		b = append(b, `,"state":"active"`...)
+	} else {
+		b = append(b, `,"state":"inactive"`...)
+	}
+	for k := schema.KnownField(0); k < schema.NumKnown; k++ {
+		if v := u.Known[k]; v != "" {
+			b = append(b, ',')
+			b = appendString(b, k.Name())
+			b = append(b, ':')
+			b = appendString(b, v)
+		}
+	}
+	b = append(b, `,"custom_attributes":`...)
+	b = appendAttrs(b, custom, "")
+	return append(b, '}')
+}
+
+// sortedAttrs returns the non-empty attributes sorted by name, reusing buf.
+func sortedAttrs(buf, attrs []schema.Attr) []schema.Attr {
+	buf = buf[:0]
+	for _, a := range attrs {
+		if a.Value != "" {
+			buf = append(buf, a)
+		}
+	}
+	if !slices.IsSortedFunc(buf, cmpAttr) {
+		slices.SortFunc(buf, cmpAttr)
+	}
+	return buf
+}
+
+func cmpAttr(a, b schema.Attr) int { return strings.Compare(a.Name, b.Name) }
+
+// appendAttrs appends a JSON object of sorted attributes, with first (when
+// not empty) as a leading "description".
+func appendAttrs(b []byte, attrs []schema.Attr, description string) []byte {
+	b = append(b, '{')
+	n := 0
+	if description != "" {
+		b = append(b, `"description":`...)
+		b = appendString(b, description)
+		n++
+	}
+	for _, a := range attrs {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, a.Name)
+		b = append(b, ':')
+		b = appendString(b, a.Value)
+		n++
+	}
+	return append(b, '}')
+}
+
+// renderGroup appends the directory group object to b.
+func renderGroup(b []byte, org, id, name, description string, custom []schema.Attr) []byte {
+	b = append(b, `{"object":"directory_group","id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"organization_id":`...)
+	b = appendString(b, org)
+	b = append(b, `,"name":`...)
+	b = appendString(b, name)
+	b = append(b, `,"attributes":`...)
+	b = appendAttrs(b, custom, description)
+	return append(b, '}')
+}
+
+// DerivedGroupID is the id of a group that groups.csv gives no group_id:
+// "grp_" and the first 16 bytes of SHA-256(organization, NUL, group name)
+// in hex. It is stable: the same name in the same organization always gets
+// the same id. SPEC §6.
+func DerivedGroupID(org, name string) string {
+	h := sha256.New()
+	h.Write([]byte(org))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	return "grp_" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// userFieldOrder is the order of the comparable fields of a directory user.
+var userFieldOrder = func() []string {
+	f := []string{"email", "first_name", "last_name", "state"}
+	for k := schema.KnownField(0); k < schema.NumKnown; k++ {
+		f = append(f, k.Name())
+	}
+	return f
+}()
+
+// previousAttributes returns the SPEC §6 previous_attributes object of a
+// user whose stored JSON changed from old to cur: the old value of each
+// changed field, null where the field did not exist, and changed custom
+// attributes nested under custom_attributes. It returns nil when nothing
+// visible changed.
+func previousAttributes(old, cur []byte) ([]byte, error) {
+	var o, c map[string]json.RawMessage
+	if err := json.Unmarshal(old, &o); err != nil {
+		return nil, fmt.Errorf("decode stored user: %w", err)
+	}
+	if err := json.Unmarshal(cur, &c); err != nil {
+		return nil, fmt.Errorf("decode new user: %w", err)
+	}
+	b := []byte{'{'}
+	n := 0
+	sep := func() {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+	}
+	for _, f := range userFieldOrder {
+		ov, nv := o[f], c[f]
+		if bytes.Equal(ov, nv) {
+			continue
+		}
+		sep()
+		b = appendString(b, f)
+		b = append(b, ':')
+		if ov == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, ov...)
+		}
+	}
+	var oc, cc map[string]json.RawMessage
+	if err := json.Unmarshal(o["custom_attributes"], &oc); err != nil && o["custom_attributes"] != nil {
+		return nil, fmt.Errorf("decode stored custom attributes: %w", err)
+	}
+	if err := json.Unmarshal(c["custom_attributes"], &cc); err != nil {
+		return nil, fmt.Errorf("decode new custom attributes: %w", err)
+	}
+	var names []string
+	for k, v := range oc {
+		if !bytes.Equal(v, cc[k]) {
+			names = append(names, k)
+		}
+	}
+	for k := range cc {
+		if _, ok := oc[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	if len(names) > 0 {
+		slices.Sort(names)
+		sep()
+		b = append(b, `"custom_attributes":{`...)
+		for i, k := range names {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			if v, ok := oc[k]; ok {
+				b = append(b, v...)
+			} else {
+				b = append(b, "null"...)
+			}
+		}
+		b = append(b, '}')
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return append(b, '}'), nil
+}
+
+// withPrevious returns the user JSON rec with previous_attributes added as
+// its last field.
+func withPrevious(rec, prev []byte) []byte {
+	out := make([]byte, 0, len(rec)+len(prev)+24)
+	out = append(out, rec[:len(rec)-1]...)
+	out = append(out, `,"previous_attributes":`...)
+	out = append(out, prev...)
+	return append(out, '}')
+}
+
+// membershipData returns the data of a membership event.
+func membershipData(user, group []byte) []byte {
+	out := make([]byte, 0, len(user)+len(group)+20)
+	out = append(out, `{"user":`...)
+	out = append(out, user...)
+	out = append(out, `,"group":`...)
+	out = append(out, group...)
+	return append(out, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s, valid UTF-8, as a JSON string. Like
+// encoding/json it escapes <, > and & and the line separators U+2028 and
+// U+2029, so the bytes are the same whichever way an event is encoded.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x80 {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			start = i + 1
+			continue
+		}
+		// U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
+		if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9) {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[s[i+2]&0xf])
+			i += 2
+			start = i + 1
+		}
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
