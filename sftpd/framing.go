@@ -10,6 +10,7 @@ import (
 const (
 	fxpInit          = 1
 	fxpVersion       = 2
+	fxpClose         = 4
 	fxpFsetstat      = 10
 	fxpStatus        = 101
 	fxpExtended      = 200
@@ -48,6 +49,10 @@ var extensions = [][2]string{
 type framer struct {
 	rw io.ReadWriteCloser
 
+	// hold and release (optional) count SSH_FXP_CLOSE requests from the
+	// moment they are read until their reply is written, for Shutdown.
+	hold, release func()
+
 	// read side, used only by pkg/sftp's single reader goroutine
 	hdr    [5]byte
 	pend   []byte // bytes to hand out before reading rw again
@@ -55,10 +60,11 @@ type framer struct {
 
 	// write side
 	mu       sync.Mutex
-	outLen   [4]byte // length prefix of the packet being written
-	outLenN  int
-	outLeft  uint32   // bytes of the current outgoing packet still to come
-	injected [][]byte // replies waiting for a packet boundary
+	outHdr   [9]byte // length, type and id of the packet being written
+	outHdrN  int
+	outLeft  uint32              // bytes of the current outgoing packet still to come
+	injected [][]byte            // replies waiting for a packet boundary
+	closes   map[uint32]struct{} // ids of CLOSE requests awaiting a reply
 }
 
 func newFramer(rw io.ReadWriteCloser) *framer { return &framer{rw: rw} }
@@ -85,7 +91,7 @@ func (f *framer) Read(p []byte) (int, error) {
 		}
 		length := binary.BigEndian.Uint32(f.hdr[:4])
 		typ := f.hdr[4]
-		if length == 0 || (typ != fxpInit && typ != fxpExtended) || length > maxControlPkt {
+		if length == 0 || (typ != fxpInit && typ != fxpExtended && typ != fxpClose) || length > maxControlPkt {
 			// pkg/sftp rejects bad lengths itself.
 			f.pend = f.hdr[:]
 			if length > 0 {
@@ -113,6 +119,11 @@ func (f *framer) control(pkt []byte) error {
 	}
 	id, rest, ok := takeUint32(body)
 	if !ok {
+		f.pend = pkt
+		return nil
+	}
+	if pkt[4] == fxpClose {
+		f.trackClose(id)
 		f.pend = pkt
 		return nil
 	}
@@ -170,7 +181,7 @@ func limitsPacket(id uint32) []byte {
 func (f *framer) inject(pkt []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.outLeft > 0 || f.outLenN > 0 {
+	if f.outLeft > 0 || f.outHdrN > 0 {
 		f.injected = append(f.injected, pkt)
 		return nil
 	}
@@ -185,7 +196,7 @@ func (f *framer) Write(p []byte) (int, error) {
 	defer f.mu.Unlock()
 	n, err := f.rw.Write(p)
 	f.track(p[:n])
-	if err == nil && f.outLeft == 0 && f.outLenN == 0 {
+	if err == nil && f.outLeft == 0 && f.outHdrN == 0 {
 		for len(f.injected) > 0 {
 			if _, err = f.rw.Write(f.injected[0]); err != nil {
 				break
@@ -196,24 +207,68 @@ func (f *framer) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// track follows packet boundaries in the output. A packet's first 9 bytes
+// (length, type, id) are collected in outHdr; outLeft counts the rest.
+// Called with mu held.
 func (f *framer) track(b []byte) {
 	for len(b) > 0 {
 		if f.outLeft == 0 {
-			k := copy(f.outLen[f.outLenN:], b)
-			f.outLenN += k
+			k := copy(f.outHdr[f.outHdrN:], b)
+			f.outHdrN += k
 			b = b[k:]
-			if f.outLenN == 4 {
-				f.outLeft = binary.BigEndian.Uint32(f.outLen[:])
-				f.outLenN = 0
+			if f.outHdrN == len(f.outHdr) {
+				f.outLeft = binary.BigEndian.Uint32(f.outHdr[:4]) + 4 - uint32(len(f.outHdr))
+				if f.outLeft == 0 {
+					f.packetDone()
+				}
 			}
 			continue
 		}
-		k := uint32(len(b))
-		if k > f.outLeft {
-			k = f.outLeft
-		}
+		k := min(uint32(len(b)), f.outLeft)
 		f.outLeft -= k
 		b = b[k:]
+		if f.outLeft == 0 {
+			f.packetDone()
+		}
+	}
+}
+
+// packetDone is called when a whole packet has been written.
+func (f *framer) packetDone() {
+	f.outHdrN = 0
+	if f.outHdr[4] != fxpStatus {
+		return
+	}
+	id := binary.BigEndian.Uint32(f.outHdr[5:9])
+	if _, ok := f.closes[id]; ok {
+		delete(f.closes, id)
+		if f.release != nil {
+			f.release()
+		}
+	}
+}
+
+func (f *framer) trackClose(id uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closes == nil {
+		f.closes = map[uint32]struct{}{}
+	}
+	if _, dup := f.closes[id]; dup || f.hold == nil {
+		return
+	}
+	f.closes[id] = struct{}{}
+	f.hold()
+}
+
+// releaseAll releases the close requests left without a reply when the
+// session ends.
+func (f *framer) releaseAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id := range f.closes {
+		delete(f.closes, id)
+		f.release()
 	}
 }
 

@@ -143,7 +143,7 @@ func (f *orgFS) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 			return nil, err
 		}
 	}
-	file, err := f.c.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	file, err := openNoFollow(f.c.root, name)
 	if err != nil {
 		return nil, f.translate("read", name, err)
 	}
@@ -440,6 +440,30 @@ func (f *orgFS) translate(op, name string, err error) error {
 	}
 	f.c.log.Error("file operation failed", "op", op, "file", name, "err", err)
 	return errGeneric
+}
+
+// openNoFollow opens name for reading unless it is a symlink. os.Root
+// follows symlinks that stay inside the root (and ignores O_NOFOLLOW), so
+// the name is checked with Lstat and the opened file compared with it.
+// SPEC §3: the daemon never follows a symlink found in a folder.
+func openNoFollow(root *os.Root, name string) (*os.File, error) {
+	before, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if before.Mode()&fs.ModeSymlink != 0 {
+		return nil, syscall.ELOOP
+	}
+	file, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	after, err := file.Stat()
+	if err != nil || !os.SameFile(before, after) {
+		file.Close()
+		return nil, syscall.ELOOP
+	}
+	return file, nil
 }
 
 // listerAt serves a fixed list of entries.

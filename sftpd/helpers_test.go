@@ -144,7 +144,7 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 		if err := <-served; !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve = %v; want ErrServerClosed", err)
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("SFTPD_TEST_LOG") != "" {
 			t.Logf("server log:\n%s", e.logs)
 		}
 	})
@@ -255,3 +255,5 @@ func mustContain(t *testing.T, what, s string, subs ...string) {
 }
 
 var _ = fmt.Sprintf
+
+func sshPublicKeys(k sftptest.Key) ssh.AuthMethod { return ssh.PublicKeys(k.Signer) }

@@ -58,8 +58,9 @@ df -h /
 		t.Errorf("notifications = %q; want %q", got, want)
 	}
 	sum := sha256.Sum256([]byte(users))
+	waitFor(t, "session end", func() bool { return strings.Contains(e.logs.String(), `"event":"session.end"`) })
 	mustContain(t, "audit log", e.logs.String(), `"event":"upload"`, hex.EncodeToString(sum[:]),
-		`"event":"rename"`, `"event":"remove"`, `"event":"session.start"`, `"event":"session.end"`)
+		`"event":"rename"`, `"event":"remove"`, `"event":"session.start"`)
 	// No temporary file is left behind.
 	for _, n := range dirNames(t, filepath.Join(e.root, "acme")) {
 		if strings.HasPrefix(n, TempPrefix) {

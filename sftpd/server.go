@@ -119,7 +119,7 @@ type Server struct {
 	listeners   map[net.Listener]struct{}
 	conns       map[net.Conn]struct{}
 	sessions    map[string]int // open sessions per organization
-	uploads     int            // uploads in flight
+	uploads     int            // uploads and close replies in flight (see hold)
 	uploadsDone chan struct{}  // closed when uploads drops to zero
 	wg          sync.WaitGroup // connection goroutines
 }
@@ -274,14 +274,29 @@ func (s *Server) beginUpload() bool {
 	if s.closing {
 		return false
 	}
+	s.holdLocked()
+	return true
+}
+
+func (s *Server) endUpload() { s.release() }
+
+// hold counts work Shutdown waits for: open uploads, and close requests
+// whose reply is not written yet (so the client learns its upload landed
+// before the connection is closed).
+func (s *Server) hold() {
+	s.mu.Lock()
+	s.holdLocked()
+	s.mu.Unlock()
+}
+
+func (s *Server) holdLocked() {
 	if s.uploads == 0 {
 		s.uploadsDone = make(chan struct{})
 	}
 	s.uploads++
-	return true
 }
 
-func (s *Server) endUpload() {
+func (s *Server) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.uploads--

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -92,7 +91,7 @@ func newUpload(f *orgFS, name string, flags sftp.FileOpenFlags) (*upload, error)
 
 // copyExisting seeds the staged file with the current content, hashing it.
 func (u *upload) copyExisting() error {
-	old, err := u.fs.c.root.OpenFile(u.name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	old, err := openNoFollow(u.fs.c.root, u.name)
 	if err != nil {
 		return u.fs.translate("write", u.name, err)
 	}
