@@ -257,3 +257,5 @@ func mustContain(t *testing.T, what, s string, subs ...string) {
 var _ = fmt.Sprintf
 
 func sshPublicKeys(k sftptest.Key) ssh.AuthMethod { return ssh.PublicKeys(k.Signer) }
+
+func sshAuthorizedKey(k ssh.PublicKey) []byte { return ssh.MarshalAuthorizedKey(k) }
