@@ -1,0 +1,258 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rosterd/rosterd/state"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// env is a pipeline on a temp data directory with one organization.
+type env struct {
+	t      *testing.T
+	db     *state.DB
+	p      *Pipeline
+	org    string
+	orgDir string
+	root   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newEnv(t *testing.T, org string, st state.Settings, d Defaults) *env {
+	t.Helper()
+	root := t.TempDir()
+	db, err := state.Open(filepath.Join(root, "rosterd.db"), &state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateOrg(state.Org{Name: org, Settings: st}); err != nil {
+		t.Fatal(err)
+	}
+	orgDir := filepath.Join(root, "orgs", org)
+	if err := os.MkdirAll(filepath.Join(orgDir, "reports"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, db: db, org: org, orgDir: orgDir, root: root}
+	e.start(d)
+	t.Cleanup(func() {
+		e.stop()
+		db.Close()
+	})
+	return e
+}
+
+func (e *env) start(d Defaults) {
+	p, err := New(Config{DB: e.db, OrgsRoot: filepath.Join(e.root, "orgs"), Defaults: d})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.p, e.cancel, e.done = p, cancel, make(chan error, 1)
+	go func() { e.done <- p.Run(ctx) }()
+}
+
+func (e *env) stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	if err := <-e.done; err != nil {
+		e.t.Errorf("Run: %v", err)
+	}
+	e.cancel = nil
+}
+
+// upload places a file the way sftpd does (temporary name, rename) and
+// notifies the pipeline.
+func (e *env) upload(name string, data []byte) {
+	e.t.Helper()
+	tmp := filepath.Join(e.orgDir, ".in."+name)
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(e.orgDir, name)); err != nil {
+		e.t.Fatal(err)
+	}
+	e.p.Notify(e.org, name)
+}
+
+// newest returns the newest batch, or a zero Batch.
+func (e *env) newest() state.Batch {
+	bs, err := e.db.Batches(e.org, "", 1)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(bs) == 0 {
+		return state.Batch{}
+	}
+	return bs[0]
+}
+
+// waitBatch waits for a batch newer than prev to reach an outcome.
+func (e *env) waitBatch(prev string, timeout time.Duration) state.Batch {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		b := e.newest()
+		if b.ID != "" && b.ID != prev && b.Status != state.BatchPending && b.Status != state.BatchProcessing {
+			return b
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.t.Fatalf("no new batch after %s within %v (newest %+v)", prev, timeout, e.newest())
+	return state.Batch{}
+}
+
+// eventView is an event without the parts that change from run to run.
+type eventView struct {
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+func (e *env) batchEvents(batch string) []eventView {
+	e.t.Helper()
+	evs, err := e.db.Events(e.org, "", 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := []eventView{}
+	for _, ev := range evs {
+		if ev.BatchID == batch {
+			out = append(out, eventView{ev.Event, ev.Data})
+		}
+	}
+	return out
+}
+
+// stepResult is what a scenario step's golden want.json holds.
+type stepResult struct {
+	Status   string             `json:"status"`
+	Changes  state.BatchChanges `json:"changes"`
+	Counts   state.BatchCounts  `json:"counts"`
+	Statuses []string           `json:"statuses"` // every batch, oldest first
+	Events   []eventView        `json:"events"`
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(want, got) {
+		t.Errorf("%s differs from the golden file (run with -update after checking):\n--- got\n%s", path, got)
+	}
+}
+
+// TestScenarios runs each folder of testdata/scenarios: numbered steps of
+// files uploaded together (or an APPROVE marker approving the previous
+// batch), each checked against its want.json. settings.json holds the
+// organization's settings.
+func TestScenarios(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/scenarios/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no scenarios: %v", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			t.Parallel()
+			var st state.Settings
+			if raw, err := os.ReadFile(filepath.Join(dir, "settings.json")); err == nil {
+				if err := json.Unmarshal(raw, &st); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e := newEnv(t, "acme", st, Defaults{Settle: 300 * time.Millisecond, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep"})
+			steps, _ := filepath.Glob(filepath.Join(dir, "[0-9]*"))
+			slices.Sort(steps)
+			for _, step := range steps {
+				prev := e.newest()
+				var b state.Batch
+				if _, err := os.Stat(filepath.Join(step, "APPROVE")); err == nil {
+					b, err = e.p.Approve(context.Background(), e.org, prev.ID)
+					if err != nil {
+						t.Fatalf("step %s: Approve(%s): %v", step, prev.ID, err)
+					}
+				} else {
+					files, _ := filepath.Glob(filepath.Join(step, "*.csv"))
+					for _, f := range files {
+						data, err := os.ReadFile(f)
+						if err != nil {
+							t.Fatal(err)
+						}
+						e.upload(filepath.Base(f), data)
+					}
+					b = e.waitBatch(prev.ID, 10*time.Second)
+				}
+				res := stepResult{Status: b.Status, Changes: b.Changes, Counts: b.Counts, Events: e.batchEvents(b.ID)}
+				all, _ := e.db.Batches(e.org, "", 0)
+				for i := len(all) - 1; i >= 0; i-- {
+					res.Statuses = append(res.Statuses, all[i].Status)
+				}
+				got, _ := json.MarshalIndent(res, "", "  ")
+				golden(t, filepath.Join(step, "want.json"), append(got, '\n'))
+				checkReport(t, e, b)
+			}
+		})
+	}
+}
+
+// checkReport checks that the batch's report is on disk and stored.
+func checkReport(t *testing.T, e *env, b state.Batch) {
+	t.Helper()
+	// The report files follow the commit: wait for them.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		latest, _ := os.ReadFile(filepath.Join(e.orgDir, "reports", "latest.json"))
+		if bytes.Contains(latest, []byte(`"batch_id": "`+b.ID+`"`)) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	raw, err := e.db.BatchReport(e.org, b.ID)
+	if err != nil {
+		t.Fatalf("BatchReport(%s): %v", b.ID, err)
+	}
+	var stored struct {
+		BatchID string `json:"batch_id"`
+		Status  string `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &stored); err != nil || stored.BatchID != b.ID || stored.Status != b.Status {
+		t.Errorf("stored report = %s, %v; want batch %s status %s", raw, err, b.ID, b.Status)
+	}
+	for _, name := range []string{reportBase(b) + ".txt", reportBase(b) + ".json", "latest.txt", "latest.json"} {
+		if _, err := os.Stat(filepath.Join(e.orgDir, "reports", name)); err != nil {
+			t.Errorf("report file: %v", err)
+		}
+	}
+	latest, _ := os.ReadFile(filepath.Join(e.orgDir, "reports", "latest.json"))
+	if !bytes.Contains(latest, []byte(`"batch_id": "`+b.ID+`"`)) {
+		t.Errorf("latest.json is not the report of %s:\n%s", b.ID, latest)
+	}
+	txt, _ := os.ReadFile(filepath.Join(e.orgDir, "reports", "latest.txt"))
+	if b.Status == state.BatchHeld && !strings.Contains(string(txt), "rosterd batch approve acme "+b.ID) {
+		t.Errorf("held report does not say how to approve:\n%s", txt)
+	}
+	for _, f := range b.Files {
+		if _, err := os.Stat(filepath.Join(e.root, "archive", e.org, b.ID, f.Name)); err != nil {
+			t.Errorf("archive copy: %v", err)
+		}
+	}
+}
