@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/state"
 )
@@ -32,6 +33,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Deliverer serves /v1/webhooks and redelivery; nil answers 503.
 	Deliverer *webhook.Deliverer
+	// Pipeline runs plans and approvals; nil answers 503 on those routes.
+	Pipeline *ingest.Pipeline
 }
 
 // Server is the HTTP API. It is an http.Handler.
