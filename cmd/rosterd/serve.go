@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/ingest/httpapi"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
@@ -79,6 +80,8 @@ type daemonState struct {
 	api      *httpapi.Server
 	orgsRoot string
 	ready    atomic.Bool
+	// pipeline is the ingest pipeline (wiring added by the ingest engineer).
+	pipeline *ingest.Pipeline
 }
 
 // openDaemon prepares the data directory, host keys, API token, state and
@@ -115,11 +118,18 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Ingest pipeline (wiring added by the ingest engineer): it receives
+	// sftpd's completion signals and serves plans and approvals to the API.
+	if d.pipeline, err = ingest.New(ingestConfig(cfg, d)); err != nil {
+		db.Close()
+		return nil, err
+	}
+
 	d.sftp, err = sftpd.New(sftpd.Config{
 		HostKeys:     hostKeys,
 		Root:         d.orgsRoot,
 		Keys:         keyAuth{db},
-		Uploads:      noUploads{}, // replaced by the ingest pipeline
+		Uploads:      d.pipeline,
 		Limits:       sftpLimits(cfg),
 		AllowSHA1RSA: cfg.AllowSHA1RSA,
 		Logger:       log,
@@ -136,6 +146,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Gatherer: d.reg,
 		Ready:    d.ready.Load,
 		Logger:   log,
+		Pipeline: d.pipeline,
 	})
 	return d, nil
 }
@@ -187,6 +198,14 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	})
+	// Ingest (wiring added by the ingest engineer): runs until ingestCtx
+	// ends, after the SFTP server drained, so uploads in flight still
+	// become batches.
+	ingestCtx, stopIngest := context.WithCancel(context.Background())
+	defer stopIngest()
+	ingestDone := make(chan error, 1)
+	go func() { ingestDone <- d.pipeline.Run(ingestCtx) }()
+
 	d.log.Info("rosterd listening", "sftp_addr", sftpLn.Addr().String(), "http_addr", httpLn.Addr().String(), "data", d.cfg.Data, "version", version())
 
 	if f.demo {
@@ -225,6 +244,10 @@ loop:
 	if err := d.sftp.Shutdown(drain); err != nil {
 		d.log.Warn("sftp shutdown cut uploads short", "err", err)
 	}
+	stopIngest() // the batch in progress finishes or is abandoned and redone at next start
+	if err := <-ingestDone; err != nil {
+		d.log.Error("ingest", "err", err)
+	}
 	httpCtx, cancelHTTP := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelHTTP()
 	hs.Shutdown(httpCtx)
@@ -253,6 +276,7 @@ func (d *daemonState) reload(f *serveFlags) {
 		}
 	}
 	d.sftp.SetLimits(sftpLimits(cfg))
+	d.pipeline.SetDefaults(ingestDefaults(cfg))
 	d.cfg = cfg
 	d.cfg.Data, d.cfg.SFTPAddr, d.cfg.HTTPAddr, d.cfg.LogFormat, d.cfg.APIToken, d.cfg.AllowSHA1RSA =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA
