@@ -152,22 +152,29 @@ func ingestWired(t *testing.T, d *testDaemon, org string) bool {
 	return d.API("GET", "/v1/organizations/"+org+"/batches", nil, nil) != http.StatusNotFound
 }
 
+// latestReport returns ORG/reports/latest.json decoded, or nil while there
+// is none or its batch is not final.
+func latestReport(d *testDaemon, org string) map[string]any {
+	var rep map[string]any
+	raw, err := os.ReadFile(filepath.Join(d.Data, "orgs", org, "reports", "latest.json"))
+	if err != nil || json.Unmarshal(raw, &rep) != nil {
+		return nil
+	}
+	switch rep["status"] {
+	case "pending", "processing", nil:
+		return nil
+	}
+	return rep
+}
+
 // waitLatestReport polls ORG/reports/latest.json until it exists with a
-// final status and returns it decoded.
-func waitLatestReport(t *testing.T, d *testDaemon, org string, within time.Duration) map[string]any {
+// final status and cond (nil: any) holds for it, and returns it.
+func waitLatestReport(t *testing.T, d *testDaemon, org string, within time.Duration, cond func(map[string]any) bool) map[string]any {
 	t.Helper()
 	var rep map[string]any
-	path := filepath.Join(d.Data, "orgs", org, "reports", "latest.json")
 	waitFor(t, within, "a report in "+org+"/reports", func() bool {
-		raw, err := os.ReadFile(path)
-		if err != nil || json.Unmarshal(raw, &rep) != nil {
-			return false
-		}
-		switch rep["status"] {
-		case "pending", "processing", nil:
-			return false
-		}
-		return true
+		rep = latestReport(d, org)
+		return rep != nil && (cond == nil || cond(rep))
 	})
 	return rep
 }
