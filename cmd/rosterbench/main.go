@@ -1,0 +1,38 @@
+// Command rosterbench runs side-by-side benchmarks of rosterd's parts
+// against a reference measured in the same run, and prints medians and
+// per-round ratios.
+//
+//	rosterbench sftp [flags]   rosterd's sftpd against OpenSSH's sshd (internal-sftp)
+//
+// Each mode lives in its own file as func runX(args []string, stdout
+// io.Writer) error and gets one case in run's switch.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "rosterbench:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage: rosterbench MODE [flags]; modes: sftp")
+
+func run(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	switch args[0] {
+	case "sftp":
+		return runSFTP(args[1:], stdout)
+	case "webhook":
+		return runWebhook(args[1:], stdout)
+	}
+	return fmt.Errorf("unknown mode %q: %w", args[0], errUsage)
+}
