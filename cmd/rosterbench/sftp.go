@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -67,8 +68,20 @@ func runSFTP(args []string, stdout io.Writer) error {
 	sshd := fs.String("sshd", "/usr/sbin/sshd", "OpenSSH sshd binary")
 	keep := fs.Bool("keep", false, "keep the work folder")
 	base := fs.String("dir", "/run", "folder for the work folder; every component must be root-owned and not group or world writable (sshd's ChrootDirectory rule)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the process (rosterd's side) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sftpBin, err := exec.LookPath("sftp")
 	if err != nil {
