@@ -26,6 +26,7 @@ import (
 
 	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/ingest/httpapi"
+	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
 )
@@ -82,6 +83,8 @@ type daemonState struct {
 	ready    atomic.Bool
 	// pipeline is the ingest pipeline (wiring added by the ingest engineer).
 	pipeline *ingest.Pipeline
+	// deliverer sends webhooks (wiring added by the delivery engineer).
+	deliverer *webhook.Deliverer
 }
 
 // openDaemon prepares the data directory, host keys, API token, state and
@@ -120,7 +123,15 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 
 	// Ingest pipeline (wiring added by the ingest engineer): it receives
 	// sftpd's completion signals and serves plans and approvals to the API.
-	if d.pipeline, err = ingest.New(ingestConfig(cfg, d)); err != nil {
+	// Webhook delivery (wiring added by the delivery engineer): the
+	// pipeline wakes it after each applied batch with events.
+	if d.deliverer, err = newDeliverer(cfg, d); err != nil {
+		db.Close()
+		return nil, err
+	}
+	ic := ingestConfig(cfg, d)
+	ic.OnApplied = d.deliverer.Wake
+	if d.pipeline, err = ingest.New(ic); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -147,6 +158,8 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Ready:    d.ready.Load,
 		Logger:   log,
 		Pipeline: d.pipeline,
+		// Delivery engineer: webhook routes.
+		Deliverer: d.deliverer,
 	})
 	return d, nil
 }
@@ -205,6 +218,12 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 	defer stopIngest()
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- d.pipeline.Run(ingestCtx) }()
+	// Delivery (wiring added by the delivery engineer): stops after
+	// ingest; what is not delivered by then goes at next start.
+	deliverCtx, stopDelivery := context.WithCancel(context.Background())
+	defer stopDelivery()
+	deliverDone := make(chan error, 1)
+	go func() { deliverDone <- d.deliverer.Run(deliverCtx) }()
 
 	d.log.Info("rosterd listening", "sftp_addr", sftpLn.Addr().String(), "http_addr", httpLn.Addr().String(), "data", d.cfg.Data, "version", version())
 
@@ -248,6 +267,10 @@ loop:
 	if err := <-ingestDone; err != nil {
 		d.log.Error("ingest", "err", err)
 	}
+	stopDelivery()
+	if err := <-deliverDone; err != nil {
+		d.log.Error("webhook delivery", "err", err)
+	}
 	httpCtx, cancelHTTP := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelHTTP()
 	hs.Shutdown(httpCtx)
@@ -277,6 +300,7 @@ func (d *daemonState) reload(f *serveFlags) {
 	}
 	d.sftp.SetLimits(sftpLimits(cfg))
 	d.pipeline.SetDefaults(ingestDefaults(cfg))
+	d.reloadDelivery(cfg) // delivery engineer
 	d.cfg = cfg
 	d.cfg.Data, d.cfg.SFTPAddr, d.cfg.HTTPAddr, d.cfg.LogFormat, d.cfg.APIToken, d.cfg.AllowSHA1RSA =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA

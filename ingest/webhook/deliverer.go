@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -62,9 +63,7 @@ type Config struct {
 type Deliverer struct {
 	db        *state.DB
 	log       *slog.Logger
-	client    *http.Client
-	schedule  []time.Duration
-	retention time.Duration
+	opts      atomic.Pointer[options]
 	purgeEach time.Duration
 	metrics   *metrics
 	now       func() time.Time
@@ -117,8 +116,6 @@ func New(cfg Config) (*Deliverer, error) {
 	d := &Deliverer{
 		db:        cfg.DB,
 		log:       cfg.Logger,
-		schedule:  cfg.Schedule,
-		retention: cfg.Retention,
 		purgeEach: cfg.RetentionEvery,
 		now:       time.Now,
 		wakeCh:    make(chan struct{}, 1),
@@ -133,17 +130,7 @@ func New(cfg Config) (*Deliverer, error) {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	d.client = newClient(timeout)
-	if d.schedule == nil {
-		d.schedule = DefaultSchedule
-	}
-	if d.retention == 0 {
-		d.retention = DefaultRetention
-	}
+	d.setOptions(cfg)
 	if d.purgeEach <= 0 {
 		d.purgeEach = time.Hour
 	}
@@ -157,6 +144,54 @@ func New(cfg Config) (*Deliverer, error) {
 		return nil, fmt.Errorf("new deliverer: %w", err)
 	}
 	return d, nil
+}
+
+// options are the settings a reload can change, swapped as a whole.
+type options struct {
+	timeout   time.Duration
+	client    *http.Client
+	schedule  []time.Duration
+	retention time.Duration
+}
+
+func (d *Deliverer) opt() *options { return d.opts.Load() }
+
+// setOptions applies cfg's Timeout, Schedule and Retention with their
+// defaults. A new timeout gets a new client; the old one's idle
+// connections are closed.
+func (d *Deliverer) setOptions(cfg Config) {
+	o := &options{timeout: cfg.Timeout, schedule: slices.Clone(cfg.Schedule), retention: cfg.Retention}
+	if o.timeout <= 0 {
+		o.timeout = DefaultTimeout
+	}
+	if o.schedule == nil {
+		o.schedule = DefaultSchedule
+	}
+	if o.retention == 0 {
+		o.retention = DefaultRetention
+	}
+	old := d.opts.Load()
+	if old != nil && old.timeout == o.timeout {
+		o.client = old.client
+	} else {
+		o.client = newClient(o.timeout)
+		if old != nil {
+			old.client.CloseIdleConnections()
+		}
+	}
+	d.opts.Store(o)
+}
+
+// Reconfigure applies a reloaded configuration (SIGHUP): Endpoints as
+// SetEndpoints does, and Timeout, Schedule and Retention from the next
+// attempt, retry wait or purge on (a wait already started keeps its
+// length). DB, Logger, Registerer and RetentionEvery are kept.
+func (d *Deliverer) Reconfigure(cfg Config) error {
+	if err := d.SetEndpoints(cfg.Endpoints); err != nil {
+		return err
+	}
+	d.setOptions(cfg)
+	return nil
 }
 
 // SetEndpoints replaces the endpoints (SIGHUP reload). Workers of an
@@ -460,7 +495,7 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, cur *state.Cursor, e
 			d.metrics.outcome(k.endpoint, "gone")
 			d.disable(w.ep, fmt.Sprintf("receiver answered 410 Gone to event %s", ev.id))
 			return false
-		case attempts > len(d.schedule):
+		case attempts > len(d.opt().schedule):
 			d.metrics.outcome(k.endpoint, "failed")
 			f := state.FailedDelivery{Endpoint: k.endpoint, EventID: ev.id, Event: ev.typ(), Org: w.org,
 				Attempts: attempts, LastStatus: res.status, LastError: res.err.Error(), FailedAt: d.now().UTC()}
@@ -475,7 +510,8 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, cur *state.Cursor, e
 			return true
 		default:
 			d.metrics.outcome(k.endpoint, "retry")
-			delay := jitter(d.schedule[attempts-1])
+			schedule := d.opt().schedule
+			delay := jitter(schedule[min(attempts, len(schedule))-1])
 			if res.retryAfter > 0 {
 				delay = res.retryAfter
 			}
@@ -618,9 +654,6 @@ func (d *Deliverer) flush() {
 // retentionLoop purges old events now and then every purgeEach until ctx
 // ends.
 func (d *Deliverer) retentionLoop(ctx context.Context) {
-	if d.retention < 0 {
-		return
-	}
 	t := time.NewTicker(d.purgeEach)
 	defer t.Stop()
 	for {
@@ -642,7 +675,7 @@ func (d *Deliverer) retentionLoop(ctx context.Context) {
 // never purged before its endpoints are done with it. Disabled endpoints
 // hold their events back too.
 func (d *Deliverer) Purge(ctx context.Context) (int, error) {
-	if d.retention < 0 {
+	if d.opt().retention < 0 {
 		return 0, nil
 	}
 	d.mu.Lock()
@@ -680,7 +713,7 @@ func (d *Deliverer) Purge(ctx context.Context) (int, error) {
 		}
 		return after, ok
 	}
-	n, err := d.db.PurgeEvents(ctx, d.now().Add(-d.retention), keepAfter)
+	n, err := d.db.PurgeEvents(ctx, d.now().Add(-d.opt().retention), keepAfter)
 	if n > 0 {
 		d.log.Info("event retention purged old events", "events", n)
 	}

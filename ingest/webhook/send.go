@@ -62,7 +62,7 @@ func (d *Deliverer) send(ctx context.Context, ep *Endpoint, id string, body []by
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "rosterd-webhook/1")
 	setSignatureHeaders(req.Header, ep.Secret, ep.WorkOS, id, d.now(), body)
-	resp, err := d.client.Do(req)
+	resp, err := d.opt().client.Do(req)
 	if err != nil {
 		return result{err: scrubURL(err)}
 	}
