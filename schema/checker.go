@@ -37,12 +37,12 @@ type Checker struct {
 
 	haveUsers   bool
 	usersBroken bool // users.csv could not be read whole: skip reference checks
-	userIDs     map[uint64]int32
-	emails      map[uint64]int32
-	groupNames  map[uint64]int32
-	groupIDs    map[uint64]int32
-	members     map[uint64]int32
-	allGroups   map[uint64]struct{}
+	userIDs     window
+	emails      window
+	groupNames  lineSet
+	groupIDs    lineSet
+	members     lineSet
+	allGroups   lineSet
 	stats       Stats
 
 	scratch []byte
@@ -52,7 +52,8 @@ type Checker struct {
 }
 
 // Stats counts what the valid rows of a batch hold: users, distinct groups
-// (named in groups.csv or user_groups.csv) and distinct memberships.
+// (named in groups.csv or user_groups.csv) and distinct memberships. For a
+// batch with errors the counts are approximate.
 type Stats struct {
 	Users       int
 	Groups      int
@@ -68,19 +69,13 @@ func NewChecker(lim Limits, userExists func(id string) bool) *Checker {
 		userExists: userExists,
 		seed:       maphash.MakeSeed(),
 		counts:     make(map[string]int),
-		userIDs:    make(map[uint64]int32),
-		emails:     make(map[uint64]int32),
-		groupNames: make(map[uint64]int32),
-		groupIDs:   make(map[uint64]int32),
-		members:    make(map[uint64]int32),
-		allGroups:  make(map[uint64]struct{}),
 	}
 }
 
 // Stats returns the counts of the batch so far.
 func (c *Checker) Stats() Stats {
 	s := c.stats
-	s.Groups = len(c.allGroups)
+	s.Groups = c.allGroups.len()
 	return s
 }
 
@@ -456,15 +451,14 @@ func line32(n int) int32 {
 // firstSeen records key at line in set. When key was seen before, it
 // returns that line and whether that earlier line has already been given
 // its own duplicate issue (it is marked as given by this call).
-func firstSeen(set map[uint64]int32, key uint64, line int) (prev int, reported bool, dup bool) {
-	p, ok := set[key]
-	if !ok {
-		set[key] = line32(line)
+func firstSeen(set *lineSet, key uint64, line int) (prev int, reported bool, dup bool) {
+	sl := set.put(key, line32(line))
+	if sl == nil {
 		return 0, false, false
 	}
-	if p < 0 {
-		return int(-p), true, true
+	if sl.line < 0 {
+		return int(-sl.line), true, true
 	}
-	set[key] = -p
-	return int(p), false, true
+	sl.line = -sl.line
+	return int(-sl.line), false, true
 }

@@ -1,9 +1,6 @@
 package schema
 
-import (
-	"strings"
-	"time"
-)
+import "strings"
 
 // dateForm checks an employment_start_date. It returns ok for an ISO 8601
 // calendar date (YYYY-MM-DD, a real day). Otherwise, when the value is a
@@ -150,7 +147,11 @@ func validYMD(y, m, d int) bool {
 	if y < 1 || m < 1 || m > 12 || d < 1 {
 		return false
 	}
-	return d <= time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	days := [13]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m]
+	if m == 2 && y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+		days = 29
+	}
+	return d <= days
 }
 
 func atoi(s string) int {

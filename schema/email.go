@@ -33,7 +33,7 @@ func emailProblem(b []byte) string {
 			at = i
 		case ch <= ' ' || ch == 0x7f:
 			return "contains a space or an invisible character"
-		case bytes.IndexByte([]byte(`,;<>()[]\":`), ch) >= 0:
+		case badEmailByte[ch]:
 			return fmt.Sprintf("contains the character \"%c\", which an address cannot have (is it two addresses, or a name with the address?)", ch)
 		}
 	}
@@ -54,6 +54,14 @@ func emailProblem(b []byte) string {
 	}
 	return ""
 }
+
+// badEmailByte marks the ASCII punctuation no address may hold.
+var badEmailByte = func() (t [256]bool) {
+	for _, c := range []byte(`,;<>()[]\":`) {
+		t[c] = true
+	}
+	return t
+}()
 
 // appendLower appends b in lower case (simple Unicode case mapping) to dst.
 func appendLower(dst, b []byte) []byte {

@@ -133,8 +133,8 @@ func FuzzUsers(f *testing.F) {
 		if diff := cmp.Diff(c.Issues(), c2.Issues()); diff != "" {
 			t.Errorf("nil callback changes the issues:\n%s", diff)
 		}
-		if n != c.Stats().Users {
-			t.Errorf("callback called %d times; Stats().Users = %d", n, c.Stats().Users)
+		if n < c.Stats().Users {
+			t.Errorf("callback called %d times; Stats().Users = %d is more", n, c.Stats().Users)
 		}
 	})
 }

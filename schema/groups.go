@@ -79,12 +79,12 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 			continue
 		}
 		line := rec.fields[gi].line
-		if prev, _, dup := firstSeen(c.members, c.hash2(group, user), line); dup {
+		if prev, _, dup := firstSeen(&c.members, c.hash2(group, user), line); dup {
 			c.issue(rec.line, "", nil, CodeDuplicateMember, SeverityWarning,
 				msgf("user %q in group %q already appears on line %d; the repeat is ignored", user, group, prev))
 			continue
 		}
-		c.allGroups[c.hash(group)] = struct{}{}
+		c.allGroups.put(c.hash(group), 0)
 		c.stats.Memberships++
 		if fn == nil {
 			continue
@@ -108,8 +108,7 @@ func (c *Checker) userKnown(id []byte) bool {
 		if c.usersBroken {
 			return true
 		}
-		_, ok := c.userIDs[c.hash(id)]
-		return ok
+		return c.userIDs.set.has(c.hash(id))
 	}
 	return c.userExists != nil && c.userExists(string(id))
 }
@@ -152,7 +151,7 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 		line := rec.fields[ni].line
 		if len(name) == 0 {
 			c.missing(rec, s, ni, "every group needs a name")
-		} else if prev, reported, dup := firstSeen(c.groupNames, c.hash(name), line); dup {
+		} else if prev, reported, dup := firstSeen(&c.groupNames, c.hash(name), line); dup {
 			if !reported {
 				c.issue(prev, s.cols[ni].name, name, CodeDuplicateGroupName, SeverityError,
 					msgf("group_name %q also appears on line %d — each group must appear once", name, line))
@@ -163,7 +162,7 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 		if ii >= 0 {
 			if id := rec.value(ii); len(id) > 0 {
 				line := rec.fields[ii].line
-				if prev, reported, dup := firstSeen(c.groupIDs, c.hash(id), line); dup {
+				if prev, reported, dup := firstSeen(&c.groupIDs, c.hash(id), line); dup {
 					if !reported {
 						c.issue(prev, s.cols[ii].name, id, CodeDuplicateGroupID, SeverityError,
 							msgf("group_id %q also appears on line %d — each group needs its own id", id, line))
@@ -176,7 +175,7 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 		if c.rowErr {
 			continue
 		}
-		c.allGroups[c.hash(name)] = struct{}{}
+		c.allGroups.put(c.hash(name), 0)
 		if fn == nil {
 			continue
 		}

@@ -36,6 +36,10 @@ var userRoles = func() map[string]int {
 func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileResult, error) {
 	var res FileResult
 	c.haveUsers = true
+	defer func() {
+		c.userIDs.flush(c.dupID)
+		c.emails.flush(c.dupEmail)
+	}()
 	s, err := c.begin(r, file, &res, userRoles)
 	if s == nil || err != nil {
 		c.usersBroken = true
@@ -76,13 +80,8 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 
 		if len(id) == 0 {
 			c.missing(rec, s, idx[uID], "every person needs a user_id, the directory's own stable id")
-		} else if prev, reported, dup := firstSeen(c.userIDs, c.hash(id), idLine); dup {
-			if !reported {
-				c.issue(prev, "user_id", id, CodeDuplicateUserID, SeverityError,
-					msgf("user_id %q also appears on line %d — each person must appear once", id, idLine))
-			}
-			c.issue(idLine, "user_id", id, CodeDuplicateUserID, SeverityError,
-				msgf("user_id %q also appears on line %d — each person must appear once", id, prev))
+		} else {
+			c.userIDs.add(c.hash(id), idLine, id, c.dupID)
 		}
 
 		if len(email) == 0 {
@@ -90,13 +89,8 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		} else if why := emailProblem(email); why != "" {
 			c.issue(emailLine, "email", email, CodeInvalidEmail, SeverityError,
 				msgf("%q is not a valid email address: it %s", email, why))
-		} else if prev, reported, dup := firstSeen(c.emails, c.hashFold(email), emailLine); dup {
-			if !reported {
-				c.issue(prev, "email", email, CodeDuplicateEmail, SeverityError,
-					msgf("email %q also appears on line %d (upper and lower case count as the same) — each person needs their own address", email, emailLine))
-			}
-			c.issue(emailLine, "email", email, CodeDuplicateEmail, SeverityError,
-				msgf("email %q also appears on line %d (upper and lower case count as the same) — each person needs their own address", email, prev))
+		} else {
+			c.emails.add(c.hashFold(email), emailLine, email, c.dupEmail)
 		}
 		if len(rec.value(idx[uFirstName])) == 0 {
 			c.missing(rec, s, idx[uFirstName], "every person needs a first name and a last name")
@@ -143,6 +137,29 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		c.issue(0, "", nil, CodeNoRows, SeverityWarning, "the file has a header but no rows: uploaded, it would remove every user (such a batch is held until someone approves it)")
 	}
 	return res, nil
+}
+
+// dupID reports a user_id seen before, on both lines (the earlier one
+// once).
+func (c *Checker) dupID(id []byte, prev, line int, prevReported bool) {
+	c.stats.Users = max(c.stats.Users-1, 0) // the repeat is not another user
+	if !prevReported {
+		c.issue(prev, "user_id", id, CodeDuplicateUserID, SeverityError,
+			msgf("user_id %q also appears on line %d — each person must appear once", id, line))
+	}
+	c.issue(line, "user_id", id, CodeDuplicateUserID, SeverityError,
+		msgf("user_id %q also appears on line %d — each person must appear once", id, prev))
+}
+
+// dupEmail reports an email seen before, ignoring case.
+func (c *Checker) dupEmail(email []byte, prev, line int, prevReported bool) {
+	const why = "(upper and lower case count as the same) — each person needs their own address"
+	if !prevReported {
+		c.issue(prev, "email", email, CodeDuplicateEmail, SeverityError,
+			msgf("email %q also appears on line %d "+why, email, line))
+	}
+	c.issue(line, "email", email, CodeDuplicateEmail, SeverityError,
+		msgf("email %q also appears on line %d "+why, email, prev))
 }
 
 // missing reports an empty required value.
