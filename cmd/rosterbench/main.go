@@ -2,7 +2,9 @@
 // against a reference measured in the same run, and prints medians and
 // per-round ratios.
 //
-//	rosterbench sftp [flags]   rosterd's sftpd against OpenSSH's sshd (internal-sftp)
+//	rosterbench sftp [flags]     rosterd's sftpd against OpenSSH's sshd (internal-sftp)
+//	rosterbench csv [flags]      the CSV reader and validators
+//	rosterbench webhook [flags]  webhook delivery against a verifying receiver
 //
 // Each mode lives in its own file as func runX(args []string, stdout
 // io.Writer) error and gets one case in run's switch.
@@ -22,7 +24,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: rosterbench MODE [flags]; modes: sftp")
+var errUsage = errors.New("usage: rosterbench MODE [flags]; modes: sftp, csv, webhook")
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -31,6 +33,8 @@ func run(args []string, stdout io.Writer) error {
 	switch args[0] {
 	case "sftp":
 		return runSFTP(args[1:], stdout)
+	case "csv":
+		return runCSV(args[1:], stdout)
 	case "webhook":
 		return runWebhook(args[1:], stdout)
 	}
