@@ -77,7 +77,7 @@ func newUpload(f *orgFS, name string, flags sftp.FileOpenFlags) (*upload, error)
 		return nil, f.translate("write", name, err)
 	}
 	u := &upload{
-		fs: f, name: name, tmp: tmp, file: file, max: f.c.limits.MaxUploadSize,
+		fs: f, name: name, tmp: tmp, file: file, max: f.c.srv.currentLimits().MaxUploadSize,
 		start: time.Now(), hash: sha256.New(), pending: map[int64][]byte{},
 	}
 	if exists && !flags.Trunc {
