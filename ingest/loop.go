@@ -26,7 +26,6 @@ type pendingFile struct {
 	trusted bool // a completed upload (sftpd's Notify)
 	size    int64
 	mtime   time.Time
-	seen    time.Time // when size and mtime were last seen to change
 }
 
 // stamp identifies a processed file, to recognize it when the scan or the
@@ -110,17 +109,14 @@ func (l *orgLoop) add(name string, trusted bool) {
 	l.mu.Lock()
 	f := l.pending[name]
 	if f == nil {
-		f = &pendingFile{name: name, seen: now}
+		f = &pendingFile{name: name}
 		l.pending[name] = f
 	}
 	if trusted {
 		f.trusted = true
 		l.last = now
-	} else {
-		f.seen = now
-		if l.last.IsZero() {
-			l.last = now
-		}
+	} else if l.last.IsZero() {
+		l.last = now
 	}
 	l.mu.Unlock()
 	l.poke()
@@ -162,11 +158,11 @@ func (l *orgLoop) due(now time.Time) ([]pendingFile, time.Duration) {
 			delete(l.pending, name) // gone, or not a plain file: nothing to take
 			continue
 		}
-		if fi.Size() != f.size || !fi.ModTime().Equal(f.mtime) {
-			f.size, f.mtime, f.seen = fi.Size(), fi.ModTime(), now
-		}
-		if d := f.seen.Add(still).Sub(now); d > 0 {
-			later(d)
+		f.size, f.mtime = fi.Size(), fi.ModTime()
+		// Every write moves the modification time: a file is still once
+		// it is older than the window.
+		if d := f.mtime.Add(still).Sub(now); d > 0 {
+			later(min(d, still))
 		}
 	}
 	if len(l.pending) == 0 {

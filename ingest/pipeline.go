@@ -217,6 +217,7 @@ func (p *Pipeline) loop(org string) *orgLoop {
 // startLoop runs l under p.run; p.mu is held.
 func (p *Pipeline) startLoop(l *orgLoop) {
 	rs := p.run
+	l.started = true
 	rs.wg.Add(1)
 	go func() {
 		defer rs.wg.Done()
