@@ -29,10 +29,11 @@ var userRoles = func() map[string]int {
 // error is an I/O error of r. Problems in the data are issues, never
 // errors. SPEC §4.
 //
-// fn sees a row when it has no error at the time it is read: a later row
-// can still make it a duplicate. A batch with any error must be discarded
-// whole (SPEC §4), so fn's results are only to be used once the batch has
-// no errors.
+// fn sees a row when the row's own checks pass. Duplicate user_ids and
+// emails are found a little later (every 65,536 rows and at the end of the
+// file), so fn may see both rows of a duplicate. A batch with any error
+// must be discarded whole (SPEC §4): use what fn gathered only when
+// Errors() is 0 after the whole batch.
 func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileResult, error) {
 	var res FileResult
 	c.haveUsers = true
