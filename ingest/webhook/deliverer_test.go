@@ -484,6 +484,25 @@ func TestSetEndpoints(t *testing.T) {
 	if err := d.SetEndpoints([]Endpoint{{URL: "http://x"}}); !errors.Is(err, ErrBadEndpoint) {
 		t.Errorf("SetEndpoints(no secret) = %v; want ErrBadEndpoint", err)
 	}
+
+	// A reload with a new timeout and schedule: a new client, the new
+	// schedule, and the endpoints still delivering.
+	oldClient := d.opt().client
+	if err := d.Reconfigure(Config{Endpoints: []Endpoint{b.endpoint(t)}, Timeout: time.Second, Schedule: fast(2, time.Millisecond), Retention: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if o := d.opt(); o.client == oldClient || o.client.Timeout != time.Second || len(o.schedule) != 2 || o.retention != -1 {
+		t.Errorf("after Reconfigure: timeout %v, schedule %v, retention %v; want 1s, 2 delays, -1", o.client.Timeout, o.schedule, o.retention)
+	}
+	third := emit(t, db, "acme", 1, time.Time{})
+	d.Wake("acme")
+	waitFor(t, "b gets 3", 5*time.Second, func() bool { return len(b.got()) >= 3 })
+	if got := b.ids(""); got[2] != third[0] {
+		t.Errorf("b's third arrival = %s; want %s", got[2], third[0])
+	}
+	if n, err := d.Purge(context.Background()); n != 0 || err != nil {
+		t.Errorf("Purge with retention -1 = %d, %v; want 0, nil", n, err)
+	}
 }
 
 // TestRedirectNotFollowed: a 3xx is not followed; it is a failure.

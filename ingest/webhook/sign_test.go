@@ -111,3 +111,17 @@ func FuzzParseSecret(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRetryAfter: a receiver's Retry-After never yields a negative
+// delay or one beyond the cap.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "5", "-1", "99999999999999999999", "Wed, 21 Oct 2015 07:28:00 GMT", "soon"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := parseRetryAfter(v, now); d < 0 || d > maxRetryAfter {
+			t.Errorf("parseRetryAfter(%q) = %v; want within [0, %v]", v, d, maxRetryAfter)
+		}
+	})
+}
