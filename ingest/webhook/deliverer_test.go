@@ -54,6 +54,10 @@ func TestDeliversInOrderOncePerOrg(t *testing.T) {
 	if rc.badSig != 0 {
 		t.Errorf("%d requests with a bad signature", rc.badSig)
 	}
+	// Keep-alive: one connection per organization's worker, not one per event.
+	if n := rc.conns.Load(); n > 4 {
+		t.Errorf("240 events took %d connections; want keep-alive (at most 4)", n)
+	}
 	if n := testutil.ToFloat64(d.metrics.deliveries.WithLabelValues(DefaultEndpointID(rc.url), "delivered")); n != 240 {
 		t.Errorf("deliveries_total{delivered} = %v; want 240", n)
 	}

@@ -97,6 +97,7 @@ type receiver struct {
 	accepted []arrival
 	attempts map[string]int
 	badSig   int
+	conns    atomic.Int64 // connections opened
 	srv      *http.Server
 	ln       net.Listener
 	url      string
@@ -117,7 +118,11 @@ func newReceiver(t testing.TB, workos bool, respond func(http.ResponseWriter, *h
 
 func (rc *receiver) start(ln net.Listener) {
 	rc.ln = ln
-	rc.srv = &http.Server{Handler: rc}
+	rc.srv = &http.Server{Handler: rc, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			rc.conns.Add(1)
+		}
+	}}
 	go rc.srv.Serve(ln)
 }
 
