@@ -227,7 +227,7 @@ func TestSIGHUPReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(base + "[limits]\nmax_sessions = 10\n")
+	write(base + "settle = \"1h\"\n[limits]\nmax_sessions = 10\n")
 	d := startServeArgs(t, data, []string{"--config", cfgPath}, nil)
 	key := addOrg(t, d, "acme")
 
@@ -264,7 +264,7 @@ func TestSIGHUPReload(t *testing.T) {
 	}
 
 	// A reloadable change: applied, and logged without a restart note.
-	write(base + "settle = \"2s\"\n[limits]\nmax_sessions = 2\n[defaults]\ndelete_threshold_percent = 50.0\n" +
+	write(base + "settle = \"0s\"\n[limits]\nmax_sessions = 2\n[defaults]\ndelete_threshold_percent = 50.0\n" +
 		"[[webhook]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"whsec_c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ=\"\n")
 	hup("the reload log line", func() int { return len(reloads()) })
 	if last := reloads()[len(reloads())-1]; last["msg"] != "configuration reloaded" || last["keys"] != nil {
@@ -272,6 +272,17 @@ func TestSIGHUPReload(t *testing.T) {
 	}
 	if got := sessions(3); got != 2 {
 		t.Errorf("sessions granted after reloading max_sessions = 2: %d; want 2", got)
+	}
+	// The settle window went from 1h to 0s: an upload is processed now.
+	if ingestWired(t, d, "acme") {
+		src := filepath.Join(t.TempDir(), "users.csv")
+		os.WriteFile(src, []byte(exportUsers), 0o644)
+		if out, ok := sftpBatch(t, d, key, "acme", "put "+src+" users.csv\n"); !ok {
+			t.Fatalf("upload: %s", out)
+		}
+		waitLatestReport(t, d, "acme", 10*time.Second, nil)
+	} else {
+		t.Log("settle reload not checked: waits on the ingest pipeline")
 	}
 
 	// sftp_addr needs a restart: logged as such, and the old address keeps
