@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -332,5 +333,52 @@ func TestSIGHUPReload(t *testing.T) {
 
 	if strings.Contains(d.Logs(), "c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ") || strings.Contains(d.Logs(), "changed-token") {
 		t.Error("a webhook secret or API token from the config file appears in the log")
+	}
+}
+
+// TestSIGHUPRaisesUploadLimit raises limits.max_upload_size by SIGHUP and
+// uploads a file between the old and the new limit: sftpd and the ingest
+// pipeline must both use the new limit, so the batch is applied.
+//
+// Known bug (reported to the lead): reload passes the new limits to sftpd
+// (SetLimits) but the ingest pipeline keeps the schema.Limits it was built
+// with (ingestConfig in ingest_wiring.go is only read at start), so the
+// upload is accepted and then rejected as file_too_large against the old
+// limit. limits.max_columns, limits.max_field_size, retention.reports and
+// retention.archive are likewise neither reloaded nor logged as needing a
+// restart. Remove the skip once ingest can take new limits and retention.
+func TestSIGHUPRaisesUploadLimit(t *testing.T) {
+	if os.Getenv("ROSTERD_TEST_KNOWN_BUGS") == "" {
+		t.Skip("known bug: ingest keeps the start-up limits after SIGHUP; run with ROSTERD_TEST_KNOWN_BUGS=1")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "rosterd.toml")
+	os.WriteFile(cfgPath, []byte("settle = \"0s\"\n[limits]\nmax_upload_size = \"1KiB\"\n"), 0o600)
+	d := startDaemon(t, daemonOpts{Args: []string{"--config", cfgPath}})
+	key := addOrg(t, d, "acme")
+	if !ingestWired(t, d, "acme") {
+		t.Skip("waits on the ingest pipeline")
+	}
+	var b strings.Builder
+	b.WriteString("user_id,email,first_name,last_name\n")
+	for i := range 100 {
+		fmt.Fprintf(&b, "E%d,user%d@example.com,First,Last\n", i, i)
+	}
+	src := filepath.Join(t.TempDir(), "users.csv")
+	os.WriteFile(src, []byte(b.String()), 0o644)
+	if out, ok := sftpBatch(t, d, key, "acme", "put "+src+" users.csv\n"); ok {
+		t.Fatalf("a %d-byte upload with max_upload_size 1KiB succeeded:\n%s", b.Len(), out)
+	}
+
+	os.WriteFile(cfgPath, []byte("settle = \"0s\"\n[limits]\nmax_upload_size = \"1MiB\"\n"), 0o600)
+	before := len(logMatches(d, msgPrefix("configuration reloaded")))
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "the reload", func() bool { return len(logMatches(d, msgPrefix("configuration reloaded"))) > before })
+	if out, ok := sftpBatch(t, d, key, "acme", "put "+src+" users.csv\n"); !ok {
+		t.Fatalf("a %d-byte upload after raising max_upload_size to 1MiB failed:\n%s", b.Len(), out)
+	}
+	rep := waitLatestReport(t, d, "acme", 10*time.Second, nil)
+	if rep["status"] != "applied" || countOf(rep, "users") != 100 {
+		t.Errorf("report after raising the limit: status %v, users %d, issues %v; want applied with 100 users", rep["status"], countOf(rep, "users"), rep["issues"])
 	}
 }
