@@ -59,7 +59,7 @@ func TestGroundTruth10k(t *testing.T) {
 	users, members := day.files(rng)
 	e.upload("users.csv", []byte(users))
 	e.upload("user_groups.csv", []byte(members))
-	first := e.waitBatch("", 30*time.Second)
+	first := e.waitBatch("", 2*time.Minute)
 	if first.Status != state.BatchApplied || first.Changes.UsersCreated != n || first.Changes.MembershipsAdded != 3*n {
 		t.Fatalf("day N = %s %+v", first.Status, first.Changes)
 	}
@@ -116,7 +116,7 @@ func TestGroundTruth10k(t *testing.T) {
 	users, members = day.files(rng)
 	e.upload("users.csv", []byte(users))
 	e.upload("user_groups.csv", []byte(members))
-	second := e.waitBatch(first.ID, 30*time.Second)
+	second := e.waitBatch(first.ID, 2*time.Minute)
 	if second.Status != state.BatchApplied {
 		t.Fatalf("day N+1 = %s", second.Status)
 	}

@@ -40,18 +40,24 @@ func TestSettleWindow(t *testing.T) {
 		l.add("users.csv", true)       // a repeat collapses
 		time.Sleep(9 * time.Second)
 		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
 		if len(batches) != 0 {
 			t.Fatalf("batch after 15s with an upload at 6s: %v", batches)
 		}
+		mu.Unlock()
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
+		mu.Lock()
 		if len(batches) != 1 || len(batches[0]) != 2 || at[0] != 16*time.Second {
 			t.Fatalf("batches = %v at %v; want one of 2 files at 16s", batches, at)
 		}
 		// A file the watcher reports that is gone is dropped.
+		mu.Unlock()
 		l.add("groups.csv", false)
 		time.Sleep(time.Minute)
 		synctest.Wait()
+		mu.Lock()
 		if len(batches) != 1 {
 			t.Fatalf("a vanished file made a batch: %v", batches)
 		}
