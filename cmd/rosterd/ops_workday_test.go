@@ -198,7 +198,17 @@ func TestWorkdayXSLT(t *testing.T) {
 func TestWorkdayUpload(t *testing.T) {
 	entries := readWorkdaySample(t)
 	d := startDaemon(t, daemonOpts{Args: []string{"--settle", "1s"}})
-	key := addOrg(t, d, "workday")
+	// Workday exports its public key in the RFC 4716 "SSH2" form.
+	key := newClientKey(t)
+	rfc4716, err := exec.Command(lookTool(t, "ssh-keygen"), "-e", "-f", key+".pub").Output()
+	if err != nil || !strings.HasPrefix(string(rfc4716), "---- BEGIN SSH2 PUBLIC KEY ----") {
+		t.Fatalf("ssh-keygen -e: %v %q", err, rfc4716)
+	}
+	pub := filepath.Join(t.TempDir(), "workday.pub")
+	os.WriteFile(pub, rfc4716, 0o644)
+	if out, code := d.CLI("", "org", "add", "workday", "--key", pub); code != 0 {
+		t.Fatalf("org add workday --key <RFC 4716 key> = %d %q", code, out)
+	}
 	src := t.TempDir()
 	users, groups := filepath.Join(src, "users.csv"), filepath.Join(src, "user_groups.csv")
 	os.WriteFile(users, xslt(t, "workday_users.xsl"), 0o644)
