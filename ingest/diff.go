@@ -193,6 +193,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		membersAdded: newSpill(tmp, 2),
 		membersRemov: newSpill(tmp, 2),
 	}
+	r.usersCreated.keyed, r.usersUpdated.keyed, r.membersAdded.keyed = true, true, true
 	d := &differ{
 		s: s, org: org, pol: pol, r: r,
 		seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(),
@@ -576,7 +577,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 			}
 		}
 	}
-	err := r.usersCreated.each(func(f [][]byte) error {
+	err := r.usersCreated.sortedEach(func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
@@ -585,7 +586,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 	if err != nil {
 		return err
 	}
-	err = r.usersUpdated.each(func(f [][]byte) error {
+	err = r.usersUpdated.sortedEach(func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
@@ -605,19 +606,22 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 		}
 		return membershipData(u, g), nil
 	}
-	err = r.membersAdded.each(func(f [][]byte) error {
-		if err := a.AddMember(f[0], f[1]); err != nil {
-			return err
-		}
+	var uids, gids [][]byte
+	err = r.membersAdded.sortedEach(func(f [][]byte) error {
 		data, err := member(f[0], f[1])
 		if err != nil {
 			return err
 		}
+		uids, gids = append(uids, bytes.Clone(f[0])), append(gids, bytes.Clone(f[1]))
 		return emit(state.EventGroupUserAdded, data)
 	})
 	if err != nil {
 		return err
 	}
+	if err := a.AddMembers(uids, gids); err != nil {
+		return err
+	}
+	uids, gids = nil, nil
 	err = r.membersRemov.each(func(f [][]byte) error {
 		data, err := member(f[0], f[1])
 		if err != nil {

@@ -74,8 +74,8 @@ func TestGroundTruth10k(t *testing.T) {
 		perm = perm[k:]
 		return out
 	}
-	want := map[string][]string{} // event -> keys
-	prev := map[string]string{}   // user id -> previous_attributes
+	want := map[string][]string{}  // event -> keys
+	prev := map[string]string{}    // user id -> previous_attributes
 	for _, id := range take(150) { // terminations
 		want[state.EventUserDeleted] = append(want[state.EventUserDeleted], id)
 		for _, g := range day.groups[id] {

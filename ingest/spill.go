@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 )
 
 // spill is an append-only list of records of a few byte fields each, held
@@ -21,6 +22,13 @@ type spill struct {
 	file  *os.File
 	w     *bufio.Writer
 	fixed int // fields per record
+	size  int64
+	// With keyed set, add records each record's offset and its sort key
+	// (the first field, or for two-field records the state pair key of
+	// both), for sortedEach.
+	keyed bool
+	offs  []int64
+	keys  []string
 }
 
 const spillMemory = 4 << 20
@@ -54,8 +62,17 @@ func (s *spill) add(fields ...[]byte) error {
 		s.mem = bytes.Buffer{}
 		w = s.w
 	}
+	if s.keyed {
+		s.offs = append(s.offs, s.size)
+		if len(fields) == 2 {
+			s.keys = append(s.keys, string(pairKey(fields[0], fields[1])))
+		} else {
+			s.keys = append(s.keys, string(fields[0]))
+		}
+	}
 	for _, f := range fields {
 		n := binary.PutUvarint(hdr[:], uint64(len(f)))
+		s.size += int64(n + len(f))
 		if _, err := w.Write(hdr[:n]); err != nil {
 			return fmt.Errorf("spill: %w", err)
 		}
@@ -125,4 +142,60 @@ func (s *spill) close() {
 		s.file.Close()
 		s.file = nil
 	}
+}
+
+// pairKey is the key of a pair in the state's membership indexes: the
+// length of a as a uvarint, a, then b.
+func pairKey(a, b []byte) []byte {
+	k := make([]byte, 0, binary.MaxVarintLen64+len(a)+len(b))
+	k = binary.AppendUvarint(k, uint64(len(a)))
+	k = append(k, a...)
+	return append(k, b...)
+}
+
+// sortedEach is each in key order (a keyed spill only). bbolt holds a
+// transaction's new keys in unsplit in-memory nodes until commit, so
+// inserting a million keys in random order into a new bucket costs a
+// memmove per key over one huge node; in key order it is an append.
+func (s *spill) sortedEach(fn func(f [][]byte) error) error {
+	if s == nil || s.n == 0 {
+		return nil
+	}
+	if s.w != nil {
+		if err := s.w.Flush(); err != nil {
+			return fmt.Errorf("spill: %w", err)
+		}
+	}
+	idx := make([]int32, s.n)
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int { return strings.Compare(s.keys[a], s.keys[b]) })
+	fields := make([][]byte, s.fixed)
+	var buf []byte
+	for _, i := range idx {
+		end := s.size
+		if int(i)+1 < len(s.offs) {
+			end = s.offs[i+1]
+		}
+		rec := buf[:0]
+		if s.file != nil {
+			buf = slices.Grow(buf[:0], int(end-s.offs[i]))[:end-s.offs[i]]
+			if _, err := s.file.ReadAt(buf, s.offs[i]); err != nil {
+				return fmt.Errorf("spill: %w", err)
+			}
+			rec = buf
+		} else {
+			rec = s.mem.Bytes()[s.offs[i]:end]
+		}
+		for j := range s.fixed {
+			l, w := binary.Uvarint(rec)
+			fields[j] = rec[w : w+int(l) : w+int(l)]
+			rec = rec[w+int(l):]
+		}
+		if err := fn(fields); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -317,6 +318,49 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 	}
 	s.nMemberships++
 	return putUint(s.gc, gid, getUint(s.gc, gid)+1)
+}
+
+// AddMembers adds memberships (uids[i], gids[i]), new ones expected,
+// inserting both indexes in key order: bbolt keeps a transaction's new
+// keys in unsplit nodes until commit, so a first upload's millions of
+// memberships in file order would cost a memmove each over a huge node.
+func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
+	keys := make([][]byte, 0, len(uids))
+	counts := map[string]uint64{}
+	for i := range uids {
+		k := pairKey(uids[i], gids[i])
+		if s.ug.Get(k) != nil {
+			continue
+		}
+		keys = append(keys, k)
+		counts[string(gids[i])]++
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	for _, k := range keys {
+		if err := s.ug.Put(k, []byte{}); err != nil {
+			return err
+		}
+	}
+	keys = keys[:0]
+	for i := range uids {
+		keys = append(keys, pairKey(gids[i], uids[i]))
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	for _, k := range keys {
+		if s.gu.Get(k) != nil {
+			continue
+		}
+		if err := s.gu.Put(k, []byte{}); err != nil {
+			return err
+		}
+	}
+	for gid, n := range counts {
+		s.nMemberships += int(n)
+		if err := putUint(s.gc, []byte(gid), getUint(s.gc, []byte(gid))+n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RemoveMember removes a membership; removing a missing one is a no-op.

@@ -5,6 +5,7 @@
 //	rosterbench sftp [flags]     rosterd's sftpd against OpenSSH's sshd (internal-sftp)
 //	rosterbench csv [flags]      the CSV reader and validators
 //	rosterbench webhook [flags]  webhook delivery against a verifying receiver
+//	rosterbench ingest [flags]   first upload, day-2 export, identical re-upload against a bare CSV read
 //
 // Each mode lives in its own file as func runX(args []string, stdout
 // io.Writer) error and gets one case in run's switch.
@@ -24,7 +25,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: rosterbench MODE [flags]; modes: sftp, csv, webhook")
+var errUsage = errors.New("usage: rosterbench MODE [flags]; modes: sftp, csv, webhook, ingest")
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -37,6 +38,8 @@ func run(args []string, stdout io.Writer) error {
 		return runCSV(args[1:], stdout)
 	case "webhook":
 		return runWebhook(args[1:], stdout)
+	case "ingest":
+		return runIngest(args[1:], stdout)
 	}
 	return fmt.Errorf("unknown mode %q: %w", args[0], errUsage)
 }
