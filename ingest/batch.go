@@ -218,7 +218,7 @@ type outcome struct {
 func (p *Pipeline) decide(ctx context.Context, org string, pol policy, inputs []input) (outcome, error) {
 	var o outcome
 	err := p.db.ViewSnapshot(org, func(s *state.SnapshotTx) error {
-		r, err := diff(s, pol, p.cfg.Limits, inputs, os.TempDir())
+		r, err := diff(s, pol, p.currentLimits(), inputs, os.TempDir())
 		if err != nil {
 			return err
 		}

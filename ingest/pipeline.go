@@ -67,6 +67,7 @@ type Pipeline struct {
 
 	mu       sync.Mutex
 	defaults Defaults
+	limits   schema.Limits
 	loops    map[string]*orgLoop
 	run      *runState // nil until Run starts and after it returns
 }
@@ -97,7 +98,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	return &Pipeline{
 		cfg: cfg, db: cfg.DB, log: cfg.Logger, metrics: m,
-		defaults: cfg.Defaults, loops: map[string]*orgLoop{},
+		defaults: cfg.Defaults, limits: cfg.Limits, loops: map[string]*orgLoop{},
 	}, nil
 }
 
@@ -107,6 +108,20 @@ func (p *Pipeline) SetDefaults(d Defaults) {
 	p.mu.Lock()
 	p.defaults = d
 	p.mu.Unlock()
+}
+
+// SetLimits replaces the file limits (SIGHUP reload); batches that start
+// afterwards use them.
+func (p *Pipeline) SetLimits(l schema.Limits) {
+	p.mu.Lock()
+	p.limits = l
+	p.mu.Unlock()
+}
+
+func (p *Pipeline) currentLimits() schema.Limits {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limits
 }
 
 // settings are an organization's effective settings for one batch.

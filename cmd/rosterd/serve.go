@@ -300,6 +300,7 @@ func (d *daemonState) reload(f *serveFlags) {
 	}
 	d.sftp.SetLimits(sftpLimits(cfg))
 	d.pipeline.SetDefaults(ingestDefaults(cfg))
+	d.pipeline.SetLimits(ingestConfig(cfg, d).Limits)
 	d.reloadDelivery(cfg) // delivery engineer
 	d.cfg = cfg
 	d.cfg.Data, d.cfg.SFTPAddr, d.cfg.HTTPAddr, d.cfg.LogFormat, d.cfg.APIToken, d.cfg.AllowSHA1RSA =
