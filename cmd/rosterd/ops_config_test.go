@@ -339,18 +339,7 @@ func TestSIGHUPReload(t *testing.T) {
 // TestSIGHUPRaisesUploadLimit raises limits.max_upload_size by SIGHUP and
 // uploads a file between the old and the new limit: sftpd and the ingest
 // pipeline must both use the new limit, so the batch is applied.
-//
-// Known bug (reported to the lead): reload passes the new limits to sftpd
-// (SetLimits) but the ingest pipeline keeps the schema.Limits it was built
-// with (ingestConfig in ingest_wiring.go is only read at start), so the
-// upload is accepted and then rejected as file_too_large against the old
-// limit. limits.max_columns, limits.max_field_size, retention.reports and
-// retention.archive are likewise neither reloaded nor logged as needing a
-// restart. Remove the skip once ingest can take new limits and retention.
 func TestSIGHUPRaisesUploadLimit(t *testing.T) {
-	if os.Getenv("ROSTERD_TEST_KNOWN_BUGS") == "" {
-		t.Skip("known bug: ingest keeps the start-up limits after SIGHUP; run with ROSTERD_TEST_KNOWN_BUGS=1")
-	}
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "rosterd.toml")
 	os.WriteFile(cfgPath, []byte("settle = \"0s\"\n[limits]\nmax_upload_size = \"1KiB\"\n"), 0o600)

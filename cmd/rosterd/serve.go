@@ -73,17 +73,15 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 
 // daemonState is everything `serve` opens, in the order it is closed.
 type daemonState struct {
-	cfg      Config
-	log      *slog.Logger
-	db       *state.DB
-	reg      *prometheus.Registry
-	sftp     *sftpd.Server
-	api      *httpapi.Server
-	orgsRoot string
-	ready    atomic.Bool
-	// pipeline is the ingest pipeline (wiring added by the ingest engineer).
-	pipeline *ingest.Pipeline
-	// deliverer sends webhooks (wiring added by the delivery engineer).
+	cfg       Config
+	log       *slog.Logger
+	db        *state.DB
+	reg       *prometheus.Registry
+	sftp      *sftpd.Server
+	api       *httpapi.Server
+	orgsRoot  string
+	ready     atomic.Bool
+	pipeline  *ingest.Pipeline
 	deliverer *webhook.Deliverer
 }
 
@@ -121,10 +119,8 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Ingest pipeline (wiring added by the ingest engineer): it receives
-	// sftpd's completion signals and serves plans and approvals to the API.
-	// Webhook delivery (wiring added by the delivery engineer): the
-	// pipeline wakes it after each applied batch with events.
+	// The pipeline receives sftpd's completion signals and wakes delivery
+	// after each applied batch with events.
 	if d.deliverer, err = newDeliverer(cfg, d); err != nil {
 		db.Close()
 		return nil, err
@@ -151,29 +147,16 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		return nil, err
 	}
 	d.api = httpapi.New(httpapi.Config{
-		DB:       db,
-		Token:    token,
-		OrgsRoot: d.orgsRoot,
-		Gatherer: d.reg,
-		Ready:    d.ready.Load,
-		Logger:   log,
-		Pipeline: d.pipeline,
-		// Delivery engineer: webhook routes.
+		DB:        db,
+		Token:     token,
+		OrgsRoot:  d.orgsRoot,
+		Gatherer:  d.reg,
+		Ready:     d.ready.Load,
+		Logger:    log,
+		Pipeline:  d.pipeline,
 		Deliverer: d.deliverer,
 	})
 	return d, nil
-}
-
-func sftpLimits(cfg Config) sftpd.Limits {
-	l := cfg.Limits
-	return sftpd.Limits{
-		MaxUploadSize: int64(l.MaxUploadSize),
-		MaxSessions:   l.MaxSessions,
-		IdleTimeout:   l.IdleTimeout.D(),
-		BanFailures:   l.BanFailures,
-		BanWindow:     l.BanWindow.D(),
-		BanDuration:   l.BanDuration.D(),
-	}
 }
 
 // run listens, serves until ctx is done, then shuts down in order: SFTP
@@ -211,15 +194,14 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	})
-	// Ingest (wiring added by the ingest engineer): runs until ingestCtx
-	// ends, after the SFTP server drained, so uploads in flight still
-	// become batches.
+	// Ingest runs until the SFTP server has drained, so uploads in flight
+	// still become batches.
 	ingestCtx, stopIngest := context.WithCancel(context.Background())
 	defer stopIngest()
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- d.pipeline.Run(ingestCtx) }()
-	// Delivery (wiring added by the delivery engineer): stops after
-	// ingest; what is not delivered by then goes at next start.
+	// Delivery stops after ingest; what is not delivered by then goes at
+	// the next start.
 	deliverCtx, stopDelivery := context.WithCancel(context.Background())
 	defer stopDelivery()
 	deliverDone := make(chan error, 1)
@@ -287,24 +269,16 @@ func (d *daemonState) reload(f *serveFlags) {
 		d.log.Error("reload refused: configuration is invalid; keeping the running one", "err", err)
 		return
 	}
-	var restart []string
 	old := d.cfg
-	for key, changed := range map[string]bool{
-		"data": cfg.Data != old.Data, "sftp_addr": cfg.SFTPAddr != old.SFTPAddr, "http_addr": cfg.HTTPAddr != old.HTTPAddr,
-		"log_format": cfg.LogFormat != old.LogFormat, "api_token": cfg.APIToken != old.APIToken,
-		"allow_sha1_rsa": cfg.AllowSHA1RSA != old.AllowSHA1RSA,
-	} {
-		if changed {
-			restart = append(restart, key)
-		}
-	}
+	restart := needsRestart(old, cfg)
 	d.sftp.SetLimits(sftpLimits(cfg))
 	d.pipeline.SetDefaults(ingestDefaults(cfg))
-	d.pipeline.SetLimits(ingestConfig(cfg, d).Limits)
-	d.reloadDelivery(cfg) // delivery engineer
+	d.pipeline.SetLimits(schemaLimits(cfg))
+	d.reloadDelivery(cfg)
+	// Keys that need a restart keep their running values.
+	cfg.Data, cfg.SFTPAddr, cfg.HTTPAddr, cfg.LogFormat, cfg.APIToken, cfg.AllowSHA1RSA, cfg.Retention.Reports, cfg.Retention.Archive =
+		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
 	d.cfg = cfg
-	d.cfg.Data, d.cfg.SFTPAddr, d.cfg.HTTPAddr, d.cfg.LogFormat, d.cfg.APIToken, d.cfg.AllowSHA1RSA =
-		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA
 	if len(restart) > 0 {
 		d.log.Warn("configuration reloaded; these keys change only at restart", "keys", strings.Join(restart, ","))
 		return
@@ -325,10 +299,6 @@ func (k keyAuth) Authorize(ctx context.Context, org string, key ssh.PublicKey) e
 	}
 	return nil
 }
-
-type noUploads struct{}
-
-func (noUploads) Notify(org, name string) {}
 
 // hostKeyLine renders a host key's fingerprint as ssh-keygen -lf does,
 // e.g. "256 SHA256:... (ED25519)".

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/rosterd/rosterd/ingest"
+	"github.com/rosterd/rosterd/ingest/webhook"
+	"github.com/rosterd/rosterd/schema"
+	"github.com/rosterd/rosterd/sftpd"
+)
+
+// This file turns the daemon's Config into each component's Config. It
+// holds no rules of its own: defaults and validation live in config.go.
+
+func sftpLimits(cfg Config) sftpd.Limits {
+	l := cfg.Limits
+	return sftpd.Limits{
+		MaxUploadSize: int64(l.MaxUploadSize),
+		MaxSessions:   l.MaxSessions,
+		IdleTimeout:   l.IdleTimeout.D(),
+		BanFailures:   l.BanFailures,
+		BanWindow:     l.BanWindow.D(),
+		BanDuration:   l.BanDuration.D(),
+	}
+}
+
+func schemaLimits(cfg Config) schema.Limits {
+	return schema.Limits{
+		MaxFileSize:  int64(cfg.Limits.MaxUploadSize),
+		MaxColumns:   cfg.Limits.MaxColumns,
+		MaxFieldSize: int(cfg.Limits.MaxFieldSize),
+	}
+}
+
+func ingestConfig(cfg Config, d *daemonState) ingest.Config {
+	return ingest.Config{
+		DB:          d.db,
+		OrgsRoot:    d.orgsRoot,
+		Defaults:    ingestDefaults(cfg),
+		Limits:      schemaLimits(cfg),
+		ReportsKept: cfg.Retention.Reports,
+		ArchiveKeep: cfg.Retention.Archive.D(),
+		Logger:      d.log,
+		Registerer:  d.reg,
+	}
+}
+
+// ingestDefaults are the organization settings of [defaults] and the
+// settle window; SIGHUP reloads them.
+func ingestDefaults(cfg Config) ingest.Defaults {
+	dc := cfg.Defaults
+	return ingest.Defaults{
+		Settle:                 cfg.Settle.D(),
+		DeleteThresholdPercent: dc.DeleteThresholdPercent,
+		DeleteThresholdCount:   dc.DeleteThresholdCount,
+		InactiveUsers:          dc.InactiveUsers,
+		UsersPatterns:          dc.UsersPatterns,
+		UserGroupsPatterns:     dc.UserGroupsPatterns,
+		GroupsPatterns:         dc.GroupsPatterns,
+	}
+}
+
+// webhookEndpoints turns [[webhook]] tables (and --webhook-url) into
+// endpoints; an error names the key.
+func webhookEndpoints(cfg Config) ([]webhook.Endpoint, error) {
+	eps := make([]webhook.Endpoint, 0, len(cfg.Webhooks))
+	for i, w := range cfg.Webhooks {
+		s, err := webhook.ParseSecret(w.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("webhook[%d].secret: %w", i, err)
+		}
+		eps = append(eps, webhook.Endpoint{
+			ID:            w.ID,
+			URL:           w.URL,
+			Secret:        s,
+			Organizations: w.Organizations,
+			WorkOS:        strings.EqualFold(w.Signature, "workos"),
+		})
+	}
+	return eps, nil
+}
+
+func deliveryConfig(cfg Config, d *daemonState) (webhook.Config, error) {
+	eps, err := webhookEndpoints(cfg)
+	if err != nil {
+		return webhook.Config{}, err
+	}
+	wc := webhook.Config{
+		DB:         d.db,
+		Endpoints:  eps,
+		Timeout:    cfg.Delivery.Timeout.D(),
+		Retention:  cfg.Retention.Events.D(),
+		Logger:     d.log,
+		Registerer: d.reg,
+	}
+	for _, s := range cfg.Delivery.Schedule {
+		wc.Schedule = append(wc.Schedule, s.D())
+	}
+	return wc, nil
+}
+
+func newDeliverer(cfg Config, d *daemonState) (*webhook.Deliverer, error) {
+	wc, err := deliveryConfig(cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	return webhook.New(wc)
+}
+
+// reloadDelivery applies reloaded endpoints, timeout, schedule and event
+// retention; a bad endpoint keeps the running ones.
+func (d *daemonState) reloadDelivery(cfg Config) {
+	wc, err := deliveryConfig(cfg, d)
+	if err == nil {
+		err = d.deliverer.Reconfigure(wc)
+	}
+	if err != nil {
+		d.log.Error("reload: webhook settings unchanged", "err", err)
+	}
+}
+
+// needsRestart lists, in a stable order, the keys whose new values take
+// effect only at the next start.
+func needsRestart(old, cur Config) []string {
+	var keys []string
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"data", cur.Data != old.Data},
+		{"sftp_addr", cur.SFTPAddr != old.SFTPAddr},
+		{"http_addr", cur.HTTPAddr != old.HTTPAddr},
+		{"log_format", cur.LogFormat != old.LogFormat},
+		{"api_token", cur.APIToken != old.APIToken},
+		{"allow_sha1_rsa", cur.AllowSHA1RSA != old.AllowSHA1RSA},
+		{"retention.reports", cur.Retention.Reports != old.Retention.Reports},
+		{"retention.archive", cur.Retention.Archive != old.Retention.Archive},
+	} {
+		if k.changed {
+			keys = append(keys, k.key)
+		}
+	}
+	return keys
+}
