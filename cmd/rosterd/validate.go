@@ -39,8 +39,10 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of text")
 	kind := fs.String("kind", "", "the kind of every FILE: users, user_groups or groups (default: from each file's name)")
 	issuesCSV := fs.String("issues-csv", "", "also write the issues to this CSV file, for a spreadsheet")
+	configPath := fs.String("config", "", "check with the [limits] of this config file ($ROSTERD_CONFIG; default: the built-in limits)")
+	fs.String("data", "", "accepted like every command's; validate reads no daemon state")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: rosterd validate [--json] [--kind users|user_groups|groups] [--issues-csv FILE] FILE...\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: rosterd validate [--json] [--kind users|user_groups|groups] [--issues-csv FILE] [--config FILE] FILE...\n\n"+
 			"Check CSV files the way an upload would be checked and print the report.\n"+
 			"The kind comes from the file name (users*.csv, user_groups*.csv, groups*.csv)\n"+
 			"unless --kind is given. Several files are checked together as one batch.\n"+
@@ -73,7 +75,18 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := ctx.Err(); err != nil {
 		return &ExitCodeError{Code: 2, Err: err}
 	}
-	rep, err := report.Validate(inputs, schema.Limits{}, time.Now())
+	var lim schema.Limits
+	if p := first(*configPath, os.Getenv("ROSTERD_CONFIG")); p != "" {
+		cfg := defaultConfig()
+		if err := readConfigFile(p, &cfg); err != nil {
+			return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: %w", err)}
+		}
+		if err := cfg.validate(); err != nil {
+			return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: config %s: %w", p, err)}
+		}
+		lim = schemaLimits(cfg)
+	}
+	rep, err := report.Validate(inputs, lim, time.Now())
 	if err != nil {
 		return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: %w", err)}
 	}

@@ -17,6 +17,10 @@ func TestRunValidate(t *testing.T) {
 	os.WriteFile(people, []byte("user_id,email,first_name,last_name\nE1,a@x.com,A,B\n"), 0o644)
 	ex := "../../examples/csv/"
 	csvOut := filepath.Join(dir, "issues.csv")
+	narrow := filepath.Join(dir, "narrow.toml")
+	os.WriteFile(narrow, []byte("[limits]\nmax_columns = 3\n"), 0o644)
+	badConfig := filepath.Join(dir, "bad.toml")
+	os.WriteFile(badConfig, []byte("[limits]\nmax_colums = 3\n"), 0o644)
 	tests := []struct {
 		name string
 		args []string
@@ -34,6 +38,9 @@ func TestRunValidate(t *testing.T) {
 		{"two users files", []string{ex + "valid/users.csv", ex + "broken/duplicates/users.csv"}, 2, ""},
 		{"unknown flag", []string{"--nope", people}, 2, ""},
 		{"issues csv", []string{"--issues-csv", csvOut, ex + "broken/bad-rows/users.csv"}, 1, "NOT VALID"},
+		{"config limits", []string{"--config", narrow, "--kind", "users", people}, 1, "at most 3 are allowed"},
+		{"bad config", []string{"--config", badConfig, "--kind", "users", people}, 2, ""},
+		{"data accepted", []string{"--data", dir, "--kind", "users", people}, -1, "VALID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
