@@ -20,6 +20,17 @@
 // overwrite. reports/ is read-only; symlinks, hard links and folders cannot
 // be created and a symlink found in a folder is never followed.
 //
+// # Audit
+//
+// Each audit log line (session.start and session.end, upload,
+// upload.discarded, rename, remove, refused, auth.failure) that belongs to
+// an organization also goes to Config.Audit as an AuditRecord, which the
+// daemon stores for the API (SPEC §3). Audit.Record is called on the SFTP
+// path and must not block. A failed login is recorded under the user name
+// the client gave when that is a valid organization name (the sink decides
+// whether such an organization exists); refusals of an address (ban,
+// failed handshake) name no organization and are only logged.
+//
 // # Performance
 //
 // Three things make pkg/sftp keep up with OpenSSH's sftp-server: the cipher

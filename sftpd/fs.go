@@ -115,7 +115,7 @@ func (f *orgFS) dropUpload(u *upload) {
 }
 
 func (f *orgFS) refuse(op, file string, err error) error {
-	f.c.srv.refuse(f.c.log, op, "file", file, "err", err.Error())
+	f.c.refuse(op, "file", file, "err", err.Error())
 	return err
 }
 
@@ -301,6 +301,7 @@ func (f *orgFS) rename(r *sftp.Request) error {
 		return f.translate("rename", from, err)
 	}
 	f.c.log.Info("file renamed", "event", "rename", "file", to, "from", from, "bytes", st.Size())
+	f.c.audit(AuditRecord{Event: EventRename, File: from, Target: to, Bytes: st.Size()})
 	f.c.srv.notify(f.c.org, to)
 	return nil
 }
@@ -327,6 +328,7 @@ func (f *orgFS) remove(r *sftp.Request) error {
 		return f.translate("remove", name, err)
 	}
 	f.c.log.Info("file removed", "event", "remove", "file", name, "bytes", st.Size())
+	f.c.audit(AuditRecord{Event: EventRemove, File: name, Bytes: st.Size()})
 	return nil
 }
 

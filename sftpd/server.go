@@ -83,6 +83,9 @@ type Config struct {
 	Keys Keys
 	// Uploads receives completion signals; nil drops them.
 	Uploads Uploads
+	// Audit receives the audit trail as records, besides the log; nil
+	// keeps it in the log only.
+	Audit Audit
 	// Limits; zero fields take their defaults.
 	Limits Limits
 	// AllowSHA1RSA accepts ssh-rsa (SHA-1) signatures from RSA client keys.
@@ -395,11 +398,15 @@ func (s *Server) handleConn(nc net.Conn) {
 		algs = am.Algorithms()
 	}
 	start := time.Now()
+	c := &conn{srv: s, org: org, session: session, remote: remote, keyFP: keyFP, log: log, limits: limits}
 	log.Info("session start", "event", "session.start",
 		"client", string(sconn.ClientVersion()), "kex", algs.KeyExchange,
 		"cipher", algs.Read.Cipher, "mac", algs.Read.MAC, "host_key", algs.HostKey)
+	c.audit(AuditRecord{Time: start, Event: EventSessionStart})
 	defer func() {
-		log.Info("session end", "event", "session.end", "duration", time.Since(start).String())
+		d := time.Since(start)
+		log.Info("session end", "event", "session.end", "duration", d.String())
+		c.audit(AuditRecord{Event: EventSessionEnd, Duration: d})
 	}()
 
 	root, err := s.openOrgRoot(org)
@@ -408,18 +415,18 @@ func (s *Server) handleConn(nc net.Conn) {
 		return
 	}
 	defer root.Close()
+	c.root = root
 
-	c := &conn{srv: s, root: root, org: org, session: session, log: log, limits: limits}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
-			s.refuse(log, "forwarding", "channel", nch.ChannelType())
+			c.refuse("forwarding", "channel", nch.ChannelType())
 			nch.Reject(ssh.Prohibited, "forwarding is not allowed: this server only offers SFTP")
 			continue
 		}
 		if !s.acquireSession(org, limits) {
-			s.refuse(log, "session_limit", "limit", limits.MaxSessions)
+			c.refuse("session_limit", "limit", limits.MaxSessions)
 			nch.Reject(ssh.ResourceShortage, "too many open sessions for this organization")
 			continue
 		}
@@ -484,6 +491,7 @@ func (s *Server) serverConfig(auth *connAuth, remote string, hello clientHello) 
 				auth.failed()
 				s.log.Warn("authentication failed", "event", "auth.failure", "org", org,
 					"remote_addr", remote, "key_fp", fp, "err", err)
+				s.auditAuthFailure(org, remote, fp, err.Error())
 				return nil, err
 			}
 			return &ssh.Permissions{Extensions: map[string]string{permOrg: org, permKeyFP: fp}}, nil
@@ -493,6 +501,7 @@ func (s *Server) serverConfig(auth *connAuth, remote string, hello clientHello) 
 				auth.failed()
 				s.log.Warn("authentication failed", "event", "auth.failure", "org", meta.User(),
 					"remote_addr", remote, "method", method, "err", err)
+				s.auditAuthFailure(meta.User(), remote, "", "method "+method+" is not accepted")
 			}
 		},
 	}

@@ -29,6 +29,8 @@ type conn struct {
 	root    *os.Root
 	org     string
 	session string
+	remote  string // client address, for the audit trail
+	keyFP   string // fingerprint of the key the connection logged in with
 	log     *slog.Logger
 	limits  Limits
 }
@@ -57,7 +59,7 @@ func (c *conn) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			case "subsystem":
 				var p struct{ Name string }
 				if ssh.Unmarshal(req.Payload, &p) != nil || p.Name != sftpSubsys || started {
-					c.srv.refuse(c.log, "subsystem", "subsystem", p.Name)
+					c.refuse("subsystem", "subsystem", p.Name)
 					req.Reply(false, nil)
 					continue
 				}
@@ -75,7 +77,7 @@ func (c *conn) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				if strings.HasPrefix(strings.TrimSpace(p.Command), "scp") {
 					msg = msgUseSFTP
 				}
-				c.srv.refuse(c.log, req.Type, "command", truncate(p.Command, 80))
+				c.refuse(req.Type, "command", truncate(p.Command, 80))
 				req.Reply(!started, nil)
 				if !started {
 					started = true
@@ -86,7 +88,7 @@ func (c *conn) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			case "env", "pty-req", "window-change", "keepalive@openssh.com", "signal":
 				req.Reply(false, nil)
 			default:
-				c.srv.refuse(c.log, "request", "request", truncate(req.Type, 40))
+				c.refuse("request", "request", truncate(req.Type, 40))
 				req.Reply(false, nil)
 			}
 		case <-finished:

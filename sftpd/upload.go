@@ -233,8 +233,10 @@ func (u *upload) Close() error {
 			}
 		}
 		m.uploads.WithLabelValues(result).Inc()
+		d := time.Since(u.start)
 		log.Warn("upload discarded", "event", "upload.discarded", "file", u.name,
-			"bytes", u.size, "reason", reason, "duration", time.Since(u.start).String())
+			"bytes", u.size, "reason", reason, "duration", d.String())
+		u.fs.c.audit(AuditRecord{Event: EventUploadDiscarded, File: u.name, Bytes: u.size, Reason: reason, Duration: d})
 		if failed != nil {
 			return failed
 		}
@@ -258,8 +260,10 @@ func (u *upload) Close() error {
 	}
 	m.uploads.WithLabelValues("ok").Inc()
 	m.uploadBytes.Add(float64(u.size))
+	d := time.Since(u.start)
 	log.Info("upload complete", "event", "upload", "file", u.name, "bytes", u.size,
-		"sha256", sum, "duration", time.Since(u.start).String())
+		"sha256", sum, "duration", d.String())
+	u.fs.c.audit(AuditRecord{Event: EventUpload, File: u.name, Bytes: u.size, SHA256: sum, Duration: d})
 	u.fs.c.srv.notify(u.fs.c.org, u.name)
 	return nil
 }

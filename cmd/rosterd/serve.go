@@ -83,6 +83,7 @@ type daemonState struct {
 	ready     atomic.Bool
 	pipeline  *ingest.Pipeline
 	deliverer *webhook.Deliverer
+	audit     *auditSink
 }
 
 // openDaemon prepares the data directory, host keys, API token, state and
@@ -137,6 +138,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Root:         d.orgsRoot,
 		Keys:         keyAuth{db},
 		Uploads:      d.pipeline,
+		Audit:        d.openAudit(),
 		Limits:       sftpLimits(cfg),
 		AllowSHA1RSA: cfg.AllowSHA1RSA,
 		Logger:       log,
@@ -164,6 +166,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 // state.
 func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags, stdout io.Writer) error {
 	defer d.db.Close()
+	defer d.audit.Close() // after the SFTP server's shutdown, before state closes
 	sftpLn, err := net.Listen("tcp", d.cfg.SFTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen sftp: %w", err)
