@@ -109,9 +109,17 @@
 //     discarded whole (SPEC §4): callers must check Errors() after the
 //     batch before using what the callbacks gathered. Memberships and
 //     groups are checked at once (the callback sees a membership once).
-//   - The duplicate issue for the first line of a duplicate email shows the
-//     value as written on the later line (only the hash of the first is
-//     kept).
+//   - Emails are compared ignoring case and only their hash is kept, so
+//     when a repeat is found the earlier line's spelling is not known.
+//     When the reader given to Users is an io.ReadSeeker (an *os.File),
+//     the lines the kept issues need (at most MaxIssues) are read again
+//     after the pass, so every issue shows the value on its own line and
+//     its message the other line's spelling; this costs a second read of
+//     the file up to the last such line, only when there are duplicate
+//     emails. Otherwise the earlier line's issue has no value and its
+//     message gives the later line's spelling as such. user_ids, group
+//     names and group_ids are compared as written: both lines hold the
+//     same value.
 //   - Issues beyond MaxIssues are counted by code (IssueCounts) but not
 //     kept; the kept ones are the first in file then line order.
 package schema

@@ -70,6 +70,7 @@ func cut(v []byte) string {
 type heldIssue struct {
 	Issue
 	file, seq int
+	refill    *refill // the issue waits for a value from another line (refill.go)
 }
 
 func (a *heldIssue) less(b *heldIssue) bool {
@@ -98,6 +99,12 @@ func (h *issueHeap) Pop() any {
 
 // issue records one issue of the current file.
 func (c *Checker) issue(line int, column string, value []byte, code string, sev Severity, msg string) {
+	c.issueRefill(line, column, value, code, sev, msg, nil)
+}
+
+// issueRefill records an issue whose value or message can be completed
+// after the pass (see refill); rf nil is issue.
+func (c *Checker) issueRefill(line int, column string, value []byte, code string, sev Severity, msg string, rf *refill) {
 	c.counts[code]++
 	if sev == SeverityError {
 		c.errors++
@@ -109,9 +116,10 @@ func (c *Checker) issue(line int, column string, value []byte, code string, sev 
 	}
 	c.seq++
 	h := heldIssue{
-		Issue: Issue{File: c.file, Line: line, Column: column, Value: cut(value), Code: code, Severity: sev, Message: msg},
-		file:  c.nfile,
-		seq:   c.seq,
+		Issue:  Issue{File: c.file, Line: line, Column: column, Value: cut(value), Code: code, Severity: sev, Message: msg},
+		file:   c.nfile,
+		seq:    c.seq,
+		refill: rf,
 	}
 	if len(c.held) < MaxIssues {
 		heap.Push(&c.held, h)

@@ -34,12 +34,21 @@ var userRoles = func() map[string]int {
 // file), so fn may see both rows of a duplicate. A batch with any error
 // must be discarded whole (SPEC §4): use what fn gathered only when
 // Errors() is 0 after the whole batch.
+//
+// When r is also an io.ReadSeeker, its offset at the call is taken as the
+// start of the file and, if there are duplicate emails, Users seeks back
+// and reads the file again up to the last line whose spelling an issue
+// needs (see doc.go); without Seek those issues say less.
 func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileResult, error) {
 	var res FileResult
 	c.haveUsers = true
+	src := rereadable(r)
+	emailCol := -1
+	var delim byte
 	defer func() {
 		c.userIDs.flush(c.dupID)
 		c.emails.flush(c.dupEmail)
+		c.refillEmails(src, delim, emailCol)
 	}()
 	s, err := c.begin(r, file, &res, userRoles)
 	if s == nil || err != nil {
@@ -56,6 +65,7 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 			idx[col.role] = i
 		}
 	}
+	emailCol, delim = idx[uEmail], s.delim
 	dateCol := -1
 	for i, col := range s.cols {
 		if col.role == uKnown+int(EmploymentStartDate) {
@@ -141,7 +151,8 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 }
 
 // dupID reports a user_id seen before, on both lines (the earlier one
-// once).
+// once). user_ids are compared as written, so id is also the earlier
+// line's value.
 func (c *Checker) dupID(id []byte, prev, line int, prevReported bool) {
 	c.stats.Users = max(c.stats.Users-1, 0) // the repeat is not another user
 	if !prevReported {
@@ -152,15 +163,32 @@ func (c *Checker) dupID(id []byte, prev, line int, prevReported bool) {
 		msgf("user_id %q also appears on line %d — each person must appear once", id, prev))
 }
 
-// dupEmail reports an email seen before, ignoring case.
+// dupEmail reports an email seen before, ignoring case, on both lines
+// (the earlier one once). Only email, the later line's spelling, is at
+// hand: the earlier line's issue gets its own value, and both messages the
+// other line's spelling, after the pass (refillEmails).
 func (c *Checker) dupEmail(email []byte, prev, line int, prevReported bool) {
-	const why = "(upper and lower case count as the same) — each person needs their own address"
+	later := cut(email)
 	if !prevReported {
-		c.issue(prev, "email", email, CodeDuplicateEmail, SeverityError,
-			msgf("email %q also appears on line %d "+why, email, line))
+		c.issueRefill(prev, "email", nil, CodeDuplicateEmail, SeverityError,
+			dupEmailMsg("", line, later), &refill{line: prev, other: later, otherLine: line})
 	}
-	c.issue(line, "email", email, CodeDuplicateEmail, SeverityError,
-		msgf("email %q also appears on line %d "+why, email, prev))
+	c.issueRefill(line, "email", email, CodeDuplicateEmail, SeverityError,
+		dupEmailMsg(later, prev, ""), &refill{line: prev})
+}
+
+// dupEmailMsg is the message of a duplicate email on a line spelt own,
+// whose other occurrence is on otherLine, spelt other. An empty own or
+// other is a spelling not known.
+func dupEmailMsg(own string, otherLine int, other string) string {
+	const why = "(upper and lower case count as the same) — each person needs their own address"
+	switch {
+	case own == "":
+		return msgf("the email on this line also appears on line %d, written %q "+why, otherLine, other)
+	case other != "" && other != own:
+		return msgf("email %q also appears on line %d, written %q "+why, own, otherLine, other)
+	}
+	return msgf("email %q also appears on line %d "+why, own, otherLine)
 }
 
 // missing reports an empty required value.

@@ -68,7 +68,7 @@ func Validate(inputs []Input, lim schema.Limits, now time.Time) (*Report, error)
 	c := schema.NewChecker(lim, exists)
 	for _, f := range in {
 		h := &hashCounter{h: sha256.New()}
-		src := io.TeeReader(f.R, h)
+		src := hashingReader(f.R, h)
 		var res schema.FileResult
 		var err error
 		switch f.Kind {
@@ -83,7 +83,7 @@ func Validate(inputs []Input, lim schema.Limits, now time.Time) (*Report, error)
 			return nil, err
 		}
 		// Hash what the checker did not read (after a fatal issue).
-		if _, err := io.Copy(h, f.R); err != nil {
+		if err := hashRest(src, h); err != nil {
 			return nil, fmt.Errorf("read %s: %w", f.Name, err)
 		}
 		r.Files = append(r.Files, File{Name: f.Name, Kind: f.Kind, Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil)), Rows: res.Rows})
@@ -105,4 +105,57 @@ type hashCounter struct {
 func (w *hashCounter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	return w.h.Write(p)
+}
+
+// hashingReader returns a reader of r that feeds h. When r can seek (an
+// *os.File), so can the result, which lets the checker read lines again
+// (schema.Checker.Users); each byte of the file still reaches h once, in
+// order.
+func hashingReader(r io.Reader, h *hashCounter) io.Reader {
+	rs, ok := r.(io.ReadSeeker)
+	if !ok {
+		return io.TeeReader(r, h)
+	}
+	start, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return io.TeeReader(r, h)
+	}
+	return &seekHasher{rs: rs, h: h, start: start, pos: start}
+}
+
+// seekHasher hashes the bytes it reads beyond those already hashed.
+type seekHasher struct {
+	rs         io.ReadSeeker
+	h          *hashCounter
+	start, pos int64 // offsets in rs; bytes [start, start+h.n) are hashed
+}
+
+func (s *seekHasher) Read(p []byte) (int, error) {
+	n, err := s.rs.Read(p)
+	if done := s.start + s.h.n; s.pos <= done && s.pos+int64(n) > done {
+		s.h.Write(p[done-s.pos : n])
+	}
+	s.pos += int64(n)
+	return n, err
+}
+
+func (s *seekHasher) Seek(off int64, whence int) (int64, error) {
+	p, err := s.rs.Seek(off, whence)
+	if err == nil {
+		s.pos = p
+	}
+	return p, err
+}
+
+// hashRest feeds h the rest of the file that src has not hashed.
+func hashRest(src io.Reader, h *hashCounter) error {
+	if s, ok := src.(*seekHasher); ok {
+		if _, err := s.Seek(s.start+h.n, io.SeekStart); err != nil {
+			return err
+		}
+		_, err := io.Copy(io.Discard, s)
+		return err
+	}
+	_, err := io.Copy(io.Discard, src)
+	return err
 }
