@@ -32,7 +32,7 @@ var (
 // organization, removed with it.
 var (
 	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit, bucketEventOrgs}
-	perOrgBuckets = [][]byte{bucketKeys, bucketSnapshots, bucketBatches}
+	perOrgBuckets = [][]byte{bucketKeys, bucketSnapshots, bucketBatches, bucketAudit}
 )
 
 // migrations[v] moves a database from version v to v+1 inside the Open

@@ -14,7 +14,7 @@
 //	batches     org/ ... (batch records and stored reports)
 //	events      event id -> Event (JSON), ids sort in emission order
 //	deliveries  webhook delivery cursors and retry state
-//	audit       audit trail of the SFTP side
+//	audit       org/ count, records/ id -> AuditRecord: the SFTP side's audit trail
 //
 // Caveats: byte slices read from bbolt are valid only inside their
 // transaction; every method here copies what it returns. bbolt allows one

@@ -69,7 +69,7 @@ func TestOrgsAndKeysSurviveReopen(t *testing.T) {
 	}
 }
 
-func TestDeleteOrgRemovesKeys(t *testing.T) {
+func TestDeleteOrgRemovesKeysAndAudit(t *testing.T) {
 	db, _ := openTest(t)
 	for _, n := range []string{"a", "b", "c"} {
 		if err := db.CreateOrg(Org{Name: n}); err != nil {
@@ -78,6 +78,12 @@ func TestDeleteOrgRemovesKeys(t *testing.T) {
 	}
 	if err := db.AddKey("b", Key{Fingerprint: "SHA256:x"}); err != nil {
 		t.Fatal(err)
+	}
+	if err := db.AppendAudit([]AuditRecord{{Org: "b", Event: "upload", File: "users.csv"}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := db.AuditRecords("b", "", 0, OldestFirst); len(recs) != 1 {
+		t.Fatalf("AuditRecords(b) = %v; want the one record", recs)
 	}
 	if err := db.DeleteOrg("b"); err != nil {
 		t.Fatal(err)
@@ -94,6 +100,9 @@ func TestDeleteOrgRemovesKeys(t *testing.T) {
 	}
 	if keys, _ := db.Keys("b"); len(keys) != 0 {
 		t.Errorf("Keys(b) after recreate = %v; want none", keys)
+	}
+	if recs, _ := db.AuditRecords("b", "", 0, OldestFirst); len(recs) != 0 {
+		t.Errorf("AuditRecords(b) after recreate = %v; want the old trail gone", recs)
 	}
 	orgs, err := db.Orgs("a", 1)
 	if err != nil || len(orgs) != 1 || orgs[0].Name != "b" {

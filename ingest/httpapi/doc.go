@@ -10,7 +10,9 @@
 // logged instead.
 //
 // Each area registers its routes from its own file (orgs.go, keys.go,
-// health.go, batches.go, events.go, directory.go, webhooks.go).
+// health.go, batches.go, events.go, directory.go, webhooks.go, audit.go).
+// GET /v1/organizations/{org}/audit, the SFTP audit trail, is an addition
+// to SPEC §8's list.
 //
 // Only cmd/rosterd imports this package.
 package httpapi
