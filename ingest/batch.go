@@ -316,7 +316,13 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 			return nil
 		}
 	}
-	if err := p.db.ApplyBatch(b, js.Bytes(), fn); err != nil {
+	var err2 error
+	if o.status == state.BatchApplied && r.changeCount() > p.stageAbove() {
+		err2 = p.db.ApplyBatchStaged(b, js.Bytes(), p.cfg.StageTxChanges, fn)
+	} else {
+		err2 = p.db.ApplyBatch(b, js.Bytes(), fn)
+	}
+	if err := err2; err != nil {
 		p.log.Error("apply batch", "org", l.org, "batch", b.ID, "err", err)
 		return b, err
 	}

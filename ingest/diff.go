@@ -161,9 +161,28 @@ type differ struct {
 	memCount   map[string]int        // id -> members in the new user_groups
 	memDelta   map[string]int        // id -> change of members without user_groups
 
-	buf   []byte
-	attrs []schema.Attr
-	key   []byte
+	buf              []byte
+	jsonOld, jsonNew []byte
+	attrs            []schema.Attr
+	rec              state.UserRecord
+	key              []byte
+}
+
+// encodeUser appends the compact snapshot record of u to b.
+func (d *differ) encodeUser(b []byte, u *schema.User) []byte {
+	r := &d.rec
+	r.ID, r.Email, r.FirstName, r.LastName = u.ID, u.Email, u.FirstName, u.LastName
+	r.Known, r.Custom = r.Known[:0], r.Custom[:0]
+	for k := schema.KnownField(0); k < schema.NumKnown; k++ {
+		if v := u.Known[k]; v != "" {
+			r.Known = append(r.Known, state.Attr{Name: k.Name(), Value: v})
+		}
+	}
+	d.attrs = sortedAttrs(d.attrs, u.Custom)
+	for _, a := range d.attrs {
+		r.Custom = append(r.Custom, state.Attr{Name: a.Name, Value: a.Value})
+	}
+	return r.AppendBinary(b)
 }
 
 func (d *differ) hash(b []byte) hash128 {
@@ -193,7 +212,6 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		membersAdded: newSpill(tmp, 2),
 		membersRemov: newSpill(tmp, 2),
 	}
-	r.usersCreated.keyed, r.usersUpdated.keyed, r.membersAdded.keyed = true, true, true
 	d := &differ{
 		s: s, org: org, pol: pol, r: r,
 		seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(),
@@ -324,8 +342,7 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 		}
 		id := []byte(u.ID)
 		d.users = append(d.users, d.hash(id))
-		d.attrs = sortedAttrs(d.attrs, u.Custom)
-		d.buf = renderUser(d.buf[:0], d.org, u, d.attrs)
+		d.buf = d.encodeUser(d.buf[:0], u)
 		st := []byte{'i'}
 		if u.Active {
 			st[0] = 'a'
@@ -334,10 +351,12 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 		switch {
 		case !ok:
 			return r.usersCreated.add(id, st, d.buf)
-		case bytes.Equal(old, d.buf):
+		case oldActive == u.Active && bytes.Equal(old, d.buf):
 			return nil
 		}
-		prev, err := previousAttributes(old, d.buf)
+		d.jsonOld = state.AppendUserJSON(d.jsonOld[:0], d.org, oldActive, old)
+		d.jsonNew = state.AppendUserJSON(d.jsonNew[:0], d.org, u.Active, d.buf)
+		prev, err := previousAttributes(d.jsonOld, d.jsonNew)
 		if err != nil {
 			return fmt.Errorf("user %s: %w", u.ID, err)
 		}
@@ -560,103 +579,103 @@ func (d *differ) groups() error {
 	return nil
 }
 
+// changeCount is the number of snapshot changes the batch makes.
+func (r *diffResult) changeCount() int {
+	return len(r.groups) + len(r.groupsDeleted) + r.usersCreated.Len() + r.usersUpdated.Len() +
+		r.usersDeleted.Len() + r.membersAdded.Len() + r.membersRemov.Len()
+}
+
+// applyChunk is how many records apply sorts at a time before writing
+// them: bbolt keeps a transaction's new keys in unsplit nodes until
+// commit, so keys in random order would cost a memmove each over a large
+// node. Within a chunk, events follow key order.
+const applyChunk = 16384
+
 // apply is step 2: it writes the changes into the snapshot and emits the
-// events in the order of SPEC §6.
+// events in the order of SPEC §6, calling Checkpoint after each change so
+// that a staged apply commits in bounded transactions.
 func (r *diffResult) apply(a *state.ApplyTx) error {
-	emit := func(typ string, data []byte) error {
-		_, err := a.Emit(typ, data)
-		return err
-	}
 	for _, g := range r.groups {
 		if err := a.PutGroup([]byte(g.id), g.name, g.flags, g.rec); err != nil {
 			return err
 		}
 		if g.event != "" {
-			if err := emit(g.event, g.rec); err != nil {
+			if err := a.EmitGroup(g.event, []byte(g.id)); err != nil {
 				return err
 			}
 		}
+		if err := a.Checkpoint(); err != nil {
+			return err
+		}
 	}
-	err := r.usersCreated.sortedEach(func(f [][]byte) error {
+	err := r.usersCreated.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
-		return emit(state.EventUserCreated, f[2])
+		if err := a.EmitUser(state.EventUserCreated, f[0], nil); err != nil {
+			return err
+		}
+		return a.Checkpoint()
 	})
 	if err != nil {
 		return err
 	}
-	err = r.usersUpdated.sortedEach(func(f [][]byte) error {
+	err = r.usersUpdated.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
-		return emit(state.EventUserUpdated, withPrevious(f[2], f[3]))
-	})
-	if err != nil {
-		return err
-	}
-	member := func(uid, gid []byte) ([]byte, error) {
-		u, _, ok := a.User(uid)
-		if !ok {
-			return nil, fmt.Errorf("membership of missing user %q", uid)
-		}
-		_, _, g, ok := a.Group(gid)
-		if !ok {
-			return nil, fmt.Errorf("membership of missing group %q", gid)
-		}
-		return membershipData(u, g), nil
-	}
-	var uids, gids [][]byte
-	err = r.membersAdded.sortedEach(func(f [][]byte) error {
-		data, err := member(f[0], f[1])
-		if err != nil {
+		if err := a.EmitUser(state.EventUserUpdated, f[0], f[3]); err != nil {
 			return err
 		}
-		uids, gids = append(uids, bytes.Clone(f[0])), append(gids, bytes.Clone(f[1]))
-		return emit(state.EventGroupUserAdded, data)
+		return a.Checkpoint()
 	})
 	if err != nil {
 		return err
 	}
-	if err := a.AddMembers(uids, gids); err != nil {
+	err = r.membersAdded.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
+		if err := a.AddMember(f[0], f[1]); err != nil {
+			return err
+		}
+		if err := a.EmitMember(state.EventGroupUserAdded, f[0], f[1]); err != nil {
+			return err
+		}
+		return a.Checkpoint()
+	})
+	if err != nil {
 		return err
 	}
-	uids, gids = nil, nil
 	err = r.membersRemov.each(func(f [][]byte) error {
-		data, err := member(f[0], f[1])
-		if err != nil {
+		if err := a.EmitMember(state.EventGroupUserRemoved, f[0], f[1]); err != nil {
 			return err
 		}
 		if err := a.RemoveMember(f[0], f[1]); err != nil {
 			return err
 		}
-		return emit(state.EventGroupUserRemoved, data)
+		return a.Checkpoint()
 	})
 	if err != nil {
 		return err
 	}
 	err = r.usersDeleted.each(func(f [][]byte) error {
-		u, _, ok := a.User(f[0])
-		if !ok {
-			return fmt.Errorf("delete missing user %q", f[0])
-		}
-		if err := emit(state.EventUserDeleted, bytes.Clone(u)); err != nil {
+		if err := a.EmitUser(state.EventUserDeleted, f[0], nil); err != nil {
 			return err
 		}
-		return a.DeleteUser(f[0])
+		if err := a.DeleteUser(f[0]); err != nil {
+			return err
+		}
+		return a.Checkpoint()
 	})
 	if err != nil {
 		return err
 	}
 	for _, id := range r.groupsDeleted {
-		_, _, g, ok := a.Group([]byte(id))
-		if !ok {
-			return fmt.Errorf("delete missing group %q", id)
-		}
-		if err := emit(state.EventGroupDeleted, bytes.Clone(g)); err != nil {
+		if err := a.EmitGroup(state.EventGroupDeleted, []byte(id)); err != nil {
 			return err
 		}
 		if err := a.DeleteGroup([]byte(id)); err != nil {
+			return err
+		}
+		if err := a.Checkpoint(); err != nil {
 			return err
 		}
 	}

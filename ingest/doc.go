@@ -20,11 +20,26 @@
 // it keeps the id of the existing group of the same name, or gets
 // DerivedGroupID(org, name), "grp_" + 32 hex digits of SHA-256.
 //
+// Applying: a batch of at most Config.StageAbove changes (default 4096)
+// is applied in one state transaction. A larger one is staged
+// (state.ApplyBatchStaged): its snapshot changes and events are written in
+// transactions of Config.StageTxChanges changes into buckets readers do
+// not see, then one small transaction makes the new snapshot, all the
+// events, the batch record and the report visible together (SPEC §6). A
+// crash before that transaction leaves the batch processing: the staging
+// is discarded and the batch redone from its archive. Memory therefore
+// stays bounded by the staging transaction, not the upload.
+//
 // Caveats:
-//   - bbolt has one writer: the apply transactions of organizations run
-//     one at a time (the diffs, in read transactions, run in parallel). A
-//     first upload of a million users holds all its dirty pages (snapshot
-//     and about four million events) in memory until it commits.
+//   - bbolt has one writer: the transactions of organizations run one at
+//     a time (the diffs, in read transactions, run in parallel), and a
+//     staged apply interleaves its transactions with other writers.
+//   - The differ keeps 16 bytes per user and per membership of the upload
+//     (the seen sets), about 64 MB for a million users with three groups
+//     each; everything else is spilled to temporary files.
+//   - In a staged apply, the events of one category follow key order
+//     within chunks of 16,384 changes taken in file order (a batch that
+//     fits in one chunk is in key order).
 //   - Files the watcher or the scan found are taken only once their size
 //     and modification time stood still for the settle window, and at
 //     least a second, since nothing says when an outside writer is done.

@@ -53,6 +53,29 @@ type Config struct {
 	Logger    *slog.Logger
 	// Registerer receives the ingest metrics; nil = not registered.
 	Registerer prometheus.Registerer
+	// StageAbove is the number of changes above which a batch is applied
+	// staged (state.ApplyBatchStaged: many bounded transactions, then one
+	// that makes it visible) instead of in one transaction, whose memory
+	// grows with the batch. 0 = DefaultStageAbove; negative = always.
+	StageAbove int
+	// StageTxChanges is the number of changes per staging transaction;
+	// 0 = state.DefaultStageTxChanges.
+	StageTxChanges int
+}
+
+// DefaultStageAbove is Config.StageAbove's default: a batch that fits in
+// one staging transaction is applied in one transaction.
+const DefaultStageAbove = state.DefaultStageTxChanges
+
+func (p *Pipeline) stageAbove() int {
+	switch n := p.cfg.StageAbove; {
+	case n < 0:
+		return -1
+	case n == 0:
+		return DefaultStageAbove
+	default:
+		return n
+	}
 }
 
 // Pipeline turns completed uploads into applied batches (SPEC §5): one
@@ -268,6 +291,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	rs := &runState{ctx: ctx}
 	p.run = rs
 	p.mu.Unlock()
+
+	// Before any apply: drop what a crash left staged, finish merges.
+	if err := p.db.Recover(); err != nil {
+		p.log.Error("recover staged applies", "err", err)
+	}
 
 	for _, b := range unfinished {
 		p.log.Info("redoing interrupted batch", "org", b.Org, "batch", b.ID, "status", b.Status)

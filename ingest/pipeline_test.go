@@ -27,9 +27,16 @@ type env struct {
 	root   string
 	cancel context.CancelFunc
 	done   chan error
+	tune   func(*Config)
 }
 
 func newEnv(t *testing.T, org string, st state.Settings, d Defaults) *env {
+	t.Helper()
+	return newEnvWith(t, org, st, d, nil)
+}
+
+// newEnvWith is newEnv with a hook that adjusts the pipeline's Config.
+func newEnvWith(t *testing.T, org string, st state.Settings, d Defaults, tune func(*Config)) *env {
 	t.Helper()
 	root := t.TempDir()
 	db, err := state.Open(filepath.Join(root, "rosterd.db"), &state.Options{NoSync: true})
@@ -43,7 +50,7 @@ func newEnv(t *testing.T, org string, st state.Settings, d Defaults) *env {
 	if err := os.MkdirAll(filepath.Join(orgDir, "reports"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, db: db, org: org, orgDir: orgDir, root: root}
+	e := &env{t: t, db: db, org: org, orgDir: orgDir, root: root, tune: tune}
 	e.start(d)
 	t.Cleanup(func() {
 		e.stop()
@@ -53,7 +60,11 @@ func newEnv(t *testing.T, org string, st state.Settings, d Defaults) *env {
 }
 
 func (e *env) start(d Defaults) {
-	p, err := New(Config{DB: e.db, OrgsRoot: filepath.Join(e.root, "orgs"), Defaults: d})
+	cfg := Config{DB: e.db, OrgsRoot: filepath.Join(e.root, "orgs"), Defaults: d}
+	if e.tune != nil {
+		e.tune(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -164,8 +175,15 @@ func golden(t *testing.T, path string, got []byte) {
 // TestScenarios runs each folder of testdata/scenarios: numbered steps of
 // files uploaded together (or an APPROVE marker approving the previous
 // batch), each checked against its want.json. settings.json holds the
-// organization's settings.
+// organization's settings. Each scenario runs twice: with the default
+// apply, and with every batch staged in transactions of two changes.
 func TestScenarios(t *testing.T) {
+	for _, staged := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "staged"}[staged], func(t *testing.T) { runScenarios(t, staged) })
+	}
+}
+
+func runScenarios(t *testing.T, staged bool) {
 	dirs, err := filepath.Glob("testdata/scenarios/*")
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("no scenarios: %v", err)
@@ -179,7 +197,11 @@ func TestScenarios(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			e := newEnv(t, "acme", st, Defaults{Settle: 300 * time.Millisecond, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep"})
+			var tune func(*Config)
+			if staged {
+				tune = func(c *Config) { c.StageAbove, c.StageTxChanges = -1, 2 }
+			}
+			e := newEnvWith(t, "acme", st, Defaults{Settle: 300 * time.Millisecond, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep"}, tune)
 			steps, _ := filepath.Glob(filepath.Join(dir, "[0-9]*"))
 			slices.Sort(steps)
 			for _, step := range steps {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 )
 
 // spill is an append-only list of records of a few byte fields each, held
@@ -23,12 +22,6 @@ type spill struct {
 	w     *bufio.Writer
 	fixed int // fields per record
 	size  int64
-	// With keyed set, add records each record's offset and its sort key
-	// (the first field, or for two-field records the state pair key of
-	// both), for sortedEach.
-	keyed bool
-	offs  []int64
-	keys  []string
 }
 
 const spillMemory = 4 << 20
@@ -61,14 +54,6 @@ func (s *spill) add(fields ...[]byte) error {
 		}
 		s.mem = bytes.Buffer{}
 		w = s.w
-	}
-	if s.keyed {
-		s.offs = append(s.offs, s.size)
-		if len(fields) == 2 {
-			s.keys = append(s.keys, string(pairKey(fields[0], fields[1])))
-		} else {
-			s.keys = append(s.keys, string(fields[0]))
-		}
 	}
 	for _, f := range fields {
 		n := binary.PutUvarint(hdr[:], uint64(len(f)))
@@ -153,49 +138,47 @@ func pairKey(a, b []byte) []byte {
 	return append(k, b...)
 }
 
-// sortedEach is each in key order (a keyed spill only). bbolt holds a
-// transaction's new keys in unsplit in-memory nodes until commit, so
-// inserting a million keys in random order into a new bucket costs a
-// memmove per key over one huge node; in key order it is an append.
-func (s *spill) sortedEach(fn func(f [][]byte) error) error {
-	if s == nil || s.n == 0 {
+// pairKeyOf is the sort key of a spill record: for a membership (two
+// fields) the state's pair key, else the first field (the user id).
+func pairKeyOf(f [][]byte) []byte {
+	if len(f) == 2 {
+		return pairKey(f[0], f[1])
+	}
+	return f[0]
+}
+
+// chunks is each in chunks of up to n records, each chunk in key order,
+// so that memory stays bounded by the chunk and a chunk's keys go into
+// bbolt in order. A spill that fits in one chunk is in key order.
+func (s *spill) chunks(n int, key func([][]byte) []byte, fn func(f [][]byte) error) error {
+	type rec struct {
+		key    []byte
+		fields [][]byte
+	}
+	var buf []rec
+	flush := func() error {
+		slices.SortStableFunc(buf, func(a, b rec) int { return bytes.Compare(a.key, b.key) })
+		for _, r := range buf {
+			if err := fn(r.fields); err != nil {
+				return err
+			}
+		}
+		buf = buf[:0]
 		return nil
 	}
-	if s.w != nil {
-		if err := s.w.Flush(); err != nil {
-			return fmt.Errorf("spill: %w", err)
+	err := s.each(func(f [][]byte) error {
+		fields := make([][]byte, len(f))
+		for i := range f {
+			fields[i] = bytes.Clone(f[i])
 		}
+		buf = append(buf, rec{key(fields), fields})
+		if len(buf) >= n {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	idx := make([]int32, s.n)
-	for i := range idx {
-		idx[i] = int32(i)
-	}
-	slices.SortFunc(idx, func(a, b int32) int { return strings.Compare(s.keys[a], s.keys[b]) })
-	fields := make([][]byte, s.fixed)
-	var buf []byte
-	for _, i := range idx {
-		end := s.size
-		if int(i)+1 < len(s.offs) {
-			end = s.offs[i+1]
-		}
-		rec := buf[:0]
-		if s.file != nil {
-			buf = slices.Grow(buf[:0], int(end-s.offs[i]))[:end-s.offs[i]]
-			if _, err := s.file.ReadAt(buf, s.offs[i]); err != nil {
-				return fmt.Errorf("spill: %w", err)
-			}
-			rec = buf
-		} else {
-			rec = s.mem.Bytes()[s.offs[i]:end]
-		}
-		for j := range s.fixed {
-			l, w := binary.Uvarint(rec)
-			fields[j] = rec[w : w+int(l) : w+int(l)]
-			rec = rec[w+int(l):]
-		}
-		if err := fn(fields); err != nil {
-			return err
-		}
-	}
-	return nil
+	return flush()
 }

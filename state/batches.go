@@ -305,58 +305,38 @@ func (db *DB) FinishBatch(b Batch, report []byte) error {
 	return db.ApplyBatch(b, report, nil)
 }
 
-// ApplyBatch is the one transaction of SPEC §6: it runs fn, which changes
-// the snapshot and emits events through the ApplyTx, then stores the batch
-// record b (its Status is the outcome) and its report. Either all of it
-// commits or none. It returns ErrBatchFinished, changing nothing, when the
-// stored batch is already final, so a batch redone after a crash is never
-// applied twice. A nil fn stores only the record and report.
-func (db *DB) ApplyBatch(b Batch, report []byte, fn func(*ApplyTx) error) error {
-	if b.FinishedAt == nil {
-		now := db.now().UTC()
-		b.FinishedAt = &now
-	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		recs, reps, err := batchBuckets(tx, b.Org)
-		if err != nil {
-			return err
-		}
-		var stored Batch
-		if err := getJSON(recs, []byte(b.ID), &stored); err != nil {
-			return err
-		}
-		if BatchFinished(stored.Status) {
-			return ErrBatchFinished
-		}
-		if fn != nil {
-			if tx.Bucket(bucketOrgs).Get([]byte(b.Org)) == nil {
-				return ErrNotFound
-			}
-			snap, err := openSnapshot(tx, b.Org)
-			if err != nil {
-				return err
-			}
-			a := &ApplyTx{SnapshotTx: snap, tx: tx, batch: b.ID, created: *b.FinishedAt}
-			if err := a.init(); err != nil {
-				return err
-			}
-			if err := fn(a); err != nil {
-				return err
-			}
-			if err := snap.flush(); err != nil {
-				return err
-			}
-		}
-		if err := putJSON(recs, []byte(b.ID), b); err != nil {
-			return err
-		}
-		if report != nil {
-			return reps.Put([]byte(b.ID), report)
-		}
-		return nil
-	})
+// storeBatchTx stores the final record and report of b, refusing a batch
+// already final.
+func storeBatchTx(tx *bolt.Tx, b Batch, report []byte) error {
+	recs, reps, err := batchBuckets(tx, b.Org)
 	if err != nil {
-		return fmt.Errorf("apply batch %s: %w", b.ID, err)
+		return err
+	}
+	if err := checkBatchTx(tx, b); err != nil {
+		return err
+	}
+	if err := putJSON(recs, []byte(b.ID), b); err != nil {
+		return err
+	}
+	if report != nil {
+		return reps.Put([]byte(b.ID), report)
+	}
+	return nil
+}
+
+// checkBatchTx returns ErrBatchFinished when the stored batch is final,
+// ErrNotFound when it does not exist.
+func checkBatchTx(tx *bolt.Tx, b Batch) error {
+	recs, _, err := batchBuckets(tx, b.Org)
+	if err != nil {
+		return err
+	}
+	var stored Batch
+	if err := getJSON(recs, []byte(b.ID), &stored); err != nil {
+		return err
+	}
+	if BatchFinished(stored.Status) {
+		return ErrBatchFinished
 	}
 	return nil
 }

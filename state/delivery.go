@@ -98,9 +98,7 @@ func (db *DB) RegisterEndpoint(id, url string) (EndpointState, error) {
 			st.URL, st.Disabled, st.DisabledAt, st.DisabledReason = url, false, time.Time{}, ""
 		case ErrNotFound:
 			st = EndpointState{ID: id, URL: url, FirstSeen: db.now().UTC()}
-			if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); k != nil {
-				st.Start = string(k)
-			}
+			st.Start = lastEventIDTx(tx)
 		default:
 			return err
 		}
@@ -133,23 +131,12 @@ func (db *DB) Endpoints() ([]EndpointState, error) {
 
 // CountEvents returns how many events of org sort after after: an
 // endpoint's pending events when after is its cursor. It walks the
-// organization's index, O(result) keys without decoding.
+// organization's commits after after, O(batches) without decoding.
 func (db *DB) CountEvents(org, after string) (int, error) {
 	var n int
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		idx := tx.Bucket(bucketEventOrgs).Bucket([]byte(org))
-		if idx == nil {
-			return nil
-		}
-		c := idx.Cursor()
-		k, _ := c.Seek([]byte(after))
-		if k != nil && after != "" && string(k) == after {
-			k, _ = c.Next()
-		}
-		for ; k != nil; k, _ = c.Next() {
-			n++
-		}
-		return nil
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		n, err = countEventsTx(tx, org, after)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("count events of %s: %w", org, err)
@@ -389,11 +376,10 @@ func (db *DB) CountFailed(id string) (int, error) {
 func (db *DB) EventJSON(id string) (json.RawMessage, error) {
 	var out json.RawMessage
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketEvents).Get([]byte(id))
-		if v == nil {
+		out = eventJSONTx(tx, id)
+		if out == nil {
 			return ErrNotFound
 		}
-		out = bytes.Clone(v)
 		return nil
 	})
 	if err != nil {

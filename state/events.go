@@ -1,23 +1,50 @@
 package state
 
 import (
-	"bytes"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Events are stored in events/ as event id -> the event's JSON exactly as
-// the feed and webhooks send it, and indexed per organization in
-// event_orgs/ORG/ as event id -> "". Ids are "evt_" + ULID, generated
-// inside the applying write transaction from one monotonic source, so id
-// order is commit order: a reader that saw id X and asks for after=X never
-// misses an event committed later.
+// Events are stored per batch and made visible by a commit log:
+//
+//	events          first event id of a commit -> commit record (commitRec)
+//	event_orgs/ORG  first event id of a commit -> "" (the organization's commits)
+//	event_batches/ORG\x00BATCH/
+//	  e             uint32 index -> event record (type and references)
+//	  u             user id -> the user's stored value as the batch saw it
+//	  g             group id -> the group's JSON as the batch saw it
+//	meta            "event_seq", "event_ms": the last commit's sequence and time
+//
+// A batch's events are written into its event_batches bucket (in one
+// transaction, or staged over many, see apply.go) and become visible when
+// the commit record is written, in the transaction that applies the batch
+// to the snapshot. The id of event i of a commit is "evt_" + a ULID whose
+// 48-bit time is the commit time in ms (never below the previous commit's)
+// and whose 80-bit entropy is the commit sequence (48 bits) and i (32
+// bits). Ids therefore sort in commit order, then emission order, across
+// all organizations: a reader that saw id X and asks for after=X never
+// misses an event committed later. The commit log is keyed by each
+// commit's first id, so a cursor seek finds the commit of any id.
+//
+// An event record names a user or a group, and each batch keeps one copy
+// of every user and group its events name (in the state the batch left
+// them, or for deletions found them): a membership event does not repeat
+// the user's record, and an old event keeps showing the data as it was.
+// The JSON is rendered on read, byte for byte as SPEC §6 shows it.
+var (
+	bucketEventData = []byte("event_batches")
+	evEvents        = []byte("e")
+	evUsers         = []byte("u")
+	evGroups        = []byte("g")
+	keyEventSeq     = []byte("event_seq")
+	keyEventMs      = []byte("event_ms")
+)
 
 // Event is one change (SPEC §6).
 type Event struct {
@@ -41,111 +68,227 @@ const (
 	EventGroupUserRemoved = "dsync.group.user_removed"
 )
 
+var eventTypes = []string{EventUserCreated, EventUserUpdated, EventUserDeleted, EventGroupCreated,
+	EventGroupUpdated, EventGroupDeleted, EventGroupUserAdded, EventGroupUserRemoved}
+
+func typeCode(typ string) (byte, bool) {
+	for i, t := range eventTypes {
+		if t == typ {
+			return byte(i), true
+		}
+	}
+	return 0, false
+}
+
+// Event record kinds: the first byte of a value in e.
+const (
+	recRaw    byte = 'R' // uvarint len(type), type, data JSON
+	recUser   byte = 'U' // type code, user id
+	recUpdate byte = 'P' // type code, uvarint len(user id), user id, previous_attributes JSON
+	recGroup  byte = 'G' // type code, group id
+	recMember byte = 'M' // type code, uvarint len(user id), user id, group id
+)
+
 const eventPrefix = "evt_"
 
-// ids is the process-wide monotonic event id source. bbolt has one writer
-// at a time and ids are drawn only inside write transactions, so drawing
-// order is commit order; the mutex guards the entropy state.
-var ids struct {
-	sync.Mutex
-	entropy *ulid.MonotonicEntropy
-	lastMs  uint64
+// commitRec is the commit log's record of one batch's events.
+type commitRec struct {
+	seq, ms    uint64
+	count, lo  uint32 // events; the ones below lo are purged
+	created    time.Time
+	org, batch string
 }
 
-// nextEventID returns an id greater than floor (the newest stored id) and
-// than every id drawn before, even when the clock steps back.
-func nextEventID(now time.Time, floor []byte) string {
-	ids.Lock()
-	defer ids.Unlock()
-	if ids.entropy == nil {
-		ids.entropy = ulid.Monotonic(rand.Reader, 0)
+func (c *commitRec) encode() []byte {
+	b := binary.BigEndian.AppendUint64(nil, c.seq)
+	b = binary.BigEndian.AppendUint64(b, c.ms)
+	b = binary.BigEndian.AppendUint32(b, c.count)
+	b = binary.BigEndian.AppendUint32(b, c.lo)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.created.UnixNano()))
+	b = appendLV(b, c.org)
+	return append(b, c.batch...)
+}
+
+func decodeCommit(v []byte) (commitRec, error) {
+	if len(v) < 32 {
+		return commitRec{}, fmt.Errorf("commit record of %d bytes", len(v))
 	}
-	ms := max(ulid.Timestamp(now), ids.lastMs)
-	for {
-		id, err := ulid.New(ms, ids.entropy)
-		if err != nil { // the entropy overflowed inside one millisecond
-			ms++
-			continue
-		}
-		s := eventPrefix + id.String()
-		if floor != nil && s <= string(floor) {
-			// An earlier process stored ids from a later clock reading.
-			f, perr := ulid.ParseStrict(string(floor[len(eventPrefix):]))
-			if perr != nil || f.Time() < ms {
-				return s // not one of ours: ignore it
-			}
-			ms = f.Time() + 1
-			continue
-		}
-		ids.lastMs = ms
-		return s
+	c := commitRec{
+		seq: binary.BigEndian.Uint64(v), ms: binary.BigEndian.Uint64(v[8:]),
+		count: binary.BigEndian.Uint32(v[16:]), lo: binary.BigEndian.Uint32(v[20:]),
+		created: time.Unix(0, int64(binary.BigEndian.Uint64(v[24:]))).UTC(),
 	}
+	n, w := binary.Uvarint(v[32:])
+	if w <= 0 || int(n) > len(v)-32-w {
+		return commitRec{}, fmt.Errorf("malformed commit record")
+	}
+	c.org = string(v[32+w : 32+w+int(n)])
+	c.batch = string(v[32+w+int(n):])
+	return c, nil
 }
 
-// ApplyTx is the writable snapshot of one organization inside ApplyBatch,
-// plus Emit to store events in the same transaction.
-type ApplyTx struct {
-	*SnapshotTx
-	tx      *bolt.Tx
-	batch   string
-	created time.Time
-	events  *bolt.Bucket
-	index   *bolt.Bucket
-	floor   []byte
-	head    []byte // the constant middle of every event of this batch
-	emitted int
+// eventID is the id of event i of the commit (ms, seq).
+func eventID(ms, seq uint64, i uint32) string {
+	var u ulid.ULID
+	binary.BigEndian.PutUint16(u[0:], uint16(ms>>32))
+	binary.BigEndian.PutUint32(u[2:], uint32(ms))
+	binary.BigEndian.PutUint16(u[6:], uint16(seq>>32))
+	binary.BigEndian.PutUint32(u[8:], uint32(seq))
+	binary.BigEndian.PutUint32(u[12:], i)
+	return eventPrefix + u.String()
 }
 
-func (a *ApplyTx) init() error {
-	a.events = a.tx.Bucket(bucketEvents)
-	idx, err := a.tx.Bucket(bucketEventOrgs).CreateBucketIfNotExists([]byte(a.org))
+func (c *commitRec) id(i uint32) string { return eventID(c.ms, c.seq, i) }
+
+// parseEventID returns the commit sequence and index an id encodes.
+func parseEventID(id string) (seq uint64, i uint32, ok bool) {
+	if !strings.HasPrefix(id, eventPrefix) {
+		return 0, 0, false
+	}
+	u, err := ulid.ParseStrict(id[len(eventPrefix):])
+	if err != nil {
+		return 0, 0, false
+	}
+	seq = uint64(binary.BigEndian.Uint16(u[6:]))<<32 | uint64(binary.BigEndian.Uint32(u[8:]))
+	return seq, binary.BigEndian.Uint32(u[12:]), true
+}
+
+// firstAfter returns the first index of c whose id sorts after after.
+func (c *commitRec) firstAfter(after string) uint32 {
+	lo, hi := c.lo, c.count
+	for lo < hi {
+		m := lo + (hi-lo)/2
+		if c.id(m) > after {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo
+}
+
+func dataKey(org, batch string) []byte { return []byte(org + "\x00" + batch) }
+
+// nextCommit draws the next commit sequence and time, inside the applying
+// write transaction (bbolt has one writer: drawing order is commit order).
+func (db *DB) nextCommit(tx *bolt.Tx) (seq, ms uint64, err error) {
+	meta := tx.Bucket(bucketMeta)
+	seq = getU64(meta.Get(keyEventSeq)) + 1
+	ms = max(ulid.Timestamp(db.now()), getU64(meta.Get(keyEventMs)))
+	if err := meta.Put(keyEventSeq, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return 0, 0, err
+	}
+	return seq, ms, meta.Put(keyEventMs, binary.BigEndian.AppendUint64(nil, ms))
+}
+
+func getU64(v []byte) uint64 {
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// writeCommit makes a batch's events visible.
+func writeCommit(tx *bolt.Tx, c commitRec) error {
+	key := []byte(c.id(0))
+	if err := tx.Bucket(bucketEvents).Put(key, c.encode()); err != nil {
+		return err
+	}
+	idx, err := tx.Bucket(bucketEventOrgs).CreateBucketIfNotExists([]byte(c.org))
 	if err != nil {
 		return err
 	}
-	a.index = idx
-	a.events.FillPercent = 1 // ids only grow
-	a.index.FillPercent = 1
-	if k, _ := a.events.Cursor().Last(); k != nil {
-		a.floor = bytes.Clone(k)
-	}
-	h := []byte(`,"organization_id":`)
-	h = appendJSONString(h, a.org)
-	h = append(h, `,"batch_id":`...)
-	h = appendJSONString(h, a.batch)
-	h = append(h, `,"created_at":"`...)
-	h = a.created.UTC().AppendFormat(h, "2006-01-02T15:04:05.000Z07:00")
-	h = append(h, `","data":`...)
-	a.head = h
-	return nil
+	return idx.Put(key, []byte{})
 }
 
-// Emit stores one event of the given type with data (the SPEC §6 data
-// object, valid JSON) and returns its id. Events of a batch are emitted in
-// SPEC §6 order by the caller; their ids sort in emission order.
-func (a *ApplyTx) Emit(typ string, data []byte) (string, error) {
-	id := nextEventID(a.created, a.floor)
-	a.floor = nil
-	v := make([]byte, 0, len(id)+len(typ)+len(a.head)+len(data)+24)
-	v = append(v, `{"id":"`...)
-	v = append(v, id...)
-	v = append(v, `","event":"`...)
-	v = append(v, typ...)
-	v = append(v, '"')
-	v = append(v, a.head...)
-	v = append(v, data...)
-	v = append(v, '}')
-	if err := a.events.Put([]byte(id), v); err != nil {
-		return "", err
+// eventData returns the event_batches bucket of a commit, or nil.
+func eventData(tx *bolt.Tx, org, batch string) *bolt.Bucket {
+	top := tx.Bucket(bucketEventData)
+	if top == nil {
+		return nil
 	}
-	if err := a.index.Put([]byte(id), []byte{}); err != nil {
-		return "", err
-	}
-	a.emitted++
-	return id, nil
+	return top.Bucket(dataKey(org, batch))
 }
 
-// Emitted returns the number of events emitted so far.
-func (a *ApplyTx) Emitted() int { return a.emitted }
+// renderEvent appends the JSON of event i of c to b; ok is false when the
+// event is gone (purged).
+func renderEvent(b []byte, data *bolt.Bucket, c *commitRec, i uint32) ([]byte, bool) {
+	if data == nil {
+		return b, false
+	}
+	e := data.Bucket(evEvents)
+	if e == nil {
+		return b, false
+	}
+	v := e.Get(binary.BigEndian.AppendUint32(nil, i))
+	if len(v) < 2 {
+		return b, false
+	}
+	var typ string
+	kind := v[0]
+	if kind == recRaw {
+		n, w := binary.Uvarint(v[1:])
+		typ = string(v[1+w : 1+w+int(n)])
+		v = v[1+w+int(n):]
+	} else {
+		if int(v[1]) >= len(eventTypes) {
+			return b, false
+		}
+		typ = eventTypes[v[1]]
+		v = v[2:]
+	}
+	b = append(b, `{"id":"`...)
+	b = append(b, c.id(i)...)
+	b = append(b, `","event":"`...)
+	b = append(b, typ...)
+	b = append(b, `","organization_id":`...)
+	b = appendJSONString(b, c.org)
+	b = append(b, `,"batch_id":`...)
+	b = appendJSONString(b, c.batch)
+	b = append(b, `,"created_at":"`...)
+	b = c.created.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = append(b, `","data":`...)
+	user := func(b []byte, uid []byte) []byte {
+		u := data.Bucket(evUsers).Get(uid)
+		if len(u) == 0 {
+			return append(b, "null"...)
+		}
+		return appendUserJSON(b, c.org, u)
+	}
+	group := func(b []byte, gid []byte) []byte {
+		g := data.Bucket(evGroups).Get(gid)
+		if g == nil {
+			return append(b, "null"...)
+		}
+		return append(b, g...)
+	}
+	switch kind {
+	case recRaw:
+		b = append(b, v...)
+	case recUser:
+		b = user(b, v)
+	case recUpdate:
+		n, w := binary.Uvarint(v)
+		uid, prev := v[w:w+int(n)], v[w+int(n):]
+		start := len(b)
+		b = user(b, uid)
+		if len(b) > start && b[len(b)-1] == '}' {
+			b = append(b[:len(b)-1], `,"previous_attributes":`...)
+			b = append(b, prev...)
+			b = append(b, '}')
+		}
+	case recGroup:
+		b = group(b, v)
+	case recMember:
+		n, w := binary.Uvarint(v)
+		b = append(b, `{"user":`...)
+		b = user(b, v[w:w+int(n)])
+		b = append(b, `,"group":`...)
+		b = group(b, v[w+int(n):])
+		b = append(b, '}')
+	}
+	return append(b, '}'), true
+}
 
 // Events returns up to limit events with ids after after ("" = from the
 // oldest retained), in id order; org "" means every organization.
@@ -165,32 +308,59 @@ func (db *DB) Events(org, after string, limit int) ([]Event, error) {
 	return out, nil
 }
 
+// seekCommits positions c (over the commit log or an organization's
+// index, both keyed by first id) on the first commit that may hold an id
+// after after, and returns its key.
+func seekCommits(c *bolt.Cursor, after string) []byte {
+	if after == "" {
+		k, _ := c.First()
+		return k
+	}
+	k, _ := c.Seek([]byte(after))
+	switch {
+	case k == nil:
+		k, _ = c.Last()
+	case string(k) > after:
+		if pk, _ := c.Prev(); pk != nil {
+			k = pk
+		} else {
+			k, _ = c.First()
+		}
+	}
+	return k
+}
+
 // ForEachEventJSON is Events without decoding: fn gets each event's id and
-// stored JSON (valid only during the call), in id order.
+// JSON (valid only during the call), in id order.
 func (db *DB) ForEachEventJSON(org, after string, limit int, fn func(id string, raw []byte) error) error {
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		events := tx.Bucket(bucketEvents)
+		commits := tx.Bucket(bucketEvents)
 		var c *bolt.Cursor
 		if org == "" {
-			c = events.Cursor()
+			c = commits.Cursor()
 		} else if idx := tx.Bucket(bucketEventOrgs).Bucket([]byte(org)); idx != nil {
 			c = idx.Cursor()
 		} else {
 			return nil
 		}
-		k, _ := c.Seek([]byte(after))
-		if k != nil && after != "" && string(k) == after {
-			k, _ = c.Next()
-		}
-		for n := 0; k != nil && (limit <= 0 || n < limit); k, _ = c.Next() {
-			v := events.Get(k)
-			if v == nil {
-				continue // purged
+		n := 0
+		var buf []byte
+		for k := seekCommits(c, after); k != nil && (limit <= 0 || n < limit); k, _ = c.Next() {
+			cr, err := decodeCommit(commits.Get(k))
+			if err != nil {
+				return fmt.Errorf("commit %s: %w", k, err)
 			}
-			if err := fn(string(k), v); err != nil {
-				return err
+			data := eventData(tx, cr.org, cr.batch)
+			for i := cr.firstAfter(after); i < cr.count && (limit <= 0 || n < limit); i++ {
+				var ok bool
+				if buf, ok = renderEvent(buf[:0], data, &cr, i); !ok {
+					continue // purged
+				}
+				if err := fn(cr.id(i), buf); err != nil {
+					return err
+				}
+				n++
 			}
-			n++
 		}
 		return nil
 	})
@@ -200,11 +370,49 @@ func (db *DB) ForEachEventJSON(org, after string, limit int, fn func(id string, 
 	return nil
 }
 
+// findEvent returns the commit holding id and its index.
+func findEvent(tx *bolt.Tx, id string) (commitRec, uint32, bool) {
+	seq, i, ok := parseEventID(id)
+	if !ok {
+		return commitRec{}, 0, false
+	}
+	c := tx.Bucket(bucketEvents).Cursor()
+	k, v := c.Seek([]byte(id))
+	if k == nil || string(k) != id {
+		k, v = c.Prev()
+		if k == nil {
+			return commitRec{}, 0, false
+		}
+	}
+	cr, err := decodeCommit(v)
+	if err != nil || cr.seq != seq || i >= cr.count || cr.id(i) != id {
+		return commitRec{}, 0, false
+	}
+	return cr, i, true
+}
+
+// eventJSONTx returns the JSON of one event, or nil.
+func eventJSONTx(tx *bolt.Tx, id string) []byte {
+	cr, i, ok := findEvent(tx, id)
+	if !ok {
+		return nil
+	}
+	b, ok := renderEvent(nil, eventData(tx, cr.org, cr.batch), &cr, i)
+	if !ok {
+		return nil
+	}
+	return b
+}
+
 // Event returns one event, or ErrNotFound.
 func (db *DB) Event(id string) (Event, error) {
 	var e Event
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		return getJSON(tx.Bucket(bucketEvents), []byte(id), &e)
+		raw := eventJSONTx(tx, id)
+		if raw == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(raw, &e)
 	})
 	if err != nil {
 		return Event{}, fmt.Errorf("event %s: %w", id, err)
@@ -212,13 +420,24 @@ func (db *DB) Event(id string) (Event, error) {
 	return e, nil
 }
 
+// lastEventIDTx returns the newest event id, or "".
+func lastEventIDTx(tx *bolt.Tx) string {
+	_, v := tx.Bucket(bucketEvents).Cursor().Last()
+	if v == nil {
+		return ""
+	}
+	cr, err := decodeCommit(v)
+	if err != nil || cr.count == 0 {
+		return ""
+	}
+	return cr.id(cr.count - 1)
+}
+
 // LastEventID returns the newest event id, or "" when there is none.
 func (db *DB) LastEventID() (string, error) {
 	var id string
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); k != nil {
-			id = string(k)
-		}
+		id = lastEventIDTx(tx)
 		return nil
 	})
 	if err != nil {
@@ -227,26 +446,38 @@ func (db *DB) LastEventID() (string, error) {
 	return id, nil
 }
 
-// deleteEventTx removes one event and its organization index entry; for
-// retention. A missing event is a no-op.
+// countEventsTx counts org's events after after.
+func countEventsTx(tx *bolt.Tx, org, after string) (int, error) {
+	idx := tx.Bucket(bucketEventOrgs).Bucket([]byte(org))
+	if idx == nil {
+		return 0, nil
+	}
+	commits := tx.Bucket(bucketEvents)
+	c := idx.Cursor()
+	n := 0
+	for k := seekCommits(c, after); k != nil; k, _ = c.Next() {
+		cr, err := decodeCommit(commits.Get(k))
+		if err != nil {
+			return 0, err
+		}
+		n += int(cr.count - cr.firstAfter(after))
+	}
+	return n, nil
+}
+
+// deleteEventTx removes one event (the commit record stays until its
+// batch's events are all purged, see retention.go). A missing event is a
+// no-op.
 func deleteEventTx(tx *bolt.Tx, id []byte) error {
-	events := tx.Bucket(bucketEvents)
-	v := events.Get(id)
-	if v == nil {
+	cr, i, ok := findEvent(tx, string(id))
+	if !ok {
 		return nil
 	}
-	var head struct {
-		Org string `json:"organization_id"`
+	data := eventData(tx, cr.org, cr.batch)
+	if data == nil || data.Bucket(evEvents) == nil {
+		return nil
 	}
-	if err := json.Unmarshal(v, &head); err != nil {
-		return fmt.Errorf("decode event %s: %w", id, err)
-	}
-	if idx := tx.Bucket(bucketEventOrgs).Bucket([]byte(head.Org)); idx != nil {
-		if err := idx.Delete(id); err != nil {
-			return err
-		}
-	}
-	return events.Delete(id)
+	return data.Bucket(evEvents).Delete(binary.BigEndian.AppendUint32(nil, i))
 }
 
 // appendJSONString appends s, valid UTF-8, as a JSON string.

@@ -1,7 +1,9 @@
 package state
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -24,8 +26,8 @@ func EventIDAt(t time.Time) string {
 }
 
 // PurgeEvents deletes the events committed before before (SPEC §7:
-// retention), organization by organization, in transactions of at most
-// purgeTxSize deletions. keepAfter says, for an organization, after which
+// retention), organization by organization, in transactions that drop one
+// whole batch's events or delete at most purgeTxSize events. keepAfter says, for an organization, after which
 // event id events must be kept because a webhook endpoint has not yet
 // delivered or failed them (ok false: no endpoint holds any back). Failed
 // deliveries of purged events are forgotten too. It returns the number of
@@ -53,12 +55,12 @@ func (db *DB) PurgeEvents(ctx context.Context, before time.Time, keepAfter func(
 			if err := ctx.Err(); err != nil {
 				return total, err
 			}
-			n, err := db.purgeSome(org, limit)
+			n, progress, err := db.purgeSome(org, limit)
 			total += n
 			if err != nil {
 				return total, fmt.Errorf("purge events of %s: %w", org, err)
 			}
-			if n < purgeTxSize {
+			if !progress {
 				break
 			}
 		}
@@ -69,33 +71,68 @@ func (db *DB) PurgeEvents(ctx context.Context, before time.Time, keepAfter func(
 	return total, nil
 }
 
-// purgeSome deletes up to purgeTxSize of org's events with ids below limit,
-// oldest first, in one transaction.
-func (db *DB) purgeSome(org, limit string) (int, error) {
-	n := 0
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+// purgeSome deletes, in one transaction, org's oldest events with ids
+// below limit: the whole oldest batch when all its remaining events are
+// below limit (its event bucket is dropped, which costs no more than its
+// page count), else up to purgeTxSize of them. progress is false when
+// there was nothing to delete.
+func (db *DB) purgeSome(org, limit string) (n int, progress bool, err error) {
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		idx := tx.Bucket(bucketEventOrgs).Bucket([]byte(org))
 		if idx == nil {
 			return nil
 		}
-		var ids [][]byte
-		c := idx.Cursor()
-		for k, _ := c.First(); k != nil && string(k) < limit && len(ids) < purgeTxSize; k, _ = c.Next() {
-			ids = append(ids, append([]byte(nil), k...))
+		k, _ := idx.Cursor().First()
+		if k == nil {
+			return nil
 		}
-		for _, id := range ids {
-			if err := deleteEventTx(tx, id); err != nil {
+		k = bytes.Clone(k)
+		commits := tx.Bucket(bucketEvents)
+		cr, err := decodeCommit(commits.Get(k))
+		if err != nil {
+			return fmt.Errorf("commit %s: %w", k, err)
+		}
+		// hi: the first index whose id is not below limit.
+		lo, hi := cr.lo, cr.count
+		for lo < hi {
+			m := lo + (hi-lo)/2
+			if cr.id(m) < limit {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		if hi <= cr.lo {
+			return nil
+		}
+		progress = true
+		data := eventData(tx, cr.org, cr.batch)
+		if hi == cr.count {
+			n = int(cr.count - cr.lo)
+			if data != nil {
+				if err := tx.Bucket(bucketEventData).DeleteBucket(dataKey(cr.org, cr.batch)); err != nil {
+					return err
+				}
+			}
+			if err := idx.Delete(k); err != nil {
 				return err
 			}
-			// An index entry whose event is already gone.
-			if err := idx.Delete(id); err != nil {
-				return err
+			return commits.Delete(k)
+		}
+		end := min(hi, cr.lo+purgeTxSize)
+		if data != nil && data.Bucket(evEvents) != nil {
+			e := data.Bucket(evEvents)
+			for i := cr.lo; i < end; i++ {
+				if err := e.Delete(binary.BigEndian.AppendUint32(nil, i)); err != nil {
+					return err
+				}
 			}
 		}
-		n = len(ids)
-		return nil
+		n = int(end - cr.lo)
+		cr.lo = end
+		return commits.Put(k, cr.encode())
 	})
-	return n, err
+	return n, progress, err
 }
 
 // purgeFailed forgets the failed deliveries of events older than cutoff.

@@ -10,19 +10,37 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// An organization's snapshot lives in snapshots/ORG/ as nested buckets:
+// An organization's snapshot lives in snapshots/ORG/:
 //
-//	users   user id -> state byte ('a' active, 'i' inactive) + directory user JSON
-//	groups  group id -> flags byte + uvarint len(name) + name + directory group JSON
-//	names   group name -> group id (every existing group; names are unique)
-//	ug      uvarint len(user id) + user id + group id -> "" (a user's groups)
-//	gu      uvarint len(group id) + group id + user id -> "" (a group's users)
-//	gc      group id -> uint64 member count (big endian)
-//	meta    "users", "active", "memberships" -> uint64 counters
+//	ptr     the current generation: base bucket name, overlay bucket name
+//	NAME/   a generation (the base) or an overlay, with nested buckets:
+//	  users   user id -> state byte ('a' active, 'i' inactive) + user record
+//	  groups  group id -> flags byte + uvarint len(name) + name + directory group JSON
+//	  names   group name -> group id (every existing group; names are unique)
+//	  ug      uvarint len(user id) + user id + group id -> "" (a user's groups)
+//	  gu      uvarint len(group id) + group id + user id -> "" (a group's users)
+//	  gc      group id -> uint64 member count (big endian)
+//	  meta    "users", "active", "memberships", "groups" -> uint64 counters
 //
-// Records are stored as the JSON the API and the events show, so reads and
-// events copy bytes instead of encoding; the caller (ingest) renders them
-// deterministically so that equal content means equal bytes.
+// A user record is either the directory user JSON (it starts with '{') or
+// the compact encoding of UserRecord; reads render the JSON of SPEC §6.
+//
+// Generations make a large apply possible in bounded memory (bbolt keeps
+// every page a transaction dirties in memory until it commits). A staged
+// apply writes into a bucket that ptr does not name, in many small
+// transactions, so readers never see it:
+//
+//   - onto an empty snapshot, a whole new generation;
+//   - onto a non-empty one, an overlay: the same buckets, each value
+//     prefixed with opPut or opDel, read over the base.
+//
+// One small transaction then points ptr at it (with the batch's events and
+// record, see apply.go): a new generation replaces the base, an overlay is
+// read over the base until a merge has copied it into the base in small
+// transactions and ptr drops it. Readers see base+overlay throughout the
+// merge, so they see the same snapshot before, during and after it. A
+// bucket in snapshots/ORG/ that ptr does not name is a staging leftover
+// and is deleted before the organization's next apply.
 var (
 	snapUsers   = []byte("users")
 	snapGroups  = []byte("groups")
@@ -33,9 +51,30 @@ var (
 	snapMeta    = []byte("meta")
 	snapBuckets = [][]byte{snapUsers, snapGroups, snapNames, snapUG, snapGU, snapGC, snapMeta}
 
+	keyPtr = []byte("ptr")
+
 	metaUsers       = []byte("users")
 	metaActive      = []byte("active")
 	metaMemberships = []byte("memberships")
+	metaGroups      = []byte("groups")
+)
+
+// Indexes into SnapshotTx.base and .over.
+const (
+	iUsers = iota
+	iGroups
+	iNames
+	iUG
+	iGU
+	iGC
+	iMeta
+	nSnap
+)
+
+// Overlay value prefixes.
+const (
+	opDel byte = 0
+	opPut byte = 1
 )
 
 // GroupInFile flags a group that groups.csv defines (as opposed to one that
@@ -50,71 +89,196 @@ type SnapshotCounts struct {
 	Memberships int `json:"memberships"`
 }
 
-// SnapshotTx is an organization's snapshot inside one bbolt transaction:
-// read-only under ViewSnapshot, writable inside ApplyBatch. Byte slices it
-// returns are valid only until the transaction ends; a writable SnapshotTx
-// keeps the counters in step with every change.
-type SnapshotTx struct {
-	org                                    string
-	users, groups, names, ug, gu, gc, meta *bolt.Bucket
-	nUsers, nActive, nMemberships          int
-	writable                               bool
+// snapPtr is the ptr record: which buckets of snapshots/ORG/ hold the
+// current snapshot.
+type snapPtr struct{ base, overlay string }
+
+func readPtr(root *bolt.Bucket) snapPtr {
+	if root == nil {
+		return snapPtr{}
+	}
+	v := root.Get(keyPtr)
+	if len(v) == 0 {
+		return snapPtr{}
+	}
+	n, w := binary.Uvarint(v)
+	return snapPtr{base: string(v[w : w+int(n)]), overlay: string(v[w+int(n):])}
 }
 
-// openSnapshot returns org's snapshot in tx; in a writable tx the buckets
-// are created. In a read-only tx with no snapshot yet, the buckets are nil
-// and every read answers "empty".
-func openSnapshot(tx *bolt.Tx, org string) (*SnapshotTx, error) {
-	s := &SnapshotTx{org: org, writable: tx.Writable()}
-	top := tx.Bucket(bucketSnapshots)
-	root := top.Bucket([]byte(org))
-	if root == nil && s.writable {
-		var err error
-		if root, err = top.CreateBucket([]byte(org)); err != nil {
-			return nil, err
-		}
+func writePtr(root *bolt.Bucket, p snapPtr) error {
+	v := binary.AppendUvarint(nil, uint64(len(p.base)))
+	v = append(v, p.base...)
+	v = append(v, p.overlay...)
+	return root.Put(keyPtr, v)
+}
+
+// SnapshotTx is an organization's snapshot inside one bbolt transaction:
+// read-only under ViewSnapshot, writable inside ApplyBatch. Byte slices it
+// returns are valid only until the transaction ends (or, in a staged
+// apply, until the next ApplyTx.Checkpoint); a writable SnapshotTx keeps
+// the counters in step with every change.
+type SnapshotTx struct {
+	org                                    string
+	base, over                             [nSnap]*bolt.Bucket
+	writeOver                              bool // writes go to the overlay
+	writable                               bool
+	nUsers, nActive, nMemberships, nGroups int
+}
+
+func subBuckets(parent *bolt.Bucket, create bool) ([nSnap]*bolt.Bucket, error) {
+	var bs [nSnap]*bolt.Bucket
+	if parent == nil {
+		return bs, nil
 	}
-	if root == nil {
-		return s, nil
-	}
-	bs := make([]*bolt.Bucket, len(snapBuckets))
 	for i, name := range snapBuckets {
-		b := root.Bucket(name)
-		if b == nil && s.writable {
+		b := parent.Bucket(name)
+		if b == nil && create {
 			var err error
-			if b, err = root.CreateBucket(name); err != nil {
-				return nil, err
+			if b, err = parent.CreateBucket(name); err != nil {
+				return bs, err
 			}
 		}
 		bs[i] = b
 	}
-	s.users, s.groups, s.names, s.ug, s.gu, s.gc, s.meta = bs[0], bs[1], bs[2], bs[3], bs[4], bs[5], bs[6]
-	if s.users != nil && s.writable {
-		// Ids are mostly inserted in order on a first upload.
-		s.users.FillPercent = 0.9
+	return bs, nil
+}
+
+// snapRoot returns snapshots/ORG/, created in a writable tx.
+func snapRoot(tx *bolt.Tx, org string) (*bolt.Bucket, error) {
+	top := tx.Bucket(bucketSnapshots)
+	root := top.Bucket([]byte(org))
+	if root == nil && tx.Writable() {
+		return top.CreateBucket([]byte(org))
 	}
-	s.nUsers = int(getUint(s.meta, metaUsers))
-	s.nActive = int(getUint(s.meta, metaActive))
-	s.nMemberships = int(getUint(s.meta, metaMemberships))
+	return root, nil
+}
+
+// openSnapshot returns org's current snapshot in tx. In a writable tx the
+// base is created when missing, and an overlay still being merged is an
+// error (the caller merges first). In a read-only tx with no snapshot yet,
+// every read answers "empty".
+func openSnapshot(tx *bolt.Tx, org string) (*SnapshotTx, error) {
+	s := &SnapshotTx{org: org, writable: tx.Writable()}
+	root, err := snapRoot(tx, org)
+	if err != nil || root == nil {
+		return s, err
+	}
+	p := readPtr(root)
+	if s.writable {
+		if p.overlay != "" {
+			return nil, fmt.Errorf("snapshot of %s: an overlay is still being merged", org)
+		}
+		if p.base == "" {
+			p.base = "g"
+			if err := writePtr(root, p); err != nil {
+				return nil, err
+			}
+		}
+		base, err := root.CreateBucketIfNotExists([]byte(p.base))
+		if err != nil {
+			return nil, err
+		}
+		if s.base, err = subBuckets(base, true); err != nil {
+			return nil, err
+		}
+	} else {
+		if p.base != "" {
+			s.base, _ = subBuckets(root.Bucket([]byte(p.base)), false)
+		}
+		if p.overlay != "" {
+			s.over, _ = subBuckets(root.Bucket([]byte(p.overlay)), false)
+		}
+	}
+	s.loadCounts()
 	return s, nil
 }
 
-func getUint(b *bolt.Bucket, k []byte) uint64 {
-	if b == nil {
-		return 0
+// openStaging returns a writable SnapshotTx whose writes go to the staging
+// bucket name: a whole new generation (fresh) or an overlay over the
+// current base.
+func openStaging(tx *bolt.Tx, org, name string, fresh bool) (*SnapshotTx, error) {
+	s := &SnapshotTx{org: org, writable: true}
+	root, err := snapRoot(tx, org)
+	if err != nil {
+		return nil, err
 	}
-	v := b.Get(k)
+	st, err := root.CreateBucketIfNotExists([]byte(name))
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		if s.base, err = subBuckets(st, true); err != nil {
+			return nil, err
+		}
+	} else {
+		p := readPtr(root)
+		s.base, _ = subBuckets(root.Bucket([]byte(p.base)), false)
+		if s.over, err = subBuckets(st, true); err != nil {
+			return nil, err
+		}
+		s.writeOver = true
+	}
+	s.loadCounts()
+	return s, nil
+}
+
+func (s *SnapshotTx) loadCounts() {
+	s.nUsers = int(s.getUint(iMeta, metaUsers))
+	s.nActive = int(s.getUint(iMeta, metaActive))
+	s.nMemberships = int(s.getUint(iMeta, metaMemberships))
+	s.nGroups = int(s.getUint(iMeta, metaGroups))
+}
+
+// get reads key k of bucket i: the overlay's entry when it has one, else
+// the base's. A nil result means absent.
+func (s *SnapshotTx) get(i int, k []byte) []byte {
+	if o := s.over[i]; o != nil {
+		if v := o.Get(k); v != nil {
+			if len(v) == 0 || v[0] == opDel {
+				return nil
+			}
+			return v[1:]
+		}
+	}
+	if s.base[i] == nil {
+		return nil
+	}
+	return s.base[i].Get(k)
+}
+
+func (s *SnapshotTx) put(i int, k, v []byte) error {
+	if s.writeOver {
+		ov := make([]byte, 1+len(v))
+		ov[0] = opPut
+		copy(ov[1:], v)
+		return s.over[i].Put(k, ov)
+	}
+	return s.base[i].Put(k, v)
+}
+
+func (s *SnapshotTx) del(i int, k []byte) error {
+	if s.writeOver {
+		return s.over[i].Put(k, []byte{opDel})
+	}
+	return s.base[i].Delete(k)
+}
+
+func (s *SnapshotTx) getUint(i int, k []byte) uint64 {
+	v := s.get(i, k)
 	if len(v) != 8 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(v)
 }
 
-func putUint(b *bolt.Bucket, k []byte, n uint64) error {
-	return b.Put(k, binary.BigEndian.AppendUint64(nil, n))
+func (s *SnapshotTx) putUint(i int, k []byte, n uint64) error {
+	return s.put(i, k, binary.BigEndian.AppendUint64(nil, n))
 }
 
-// flush stores the counters. ApplyBatch calls it before commit.
+// cursor returns a merged cursor over bucket i.
+func (s *SnapshotTx) cursor(i int) *mcursor { return newMcursor(s.base[i], s.over[i]) }
+
+// flush stores the counters. ApplyBatch calls it before each commit.
 func (s *SnapshotTx) flush() error {
 	if !s.writable {
 		return nil
@@ -122,8 +286,8 @@ func (s *SnapshotTx) flush() error {
 	for _, kv := range []struct {
 		k []byte
 		n int
-	}{{metaUsers, s.nUsers}, {metaActive, s.nActive}, {metaMemberships, s.nMemberships}} {
-		if err := putUint(s.meta, kv.k, uint64(kv.n)); err != nil {
+	}{{metaUsers, s.nUsers}, {metaActive, s.nActive}, {metaMemberships, s.nMemberships}, {metaGroups, s.nGroups}} {
+		if err := s.putUint(iMeta, kv.k, uint64(kv.n)); err != nil {
 			return err
 		}
 	}
@@ -135,31 +299,42 @@ func (s *SnapshotTx) Org() string { return s.org }
 
 // Counts returns the snapshot's totals as of now in the transaction.
 func (s *SnapshotTx) Counts() SnapshotCounts {
-	c := SnapshotCounts{Users: s.nUsers, Active: s.nActive, Memberships: s.nMemberships}
-	if s.groups != nil {
-		c.Groups = s.groups.Stats().KeyN
-	}
-	return c
+	return SnapshotCounts{Users: s.nUsers, Active: s.nActive, Groups: s.nGroups, Memberships: s.nMemberships}
 }
 
-// User returns the stored directory user JSON of id and whether it is
-// active.
-func (s *SnapshotTx) User(id []byte) (rec []byte, active, ok bool) {
-	if s.users == nil {
-		return nil, false, false
-	}
-	v := s.users.Get(id)
+// userValue returns the stored value of a user: state byte + record.
+func (s *SnapshotTx) userValue(id []byte) []byte {
+	v := s.get(iUsers, id)
 	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// User returns the stored record of id (the directory user JSON or the
+// compact UserRecord encoding, see UserJSON) and whether it is active.
+func (s *SnapshotTx) User(id []byte) (rec []byte, active, ok bool) {
+	v := s.userValue(id)
+	if v == nil {
 		return nil, false, false
 	}
 	return v[1:], v[0] == 'a', true
 }
 
-// PutUser stores (creates or replaces) a user. rec must stay unchanged
-// until the transaction ends.
+// UserJSON returns the directory user JSON of id (SPEC §6).
+func (s *SnapshotTx) UserJSON(id []byte) ([]byte, bool) {
+	v := s.userValue(id)
+	if v == nil {
+		return nil, false
+	}
+	return appendUserJSON(nil, s.org, v), true
+}
+
+// PutUser stores (creates or replaces) a user. rec is the directory user
+// JSON or an encoded UserRecord; it must stay unchanged until the
+// transaction ends.
 func (s *SnapshotTx) PutUser(id []byte, active bool, rec []byte) error {
-	old := s.users.Get(id)
-	if old != nil {
+	if old := s.userValue(id); old != nil {
 		s.nUsers--
 		if old[0] == 'a' {
 			s.nActive--
@@ -173,13 +348,13 @@ func (s *SnapshotTx) PutUser(id []byte, active bool, rec []byte) error {
 	}
 	copy(v[1:], rec)
 	s.nUsers++
-	return s.users.Put(id, v)
+	return s.put(iUsers, id, v)
 }
 
 // DeleteUser removes a user. Its memberships are the caller's to remove
 // first (RemoveMember).
 func (s *SnapshotTx) DeleteUser(id []byte) error {
-	old := s.users.Get(id)
+	old := s.userValue(id)
 	if old == nil {
 		return nil
 	}
@@ -187,16 +362,16 @@ func (s *SnapshotTx) DeleteUser(id []byte) error {
 	if old[0] == 'a' {
 		s.nActive--
 	}
-	return s.users.Delete(id)
+	return s.del(iUsers, id)
 }
 
-// ForEachUser calls fn for every user in id order.
+// ForEachUser calls fn for every user in id order with its stored record.
 func (s *SnapshotTx) ForEachUser(fn func(id, rec []byte, active bool) error) error {
-	if s.users == nil {
-		return nil
-	}
-	c := s.users.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+	c := s.cursor(iUsers)
+	for k, v := c.first(); k != nil; k, v = c.next() {
+		if len(v) == 0 {
+			continue
+		}
 		if err := fn(k, v[1:], v[0] == 'a'); err != nil {
 			return err
 		}
@@ -207,10 +382,7 @@ func (s *SnapshotTx) ForEachUser(fn func(id, rec []byte, active bool) error) err
 // Group returns a stored group: its name, flags (GroupInFile) and
 // directory group JSON.
 func (s *SnapshotTx) Group(id []byte) (name string, flags byte, rec []byte, ok bool) {
-	if s.groups == nil {
-		return "", 0, nil, false
-	}
-	v := s.groups.Get(id)
+	v := s.get(iGroups, id)
 	if len(v) == 0 {
 		return "", 0, nil, false
 	}
@@ -225,58 +397,58 @@ func decodeGroup(v []byte) (name string, flags byte, rec []byte) {
 
 // GroupByName returns the id of the group with the given name.
 func (s *SnapshotTx) GroupByName(name string) (string, bool) {
-	if s.names == nil {
-		return "", false
-	}
-	v := s.names.Get([]byte(name))
+	v := s.get(iNames, []byte(name))
 	return string(v), v != nil
 }
 
 // PutGroup stores (creates or replaces) a group and keeps the name index:
 // a rename frees the old name unless another group already took it.
 func (s *SnapshotTx) PutGroup(id []byte, name string, flags byte, rec []byte) error {
-	if old := s.groups.Get(id); old != nil {
-		if oldName, _, _ := decodeGroup(old); oldName != name && bytes.Equal(s.names.Get([]byte(oldName)), id) {
-			if err := s.names.Delete([]byte(oldName)); err != nil {
+	if old := s.get(iGroups, id); old != nil {
+		if oldName, _, _ := decodeGroup(old); oldName != name && bytes.Equal(s.get(iNames, []byte(oldName)), id) {
+			if err := s.del(iNames, []byte(oldName)); err != nil {
 				return err
 			}
 		}
+	} else {
+		s.nGroups++
 	}
 	v := []byte{flags}
 	v = binary.AppendUvarint(v, uint64(len(name)))
 	v = append(v, name...)
 	v = append(v, rec...)
-	if err := s.groups.Put(id, v); err != nil {
+	if err := s.put(iGroups, id, v); err != nil {
 		return err
 	}
-	return s.names.Put([]byte(name), bytes.Clone(id))
+	return s.put(iNames, []byte(name), bytes.Clone(id))
 }
 
 // DeleteGroup removes a group (its memberships are the caller's to remove
 // first).
 func (s *SnapshotTx) DeleteGroup(id []byte) error {
-	old := s.groups.Get(id)
+	old := s.get(iGroups, id)
 	if old == nil {
 		return nil
 	}
-	if name, _, _ := decodeGroup(old); bytes.Equal(s.names.Get([]byte(name)), id) {
-		if err := s.names.Delete([]byte(name)); err != nil {
+	s.nGroups--
+	if name, _, _ := decodeGroup(old); bytes.Equal(s.get(iNames, []byte(name)), id) {
+		if err := s.del(iNames, []byte(name)); err != nil {
 			return err
 		}
 	}
-	if err := s.gc.Delete(id); err != nil {
+	if err := s.del(iGC, id); err != nil {
 		return err
 	}
-	return s.groups.Delete(id)
+	return s.del(iGroups, id)
 }
 
 // ForEachGroup calls fn for every group in id order.
 func (s *SnapshotTx) ForEachGroup(fn func(id []byte, name string, flags byte, rec []byte) error) error {
-	if s.groups == nil {
-		return nil
-	}
-	c := s.groups.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+	c := s.cursor(iGroups)
+	for k, v := c.first(); k != nil; k, v = c.next() {
+		if len(v) == 0 {
+			continue
+		}
 		name, flags, rec := decodeGroup(v)
 		if err := fn(k, name, flags, rec); err != nil {
 			return err
@@ -286,7 +458,7 @@ func (s *SnapshotTx) ForEachGroup(fn func(id []byte, name string, flags byte, re
 }
 
 // MemberCount returns the number of members of a group.
-func (s *SnapshotTx) MemberCount(gid []byte) int { return int(getUint(s.gc, gid)) }
+func (s *SnapshotTx) MemberCount(gid []byte) int { return int(s.getUint(iGC, gid)) }
 
 func pairKey(a, b []byte) []byte {
 	k := make([]byte, 0, binary.MaxVarintLen64+len(a)+len(b))
@@ -301,62 +473,69 @@ func prefixKey(a []byte) []byte {
 
 // IsMember reports whether the user is a member of the group.
 func (s *SnapshotTx) IsMember(uid, gid []byte) bool {
-	return s.ug != nil && s.ug.Get(pairKey(uid, gid)) != nil
+	return s.get(iUG, pairKey(uid, gid)) != nil
 }
 
 // AddMember adds a membership; adding an existing one is a no-op.
 func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 	k := pairKey(uid, gid)
-	if s.ug.Get(k) != nil {
+	if s.get(iUG, k) != nil {
 		return nil
 	}
-	if err := s.ug.Put(k, []byte{}); err != nil {
+	if err := s.put(iUG, k, []byte{}); err != nil {
 		return err
 	}
-	if err := s.gu.Put(pairKey(gid, uid), []byte{}); err != nil {
+	if err := s.put(iGU, pairKey(gid, uid), []byte{}); err != nil {
 		return err
 	}
 	s.nMemberships++
-	return putUint(s.gc, gid, getUint(s.gc, gid)+1)
+	return s.putUint(iGC, gid, s.getUint(iGC, gid)+1)
 }
 
-// AddMembers adds memberships (uids[i], gids[i]), new ones expected,
-// inserting both indexes in key order: bbolt keeps a transaction's new
-// keys in unsplit nodes until commit, so a first upload's millions of
-// memberships in file order would cost a memmove each over a huge node.
+// AddMembers adds memberships (uids[i], gids[i]), inserting both indexes
+// in key order: bbolt keeps a transaction's new keys in unsplit nodes
+// until commit, so many keys in random order would cost a memmove each
+// over a huge node. Existing memberships are skipped.
 func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
-	keys := make([][]byte, 0, len(uids))
+	type pair struct{ ug, gu []byte }
+	pairs := make([]pair, 0, len(uids))
 	counts := map[string]uint64{}
 	for i := range uids {
 		k := pairKey(uids[i], gids[i])
-		if s.ug.Get(k) != nil {
+		if s.get(iUG, k) != nil {
 			continue
 		}
-		keys = append(keys, k)
+		pairs = append(pairs, pair{k, pairKey(gids[i], uids[i])})
 		counts[string(gids[i])]++
 	}
-	slices.SortFunc(keys, bytes.Compare)
-	for _, k := range keys {
-		if err := s.ug.Put(k, []byte{}); err != nil {
+	slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.ug, b.ug) })
+	pairs = slices.CompactFunc(pairs, func(a, b pair) bool { return bytes.Equal(a.ug, b.ug) })
+	for _, p := range pairs {
+		if err := s.put(iUG, p.ug, []byte{}); err != nil {
 			return err
 		}
 	}
-	keys = keys[:0]
-	for i := range uids {
-		keys = append(keys, pairKey(gids[i], uids[i]))
-	}
-	slices.SortFunc(keys, bytes.Compare)
-	for _, k := range keys {
-		if s.gu.Get(k) != nil {
-			continue
-		}
-		if err := s.gu.Put(k, []byte{}); err != nil {
+	slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.gu, b.gu) })
+	for _, p := range pairs {
+		if err := s.put(iGU, p.gu, []byte{}); err != nil {
 			return err
 		}
 	}
-	for gid, n := range counts {
-		s.nMemberships += int(n)
-		if err := putUint(s.gc, []byte(gid), getUint(s.gc, []byte(gid))+n); err != nil {
+	s.nMemberships += len(pairs)
+	if len(pairs) != len(uids) { // duplicates in the call: count again
+		clear(counts)
+		for _, p := range pairs {
+			n, w := binary.Uvarint(p.gu)
+			counts[string(p.gu[w:w+int(n)])]++
+		}
+	}
+	gidsSorted := make([]string, 0, len(counts))
+	for g := range counts {
+		gidsSorted = append(gidsSorted, g)
+	}
+	slices.Sort(gidsSorted)
+	for _, gid := range gidsSorted {
+		if err := s.putUint(iGC, []byte(gid), s.getUint(iGC, []byte(gid))+counts[gid]); err != nil {
 			return err
 		}
 	}
@@ -366,31 +545,28 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 // RemoveMember removes a membership; removing a missing one is a no-op.
 func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 	k := pairKey(uid, gid)
-	if s.ug.Get(k) == nil {
+	if s.get(iUG, k) == nil {
 		return nil
 	}
-	if err := s.ug.Delete(k); err != nil {
+	if err := s.del(iUG, k); err != nil {
 		return err
 	}
-	if err := s.gu.Delete(pairKey(gid, uid)); err != nil {
+	if err := s.del(iGU, pairKey(gid, uid)); err != nil {
 		return err
 	}
 	s.nMemberships--
-	n := getUint(s.gc, gid)
+	n := s.getUint(iGC, gid)
 	if n <= 1 {
-		return s.gc.Delete(gid)
+		return s.del(iGC, gid)
 	}
-	return putUint(s.gc, gid, n-1)
+	return s.putUint(iGC, gid, n-1)
 }
 
 // ForEachMember calls fn for every membership, ordered by user id length
 // then user id, then group id.
 func (s *SnapshotTx) ForEachMember(fn func(uid, gid []byte) error) error {
-	if s.ug == nil {
-		return nil
-	}
-	c := s.ug.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	c := s.cursor(iUG)
+	for k, _ := c.first(); k != nil; k, _ = c.next() {
 		n, w := binary.Uvarint(k)
 		if err := fn(k[w:w+int(n)], k[w+int(n):]); err != nil {
 			return err
@@ -402,32 +578,108 @@ func (s *SnapshotTx) ForEachMember(fn func(uid, gid []byte) error) error {
 // UserGroupIDs calls fn with the id of each group of the user, in id order,
 // starting after after ("" = from the first).
 func (s *SnapshotTx) UserGroupIDs(uid []byte, after string, fn func(gid []byte) (more bool, err error)) error {
-	return forEachPair(s.ug, uid, after, fn)
+	return forEachPair(s.cursor(iUG), uid, after, fn)
 }
 
 // GroupUserIDs calls fn with the id of each member of the group, in id
 // order, starting after after.
 func (s *SnapshotTx) GroupUserIDs(gid []byte, after string, fn func(uid []byte) (more bool, err error)) error {
-	return forEachPair(s.gu, gid, after, fn)
+	return forEachPair(s.cursor(iGU), gid, after, fn)
 }
 
-func forEachPair(b *bolt.Bucket, a []byte, after string, fn func([]byte) (bool, error)) error {
-	if b == nil {
-		return nil
-	}
+func forEachPair(c *mcursor, a []byte, after string, fn func([]byte) (bool, error)) error {
 	prefix := append(prefixKey(a), a...)
-	c := b.Cursor()
-	k, _ := c.Seek(append(bytes.Clone(prefix), after...))
+	k, _ := c.seek(append(bytes.Clone(prefix), after...))
 	if k != nil && after != "" && string(k[len(prefix):]) == after && bytes.HasPrefix(k, prefix) {
-		k, _ = c.Next()
+		k, _ = c.next()
 	}
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.next() {
 		more, err := fn(k[len(prefix):])
 		if err != nil || !more {
 			return err
 		}
 	}
 	return nil
+}
+
+// mcursor walks a base bucket with an overlay over it: an overlay entry
+// replaces the base entry of the same key, and an opDel entry hides it.
+// Either bucket may be nil.
+type mcursor struct {
+	b, o         *bolt.Cursor
+	bk, bv       []byte
+	ok, ov       []byte
+	fromB, fromO bool
+}
+
+func newMcursor(base, over *bolt.Bucket) *mcursor {
+	m := &mcursor{}
+	if base != nil {
+		m.b = base.Cursor()
+	}
+	if over != nil {
+		m.o = over.Cursor()
+	}
+	return m
+}
+
+func (m *mcursor) first() ([]byte, []byte) {
+	if m.b != nil {
+		m.bk, m.bv = m.b.First()
+	}
+	if m.o != nil {
+		m.ok, m.ov = m.o.First()
+	}
+	return m.pick()
+}
+
+func (m *mcursor) seek(k []byte) ([]byte, []byte) {
+	if m.b != nil {
+		m.bk, m.bv = m.b.Seek(k)
+	}
+	if m.o != nil {
+		m.ok, m.ov = m.o.Seek(k)
+	}
+	return m.pick()
+}
+
+func (m *mcursor) next() ([]byte, []byte) {
+	if m.fromB {
+		m.bk, m.bv = m.b.Next()
+	}
+	if m.fromO {
+		m.ok, m.ov = m.o.Next()
+	}
+	return m.pick()
+}
+
+func (m *mcursor) pick() ([]byte, []byte) {
+	for {
+		m.fromB, m.fromO = false, false
+		if m.ok == nil {
+			if m.bk == nil {
+				return nil, nil
+			}
+			m.fromB = true
+			return m.bk, m.bv
+		}
+		c := 1
+		if m.bk != nil {
+			c = bytes.Compare(m.bk, m.ok)
+		}
+		if c < 0 {
+			m.fromB = true
+			return m.bk, m.bv
+		}
+		m.fromO, m.fromB = true, c == 0
+		if len(m.ov) > 0 && m.ov[0] == opPut {
+			return m.ok, m.ov[1:]
+		}
+		m.ok, m.ov = m.o.Next() // a deletion: skip the key in both
+		if m.fromB {
+			m.bk, m.bv = m.b.Next()
+		}
+	}
 }
 
 // ViewSnapshot runs fn on org's snapshot in a read-only transaction: a
@@ -452,19 +704,16 @@ func (db *DB) ViewSnapshot(org string, fn func(*SnapshotTx) error) error {
 func (db *DB) Users(org, stateFilter, after string, limit int) ([]json.RawMessage, error) {
 	var out []json.RawMessage
 	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		if s.users == nil {
-			return nil
-		}
-		c := s.users.Cursor()
-		k, v := c.Seek([]byte(after))
+		c := s.cursor(iUsers)
+		k, v := c.seek([]byte(after))
 		if k != nil && after != "" && string(k) == after {
-			k, v = c.Next()
+			k, v = c.next()
 		}
-		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
-			if (stateFilter == "active" && v[0] != 'a') || (stateFilter == "inactive" && v[0] != 'i') {
+		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.next() {
+			if len(v) == 0 || (stateFilter == "active" && v[0] != 'a') || (stateFilter == "inactive" && v[0] != 'i') {
 				continue
 			}
-			out = append(out, bytes.Clone(v[1:]))
+			out = append(out, appendUserJSON(nil, org, v))
 		}
 		return nil
 	})
@@ -478,11 +727,11 @@ func (db *DB) Users(org, stateFilter, after string, limit int) ([]json.RawMessag
 func (db *DB) User(org, id string) (json.RawMessage, error) {
 	var out json.RawMessage
 	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		rec, _, ok := s.User([]byte(id))
+		rec, ok := s.UserJSON([]byte(id))
 		if !ok {
 			return ErrNotFound
 		}
-		out = bytes.Clone(rec)
+		out = rec
 		return nil
 	})
 	if err != nil {
@@ -516,15 +765,15 @@ func (db *DB) UserGroups(org, userID, after string, limit int) ([]json.RawMessag
 func (db *DB) Groups(org, after string, limit int) ([]json.RawMessage, error) {
 	var out []json.RawMessage
 	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		if s.groups == nil {
-			return nil
-		}
-		c := s.groups.Cursor()
-		k, v := c.Seek([]byte(after))
+		c := s.cursor(iGroups)
+		k, v := c.seek([]byte(after))
 		if k != nil && after != "" && string(k) == after {
-			k, v = c.Next()
+			k, v = c.next()
 		}
-		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.next() {
+			if len(v) == 0 {
+				continue
+			}
 			_, _, rec := decodeGroup(v)
 			out = append(out, bytes.Clone(rec))
 		}
@@ -562,8 +811,8 @@ func (db *DB) GroupUsers(org, groupID, after string, limit int) ([]json.RawMessa
 			return ErrNotFound
 		}
 		return s.GroupUserIDs([]byte(groupID), after, func(uid []byte) (bool, error) {
-			if rec, _, ok := s.User(uid); ok {
-				out = append(out, bytes.Clone(rec))
+			if rec, ok := s.UserJSON(uid); ok {
+				out = append(out, rec)
 			}
 			return limit <= 0 || len(out) < limit, nil
 		})

@@ -307,11 +307,16 @@ func TestEventsOrderAndFeed(t *testing.T) {
 	}
 }
 
-func TestNextEventIDAboveFloor(t *testing.T) {
-	now := time.Now()
-	floor := nextEventID(now.Add(time.Hour), nil)
-	id := nextEventID(now, []byte(floor))
-	if id <= floor {
-		t.Fatalf("nextEventID below a stored floor: %s <= %s", id, floor)
+func TestEventIDOrder(t *testing.T) {
+	ms := uint64(time.Now().UnixMilli())
+	ids := []string{eventID(ms, 1, 0), eventID(ms, 1, 1), eventID(ms, 1, 1<<31), eventID(ms, 2, 0), eventID(ms+1, 3, 0)}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Errorf("eventID %s <= %s", ids[i], ids[i-1])
+		}
+	}
+	seq, idx, ok := parseEventID(ids[2])
+	if !ok || seq != 1 || idx != 1<<31 {
+		t.Errorf("parseEventID(%s) = %d, %d, %v; want 1, 2^31, true", ids[2], seq, idx, ok)
 	}
 }

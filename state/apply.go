@@ -1,0 +1,579 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Applying a batch (SPEC §6: after a crash there is either the old
+// snapshot and none of the batch's events, or the new snapshot and all of
+// them; readers never see a half-applied batch) has two forms:
+//
+//   - ApplyBatch: one bbolt transaction writes the snapshot, the events,
+//     the commit record and the batch record. Its memory grows with the
+//     pages it dirties, so it is for small batches.
+//   - ApplyBatchStaged: the snapshot changes go to a staging bucket
+//     (snapshot.go) and the events to the batch's event_batches bucket
+//     (events.go), in transactions of a bounded number of changes; both
+//     are invisible to readers. One small transaction then flips: it
+//     points the snapshot at the staged bucket, writes the commit record
+//     that makes the events visible, and stores the batch record and the
+//     report. An overlay is then merged into the base in small
+//     transactions.
+//
+// After a crash during staging, the organization's staging leftovers are
+// listed in the staging bucket (event_batches keys) and in snapshots/ORG/
+// (buckets ptr does not name); prepareOrg deletes them before the
+// organization's next apply, and the batch, still processing, is redone
+// from its archived files. After a crash during a merge, prepareOrg
+// finishes it: readers see the same snapshot either way.
+var bucketStaging = []byte("staging") // ORG\x00BATCH -> "": event_batches being staged
+
+// DefaultStageTxChanges is how many changes a staging transaction of
+// ApplyBatchStaged holds when the caller gives 0: a few MB of dirty pages.
+const DefaultStageTxChanges = 4096
+
+// mergeTxKeys bounds the keys one merge transaction copies.
+const mergeTxKeys = 8192
+
+// ApplyTx is the writable snapshot of one organization inside ApplyBatch
+// or ApplyBatchStaged, plus the Emit methods that store the batch's
+// events. In a staged apply, byte slices read through it are valid only
+// until the next Checkpoint.
+type ApplyTx struct {
+	*SnapshotTx
+	db       *DB
+	tx       *bolt.Tx
+	b        Batch
+	staged   bool
+	fresh    bool
+	stage    string
+	txChange int
+	changes  int
+	seq, ms  uint64 // a direct apply's commit
+	ev       *bolt.Bucket
+	du, dg   *bolt.Bucket
+	emitted  uint32
+}
+
+// bind opens the snapshot and the event buckets in a.tx.
+func (a *ApplyTx) bind() error {
+	var s *SnapshotTx
+	var err error
+	if a.staged {
+		s, err = openStaging(a.tx, a.b.Org, a.stage, a.fresh)
+	} else {
+		s, err = openSnapshot(a.tx, a.b.Org)
+	}
+	if err != nil {
+		return err
+	}
+	if a.SnapshotTx == nil {
+		a.SnapshotTx = s
+	} else {
+		*a.SnapshotTx = *s
+	}
+	top, err := a.tx.CreateBucketIfNotExists(bucketEventData)
+	if err != nil {
+		return err
+	}
+	data, err := top.CreateBucketIfNotExists(dataKey(a.b.Org, a.b.ID))
+	if err != nil {
+		return err
+	}
+	bs := make([]*bolt.Bucket, 3)
+	for i, name := range [][]byte{evEvents, evUsers, evGroups} {
+		if bs[i], err = data.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	a.ev, a.du, a.dg = bs[0], bs[1], bs[2]
+	a.ev.FillPercent = 1 // indexes only grow
+	return nil
+}
+
+// Checkpoint marks the end of one change (a record and its event). In a
+// staged apply, every txChanges changes the staging transaction commits
+// and a new one begins, which bounds the memory of the apply; slices read
+// earlier become invalid. In a direct apply it does nothing.
+func (a *ApplyTx) Checkpoint() error {
+	if !a.staged {
+		return nil
+	}
+	a.changes++
+	if a.changes < a.txChange {
+		return nil
+	}
+	a.changes = 0
+	if err := a.flush(); err != nil {
+		return err
+	}
+	if err := a.tx.Commit(); err != nil {
+		a.tx = nil
+		return err
+	}
+	tx, err := a.db.bolt.Begin(true)
+	if err != nil {
+		a.tx = nil
+		return err
+	}
+	a.tx = tx
+	return a.bind()
+}
+
+// Staged reports whether this is a staged apply (ids are drawn at the
+// flip, so Emit returns "").
+func (a *ApplyTx) Staged() bool { return a.staged }
+
+func (a *ApplyTx) put(kind byte, typ string, parts ...[]byte) error {
+	var v []byte
+	if kind == recRaw {
+		v = append([]byte{recRaw}, appendLV(nil, typ)...)
+	} else {
+		c, ok := typeCode(typ)
+		if !ok {
+			return fmt.Errorf("unknown event type %q", typ)
+		}
+		v = []byte{kind, c}
+	}
+	for i, p := range parts {
+		if i < len(parts)-1 {
+			v = binary.AppendUvarint(v, uint64(len(p)))
+		}
+		v = append(v, p...)
+	}
+	if err := a.ev.Put(binary.BigEndian.AppendUint32(nil, a.emitted), v); err != nil {
+		return err
+	}
+	a.emitted++
+	return nil
+}
+
+func (a *ApplyTx) lastID() string {
+	if a.staged {
+		return ""
+	}
+	return eventID(a.ms, a.seq, a.emitted-1)
+}
+
+// Emit stores one event of the given type with data (the SPEC §6 data
+// object, valid JSON, stored as given) and returns its id ("" in a staged
+// apply, whose ids are drawn when it commits). Events of a batch are
+// emitted in SPEC §6 order by the caller; their ids sort in emission
+// order.
+func (a *ApplyTx) Emit(typ string, data []byte) (string, error) {
+	if err := a.put(recRaw, typ, data); err != nil {
+		return "", err
+	}
+	return a.lastID(), nil
+}
+
+// keepUser stores the user's current record in the batch's copy, once.
+func (a *ApplyTx) keepUser(uid []byte) error {
+	if a.du.Get(uid) != nil {
+		return nil
+	}
+	v := a.userValue(uid)
+	if v == nil {
+		return fmt.Errorf("event of missing user %q", uid)
+	}
+	return a.du.Put(uid, bytes.Clone(v))
+}
+
+func (a *ApplyTx) keepGroup(gid []byte) error {
+	if a.dg.Get(gid) != nil {
+		return nil
+	}
+	_, _, rec, ok := a.Group(gid)
+	if !ok {
+		return fmt.Errorf("event of missing group %q", gid)
+	}
+	return a.dg.Put(gid, bytes.Clone(rec))
+}
+
+// EmitUser stores a user event whose data is the user as the snapshot
+// holds it now (for dsync.user.deleted: before DeleteUser), plus, when
+// prev is not nil, previous_attributes (dsync.user.updated). Every event
+// of a batch that names a user shows the same record: the first one
+// emitted.
+func (a *ApplyTx) EmitUser(typ string, uid, prev []byte) error {
+	if err := a.keepUser(uid); err != nil {
+		return err
+	}
+	if prev != nil {
+		return a.put(recUpdate, typ, uid, prev)
+	}
+	return a.put(recUser, typ, uid)
+}
+
+// EmitGroup stores a group event whose data is the group as the snapshot
+// holds it now.
+func (a *ApplyTx) EmitGroup(typ string, gid []byte) error {
+	if err := a.keepGroup(gid); err != nil {
+		return err
+	}
+	return a.put(recGroup, typ, gid)
+}
+
+// EmitMember stores a membership event, data {"user": ..., "group": ...}
+// as the snapshot holds them now.
+func (a *ApplyTx) EmitMember(typ string, uid, gid []byte) error {
+	if err := a.keepUser(uid); err != nil {
+		return err
+	}
+	if err := a.keepGroup(gid); err != nil {
+		return err
+	}
+	return a.put(recMember, typ, uid, gid)
+}
+
+// Emitted returns the number of events emitted so far.
+func (a *ApplyTx) Emitted() int { return int(a.emitted) }
+
+// commit makes the events visible (or drops the empty event bucket).
+func (a *ApplyTx) commit(tx *bolt.Tx, seq, ms uint64) error {
+	if a.emitted == 0 {
+		return tx.Bucket(bucketEventData).DeleteBucket(dataKey(a.b.Org, a.b.ID))
+	}
+	return writeCommit(tx, commitRec{seq: seq, ms: ms, count: a.emitted, created: *a.b.FinishedAt, org: a.b.Org, batch: a.b.ID})
+}
+
+// ApplyBatch is the one transaction of SPEC §6: it runs fn, which changes
+// the snapshot and emits events through the ApplyTx, then stores the batch
+// record b (its Status is the outcome) and its report. Either all of it
+// commits or none. It returns ErrBatchFinished, changing nothing, when the
+// stored batch is already final, so a batch redone after a crash is never
+// applied twice. A nil fn stores only the record and report. Its memory
+// grows with the batch: large batches use ApplyBatchStaged.
+func (db *DB) ApplyBatch(b Batch, report []byte, fn func(*ApplyTx) error) error {
+	if b.FinishedAt == nil {
+		now := db.now().UTC()
+		b.FinishedAt = &now
+	}
+	if fn != nil {
+		if err := db.prepareOrg(b.Org); err != nil {
+			return fmt.Errorf("apply batch %s: %w", b.ID, err)
+		}
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		if err := checkBatchTx(tx, b); err != nil {
+			return err
+		}
+		if fn != nil {
+			if tx.Bucket(bucketOrgs).Get([]byte(b.Org)) == nil {
+				return ErrNotFound
+			}
+			a := &ApplyTx{db: db, tx: tx, b: b}
+			var err error
+			if a.seq, a.ms, err = db.nextCommit(tx); err != nil {
+				return err
+			}
+			if err := a.bind(); err != nil {
+				return err
+			}
+			if err := fn(a); err != nil {
+				return err
+			}
+			if err := a.flush(); err != nil {
+				return err
+			}
+			if err := a.commit(tx, a.seq, a.ms); err != nil {
+				return err
+			}
+		}
+		return storeBatchTx(tx, b, report)
+	})
+	if err != nil {
+		return fmt.Errorf("apply batch %s: %w", b.ID, err)
+	}
+	return nil
+}
+
+// ApplyBatchStaged is ApplyBatch in bounded memory: fn's changes are
+// staged in transactions of txChanges changes (counted by
+// ApplyTx.Checkpoint; 0 = DefaultStageTxChanges), invisible to readers,
+// and one small transaction makes the new snapshot, the events, the batch
+// record and the report visible together. If fn fails or the process
+// dies before that transaction, nothing of the batch is visible and its
+// staging is deleted (at once, or before the organization's next apply).
+func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*ApplyTx) error) error {
+	if b.FinishedAt == nil {
+		now := db.now().UTC()
+		b.FinishedAt = &now
+	}
+	if txChanges <= 0 {
+		txChanges = DefaultStageTxChanges
+	}
+	if err := db.prepareOrg(b.Org); err != nil {
+		return fmt.Errorf("apply batch %s: %w", b.ID, err)
+	}
+	a := &ApplyTx{db: db, b: b, staged: true, stage: "s" + b.ID, txChange: txChanges}
+	err := db.stage(a, fn)
+	if a.tx != nil {
+		a.tx.Rollback()
+	}
+	if err != nil {
+		if derr := db.discardStaging(b.Org); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return fmt.Errorf("apply batch %s: %w", b.ID, err)
+	}
+	if err := db.flip(a, report); err != nil {
+		if derr := db.discardStaging(b.Org); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return fmt.Errorf("apply batch %s: %w", b.ID, err)
+	}
+	// The batch is applied; a failed merge is finished before the
+	// organization's next apply (readers see the same snapshot meanwhile).
+	_ = db.mergeOverlay(b.Org)
+	return nil
+}
+
+// flip is the one transaction that makes a staged batch visible: the
+// commit record of its events, the snapshot pointer, the batch record and
+// its report.
+func (db *DB) flip(a *ApplyTx, report []byte) error {
+	b := a.b
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		if err := checkBatchTx(tx, b); err != nil {
+			return err
+		}
+		seq, ms, err := db.nextCommit(tx)
+		if err != nil {
+			return err
+		}
+		if err := a.commit(tx, seq, ms); err != nil {
+			return err
+		}
+		root, err := snapRoot(tx, b.Org)
+		if err != nil {
+			return err
+		}
+		p := readPtr(root)
+		if a.fresh {
+			if p.base != "" {
+				if err := root.DeleteBucket([]byte(p.base)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+					return err
+				}
+			}
+			p.base = a.stage
+		} else {
+			p.overlay = a.stage
+		}
+		if err := writePtr(root, p); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketStaging).Delete(dataKey(b.Org, b.ID)); err != nil {
+			return err
+		}
+		return storeBatchTx(tx, b, report)
+	})
+}
+
+// stage runs fn in staging transactions; a.tx is the open one (or nil).
+func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
+	tx, err := db.bolt.Begin(true)
+	if err != nil {
+		return err
+	}
+	a.tx = tx
+	if err := checkBatchTx(tx, a.b); err != nil {
+		return err
+	}
+	if tx.Bucket(bucketOrgs).Get([]byte(a.b.Org)) == nil {
+		return ErrNotFound
+	}
+	cur, err := openSnapshot(tx, a.b.Org)
+	if err != nil {
+		return err
+	}
+	c := cur.Counts()
+	a.fresh = c.Users == 0 && c.Groups == 0 && c.Memberships == 0
+	st, err := tx.CreateBucketIfNotExists(bucketStaging)
+	if err != nil {
+		return err
+	}
+	if err := st.Put(dataKey(a.b.Org, a.b.ID), []byte{}); err != nil {
+		return err
+	}
+	if err := a.bind(); err != nil {
+		return err
+	}
+	if err := fn(a); err != nil {
+		return err
+	}
+	if err := a.flush(); err != nil {
+		return err
+	}
+	err = a.tx.Commit()
+	a.tx = nil
+	return err
+}
+
+// discardStaging deletes org's staging leftovers: event buckets of batches
+// never committed and snapshot buckets ptr does not name.
+func (db *DB) discardStaging(org string) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		if st := tx.Bucket(bucketStaging); st != nil {
+			prefix := []byte(org + "\x00")
+			var keys [][]byte
+			c := st.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				keys = append(keys, bytes.Clone(k))
+			}
+			for _, k := range keys {
+				if top := tx.Bucket(bucketEventData); top != nil && top.Bucket(k) != nil {
+					if err := top.DeleteBucket(k); err != nil {
+						return err
+					}
+				}
+				if err := st.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
+		if root == nil {
+			return nil
+		}
+		p := readPtr(root)
+		var stale [][]byte
+		err := root.ForEachBucket(func(k []byte) error {
+			if string(k) != p.base && string(k) != p.overlay {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := root.DeleteBucket(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// mergeOverlay copies org's overlay into its base in transactions of at
+// most mergeTxKeys keys, then drops it. Readers read the overlay over the
+// base throughout, so they see the same snapshot at every step.
+func (db *DB) mergeOverlay(org string) error {
+	for _, name := range snapBuckets {
+		var after []byte
+		for done := false; !done; {
+			err := db.bolt.Update(func(tx *bolt.Tx) error {
+				root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
+				p := readPtr(root)
+				if p.overlay == "" {
+					done = true
+					return nil
+				}
+				o := root.Bucket([]byte(p.overlay)).Bucket(name)
+				base, err := root.Bucket([]byte(p.base)).CreateBucketIfNotExists(name)
+				if err != nil || o == nil {
+					done = true
+					return err
+				}
+				c := o.Cursor()
+				var k, v []byte
+				if after == nil {
+					k, v = c.First()
+				} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+				for n := 0; k != nil && n < mergeTxKeys; k, v = c.Next() {
+					if len(v) > 0 && v[0] == opPut {
+						err = base.Put(bytes.Clone(k), bytes.Clone(v[1:]))
+					} else {
+						err = base.Delete(k)
+					}
+					if err != nil {
+						return err
+					}
+					after = bytes.Clone(k)
+					n++
+				}
+				done = k == nil
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("merge snapshot of %s: %w", org, err)
+			}
+		}
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
+		p := readPtr(root)
+		if p.overlay == "" {
+			return nil
+		}
+		if err := root.DeleteBucket([]byte(p.overlay)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		p.overlay = ""
+		return writePtr(root, p)
+	})
+	if err != nil {
+		return fmt.Errorf("merge snapshot of %s: %w", org, err)
+	}
+	return nil
+}
+
+// prepareOrg deletes org's staging leftovers and finishes a merge a crash
+// interrupted.
+func (db *DB) prepareOrg(org string) error {
+	if err := db.discardStaging(org); err != nil {
+		return fmt.Errorf("discard staging of %s: %w", org, err)
+	}
+	var pending bool
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
+		pending = root != nil && readPtr(root).overlay != ""
+		return nil
+	})
+	if err != nil || !pending {
+		return err
+	}
+	return db.mergeOverlay(org)
+}
+
+// Recover deletes every organization's staging leftovers and finishes the
+// merges a crash interrupted. Applies do this for their organization
+// anyway; calling it at start-up, before any apply, frees the space at
+// once. It must not run while a staged apply is in progress.
+func (db *DB) Recover() error {
+	var orgs []string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSnapshots).ForEachBucket(func(k []byte) error {
+			orgs = append(orgs, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	var errs []error
+	for _, org := range orgs {
+		errs = append(errs, db.prepareOrg(org))
+	}
+	return errors.Join(errs...)
+}
+
+// PendingMerge reports whether org's snapshot still has an overlay being
+// merged into its base (readers see the same snapshot either way).
+func (db *DB) PendingMerge(org string) (bool, error) {
+	var pending bool
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
+		pending = root != nil && readPtr(root).overlay != ""
+		return nil
+	})
+	return pending, err
+}
