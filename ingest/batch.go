@@ -259,6 +259,13 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	if ov.approved {
 		pol.guard = false
 	}
+	fp := effective(pol, p.currentLimits())
+	if !ov.approved {
+		if done, ok := p.identical(l, b, fp, start, notes); ok {
+			return done, nil
+		}
+	}
+	b.Effective = fp
 	dir := p.archiveDir(l.org, b.ID)
 	inputs := make([]input, 0, len(b.Files))
 	for _, f := range b.Files {

@@ -50,6 +50,9 @@ type Batch struct {
 	SupersededBy string `json:"superseded_by,omitempty"`
 	// Reason says in one line why a batch was held or rejected.
 	Reason string `json:"reason,omitempty"`
+	// Effective fingerprints the policy and limits the batch ran with
+	// (ingest compares it to recognize a repeated upload).
+	Effective string `json:"effective,omitempty"`
 }
 
 // BatchFile is one input file of a batch, as archived.
