@@ -47,11 +47,13 @@
 //	100k  first upload     5.9 s   5.2 s    246 MB   213 MB   58
 //	100k  day-2 export     1.8 s   1.6 s    253 MB   234 MB   16
 //	100k  identical (*)    1.5 s   1.4 s    237 MB   234 MB   12
+//	100k  identical       50 ms   63 ms     19 MB   234 MB    0.56
 //	1M    first upload    67 s    61 s     1.8 GB   2.1 GB   54
 //	1M    day-2 export    29 s    25 s     2.1 GB   2.2 GB   37
 //	1M    identical (*)   16 s    17 s     2.0 GB   2.2 GB   16
 //
-// (*) measured before the repeated-upload fast path; the day-2 targets of
+// (*) measured before the repeated-upload fast path (the last line is
+// with it, load 0.5); the day-2 targets of
 // the issue (3× the read, 300 MB) are not met yet, see the caveats.
 //
 // Caveats:
