@@ -3,18 +3,29 @@
 // each organization's snapshot, batches with their reports, events (the
 // outbox), delivery state and the audit trail.
 //
-// Layout of rosterd.db: top-level buckets are created at Open and never
-// renamed; per-organization data sits in a nested bucket named after the
+// Layout of rosterd.db: top-level buckets are created at Open (or, for
+// event_batches and staging, when first needed) and never renamed;
+// per-organization data sits in a nested bucket named after the
 // organization, so removing an organization is one DeleteBucket per area.
 //
-//	meta        schema_version -> uint64 (big endian)
-//	orgs        org name -> Org (JSON)
-//	keys        org/ fingerprint -> Key (JSON)
-//	snapshots   org/ ... (users, groups, memberships, indexes)
-//	batches     org/ ... (batch records and stored reports)
-//	events      event id -> Event (JSON), ids sort in emission order
-//	deliveries  webhook delivery cursors and retry state
-//	audit       org/ count, records/ id -> AuditRecord: the SFTP side's audit trail
+//	meta           schema_version, and the last event commit's sequence and time
+//	orgs           org name -> Org (JSON)
+//	keys           org/ fingerprint -> Key (JSON)
+//	snapshots      org/ the snapshot: users (compact records), groups, names,
+//	               a user's groups, a group's users, counters; see snapshot.go
+//	batches        org/ batch records and stored reports; see batches.go
+//	events         the commit log: first event id of a commit -> commit record
+//	event_orgs     org/ an organization's commits
+//	event_batches  org\x00batch/ a batch's events (type and references) and
+//	               the users and groups they name, as they were; see events.go
+//	staging        what a staged apply has written before its flip; see apply.go
+//	deliveries     endpoint/ webhook delivery cursors, retry state, failed list
+//	audit          org/ count, records/ id -> AuditRecord: the SFTP audit trail
+//
+// Applying a batch makes snapshot, events, batch record and report visible
+// together (apply.go): a small batch in one transaction, a large one
+// staged over many small transactions and made visible by one small flip,
+// so the memory of an apply does not grow with the batch.
 //
 // Caveats: byte slices read from bbolt are valid only inside their
 // transaction; every method here copies what it returns. bbolt allows one
