@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,6 +109,7 @@ func (p *Pipeline) archiveAndProcess(ctx context.Context, l *orgLoop, b state.Ba
 		return
 	}
 	var kept []state.BatchFile
+	start := time.Now()
 	for _, f := range b.Files {
 		af, err := p.archiveFile(l.org, f, dir)
 		if err != nil {
@@ -124,6 +126,7 @@ func (p *Pipeline) archiveAndProcess(ctx context.Context, l *orgLoop, b state.Ba
 		p.log.Error("archive batch", "org", l.org, "batch", b.ID, "err", err)
 		return
 	}
+	p.log.Debug("batch archived", "org", l.org, "batch", b.ID, "archive", time.Since(start))
 	b, err := p.db.UpdateBatch(l.org, b.ID, func(sb *state.Batch) error {
 		sb.Files, sb.Status = kept, state.BatchProcessing
 		return nil
@@ -278,6 +281,7 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 			return ctxReader{ctx, fh}, nil
 		}})
 	}
+	tDiff := time.Now()
 	o, err := p.decide(ctx, l.org, pol, inputs)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -289,6 +293,8 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	}
 	r := o.res
 	defer r.close()
+	r.timed("diff", tDiff)
+	tReport := time.Now()
 
 	// Rows of each file, for the record and the report.
 	for i, f := range b.Files {
@@ -312,10 +318,13 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	if err := rep.WriteJSON(&js); err != nil {
 		return b, fmt.Errorf("encode report: %w", err)
 	}
+	r.timed("report", tReport)
 	var fn func(*state.ApplyTx) error
 	emitted := 0
+	var applied *state.ApplyTx
 	if o.status == state.BatchApplied {
 		fn = func(a *state.ApplyTx) error {
+			applied = a
 			if err := r.apply(a); err != nil {
 				return err
 			}
@@ -323,6 +332,7 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 			return nil
 		}
 	}
+	tApply := time.Now()
 	var err2 error
 	if o.status == state.BatchApplied && r.changeCount() > p.stageAbove() {
 		err2 = p.db.ApplyBatchStaged(b, js.Bytes(), p.cfg.StageTxChanges, fn)
@@ -333,17 +343,44 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 		p.log.Error("apply batch", "org", l.org, "batch", b.ID, "err", err)
 		return b, err
 	}
+	if applied != nil {
+		t := applied.Timings()
+		r.steps = append(r.steps, step{"stage", t.Stage}, step{"flip", t.Flip}, step{"merge", t.Merge})
+	} else {
+		r.timed("record", tApply)
+	}
 	p.metrics.observe(b, r, time.Since(start))
 	p.log.Info("batch finished", "org", l.org, "batch", b.ID, "status", b.Status, "events", emitted,
 		"errors", b.Errors, "warnings", b.Warnings, "duration", time.Since(start).Round(time.Millisecond))
 	if emitted > 0 && p.cfg.OnApplied != nil {
 		p.cfg.OnApplied(l.org)
 	}
+	tWrite := time.Now()
 	if err := p.writeReport(l.org, b, rep); err != nil {
 		p.log.Error("write report", "org", l.org, "batch", b.ID, "err", err)
 	}
 	p.pruneArchive(l.org, b.ID)
+	r.timed("write_report", tWrite)
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		attrs := []any{"org", l.org, "batch", b.ID}
+		for _, s := range r.steps {
+			attrs = append(attrs, s.name, s.d)
+		}
+		p.log.Debug("batch timings", attrs...)
+	}
 	return b, nil
+}
+
+// step is the time one part of a batch took, for the debug log
+// ("batch timings") that benchmarks read.
+type step struct {
+	name string
+	d    time.Duration
+}
+
+// timed records the time since start as the step name.
+func (r *diffResult) timed(name string, start time.Time) {
+	r.steps = append(r.steps, step{name, time.Since(start)})
 }
 
 func outcomeNotes(o outcome, r *diffResult, b state.Batch) []string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/state"
@@ -74,6 +75,8 @@ type diffResult struct {
 	usersRows                 int
 	haveUsers                 bool
 	skippedMembers            int // memberships of users the policy deletes
+
+	steps []step // where the time went, for the debug log
 }
 
 // empty reports whether the batch changes nothing at all.
@@ -99,43 +102,6 @@ func (r *diffResult) errors() int {
 	return n
 }
 
-// hash128 identifies a user id or a membership in the seen sets; two
-// independent 64-bit hashes make a collision (a missed deletion) about as
-// likely as a disk returning wrong bytes.
-type hash128 struct{ a, b uint64 }
-
-type hashSet []hash128
-
-func (h hashSet) sort() {
-	slices.SortFunc(h, func(x, y hash128) int {
-		if x.a != y.a {
-			if x.a < y.a {
-				return -1
-			}
-			return 1
-		}
-		if x.b < y.b {
-			return -1
-		} else if x.b > y.b {
-			return 1
-		}
-		return 0
-	})
-}
-
-func (h hashSet) has(k hash128) bool {
-	i, j := 0, len(h)
-	for i < j {
-		m := int(uint(i+j) >> 1)
-		if h[m].a < k.a || (h[m].a == k.a && h[m].b < k.b) {
-			i = m + 1
-		} else {
-			j = m
-		}
-	}
-	return i < len(h) && h[i] == k
-}
-
 // fileGroup is one groups.csv row.
 type fileGroup struct {
 	id, name, desc string
@@ -143,29 +109,33 @@ type fileGroup struct {
 }
 
 type differ struct {
-	s       *state.SnapshotTx
-	org     string
-	pol     policy
-	r       *diffResult
-	seedA   maphash.Seed
-	seedB   maphash.Seed
+	s   *state.SnapshotTx
+	org string
+	pol policy
+	r   *diffResult
+	hasher
 	users   hashSet // user ids of the new users file
-	members hashSet // memberships of the new user_groups file
+	skipped hashSet // inactive users of the users file the policy deletes
+	// members are the memberships of the new user_groups file, each with
+	// its record number in fileMembers (the file's memberships in file
+	// order); the scan of the stored memberships marks those it finds.
+	members     hashSet
+	fileMembers *spill           // user id, uvarint index in groupList
+	groupList   []*resolvedGroup // the values of resolved, in order
 
 	haveUsers, haveMembers, haveGroups bool
 
-	fileGroups map[string]*fileGroup // groups.csv by resolved id
-	fileNames  map[string]string     // groups.csv name -> resolved id
-	resolved   map[string]string     // user_groups name -> id, memo
-	memNames   map[string]string     // id -> name of groups user_groups names
-	memCount   map[string]int        // id -> members in the new user_groups
-	memDelta   map[string]int        // id -> change of members without user_groups
+	fileGroups map[string]*fileGroup     // groups.csv by resolved id
+	fileNames  map[string]string         // groups.csv name -> resolved id
+	resolved   map[string]*resolvedGroup // user_groups name -> id, memo
+	memNames   map[string]string         // id -> name of groups user_groups names
+	memCount   map[string]int            // id -> members in the new user_groups
+	memDelta   map[string]int            // id -> change of members without user_groups
 
-	buf              []byte
-	jsonOld, jsonNew []byte
-	attrs            []schema.Attr
-	rec              state.UserRecord
-	key              []byte
+	buf      []byte
+	attrs    []schema.Attr
+	rec      state.UserRecord
+	key, uid []byte
 }
 
 // encodeUser appends the compact snapshot record of u to b.
@@ -185,11 +155,9 @@ func (d *differ) encodeUser(b []byte, u *schema.User) []byte {
 	return r.AppendBinary(b)
 }
 
-func (d *differ) hash(b []byte) hash128 {
-	return hash128{maphash.Bytes(d.seedA, b), maphash.Bytes(d.seedB, b)}
-}
+func (d *differ) hash(b []byte) hkey { return d.hasher.key(b) }
 
-func (d *differ) pairHash(uid, gid []byte) hash128 {
+func (d *differ) pairHash(uid, gid []byte) hkey {
 	d.key = binary.AppendUvarint(d.key[:0], uint64(len(uid)))
 	d.key = append(d.key, uid...)
 	d.key = append(d.key, gid...)
@@ -213,12 +181,13 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		membersRemov: newSpill(tmp, 2),
 	}
 	d := &differ{
-		s: s, org: org, pol: pol, r: r,
-		seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(),
-		fileGroups: map[string]*fileGroup{}, fileNames: map[string]string{},
-		resolved: map[string]string{}, memNames: map[string]string{},
+		s: s, org: org, pol: pol, r: r, hasher: newHasher(),
+		fileMembers: newSpill(tmp, 2),
+		fileGroups:  map[string]*fileGroup{}, fileNames: map[string]string{},
+		resolved: map[string]*resolvedGroup{}, memNames: map[string]string{},
 		memCount: map[string]int{}, memDelta: map[string]int{},
 	}
+	defer d.fileMembers.close()
 	r.checker = schema.NewChecker(lim, func(id string) bool {
 		_, _, ok := s.User([]byte(id))
 		return ok
@@ -248,6 +217,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		if !ok {
 			continue
 		}
+		t := time.Now()
 		rc, err := in.open()
 		if err != nil {
 			r.close()
@@ -260,25 +230,32 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 			return nil, fmt.Errorf("read %s: %w", in.name, err)
 		}
 		r.results[st.kind] = res
+		r.timed("read_"+string(st.kind), t)
 		if st.kind == schema.Users {
 			r.usersRows = res.Rows
+			t = time.Now()
 			if err := d.deletedUsers(); err != nil {
 				r.close()
 				return nil, err
 			}
+			r.timed("deleted_users", t)
 		}
 	}
 	if r.errors() > 0 {
 		return r, nil // rejected: the rest would be wasted work
 	}
+	t := time.Now()
 	if err := d.memberships(); err != nil {
 		r.close()
 		return nil, err
 	}
+	r.timed("removed_members", t)
+	t = time.Now()
 	if err := d.groups(); err != nil {
 		r.close()
 		return nil, err
 	}
+	r.timed("groups", t)
 	r.counts.Users = c.Users + r.usersCreated.Len() - r.usersDeleted.Len()
 	r.counts.Memberships = c.Memberships + r.membersAdded.Len() - r.membersRemov.Len()
 	r.counts.Groups = c.Groups + r.changes.GroupsCreated - r.changes.GroupsDeleted
@@ -337,11 +314,12 @@ func (d *differ) readGroups(rd io.Reader, file string) (schema.FileResult, error
 func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error) {
 	r := d.r
 	return r.checker.Users(rd, file, func(u *schema.User) error {
+		id := []byte(u.ID)
 		if !u.Active && d.pol.inactiveDelete {
+			d.skipped.add(d.hash(id))
 			return nil // SPEC §4: the organization deletes inactive users
 		}
-		id := []byte(u.ID)
-		d.users = append(d.users, d.hash(id))
+		d.users.add(d.hash(id))
 		d.buf = d.encodeUser(d.buf[:0], u)
 		st := []byte{'i'}
 		if u.Active {
@@ -354,9 +332,7 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 		case oldActive == u.Active && bytes.Equal(old, d.buf):
 			return nil
 		}
-		d.jsonOld = state.AppendUserJSON(d.jsonOld[:0], d.org, oldActive, old)
-		d.jsonNew = state.AppendUserJSON(d.jsonNew[:0], d.org, u.Active, d.buf)
-		prev, err := previousAttributes(d.jsonOld, d.jsonNew)
+		prev, err := previousFromRecords(d.org, oldActive, old, u.Active, d.buf)
 		if err != nil {
 			return fmt.Errorf("user %s: %w", u.ID, err)
 		}
@@ -373,7 +349,8 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 
 // deletedUsers lists the stored users the new users file does not hold.
 func (d *differ) deletedUsers() error {
-	d.users.sort()
+	d.users.seal()
+	d.skipped.seal()
 	if d.r.checker.Errors() > 0 {
 		return nil
 	}
@@ -388,21 +365,32 @@ func (d *differ) deletedUsers() error {
 	})
 }
 
-// present reports whether a user exists after the batch.
+// present reports whether a user exists after the batch. The checker
+// has already refused memberships of users the users file does not hold,
+// so with a users file only those the policy deletes are absent.
 func (d *differ) present(uid []byte) bool {
 	if d.haveUsers {
-		return d.users.has(d.hash(uid))
+		return d.skipped.len() == 0 || !d.skipped.has(d.hash(uid))
 	}
 	_, _, ok := d.s.User(uid)
 	return ok
 }
 
+// resolvedGroup is what a user_groups.csv group name resolves to, and how
+// many memberships of the file name it.
+type resolvedGroup struct {
+	id  string
+	gid []byte
+	n   int
+	idx []byte // uvarint of its index in differ.groupList
+}
+
 // resolve returns the id of the group a user_groups.csv name means: the
 // groups.csv group of that name, else the existing group of that name
 // (unless groups.csv gives its id to another group), else the derived id.
-func (d *differ) resolve(name string) string {
-	if id, ok := d.resolved[name]; ok {
-		return id
+func (d *differ) resolve(name string) *resolvedGroup {
+	if g, ok := d.resolved[name]; ok {
+		return g
 	}
 	id, ok := d.fileNames[name]
 	if !ok {
@@ -412,31 +400,51 @@ func (d *differ) resolve(name string) string {
 			id = DerivedGroupID(d.org, name)
 		}
 	}
-	d.resolved[name] = id
-	return id
+	if _, ok := d.memNames[id]; !ok {
+		d.memNames[id] = name // the first name, in file order, of the group
+	}
+	g := &resolvedGroup{id: id, gid: []byte(id), idx: binary.AppendUvarint(nil, uint64(len(d.groupList)))}
+	d.groupList = append(d.groupList, g)
+	d.resolved[name] = g
+	return g
+}
+
+// memberKey identifies a membership in d.members. Its top bits are the
+// user's hash, so that the memberships of one user share a run of the set
+// and the scan of the stored memberships, in user order, finds them in one
+// place; the rest are the membership's hashes.
+func (d *differ) memberKey(uid, gid []byte) hkey {
+	u := maphash.Bytes(d.seedA, uid)
+	p := d.pairHash(uid, gid)
+	return hkey{a: u&^0xffffffff | p.a&0xffffffff, b: p.b}
 }
 
 func (d *differ) readMembers(rd io.Reader, file string) (schema.FileResult, error) {
 	r := d.r
 	return r.checker.UserGroups(rd, file, func(m *schema.Membership) error {
-		uid := []byte(m.UserID)
+		d.uid = append(d.uid[:0], m.UserID...)
+		uid := d.uid
 		if !d.present(uid) {
 			r.skippedMembers++ // an inactive user the policy deletes
 			return nil
 		}
-		id := d.resolve(m.GroupName)
-		if _, ok := d.memNames[id]; !ok {
-			d.memNames[id] = m.GroupName
+		g := d.resolve(m.GroupName)
+		h := d.memberKey(uid, g.gid)
+		h.val = uint32(d.fileMembers.Len())
+		if h.val >= foundBit {
+			return fmt.Errorf("more than %d memberships", foundBit)
 		}
-		gid := []byte(id)
-		h := d.pairHash(uid, gid)
-		d.members = append(d.members, h)
-		d.memCount[id]++
-		if d.s.IsMember(uid, gid) {
-			return nil
-		}
-		return r.membersAdded.add(uid, gid)
+		d.members.add(h)
+		g.n++
+		return d.fileMembers.add(uid, g.idx)
 	})
+}
+
+// countMembers sums the file's memberships per group id.
+func (d *differ) countMembers() {
+	for _, g := range d.resolved {
+		d.memCount[g.id] += g.n
+	}
 }
 
 // memberships finds the removed memberships: with a user_groups file, the
@@ -446,13 +454,18 @@ func (d *differ) readMembers(rd io.Reader, file string) (schema.FileResult, erro
 func (d *differ) memberships() error {
 	r := d.r
 	if d.haveMembers {
-		d.members.sort()
-		return d.s.ForEachMember(func(uid, gid []byte) error {
-			if d.members.has(d.pairHash(uid, gid)) {
+		d.countMembers()
+		d.members.seal()
+		err := d.s.ForEachMember(func(uid, gid []byte) error {
+			if d.members.mark(d.memberKey(uid, gid)) {
 				return nil
 			}
 			return r.membersRemov.add(uid, gid)
 		})
+		if err != nil {
+			return err
+		}
+		return d.addedMembers()
 	}
 	deleted := map[string]bool{}
 	err := r.usersDeleted.each(func(f [][]byte) error {
@@ -498,6 +511,33 @@ func (d *differ) memberships() error {
 		}
 	}
 	return nil
+}
+
+// addedMembers lists, in file order, the memberships of the user_groups
+// file that the scan of the stored ones did not find.
+func (d *differ) addedMembers() error {
+	var recs []uint32
+	for _, k := range d.members.keys {
+		if k.val&foundBit == 0 {
+			recs = append(recs, k.val)
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	slices.Sort(recs)
+	i, n := 0, uint32(0)
+	return d.fileMembers.each(func(f [][]byte) error {
+		for i < len(recs) && recs[i] == n {
+			i++
+			g, _ := binary.Uvarint(f[1])
+			if err := d.r.membersAdded.add(f[0], d.groupList[g].gid); err != nil {
+				return err
+			}
+		}
+		n++
+		return nil
+	})
 }
 
 // groups decides every group's fate: a group exists when groups.csv holds

@@ -99,9 +99,11 @@ func (p *Pipeline) identical(l *orgLoop, b state.Batch, fp string, start time.Ti
 	p.metrics.observe(b, nil, time.Since(start))
 	p.log.Info("batch finished", "org", l.org, "batch", b.ID, "status", b.Status, "events", 0,
 		"identical_to", last.ID, "duration", time.Since(start).Round(time.Millisecond))
+	tWrite := time.Now()
 	if err := p.writeReport(l.org, b, rep); err != nil {
 		p.log.Error("write report", "org", l.org, "batch", b.ID, "err", err)
 	}
 	p.pruneArchive(l.org, b.ID)
+	p.log.Debug("batch timings", "org", l.org, "batch", b.ID, "identical", tWrite.Sub(start), "write_report", time.Since(tWrite))
 	return b, true
 }

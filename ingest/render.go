@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/rosterd/rosterd/schema"
+	"github.com/rosterd/rosterd/state"
 )
 
 // The snapshot stores each user and group as the exact JSON of SPEC §6, so
@@ -256,4 +257,93 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// previousFromRecords is previousAttributes for two stored user records
+// (state.UserRecord encodings), without rendering and parsing their JSON:
+// the same bytes, at a fraction of the cost. A record stored as JSON goes
+// through previousAttributes.
+func previousFromRecords(org string, oldActive bool, old []byte, newActive bool, cur []byte) ([]byte, error) {
+	o, errO := state.DecodeUserRecord(old)
+	c, errC := state.DecodeUserRecord(cur)
+	if errO != nil || errC != nil {
+		return previousAttributes(state.AppendUserJSON(nil, org, oldActive, old), state.AppendUserJSON(nil, org, newActive, cur))
+	}
+	fields := func(r *state.UserRecord, active bool) map[string]string {
+		m := make(map[string]string, 4+len(r.Known))
+		m["email"], m["first_name"], m["last_name"] = r.Email, r.FirstName, r.LastName
+		m["state"] = "inactive"
+		if active {
+			m["state"] = "active"
+		}
+		for _, a := range r.Known {
+			m[a.Name] = a.Value
+		}
+		return m
+	}
+	of, cf := fields(&o, oldActive), fields(&c, newActive)
+	b := []byte{'{'}
+	n := 0
+	sep := func() {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+	}
+	for _, f := range userFieldOrder {
+		ov, inO := of[f]
+		nv, inC := cf[f]
+		if inO == inC && ov == nv {
+			continue
+		}
+		sep()
+		b = appendString(b, f)
+		b = append(b, ':')
+		if !inO {
+			b = append(b, "null"...)
+		} else {
+			b = appendString(b, ov)
+		}
+	}
+	attrs := func(as []state.Attr) map[string]string {
+		m := make(map[string]string, len(as))
+		for _, a := range as {
+			m[a.Name] = a.Value
+		}
+		return m
+	}
+	oc, cc := attrs(o.Custom), attrs(c.Custom)
+	var names []string
+	for k, v := range oc {
+		if nv, ok := cc[k]; !ok || nv != v {
+			names = append(names, k)
+		}
+	}
+	for k := range cc {
+		if _, ok := oc[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	if len(names) > 0 {
+		slices.Sort(names)
+		sep()
+		b = append(b, `"custom_attributes":{`...)
+		for i, k := range names {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			if v, ok := oc[k]; ok {
+				b = appendString(b, v)
+			} else {
+				b = append(b, "null"...)
+			}
+		}
+		b = append(b, '}')
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return append(b, '}'), nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -58,7 +59,18 @@ type ApplyTx struct {
 	ev       *bolt.Bucket
 	du, dg   *bolt.Bucket
 	emitted  uint32
+	timings  ApplyTimings
 }
+
+// ApplyTimings is where an apply spent its time: Stage is fn with its
+// transactions' commits (the whole transaction in a direct apply), Flip
+// the transaction that makes a staged batch visible, Merge the copy of the
+// overlay into the base after it.
+type ApplyTimings struct{ Stage, Flip, Merge time.Duration }
+
+// Timings returns the apply's timings so far; read after ApplyBatch or
+// ApplyBatchStaged returned, they are the whole apply's.
+func (a *ApplyTx) Timings() ApplyTimings { return a.timings }
 
 // bind opens the snapshot and the event buckets in a.tx.
 func (a *ApplyTx) bind() error {
@@ -259,6 +271,8 @@ func (db *DB) ApplyBatch(b Batch, report []byte, fn func(*ApplyTx) error) error 
 			return fmt.Errorf("apply batch %s: %w", b.ID, err)
 		}
 	}
+	start := time.Now()
+	var a *ApplyTx
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		if err := checkBatchTx(tx, b); err != nil {
 			return err
@@ -267,7 +281,7 @@ func (db *DB) ApplyBatch(b Batch, report []byte, fn func(*ApplyTx) error) error 
 			if tx.Bucket(bucketOrgs).Get([]byte(b.Org)) == nil {
 				return ErrNotFound
 			}
-			a := &ApplyTx{db: db, tx: tx, b: b}
+			a = &ApplyTx{db: db, tx: tx, b: b}
 			var err error
 			if a.seq, a.ms, err = db.nextCommit(tx); err != nil {
 				return err
@@ -287,6 +301,9 @@ func (db *DB) ApplyBatch(b Batch, report []byte, fn func(*ApplyTx) error) error 
 		}
 		return storeBatchTx(tx, b, report)
 	})
+	if a != nil {
+		a.timings.Stage = time.Since(start)
+	}
 	if err != nil {
 		return fmt.Errorf("apply batch %s: %w", b.ID, err)
 	}
@@ -312,7 +329,9 @@ func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*A
 		return fmt.Errorf("apply batch %s: %w", b.ID, err)
 	}
 	a := &ApplyTx{db: db, b: b, staged: true, stage: "s" + b.ID, txChange: txChanges}
+	start := time.Now()
 	err := db.stage(a, fn)
+	a.timings.Stage = time.Since(start)
 	if a.tx != nil {
 		a.tx.Rollback()
 	}
@@ -322,7 +341,10 @@ func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*A
 		}
 		return fmt.Errorf("apply batch %s: %w", b.ID, err)
 	}
-	if err := db.flip(a, report); err != nil {
+	start = time.Now()
+	err = db.flip(a, report)
+	a.timings.Flip = time.Since(start)
+	if err != nil {
 		if derr := db.discardStaging(b.Org); derr != nil {
 			err = errors.Join(err, derr)
 		}
@@ -330,7 +352,9 @@ func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*A
 	}
 	// The batch is applied; a failed merge is finished before the
 	// organization's next apply (readers see the same snapshot meanwhile).
+	start = time.Now()
 	_ = db.mergeOverlay(b.Org)
+	a.timings.Merge = time.Since(start)
 	return nil
 }
 

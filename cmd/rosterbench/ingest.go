@@ -4,38 +4,57 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rosterd/rosterd/ingest"
+	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/state"
 )
 
 // runIngest is `rosterbench ingest`: a first upload, a day-2 export with
 // changes and an identical re-upload through the real pipeline (archive,
 // validate, diff, apply, report), each in its own process so that its
-// wall time, CPU time and peak RSS are its own, next to a bare
-// encoding/csv read of the same files, also in its own process.
+// wall time, CPU time and memory are its own, next to a bare encoding/csv
+// read of the same files, also in its own process, just before it.
+//
+// Memory is reported three ways. anon is the peak of RssAnon (sampled from
+// /proc/self/status every 50 ms): the memory the process holds, which the
+// target is judged on. hwm is VmHWM, the peak resident set including the
+// pages of the mmapped bbolt file the process touched: page cache the
+// kernel reclaims under pressure, which at a million users is most of it.
+// heap is the peak of the Go heap's objects (runtime/metrics, same
+// sampling). Each phase also prints where its wall time went (the
+// pipeline's "batch timings" debug log).
 func runIngest(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	users := fs.Int("users", 1000000, "users in the export (about 20 columns, 3 groups each)")
 	change := fs.Float64("change", 0.02, "share of users the day-2 export changes")
-	dir := fs.String("dir", "", "work folder (default: a new temporary folder, removed after)")
+	dir := fs.String("dir", "", "work folder (default: a new temporary folder, removed after); exports and the day-1 database already in it are reused, so -phases day2 can run again")
+	rounds := fs.Int("rounds", 2, "runs of each phase (day-2 runs restore the day-1 database first)")
+	phases := fs.String("phases", "first,day2,identical", "phases to run, in this order")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each pipeline run to PREFIX-PHASE-ROUND.pprof, and a heap profile at its peak to .heap")
 	phase := fs.String("phase", "", "internal: run one phase in this process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *phase != "" {
-		return ingestPhase(*phase, *dir, fs.Args())
+		return ingestPhase(*phase, *dir, *cpuprofile, fs.Args())
 	}
 	work := *dir
 	if work == "" {
@@ -47,14 +66,20 @@ func runIngest(args []string, stdout io.Writer) error {
 	}
 	day1, day2 := filepath.Join(work, "day1"), filepath.Join(work, "day2")
 	t0 := time.Now()
-	if err := writeExport(day1, *users, 0, 0); err != nil {
-		return err
+	tag := fmt.Sprintf("%d %g\n", *users, *change)
+	if old, err := os.ReadFile(filepath.Join(work, "export.tag")); err != nil || string(old) != tag {
+		if err := writeExport(day1, *users, 0, 0); err != nil {
+			return err
+		}
+		if err := writeExport(day2, *users, 1, *change); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(work, "export.tag"), []byte(tag), 0o600); err != nil {
+			return err
+		}
 	}
-	if err := writeExport(day2, *users, 1, *change); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "ingest benchmark: %d users, 3 groups each, day 2 changes %.1f%% (files written in %v)\n",
-		*users, *change*100, time.Since(t0).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "ingest benchmark: %d users, 3 groups each, day 2 changes %.1f%% (files ready in %v), %d cores\n",
+		*users, *change*100, time.Since(t0).Round(time.Millisecond), runtime.NumCPU())
 	for _, d := range []string{day1, day2} {
 		for _, f := range []string{"users.csv", "user_groups.csv"} {
 			if fi, err := os.Stat(filepath.Join(d, f)); err == nil {
@@ -62,81 +87,265 @@ func runIngest(args []string, stdout io.Writer) error {
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "\n%-18s %10s %10s %10s %10s | %8s %8s %8s\n", "phase", "wall", "cpu", "peak_rss", "db_size", "wall×", "cpu×", "rss×")
+	fmt.Fprintf(stdout, "\nanon = peak RssAnon (judged), hwm = VmHWM (includes mmapped bbolt pages), heap = peak Go heap objects;\n")
+	fmt.Fprintf(stdout, "ratios against the bare encoding/csv read run just before; vda = validate+diff+apply (diff, stage, flip, merge or record)\n\n")
+	fmt.Fprintf(stdout, "%-10s %-2s %9s %9s %7s %7s %7s %7s | %6s %6s %6s %6s | %s\n",
+		"phase", "#", "wall", "cpu", "anon", "hwm", "heap", "db", "wall×", "cpu×", "vda×", "anon×", "load")
 	data := filepath.Join(work, "data")
-	steps := []struct{ name, files string }{
-		{"first upload", day1}, {"day-2 export", day2}, {"identical again", day2},
-	}
-	for _, st := range steps {
-		ref, err := childPhase("read", data, st.files)
-		if err != nil {
-			return err
+	db := filepath.Join(data, "rosterd.db")
+	saved := filepath.Join(work, "day1.db")
+	for _, ph := range strings.Split(*phases, ",") {
+		files := day2
+		if ph == "first" {
+			files = day1
 		}
-		got, err := childPhase("apply", data, st.files)
-		if err != nil {
-			return err
-		}
-		fi, _ := os.Stat(filepath.Join(data, "rosterd.db"))
-		size := int64(0)
-		if fi != nil {
-			size = fi.Size()
-		}
-		fmt.Fprintf(stdout, "%-18s %10s %10s %9.0fM %9.0fM | %8.2f %8.2f %8.2f\n", st.name,
-			got.wall.Round(time.Millisecond), got.cpu.Round(time.Millisecond), float64(got.rss)/(1<<20), float64(size)/(1<<20),
-			got.wall.Seconds()/ref.wall.Seconds(), got.cpu.Seconds()/ref.cpu.Seconds(), float64(got.rss)/float64(ref.rss))
-		fmt.Fprintf(stdout, "%-18s %10s %10s %9.0fM %10s |  (bare encoding/csv read of the same files)\n", "  csv read",
-			ref.wall.Round(time.Millisecond), ref.cpu.Round(time.Millisecond), float64(ref.rss)/(1<<20), "")
-		if got.note != "" {
-			fmt.Fprintf(stdout, "%-18s %s\n", "", got.note)
+		for round := 1; round <= *rounds; round++ {
+			switch {
+			case ph == "first":
+				if err := os.RemoveAll(data); err != nil {
+					return err
+				}
+			case ph == "day2":
+				if _, err := os.Stat(saved); err != nil {
+					return fmt.Errorf("day2 needs the database of a first upload: %w", err)
+				}
+				if err := copyFile(saved, db); err != nil {
+					return err
+				}
+			}
+			// The archive copies are not needed again.
+			os.RemoveAll(filepath.Join(data, "archive"))
+			load0 := loadAvg()
+			ref, err := childPhase("read", data, files, "")
+			if err != nil {
+				return err
+			}
+			var val phaseResult
+			if ph != "identical" {
+				if val, err = childPhase("validate", data, files, ""); err != nil {
+					return err
+				}
+			}
+			prof := ""
+			if *cpuprofile != "" {
+				prof = fmt.Sprintf("%s-%s-%d.pprof", *cpuprofile, ph, round)
+			}
+			got, err := childPhase("apply", data, files, prof)
+			if err != nil {
+				return err
+			}
+			load1 := loadAvg()
+			size := int64(0)
+			if fi, _ := os.Stat(db); fi != nil {
+				size = fi.Size()
+			}
+			var vda time.Duration
+			for _, k := range []string{"diff", "stage", "flip", "merge", "record", "identical"} {
+				vda += got.Steps[k]
+			}
+			mb := func(n int64) string { return fmt.Sprintf("%.0fM", float64(n)/(1<<20)) }
+			fmt.Fprintf(stdout, "%-10s %-2d %9s %9s %7s %7s %7s %7s | %6.2f %6.2f %6.2f %6.2f | %.2f→%.2f\n",
+				ph, round, got.wall.Round(time.Millisecond), got.cpu.Round(time.Millisecond),
+				mb(got.Anon), mb(got.HWM), mb(got.Heap), mb(size),
+				got.wall.Seconds()/ref.wall.Seconds(), got.cpu.Seconds()/ref.cpu.Seconds(),
+				vda.Seconds()/ref.wall.Seconds(), float64(got.Anon)/float64(ref.Anon), load0, load1)
+			fmt.Fprintf(stdout, "%-10s %-2s %9s %9s %7s %7s %7s %7s |\n", "  csv read", "",
+				ref.wall.Round(time.Millisecond), ref.cpu.Round(time.Millisecond), mb(ref.Anon), mb(ref.HWM), mb(ref.Heap), "")
+			if val.wall > 0 {
+				fmt.Fprintf(stdout, "%-10s %-2s %9s %9s %7s %7s %7s %7s | %6.2f %6.2f |  (schema checker alone, no diff)\n", "  validate", "",
+					val.wall.Round(time.Millisecond), val.cpu.Round(time.Millisecond), mb(val.Anon), mb(val.HWM), mb(val.Heap), "",
+					val.wall.Seconds()/ref.wall.Seconds(), val.cpu.Seconds()/ref.cpu.Seconds())
+			}
+			fmt.Fprintf(stdout, "%-13s %s\n", "", got.steps())
+			if got.Note != "" {
+				fmt.Fprintf(stdout, "%-13s %s\n", "", got.Note)
+			}
+			if ph == "first" && round == *rounds {
+				if err := copyFile(db, saved); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
 }
 
+// loadAvg returns the one-minute load average, or -1.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	var l float64
+	if _, err := fmt.Sscan(string(b), &l); err != nil {
+		return -1
+	}
+	return l
+}
+
+// phaseResult is what a child reports (JSON on its stdout) plus what the
+// parent measures of it.
 type phaseResult struct {
+	Wall  string                   `json:"wall"`
+	Anon  int64                    `json:"anon"` // peak RssAnon, bytes
+	File  int64                    `json:"file"` // peak RssFile, bytes
+	HWM   int64                    `json:"hwm"`  // VmHWM, bytes
+	Heap  int64                    `json:"heap"` // peak Go heap objects, bytes
+	Steps map[string]time.Duration `json:"steps"`
+	Order []string                 `json:"order"`
+	Note  string                   `json:"note"`
+
 	wall time.Duration
 	cpu  time.Duration
-	rss  int64 // bytes
-	note string
+}
+
+func (r phaseResult) steps() string {
+	var b strings.Builder
+	for _, k := range r.Order {
+		fmt.Fprintf(&b, "%s %v  ", k, r.Steps[k].Round(time.Millisecond))
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // childPhase runs one phase in a child process and measures it. The wall
 // time is what the child reports (without process start and exit).
-func childPhase(phase, data, files string) (phaseResult, error) {
+func childPhase(phase, data, files, prof string) (phaseResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return phaseResult{}, err
 	}
-	cmd := exec.Command(self, "ingest", "-phase", phase, "-dir", data, files)
+	cmd := exec.Command(self, "ingest", "-phase", phase, "-dir", data, "-cpuprofile", prof, files)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return phaseResult{}, fmt.Errorf("phase %s %s: %w", phase, files, err)
 	}
 	var r phaseResult
-	lines := strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)
-	r.wall, err = time.ParseDuration(lines[0])
-	if err != nil {
-		return r, fmt.Errorf("phase %s: %q", phase, out)
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, fmt.Errorf("phase %s: %q: %w", phase, out, err)
 	}
-	if len(lines) > 1 {
-		r.note = lines[1]
+	if r.wall, err = time.ParseDuration(r.Wall); err != nil {
+		return r, fmt.Errorf("phase %s: %q", phase, out)
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	r.rss = ru.Maxrss * 1024
 	return r, nil
 }
 
+// sampler records the peaks of RssAnon, RssFile and the Go heap every
+// 50 ms until stopped.
+type sampler struct {
+	stop     chan struct{}
+	done     chan struct{}
+	res      phaseResult
+	heapProf string // write a heap profile here at each new peak
+	dumped   int64
+}
+
+func startSampler(heapProf string) *sampler {
+	s := &sampler{stop: make(chan struct{}), done: make(chan struct{}), heapProf: heapProf}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			s.sample()
+			select {
+			case <-s.stop:
+				s.sample()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+var heapMetric = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+
+func (s *sampler) sample() {
+	metrics.Read(heapMetric)
+	h := int64(heapMetric[0].Value.Uint64())
+	s.res.Heap = max(s.res.Heap, h)
+	if s.heapProf != "" && h > 64<<20 && h > s.dumped*5/4 {
+		s.dumped = h
+		if f, err := os.Create(s.heapProf); err == nil {
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var kb int64
+		fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
+		switch k {
+		case "RssAnon":
+			s.res.Anon = max(s.res.Anon, kb<<10)
+		case "RssFile":
+			s.res.File = max(s.res.File, kb<<10)
+		case "VmHWM":
+			s.res.HWM = kb << 10
+		}
+	}
+}
+
+func (s *sampler) finish() phaseResult {
+	close(s.stop)
+	<-s.done
+	return s.res
+}
+
+// stepLog collects the durations of the pipeline's "batch archived" and
+// "batch timings" debug records.
+type stepLog struct {
+	mu    sync.Mutex
+	steps map[string]time.Duration
+	order []string
+}
+
+func (h *stepLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *stepLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *stepLog) WithGroup(string) slog.Handler            { return h }
+func (h *stepLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "batch archived" && r.Message != "batch timings" {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindDuration {
+			if _, ok := h.steps[a.Key]; !ok {
+				h.order = append(h.order, a.Key)
+			}
+			h.steps[a.Key] += a.Value.Duration()
+		}
+		return true
+	})
+	return nil
+}
+
 // ingestPhase is the child: "read" reads the export with encoding/csv,
-// "apply" runs it through the pipeline on the data folder. It prints the
-// wall time.
-func ingestPhase(phase, data string, args []string) error {
+// "apply" runs it through the pipeline on the data folder. It prints its
+// phaseResult as JSON.
+func ingestPhase(phase, data, prof string, args []string) error {
 	if len(args) != 1 {
 		return errors.New("ingest -phase: one export folder")
 	}
 	files := args[0]
+	heapProf := ""
+	if prof != "" && phase == "apply" {
+		heapProf = strings.TrimSuffix(prof, ".pprof") + ".heap"
+	}
+	smp := startSampler(heapProf)
 	start := time.Now()
+	var res phaseResult
 	switch phase {
 	case "read":
 		for _, name := range []string{"users.csv", "user_groups.csv"} {
@@ -156,47 +365,87 @@ func ingestPhase(phase, data string, args []string) error {
 			}
 			f.Close()
 		}
-		fmt.Println(time.Since(start))
-		return nil
+		res.Wall = time.Since(start).String()
+	case "validate":
+		c := schema.NewChecker(schema.Limits{}, nil)
+		for _, name := range []string{"users.csv", "user_groups.csv"} {
+			f, err := os.Open(filepath.Join(files, name))
+			if err != nil {
+				return err
+			}
+			if name == "users.csv" {
+				_, err = c.Users(f, name, func(*schema.User) error { return nil })
+			} else {
+				_, err = c.UserGroups(f, name, func(*schema.Membership) error { return nil })
+			}
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
+		res.Wall = time.Since(start).String()
+		res.Note = fmt.Sprintf("%d errors", c.Errors())
 	case "apply":
-		return applyPhase(data, files, start)
+		log := &stepLog{steps: map[string]time.Duration{}}
+		if prof != "" {
+			f, err := os.Create(prof)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
+		wall, note, err := applyPhase(data, files, log)
+		if prof != "" {
+			pprof.StopCPUProfile()
+		}
+		if err != nil {
+			return err
+		}
+		res.Wall, res.Note, res.Steps, res.Order = wall.String(), note, log.steps, log.order
+	default:
+		return fmt.Errorf("unknown phase %q", phase)
 	}
-	return fmt.Errorf("unknown phase %q", phase)
+	m := smp.finish()
+	res.Anon, res.File, res.HWM, res.Heap = m.Anon, m.File, m.HWM, m.Heap
+	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
-func applyPhase(data, files string, start time.Time) error {
+func applyPhase(data, files string, log *stepLog) (time.Duration, string, error) {
 	db, err := state.Open(filepath.Join(data, "rosterd.db"), nil)
 	if err != nil {
-		return err
+		return 0, "", err
 	}
 	defer db.Close()
 	if _, err := db.Org("bench"); err != nil {
 		if err := db.CreateOrg(state.Org{Name: "bench"}); err != nil {
-			return err
+			return 0, "", err
 		}
 	}
 	orgDir := filepath.Join(data, "orgs", "bench")
 	if err := os.MkdirAll(filepath.Join(orgDir, "reports"), 0o700); err != nil {
-		return err
+		return 0, "", err
 	}
 	// Place the files as an upload does (they are not timed: the SFTP
 	// benchmark measures uploads).
 	for _, name := range []string{"users.csv", "user_groups.csv"} {
 		if err := copyFile(filepath.Join(files, name), filepath.Join(orgDir, name)); err != nil {
-			return err
+			return 0, "", err
 		}
 	}
 	before, _ := db.Batches("bench", "", 1)
-	p, err := ingest.New(ingest.Config{DB: db, OrgsRoot: filepath.Join(data, "orgs"), Defaults: ingest.Defaults{
+	p, err := ingest.New(ingest.Config{DB: db, OrgsRoot: filepath.Join(data, "orgs"), Logger: slog.New(log), Defaults: ingest.Defaults{
 		Settle: 0, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep",
 	}})
 	if err != nil {
-		return err
+		return 0, "", err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	start = time.Now()
+	start := time.Now()
 	go func() { done <- p.Run(ctx) }()
 	p.Notify("bench", "users.csv")
 	p.Notify("bench", "user_groups.csv")
@@ -204,7 +453,7 @@ func applyPhase(data, files string, start time.Time) error {
 	for {
 		bs, err := db.Batches("bench", "", 1)
 		if err != nil {
-			return err
+			return 0, "", err
 		}
 		if len(bs) > 0 && (len(before) == 0 || bs[0].ID != before[0].ID) && bs[0].Status != state.BatchPending && bs[0].Status != state.BatchProcessing {
 			b = bs[0]
@@ -217,7 +466,7 @@ func applyPhase(data, files string, start time.Time) error {
 	for {
 		pending, err := db.PendingMerge("bench")
 		if err != nil {
-			return err
+			return 0, "", err
 		}
 		if !pending {
 			break
@@ -227,11 +476,10 @@ func applyPhase(data, files string, start time.Time) error {
 	wall := time.Since(start)
 	cancel()
 	<-done
-	fmt.Println(wall)
 	c := b.Changes
-	fmt.Printf("%s with %d files: %d created, %d updated, %d deactivated, %d deleted users; %d/%d memberships added/removed\n",
+	note := fmt.Sprintf("%s with %d files: %d created, %d updated, %d deactivated, %d deleted users; %d/%d memberships added/removed",
 		b.Status, len(b.Files), c.UsersCreated, c.UsersUpdated, c.UsersDeactivated, c.UsersDeleted, c.MembershipsAdded, c.MembershipsRemoved)
-	return nil
+	return wall, note, nil
 }
 
 func copyFile(from, to string) error {
