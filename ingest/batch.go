@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -167,7 +168,10 @@ func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), in)
+	// 1 MB reads and writes: io.Copy's 32 KB would be thousands of system
+	// calls for a large export (the struct hides File.WriteTo, which
+	// would use 32 KB again).
+	n, err := io.CopyBuffer(io.MultiWriter(out, h), struct{ io.Reader }{in}, make([]byte, 1<<20))
 	if err == nil {
 		err = out.Sync()
 	}
@@ -319,6 +323,15 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 		return b, fmt.Errorf("encode report: %w", err)
 	}
 	r.timed("report", tReport)
+	// The checker's sets of ids and memberships (tens of MB at a million
+	// users) are not needed any more: let the apply run without them.
+	r.checker = nil
+	if rows := r.results[schema.Users].Rows + r.results[schema.UserGroups].Rows; rows >= freeAfterRows {
+		// The diff's garbage would otherwise stay until the heap reaches
+		// twice what the diff held, and the apply's pages would pile on
+		// top of it; collect it now and give it back.
+		debug.FreeOSMemory()
+	}
 	var fn func(*state.ApplyTx) error
 	emitted := 0
 	var applied *state.ApplyTx
@@ -370,6 +383,11 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	}
 	return b, nil
 }
+
+// freeAfterRows is the number of rows from which a batch returns the
+// diff's memory to the system before it applies (a collection costs a few
+// ms with the diff's sets gone).
+const freeAfterRows = 100000
 
 // step is the time one part of a batch took, for the debug log
 // ("batch timings") that benchmarks read.

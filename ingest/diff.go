@@ -109,10 +109,11 @@ type fileGroup struct {
 }
 
 type differ struct {
-	s   *state.SnapshotTx
-	org string
-	pol policy
-	r   *diffResult
+	lookup func(id []byte) (rec []byte, active, ok bool) // s.UserLookup
+	s      *state.SnapshotTx
+	org    string
+	pol    policy
+	r      *diffResult
 	hasher
 	users   hashSet // user ids of the new users file
 	skipped hashSet // inactive users of the users file the policy deletes
@@ -181,7 +182,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		membersRemov: newSpill(tmp, 2),
 	}
 	d := &differ{
-		s: s, org: org, pol: pol, r: r, hasher: newHasher(),
+		s: s, lookup: s.UserLookup(), org: org, pol: pol, r: r, hasher: newHasher(),
 		fileMembers: newSpill(tmp, 2),
 		fileGroups:  map[string]*fileGroup{}, fileNames: map[string]string{},
 		resolved: map[string]*resolvedGroup{}, memNames: map[string]string{},
@@ -325,7 +326,7 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 		if u.Active {
 			st[0] = 'a'
 		}
-		old, oldActive, ok := d.s.User(id)
+		old, oldActive, ok := d.lookup(id)
 		switch {
 		case !ok:
 			return r.usersCreated.add(id, st, d.buf)

@@ -60,6 +60,11 @@ type ApplyTx struct {
 	du, dg   *bolt.Bucket
 	emitted  uint32
 	timings  ApplyTimings
+	// lastUser is the user keepUser stored last (events of one user come
+	// together), keptGroups the groups keepGroup stored: their copies
+	// need no lookup.
+	lastUser   []byte
+	keptGroups map[string]bool
 }
 
 // ApplyTimings is where an apply spent its time: Stage is fn with its
@@ -186,25 +191,39 @@ func (a *ApplyTx) Emit(typ string, data []byte) (string, error) {
 
 // keepUser stores the user's current record in the batch's copy, once.
 func (a *ApplyTx) keepUser(uid []byte) error {
+	if a.lastUser != nil && bytes.Equal(a.lastUser, uid) {
+		return nil
+	}
+	a.lastUser = append(a.lastUser[:0], uid...)
 	if a.du.Get(uid) != nil {
 		return nil
 	}
 	v := a.userValue(uid)
 	if v == nil {
+		a.lastUser = a.lastUser[:0]
 		return fmt.Errorf("event of missing user %q", uid)
 	}
 	return a.du.Put(uid, bytes.Clone(v))
 }
 
 func (a *ApplyTx) keepGroup(gid []byte) error {
-	if a.dg.Get(gid) != nil {
+	if a.keptGroups[string(gid)] {
 		return nil
 	}
-	_, _, rec, ok := a.Group(gid)
-	if !ok {
-		return fmt.Errorf("event of missing group %q", gid)
+	if a.dg.Get(gid) == nil {
+		_, _, rec, ok := a.Group(gid)
+		if !ok {
+			return fmt.Errorf("event of missing group %q", gid)
+		}
+		if err := a.dg.Put(gid, bytes.Clone(rec)); err != nil {
+			return err
+		}
 	}
-	return a.dg.Put(gid, bytes.Clone(rec))
+	if a.keptGroups == nil {
+		a.keptGroups = map[string]bool{}
+	}
+	a.keptGroups[string(gid)] = true
+	return nil
 }
 
 // EmitUser stores a user event whose data is the user as the snapshot

@@ -123,6 +123,10 @@ type SnapshotTx struct {
 	writeOver                              bool // writes go to the overlay
 	writable                               bool
 	nUsers, nActive, nMemberships, nGroups int
+	// memberCounts holds the member counts (gc) changed since the last
+	// flush, 0 for a count to delete: a membership change then costs no
+	// bbolt lookup and write of its group's counter.
+	memberCounts map[string]uint64
 }
 
 func subBuckets(parent *bolt.Bucket, create bool) ([nSnap]*bolt.Bucket, error) {
@@ -283,6 +287,9 @@ func (s *SnapshotTx) flush() error {
 	if !s.writable {
 		return nil
 	}
+	if err := s.flushMemberCounts(); err != nil {
+		return err
+	}
 	for _, kv := range []struct {
 		k []byte
 		n int
@@ -319,6 +326,39 @@ func (s *SnapshotTx) User(id []byte) (rec []byte, active, ok bool) {
 		return nil, false, false
 	}
 	return v[1:], v[0] == 'a', true
+}
+
+// UserLookup returns a function that answers like User, valid as long as
+// s is and while nothing writes to it. When successive ids ascend, as in a file sorted by user id, it steps
+// a cursor forward instead of searching the tree from its root for each
+// id; other orders cost what User costs.
+func (s *SnapshotTx) UserLookup() func(id []byte) (rec []byte, active, ok bool) {
+	if s.over[iUsers] != nil || s.base[iUsers] == nil {
+		return s.User
+	}
+	c := s.base[iUsers].Cursor()
+	var k, v []byte
+	return func(id []byte) ([]byte, bool, bool) {
+		if k != nil && bytes.Compare(id, k) >= 0 {
+			for range 8 {
+				if bytes.Compare(k, id) >= 0 {
+					break
+				}
+				if k, v = c.Next(); k == nil {
+					break
+				}
+			}
+		} else {
+			k = nil
+		}
+		if k == nil || bytes.Compare(k, id) < 0 {
+			k, v = c.Seek(id)
+		}
+		if k == nil || !bytes.Equal(k, id) || len(v) == 0 {
+			return nil, false, false
+		}
+		return v[1:], v[0] == 'a', true
+	}
 }
 
 // UserJSON returns the directory user JSON of id (SPEC §6).
@@ -436,6 +476,9 @@ func (s *SnapshotTx) DeleteGroup(id []byte) error {
 			return err
 		}
 	}
+	if s.memberCounts != nil {
+		delete(s.memberCounts, string(id))
+	}
 	if err := s.del(iGC, id); err != nil {
 		return err
 	}
@@ -458,7 +501,47 @@ func (s *SnapshotTx) ForEachGroup(fn func(id []byte, name string, flags byte, re
 }
 
 // MemberCount returns the number of members of a group.
-func (s *SnapshotTx) MemberCount(gid []byte) int { return int(s.getUint(iGC, gid)) }
+func (s *SnapshotTx) MemberCount(gid []byte) int { return int(s.memberCount(gid)) }
+
+func (s *SnapshotTx) memberCount(gid []byte) uint64 {
+	if n, ok := s.memberCounts[string(gid)]; ok {
+		return n
+	}
+	return s.getUint(iGC, gid)
+}
+
+func (s *SnapshotTx) setMemberCount(gid []byte, n uint64) {
+	if s.memberCounts == nil {
+		s.memberCounts = map[string]uint64{}
+	}
+	s.memberCounts[string(gid)] = n
+}
+
+// flushMemberCounts writes the member counts changed since the last flush,
+// in key order.
+func (s *SnapshotTx) flushMemberCounts() error {
+	if len(s.memberCounts) == 0 {
+		return nil
+	}
+	gids := make([]string, 0, len(s.memberCounts))
+	for g := range s.memberCounts {
+		gids = append(gids, g)
+	}
+	slices.Sort(gids)
+	for _, g := range gids {
+		var err error
+		if n := s.memberCounts[g]; n == 0 {
+			err = s.del(iGC, []byte(g))
+		} else {
+			err = s.putUint(iGC, []byte(g), n)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	clear(s.memberCounts)
+	return nil
+}
 
 func pairKey(a, b []byte) []byte {
 	k := make([]byte, 0, binary.MaxVarintLen64+len(a)+len(b))
@@ -489,7 +572,8 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 		return err
 	}
 	s.nMemberships++
-	return s.putUint(iGC, gid, s.getUint(iGC, gid)+1)
+	s.setMemberCount(gid, s.memberCount(gid)+1)
+	return nil
 }
 
 // AddMembers adds memberships (uids[i], gids[i]), inserting both indexes
@@ -535,9 +619,7 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 	}
 	slices.Sort(gidsSorted)
 	for _, gid := range gidsSorted {
-		if err := s.putUint(iGC, []byte(gid), s.getUint(iGC, []byte(gid))+counts[gid]); err != nil {
-			return err
-		}
+		s.setMemberCount([]byte(gid), s.memberCount([]byte(gid))+counts[gid])
 	}
 	return nil
 }
@@ -555,11 +637,9 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 		return err
 	}
 	s.nMemberships--
-	n := s.getUint(iGC, gid)
-	if n <= 1 {
-		return s.del(iGC, gid)
-	}
-	return s.putUint(iGC, gid, n-1)
+	n := s.memberCount(gid)
+	s.setMemberCount(gid, max(n, 1)-1)
+	return nil
 }
 
 // ForEachMember calls fn for every membership, ordered by user id length

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -318,5 +319,50 @@ func TestEventIDOrder(t *testing.T) {
 	seq, idx, ok := parseEventID(ids[2])
 	if !ok || seq != 1 || idx != 1<<31 {
 		t.Errorf("parseEventID(%s) = %d, %d, %v; want 1, 2^31, true", ids[2], seq, idx, ok)
+	}
+}
+
+func TestUserLookup(t *testing.T) {
+	db, _ := openTest(t)
+	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBatch(t, db, "acme", "B1")
+	b.Status = BatchApplied
+	err := db.ApplyBatch(b, nil, func(a *ApplyTx) error {
+		for i := 0; i < 300; i += 2 {
+			id := fmt.Sprintf("u%03d", i)
+			if err := a.PutUser([]byte(id), i%3 != 0, user(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 320 {
+		ids = append(ids, fmt.Sprintf("u%03d", i)) // ascending, every other one missing, past the end
+	}
+	for i := 319; i >= 0; i -= 7 {
+		ids = append(ids, fmt.Sprintf("u%03d", i)) // descending
+	}
+	for i := range 50 {
+		ids = append(ids, fmt.Sprintf("u%03d", (i*97)%320), "a", "z") // scattered
+	}
+	err = db.ViewSnapshot("acme", func(s *SnapshotTx) error {
+		look := s.UserLookup()
+		for _, id := range ids {
+			rec, active, ok := look([]byte(id))
+			wrec, wactive, wok := s.User([]byte(id))
+			if ok != wok || active != wactive || !bytes.Equal(rec, wrec) {
+				t.Errorf("lookup(%s) = %s, %v, %v; want %s, %v, %v", id, rec, active, ok, wrec, wactive, wok)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,12 +50,13 @@ func runIngest(args []string, stdout io.Writer) error {
 	rounds := fs.Int("rounds", 2, "runs of each phase (day-2 runs restore the day-1 database first)")
 	phases := fs.String("phases", "first,day2,identical", "phases to run, in this order")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each pipeline run to PREFIX-PHASE-ROUND.pprof, and a heap profile at its peak to .heap")
+	stageTx := fs.Int("stage-tx", 0, "changes per staging transaction (ingest.Config.StageTxChanges; 0 = its default)")
 	phase := fs.String("phase", "", "internal: run one phase in this process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *phase != "" {
-		return ingestPhase(*phase, *dir, *cpuprofile, fs.Args())
+		return ingestPhase(*phase, *dir, *cpuprofile, *stageTx, fs.Args())
 	}
 	work := *dir
 	if work == "" {
@@ -116,13 +118,13 @@ func runIngest(args []string, stdout io.Writer) error {
 			// The archive copies are not needed again.
 			os.RemoveAll(filepath.Join(data, "archive"))
 			load0 := loadAvg()
-			ref, err := childPhase("read", data, files, "")
+			ref, err := childPhase("read", data, files, "", 0)
 			if err != nil {
 				return err
 			}
 			var val phaseResult
 			if ph != "identical" {
-				if val, err = childPhase("validate", data, files, ""); err != nil {
+				if val, err = childPhase("validate", data, files, "", 0); err != nil {
 					return err
 				}
 			}
@@ -130,7 +132,7 @@ func runIngest(args []string, stdout io.Writer) error {
 			if *cpuprofile != "" {
 				prof = fmt.Sprintf("%s-%s-%d.pprof", *cpuprofile, ph, round)
 			}
-			got, err := childPhase("apply", data, files, prof)
+			got, err := childPhase("apply", data, files, prof, *stageTx)
 			if err != nil {
 				return err
 			}
@@ -193,7 +195,13 @@ type phaseResult struct {
 	Heap  int64                    `json:"heap"` // peak Go heap objects, bytes
 	Steps map[string]time.Duration `json:"steps"`
 	Order []string                 `json:"order"`
-	Note  string                   `json:"note"`
+	// Peaks of RssAnon during the diff (reading the files against the
+	// snapshot) and during the apply (stage, flip, merge).
+	DiffAnon  int64  `json:"diff_anon"`
+	ApplyAnon int64  `json:"apply_anon"`
+	DiffHeap  int64  `json:"diff_heap"`
+	ApplyHeap int64  `json:"apply_heap"`
+	Note      string `json:"note"`
 
 	wall time.Duration
 	cpu  time.Duration
@@ -201,6 +209,10 @@ type phaseResult struct {
 
 func (r phaseResult) steps() string {
 	var b strings.Builder
+	if r.DiffAnon > 0 || r.ApplyAnon > 0 {
+		fmt.Fprintf(&b, "[peak anon/heap: diff %.0fM/%.0fM, apply %.0fM/%.0fM]  ", float64(r.DiffAnon)/(1<<20), float64(r.DiffHeap)/(1<<20),
+			float64(r.ApplyAnon)/(1<<20), float64(r.ApplyHeap)/(1<<20))
+	}
 	for _, k := range r.Order {
 		fmt.Fprintf(&b, "%s %v  ", k, r.Steps[k].Round(time.Millisecond))
 	}
@@ -209,12 +221,12 @@ func (r phaseResult) steps() string {
 
 // childPhase runs one phase in a child process and measures it. The wall
 // time is what the child reports (without process start and exit).
-func childPhase(phase, data, files, prof string) (phaseResult, error) {
+func childPhase(phase, data, files, prof string, stageTx int) (phaseResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return phaseResult{}, err
 	}
-	cmd := exec.Command(self, "ingest", "-phase", phase, "-dir", data, "-cpuprofile", prof, files)
+	cmd := exec.Command(self, "ingest", "-phase", phase, "-dir", data, "-cpuprofile", prof, "-stage-tx", strconv.Itoa(stageTx), files)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -240,6 +252,25 @@ type sampler struct {
 	res      phaseResult
 	heapProf string // write a heap profile here at each new peak
 	dumped   int64
+	mu       sync.Mutex
+	series   []sample
+}
+
+type sample struct {
+	t          time.Time
+	anon, heap int64
+}
+
+// peak returns the highest RssAnon and Go heap sampled in [from, to].
+func (s *sampler) peak(from, to time.Time) (anon, heap int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, x := range s.series {
+		if !x.t.Before(from) && !x.t.After(to) {
+			anon, heap = max(anon, x.anon), max(heap, x.heap)
+		}
+	}
+	return anon, heap
 }
 
 func startSampler(heapProf string) *sampler {
@@ -288,6 +319,9 @@ func (s *sampler) sample() {
 		switch k {
 		case "RssAnon":
 			s.res.Anon = max(s.res.Anon, kb<<10)
+			s.mu.Lock()
+			s.series = append(s.series, sample{time.Now(), kb << 10, h})
+			s.mu.Unlock()
 		case "RssFile":
 			s.res.File = max(s.res.File, kb<<10)
 		case "VmHWM":
@@ -308,6 +342,9 @@ type stepLog struct {
 	mu    sync.Mutex
 	steps map[string]time.Duration
 	order []string
+	// Where the diff and the apply ran, worked back from the time of the
+	// "batch timings" record and the durations in it.
+	diffFrom, diffTo, applyFrom, applyTo time.Time
 }
 
 func (h *stepLog) Enabled(context.Context, slog.Level) bool { return true }
@@ -319,6 +356,28 @@ func (h *stepLog) Handle(_ context.Context, r slog.Record) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if r.Message == "batch timings" {
+		var ds []slog.Attr
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Value.Kind() == slog.KindDuration {
+				ds = append(ds, a)
+			}
+			return true
+		})
+		t := r.Time
+		for i := len(ds) - 1; i >= 0; i-- {
+			from := t.Add(-ds[i].Value.Duration())
+			switch ds[i].Key {
+			case "merge":
+				h.applyTo = t
+			case "stage":
+				h.applyFrom = from
+			case "diff":
+				h.diffFrom, h.diffTo = from, t
+			}
+			t = from
+		}
+	}
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Value.Kind() == slog.KindDuration {
 			if _, ok := h.steps[a.Key]; !ok {
@@ -334,7 +393,7 @@ func (h *stepLog) Handle(_ context.Context, r slog.Record) error {
 // ingestPhase is the child: "read" reads the export with encoding/csv,
 // "apply" runs it through the pipeline on the data folder. It prints its
 // phaseResult as JSON.
-func ingestPhase(phase, data, prof string, args []string) error {
+func ingestPhase(phase, data, prof string, stageTx int, args []string) error {
 	if len(args) != 1 {
 		return errors.New("ingest -phase: one export folder")
 	}
@@ -344,6 +403,7 @@ func ingestPhase(phase, data, prof string, args []string) error {
 		heapProf = strings.TrimSuffix(prof, ".pprof") + ".heap"
 	}
 	smp := startSampler(heapProf)
+	var log *stepLog
 	start := time.Now()
 	var res phaseResult
 	switch phase {
@@ -386,7 +446,7 @@ func ingestPhase(phase, data, prof string, args []string) error {
 		res.Wall = time.Since(start).String()
 		res.Note = fmt.Sprintf("%d errors", c.Errors())
 	case "apply":
-		log := &stepLog{steps: map[string]time.Duration{}}
+		log = &stepLog{steps: map[string]time.Duration{}}
 		if prof != "" {
 			f, err := os.Create(prof)
 			if err != nil {
@@ -397,7 +457,7 @@ func ingestPhase(phase, data, prof string, args []string) error {
 				return err
 			}
 		}
-		wall, note, err := applyPhase(data, files, log)
+		wall, note, err := applyPhase(data, files, stageTx, log)
 		if prof != "" {
 			pprof.StopCPUProfile()
 		}
@@ -410,10 +470,16 @@ func ingestPhase(phase, data, prof string, args []string) error {
 	}
 	m := smp.finish()
 	res.Anon, res.File, res.HWM, res.Heap = m.Anon, m.File, m.HWM, m.Heap
+	if log != nil && !log.diffFrom.IsZero() {
+		res.DiffAnon, res.DiffHeap = smp.peak(log.diffFrom, log.diffTo)
+		if !log.applyFrom.IsZero() {
+			res.ApplyAnon, res.ApplyHeap = smp.peak(log.applyFrom, log.applyTo)
+		}
+	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
-func applyPhase(data, files string, log *stepLog) (time.Duration, string, error) {
+func applyPhase(data, files string, stageTx int, log *stepLog) (time.Duration, string, error) {
 	db, err := state.Open(filepath.Join(data, "rosterd.db"), nil)
 	if err != nil {
 		return 0, "", err
@@ -436,7 +502,7 @@ func applyPhase(data, files string, log *stepLog) (time.Duration, string, error)
 		}
 	}
 	before, _ := db.Batches("bench", "", 1)
-	p, err := ingest.New(ingest.Config{DB: db, OrgsRoot: filepath.Join(data, "orgs"), Logger: slog.New(log), Defaults: ingest.Defaults{
+	p, err := ingest.New(ingest.Config{DB: db, OrgsRoot: filepath.Join(data, "orgs"), Logger: slog.New(log), StageTxChanges: stageTx, Defaults: ingest.Defaults{
 		Settle: 0, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep",
 	}})
 	if err != nil {
