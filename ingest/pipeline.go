@@ -63,9 +63,10 @@ type Config struct {
 	StageTxChanges int
 }
 
-// DefaultStageAbove is Config.StageAbove's default: a batch that fits in
-// one staging transaction is applied in one transaction.
-const DefaultStageAbove = state.DefaultStageTxChanges
+// DefaultStageAbove is Config.StageAbove's default. A direct apply
+// changes the snapshot's own pages, scattered over its whole key range,
+// so it stays smaller than a staging transaction.
+const DefaultStageAbove = 4096
 
 func (p *Pipeline) stageAbove() int {
 	switch n := p.cfg.StageAbove; {

@@ -35,8 +35,12 @@ import (
 var bucketStaging = []byte("staging") // ORG\x00BATCH -> "": event_batches being staged
 
 // DefaultStageTxChanges is how many changes a staging transaction of
-// ApplyBatchStaged holds when the caller gives 0: a few MB of dirty pages.
-const DefaultStageTxChanges = 4096
+// ApplyBatchStaged holds when the caller gives 0. A staging transaction
+// writes into buckets of its own, its keys mostly in order, so its dirty
+// pages stay a few tens of MB (a heap of 75 MB for a million-user first
+// upload, against 60 MB at 4096 changes, which took 30% longer: every
+// commit rewrites the last page of each group's member list).
+const DefaultStageTxChanges = 16384
 
 // mergeTxKeys bounds the keys one merge transaction copies.
 const mergeTxKeys = 8192

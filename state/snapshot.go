@@ -127,6 +127,42 @@ type SnapshotTx struct {
 	// flush, 0 for a count to delete: a membership change then costs no
 	// bbolt lookup and write of its group's counter.
 	memberCounts map[string]uint64
+	// guOps are the changes to gu not written yet, in the order made.
+	// Memberships come in user order; bbolt inserts a group's members
+	// several times faster together, so flush writes them in key order.
+	guOps []guOp
+}
+
+type guOp struct {
+	key []byte
+	seq int // changes to one key keep their order
+	del bool
+}
+
+// flushGU writes the pending changes to gu in key order.
+func (s *SnapshotTx) flushGU() error {
+	if len(s.guOps) == 0 {
+		return nil
+	}
+	slices.SortFunc(s.guOps, func(a, b guOp) int {
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return a.seq - b.seq
+	})
+	for _, op := range s.guOps {
+		var err error
+		if op.del {
+			err = s.del(iGU, op.key)
+		} else {
+			err = s.put(iGU, op.key, []byte{})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	s.guOps = s.guOps[:0]
+	return nil
 }
 
 func subBuckets(parent *bolt.Bucket, create bool) ([nSnap]*bolt.Bucket, error) {
@@ -288,6 +324,9 @@ func (s *SnapshotTx) flush() error {
 		return nil
 	}
 	if err := s.flushMemberCounts(); err != nil {
+		return err
+	}
+	if err := s.flushGU(); err != nil {
 		return err
 	}
 	for _, kv := range []struct {
@@ -568,9 +607,7 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 	if err := s.put(iUG, k, []byte{}); err != nil {
 		return err
 	}
-	if err := s.put(iGU, pairKey(gid, uid), []byte{}); err != nil {
-		return err
-	}
+	s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps)})
 	s.nMemberships++
 	s.setMemberCount(gid, s.memberCount(gid)+1)
 	return nil
@@ -581,6 +618,9 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 // until commit, so many keys in random order would cost a memmove each
 // over a huge node. Existing memberships are skipped.
 func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
+	if err := s.flushGU(); err != nil { // keep the order of the changes
+		return err
+	}
 	type pair struct{ ug, gu []byte }
 	pairs := make([]pair, 0, len(uids))
 	counts := map[string]uint64{}
@@ -633,9 +673,7 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 	if err := s.del(iUG, k); err != nil {
 		return err
 	}
-	if err := s.del(iGU, pairKey(gid, uid)); err != nil {
-		return err
-	}
+	s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
 	s.nMemberships--
 	n := s.memberCount(gid)
 	s.setMemberCount(gid, max(n, 1)-1)
@@ -664,6 +702,9 @@ func (s *SnapshotTx) UserGroupIDs(uid []byte, after string, fn func(gid []byte) 
 // GroupUserIDs calls fn with the id of each member of the group, in id
 // order, starting after after.
 func (s *SnapshotTx) GroupUserIDs(gid []byte, after string, fn func(uid []byte) (more bool, err error)) error {
+	if err := s.flushGU(); err != nil {
+		return err
+	}
 	return forEachPair(s.cursor(iGU), gid, after, fn)
 }
 

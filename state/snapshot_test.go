@@ -366,3 +366,64 @@ func TestUserLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Changes to the group index wait for the flush; they must keep their
+// order, and reads inside the transaction must see them.
+func TestMemberChangesKeepOrder(t *testing.T) {
+	db, _ := openTest(t)
+	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBatch(t, db, "acme", "B1")
+	b.Status = BatchApplied
+	err := db.ApplyBatch(b, nil, func(a *ApplyTx) error {
+		for _, id := range []string{"u1", "u2"} {
+			if err := a.PutUser([]byte(id), true, user(id)); err != nil {
+				return err
+			}
+		}
+		steps := []struct {
+			add      bool
+			uid, gid string
+		}{{true, "u1", "g"}, {true, "u2", "g"}, {false, "u1", "g"}, {true, "u1", "g"}, {false, "u2", "g"}, {true, "u2", "h"}}
+		for _, st := range steps {
+			var err error
+			if st.add {
+				err = a.AddMember([]byte(st.uid), []byte(st.gid))
+			} else {
+				err = a.RemoveMember([]byte(st.uid), []byte(st.gid))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		var got []string
+		err := a.GroupUserIDs([]byte("g"), "", func(uid []byte) (bool, error) {
+			got = append(got, string(uid))
+			return true, nil
+		})
+		if err != nil || len(got) != 1 || got[0] != "u1" {
+			t.Errorf("members of g inside the apply = %v, %v; want [u1]", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.ViewSnapshot("acme", func(s *SnapshotTx) error {
+		for gid, want := range map[string]string{"g": "u1", "h": "u2"} {
+			var got []string
+			s.GroupUserIDs([]byte(gid), "", func(uid []byte) (bool, error) {
+				got = append(got, string(uid))
+				return true, nil
+			})
+			if len(got) != 1 || got[0] != want || s.MemberCount([]byte(gid)) != 1 {
+				t.Errorf("members of %s = %v (count %d); want [%s] (1)", gid, got, s.MemberCount([]byte(gid)), want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
