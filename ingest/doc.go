@@ -84,8 +84,8 @@
 //     returns that memory to the system before it applies.
 //   - Day 2 at a million users still costs about 10 times the bare read:
 //     the checker alone 3 times; the two scans of the snapshot (deleted
-//     users, removed memberships), which also fault in the whole bbolt
-//     file (a new process in the benchmark; the daemon keeps its mapping);
+//     users, removed memberships: CPU, not page faults, since reading the
+//     whole snapshot first, `rosterbench ingest -warm`, changes little);
 //     the seen sets' sort; and the overlay merge, which rewrites about a
 //     third of the snapshot's pages (2 % of the users, spread over all).
 //   - The first upload writes every membership into the group index in
