@@ -133,10 +133,12 @@ type differ struct {
 	memCount   map[string]int            // id -> members in the new user_groups
 	memDelta   map[string]int            // id -> change of members without user_groups
 
-	buf      []byte
-	attrs    []schema.Attr
-	rec      state.UserRecord
-	key, uid []byte
+	buf         []byte
+	attrs       []schema.Attr
+	rec         state.UserRecord
+	key, uid    []byte
+	lastUID     []byte // memberKey's last user and its hash
+	lastUIDHash uint64
 }
 
 // encodeUser appends the compact snapshot record of u to b.
@@ -415,7 +417,11 @@ func (d *differ) resolve(name string) *resolvedGroup {
 // and the scan of the stored memberships, in user order, finds them in one
 // place; the rest are the membership's hashes.
 func (d *differ) memberKey(uid, gid []byte) hkey {
-	u := maphash.Bytes(d.seedA, uid)
+	if !bytes.Equal(uid, d.lastUID) { // a user's memberships come together
+		d.lastUID = append(d.lastUID[:0], uid...)
+		d.lastUIDHash = maphash.Bytes(d.seedA, uid)
+	}
+	u := d.lastUIDHash
 	p := d.pairHash(uid, gid)
 	return hkey{a: u&^0xffffffff | p.a&0xffffffff, b: p.b}
 }

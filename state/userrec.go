@@ -57,8 +57,19 @@ func (r *UserRecord) AppendBinary(b []byte) []byte {
 	b = appendLV(b, r.FirstName)
 	b = appendLV(b, r.LastName)
 	b = binary.AppendUvarint(b, uint64(len(r.Known)))
+	next := 0 // Known is usually in knownNames order: look there first
 	for _, a := range r.Known {
-		if c, ok := knownCode[a.Name]; ok {
+		c, ok := byte(0), false
+		for i := next; i < len(knownNames); i++ {
+			if knownNames[i] == a.Name {
+				c, ok, next = byte(i+1), true, i+1
+				break
+			}
+		}
+		if !ok {
+			c, ok = knownCode[a.Name]
+		}
+		if ok {
 			b = append(b, c)
 		} else {
 			b = append(b, 0)
