@@ -40,23 +40,27 @@
 //
 // Measured with `rosterbench ingest -rounds 2` (20 columns, 3 groups per
 // user, day 2 changes 2 %: 54k snapshot changes at 1M users), 2 cores
-// shared with other work (1-minute load 0.8 to 1.3), each phase in its
+// shared with other work (1-minute load 0.8 to 1.4), each phase in its
 // own process, ratios to a bare encoding/csv read of the same files run
-// just before it (itself 0.9 to 1.2 s at 1M users: ratios move 20 % with
-// it). anon is the peak of RssAnon, sampled every 50 ms: the memory the
-// daemon holds, which the issue's 300 MB is judged on. hwm (VmHWM) adds
-// the pages of the mmapped bbolt file the process touched, page cache the
+// just before it (0.8 to 1.1 s at 1M users, 75 to 133 ms at 100k: the
+// ratios move 20 to 40 % with it; with load above 1 read the CPU ones).
+// anon is the peak of RssAnon, sampled every 50 ms: the memory the daemon
+// holds, which the issue's 300 MB is judged on. hwm (VmHWM) adds the
+// pages of the mmapped bbolt file the process touched, page cache the
 // kernel reclaims; heap is the Go heap's peak, garbage included. The
-// schema checker alone (no diff) costs 2.5 to 3.5 times the read and
+// schema checker alone (no diff) costs 2.5 to 3.8 times the read and
 // holds 360 MB anon at 1M users. Two runs each:
 //
-//	users phase         wall (s)   cpu (s)    anon    hwm     heap    db      wall×read  cpu×read
-//	100k  first upload  4.5, 3.9   5.1, 4.5    85 MB   185 MB   69 MB  226 MB  40, 34     39, 36
-//	100k  day 2         0.91, 0.82 0.99, 0.89  82 MB   218 MB   70 MB  226 MB  8.7, 8.4   8.3, 8.0
-//	100k  identical     .05, .065  .07, .075    6 MB    18 MB    2 MB  226 MB  0.49, 0.71 0.58, 0.71
-//	1M    first upload  44.8, 44.1 49.3, 49.3  617 MB  1.3 GB  471 MB  2.1 GB  36, 41     40, 44
-//	1M    day 2         10.2, 11.3 10.6, 11.9  549 MB  1.9 GB  475 MB  2.2 GB  10.9, 10.9 10.6, 10.9
-//	1M    identical     0.53, 0.37 0.64, 0.47    8 MB    20 MB    4 MB  2.2 GB  0.57, 0.39 0.67, 0.47
+//	users phase         wall (s)    cpu (s)     anon    hwm     heap    db      wall×read   cpu×read
+//	100k  first upload  4.2, 5.2    4.8, 6.2     86 MB   190 MB   80 MB  226 MB  38, 49      38, 51
+//	100k  day 2         0.95, 0.93  1.05, 1.03   87 MB   225 MB   70 MB  226 MB  7.2, 12.3   6.7, 11.2
+//	100k  identical     .045, .047  .063, .061    6 MB    18 MB    2 MB  226 MB  0.50, 0.62  0.61, 0.68
+//	1M    first upload  44.3, 43.9  49.1, 48.5  570 MB   1.3 GB  510 MB  2.1 GB  47, 40      49, 43
+//	1M    day 2         10.8, 10.4  11.0, 10.7  549 MB   1.9 GB  475 MB  2.2 GB  13.4, 10.5  12.9, 10.2
+//	1M    identical     .36, .35    .46, .43      8 MB    20 MB    3 MB  2.2 GB  0.37, 0.38  0.44, 0.44
+//
+// (Before this round, day 2 at 1M took 20 to 29 s and 2.1 GB hwm, the
+// first upload 64 to 82 s.)
 //
 // Where day 2 at 1M users goes (wall, the checker's share from a CPU
 // profile): archive copy and SHA-256 0.35 s; users.csv checked and
