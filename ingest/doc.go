@@ -60,7 +60,7 @@
 //	1M    identical     .36, .35    .46, .43      8 MB    20 MB    3 MB  2.2 GB  0.37, 0.38  0.44, 0.44
 //
 // (Before this round, day 2 at 1M took 20 to 29 s and 2.1 GB hwm, the
-// first upload 64 to 82 s.)
+// first upload 67 to 82 s.)
 //
 // Where day 2 at 1M users goes (wall, the checker's share from a CPU
 // profile): archive copy and SHA-256 0.35 s; users.csv checked and
