@@ -66,13 +66,13 @@
 // profile): archive copy and SHA-256 0.35 s; users.csv checked and
 // compared 2.2 s (the checker 1.6 s of it); deleted users (a scan of the
 // snapshot's users) 0.7 s; user_groups.csv 2.9 s (the checker 2.2 s);
-// removed and added memberships (sorting
-// the seen set, a scan of the snapshot's memberships) 1.8 s; staging
-// 0.5 s; flip 1 ms; merge of the overlay 1.5 s. The memory peak is in the
-// diff: the checker's sets (about 230 MB live) and the differ's (64 MB)
-// with the garbage collector's headroom; the apply stays near 110 MB (90
-// MB for the first upload). With
-// GOMEMLIMIT=250MiB the diff peaks at 330 MB anon for 80 % more CPU.
+// removed and added memberships (sorting the seen set, a scan of the
+// snapshot's memberships) 1.8 s; staging 0.5 s; flip 1 ms; merge of the
+// overlay 1.5 s. The memory peak is in the diff: the checker's sets
+// (about 230 MB live) and the differ's (70 MB) with the garbage
+// collector's headroom; the apply stays near 110 MB (90 MB for the first
+// upload). With GOMEMLIMIT=400MiB the diff peaks at 400 MB anon for about
+// the same CPU; with 250MiB at 330 MB for 80 % more CPU.
 //
 // Caveats:
 //   - bbolt has one writer: the transactions of organizations run one at
