@@ -330,8 +330,8 @@ func TestPreviousAttributes(t *testing.T) {
 func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{"", "plain", `quo"te\back`, "tab\tnl\ncr\r", "ctl\x01\x1f", "<a&b>", "ünï©ødé 日本", "line\u2028sep\u2029"} {
 		want, _ := json.Marshal(s)
-		if got := appendString(nil, s); string(got) != string(want) {
-			t.Errorf("appendString(%q) = %s; want %s", s, got, want)
+		if got := state.AppendJSONString(nil, s); string(got) != string(want) {
+			t.Errorf("state.AppendJSONString(%q) = %s; want %s", s, got, want)
 		}
 	}
 }

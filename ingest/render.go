@@ -21,15 +21,15 @@ import (
 // renderUser appends the directory user object of u to b.
 func renderUser(b []byte, org string, u *schema.User, custom []schema.Attr) []byte {
 	b = append(b, `{"object":"directory_user","id":`...)
-	b = appendString(b, u.ID)
+	b = state.AppendJSONString(b, u.ID)
 	b = append(b, `,"organization_id":`...)
-	b = appendString(b, org)
+	b = state.AppendJSONString(b, org)
 	b = append(b, `,"email":`...)
-	b = appendString(b, u.Email)
+	b = state.AppendJSONString(b, u.Email)
 	b = append(b, `,"first_name":`...)
-	b = appendString(b, u.FirstName)
+	b = state.AppendJSONString(b, u.FirstName)
 	b = append(b, `,"last_name":`...)
-	b = appendString(b, u.LastName)
+	b = state.AppendJSONString(b, u.LastName)
 	if u.Active {
 		b = append(b, `,"state":"active"`...)
 	} else {
@@ -38,9 +38,9 @@ func renderUser(b []byte, org string, u *schema.User, custom []schema.Attr) []by
 	for k := schema.KnownField(0); k < schema.NumKnown; k++ {
 		if v := u.Known[k]; v != "" {
 			b = append(b, ',')
-			b = appendString(b, k.Name())
+			b = state.AppendJSONString(b, k.Name())
 			b = append(b, ':')
-			b = appendString(b, v)
+			b = state.AppendJSONString(b, v)
 		}
 	}
 	b = append(b, `,"custom_attributes":`...)
@@ -71,16 +71,16 @@ func appendAttrs(b []byte, attrs []schema.Attr, description string) []byte {
 	n := 0
 	if description != "" {
 		b = append(b, `"description":`...)
-		b = appendString(b, description)
+		b = state.AppendJSONString(b, description)
 		n++
 	}
 	for _, a := range attrs {
 		if n > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, a.Name)
+		b = state.AppendJSONString(b, a.Name)
 		b = append(b, ':')
-		b = appendString(b, a.Value)
+		b = state.AppendJSONString(b, a.Value)
 		n++
 	}
 	return append(b, '}')
@@ -89,11 +89,11 @@ func appendAttrs(b []byte, attrs []schema.Attr, description string) []byte {
 // renderGroup appends the directory group object to b.
 func renderGroup(b []byte, org, id, name, description string, custom []schema.Attr) []byte {
 	b = append(b, `{"object":"directory_group","id":`...)
-	b = appendString(b, id)
+	b = state.AppendJSONString(b, id)
 	b = append(b, `,"organization_id":`...)
-	b = appendString(b, org)
+	b = state.AppendJSONString(b, org)
 	b = append(b, `,"name":`...)
-	b = appendString(b, name)
+	b = state.AppendJSONString(b, name)
 	b = append(b, `,"attributes":`...)
 	b = appendAttrs(b, custom, description)
 	return append(b, '}')
@@ -147,7 +147,7 @@ func previousAttributes(old, cur []byte) ([]byte, error) {
 			continue
 		}
 		sep()
-		b = appendString(b, f)
+		b = state.AppendJSONString(b, f)
 		b = append(b, ':')
 		if ov == nil {
 			b = append(b, "null"...)
@@ -181,7 +181,7 @@ func previousAttributes(old, cur []byte) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = state.AppendJSONString(b, k)
 			b = append(b, ':')
 			if v, ok := oc[k]; ok {
 				b = append(b, v...)
@@ -215,48 +215,6 @@ func membershipData(user, group []byte) []byte {
 	out = append(out, `,"group":`...)
 	out = append(out, group...)
 	return append(out, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s, valid UTF-8, as a JSON string. Like
-// encoding/json it escapes <, > and & and the line separators U+2028 and
-// U+2029, so the bytes are the same whichever way an event is encoded.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x80 {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			start = i + 1
-			continue
-		}
-		// U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
-		if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9) {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[s[i+2]&0xf])
-			i += 2
-			start = i + 1
-		}
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // previousFromRecords is previousAttributes for two stored user records
@@ -297,12 +255,12 @@ func previousFromRecords(org string, oldActive bool, old []byte, newActive bool,
 			continue
 		}
 		sep()
-		b = appendString(b, f)
+		b = state.AppendJSONString(b, f)
 		b = append(b, ':')
 		if !inO {
 			b = append(b, "null"...)
 		} else {
-			b = appendString(b, ov)
+			b = state.AppendJSONString(b, ov)
 		}
 	}
 	attrs := func(as []state.Attr) map[string]string {
@@ -332,10 +290,10 @@ func previousFromRecords(org string, oldActive bool, old []byte, newActive bool,
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = state.AppendJSONString(b, k)
 			b = append(b, ':')
 			if v, ok := oc[k]; ok {
-				b = appendString(b, v)
+				b = state.AppendJSONString(b, v)
 			} else {
 				b = append(b, "null"...)
 			}

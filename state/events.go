@@ -242,9 +242,9 @@ func renderEvent(b []byte, data *bolt.Bucket, c *commitRec, i uint32) ([]byte, b
 	b = append(b, `","event":"`...)
 	b = append(b, typ...)
 	b = append(b, `","organization_id":`...)
-	b = appendJSONString(b, c.org)
+	b = AppendJSONString(b, c.org)
 	b = append(b, `,"batch_id":`...)
-	b = appendJSONString(b, c.batch)
+	b = AppendJSONString(b, c.batch)
 	b = append(b, `,"created_at":"`...)
 	b = c.created.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	b = append(b, `","data":`...)
@@ -478,33 +478,4 @@ func deleteEventTx(tx *bolt.Tx, id []byte) error {
 		return nil
 	}
 	return data.Bucket(evEvents).Delete(binary.BigEndian.AppendUint32(nil, i))
-}
-
-// appendJSONString appends s, valid UTF-8, as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, `\u00`...)
-			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

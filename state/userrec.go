@@ -202,18 +202,18 @@ func AppendUserJSON(b []byte, org string, active bool, rec []byte) []byte {
 		switch part {
 		case partID:
 			b = append(b, `{"object":"directory_user","id":`...)
-			b = appendSafeString(b, value)
+			b = AppendJSONString(b, value)
 			b = append(b, `,"organization_id":`...)
-			b = appendSafeString(b, []byte(org))
+			b = AppendJSONString(b, org)
 		case partEmail:
 			b = append(b, `,"email":`...)
-			b = appendSafeString(b, value)
+			b = AppendJSONString(b, value)
 		case partFirst:
 			b = append(b, `,"first_name":`...)
-			b = appendSafeString(b, value)
+			b = AppendJSONString(b, value)
 		case partLast:
 			b = append(b, `,"last_name":`...)
-			b = appendSafeString(b, value)
+			b = AppendJSONString(b, value)
 			if active {
 				b = append(b, `,"state":"active"`...)
 			} else {
@@ -221,9 +221,9 @@ func AppendUserJSON(b []byte, org string, active bool, rec []byte) []byte {
 			}
 		case partKnown:
 			b = append(b, ',')
-			b = appendSafeString(b, name)
+			b = AppendJSONString(b, name)
 			b = append(b, ':')
-			b = appendSafeString(b, value)
+			b = AppendJSONString(b, value)
 		case partKnownEnd:
 			b = append(b, `,"custom_attributes":{`...)
 		case partCustom:
@@ -231,9 +231,9 @@ func AppendUserJSON(b []byte, org string, active bool, rec []byte) []byte {
 				b = append(b, ',')
 			}
 			nCustom++
-			b = appendSafeString(b, name)
+			b = AppendJSONString(b, name)
 			b = append(b, ':')
-			b = appendSafeString(b, value)
+			b = AppendJSONString(b, value)
 		}
 	})
 	if err != nil {
@@ -249,10 +249,12 @@ func appendUserJSON(b []byte, org string, v []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendSafeString appends s, valid UTF-8, as a JSON string the way
-// encoding/json does: <, > and & and the line separators U+2028 and
-// U+2029 are escaped too (ingest renders the same way).
-func appendSafeString(b []byte, s []byte) []byte {
+// AppendJSONString appends s, valid UTF-8, as a JSON string exactly as
+// encoding/json writes it: <, > and & and the line separators U+2028 and
+// U+2029 are escaped too. Every JSON that state and ingest render by hand
+// goes through it, so the bytes are the same whichever way a record or an
+// event is encoded.
+func AppendJSONString[S ~string | ~[]byte](b []byte, s S) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
