@@ -486,10 +486,12 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, cur *state.Cursor, e
 		attempts++
 		switch {
 		case res.ok():
-			d.metrics.outcome(k.endpoint, "delivered")
-			d.metrics.lag(k.endpoint, d.now().Sub(ev.created))
+			// The cursor moves before the counter, so whoever sees the
+			// counter also sees the cursor past the event.
 			*cur = state.Cursor{After: ev.id}
 			d.advance(k, *cur)
+			d.metrics.outcome(k.endpoint, "delivered")
+			d.metrics.lag(k.endpoint, d.now().Sub(ev.created))
 			return true
 		case res.gone():
 			d.metrics.outcome(k.endpoint, "gone")

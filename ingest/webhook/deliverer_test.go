@@ -46,6 +46,10 @@ func TestDeliversInOrderOncePerOrg(t *testing.T) {
 		}
 	}
 	waitFor(t, "240 deliveries", 10*time.Second, func() bool { return len(rc.got()) >= 240 })
+	// The receiver answers before the deliverer has read the answer: wait
+	// for the deliverer to count the last one too.
+	delivered := d.metrics.deliveries.WithLabelValues(DefaultEndpointID(rc.url), "delivered")
+	waitFor(t, "240 deliveries counted", 10*time.Second, func() bool { return testutil.ToFloat64(delivered) >= 240 })
 	for _, org := range []string{"acme", "globex"} {
 		if diff := cmp.Diff(want[org], rc.ids(org)); diff != "" {
 			t.Errorf("arrivals of %s (-want +got):\n%s", org, diff)
