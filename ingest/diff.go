@@ -20,8 +20,11 @@ import (
 //  1. diff, in a read transaction: stream each file through the schema
 //     checker, compare every row with the stored record, and append what
 //     changes to spills (created, updated, deleted users, added and removed
-//     memberships). It keeps only 128-bit hashes of the user ids and
-//     memberships it saw, to find what the files no longer hold.
+//     memberships). It keeps only hashes of the user ids and memberships it
+//     saw, to find what the files no longer hold. With a users and a
+//     user_groups file it compares each user's group-set hash
+//     (state.GroupSetHash) with the stored one, and only the users whose
+//     hash differs membership by membership (changedMemberships).
 //  2. apply, in the one write transaction of the batch: replay the spills
 //     into the snapshot and emit the events in the order of SPEC §6.
 //
@@ -126,6 +129,27 @@ type differ struct {
 
 	haveUsers, haveMembers, haveGroups bool
 
+	// With a users and a user_groups file and a snapshot that keeps
+	// group-set hashes (byHash), only the users whose group set changed
+	// are compared membership by membership: setDiff holds, per user of
+	// the users file (in the order of the file, its val in users), the
+	// stored group-set hash minus the file's, zero when they agree; rows
+	// the file's memberships in file order, each the user's index in
+	// setDiff (high 32 bits) and the group's in groupList. With no stored
+	// memberships (allNew) every membership of the file is added as read.
+	byHash, allNew bool
+	setLookup      func(uid []byte) state.GroupSetHash
+	setDiff        []state.GroupSetHash
+	userA          []uint64 // by setDiff index: the user's hkey.a
+	nextRow        uint32   // the index user_groups' next user likely has
+	nextScan       uint32   // the index the scan's next stored user likely has
+	rows           []uint64
+	lastRowUID     []byte
+	lastRowIdx     uint32
+	dirty          []bool            // by setDiff index: the group set changed
+	cmp            [][]byte          // pair-key prefixes of the users whose memberships to compare
+	dirtyIDs       map[uint32][]byte // setDiff index -> user id, of the changed users
+
 	fileGroups map[string]*fileGroup     // groups.csv by resolved id
 	fileNames  map[string]string         // groups.csv name -> resolved id
 	resolved   map[string]*resolvedGroup // user_groups name -> id, memo
@@ -202,6 +226,10 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	_, d.haveUsers = byKind[schema.Users]
 	_, d.haveMembers = byKind[schema.UserGroups]
 	_, d.haveGroups = byKind[schema.Groups]
+	if d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes; d.byHash {
+		d.setLookup = s.UserGroupSetLookup()
+		d.allNew = c.Memberships == 0
+	}
 	r.haveUsers = d.haveUsers
 	if !d.haveUsers && c.Users == 0 {
 		r.issues = append(r.issues, schema.Issue{
@@ -236,6 +264,11 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		r.timed("read_"+string(st.kind), t)
 		if st.kind == schema.Users {
 			r.usersRows = res.Rows
+			if d.byHash { // changedMemberships finds the deleted users
+				d.users.seal()
+				d.skipped.seal()
+				continue
+			}
 			t = time.Now()
 			if err := d.deletedUsers(); err != nil {
 				r.close()
@@ -246,6 +279,14 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	}
 	if r.errors() > 0 {
 		return r, nil // rejected: the rest would be wasted work
+	}
+	if d.byHash {
+		t := time.Now()
+		if err := d.changedUsers(); err != nil {
+			r.close()
+			return nil, err
+		}
+		r.timed("deleted_users", t)
 	}
 	t := time.Now()
 	if err := d.memberships(); err != nil {
@@ -322,7 +363,13 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 			d.skipped.add(d.hash(id))
 			return nil // SPEC §4: the organization deletes inactive users
 		}
-		d.users.add(d.hash(id))
+		k := d.hash(id)
+		if d.byHash {
+			k.val = uint32(len(d.setDiff))
+			d.setDiff = append(d.setDiff, d.setLookup(id))
+			d.userA = append(d.userA, k.a)
+		}
+		d.users.add(k)
 		d.buf = d.encodeUser(d.buf[:0], u)
 		st := []byte{'i'}
 		if u.Active {
@@ -384,8 +431,10 @@ func (d *differ) present(uid []byte) bool {
 type resolvedGroup struct {
 	id  string
 	gid []byte
+	h   state.GroupSetHash // state.GroupIDHash(gid)
 	n   int
 	idx []byte // uvarint of its index in differ.groupList
+	i   uint32 // its index in differ.groupList
 }
 
 // resolve returns the id of the group a user_groups.csv name means: the
@@ -406,7 +455,7 @@ func (d *differ) resolve(name string) *resolvedGroup {
 	if _, ok := d.memNames[id]; !ok {
 		d.memNames[id] = name // the first name, in file order, of the group
 	}
-	g := &resolvedGroup{id: id, gid: []byte(id), idx: binary.AppendUvarint(nil, uint64(len(d.groupList)))}
+	g := &resolvedGroup{id: id, gid: []byte(id), h: state.GroupIDHash([]byte(id)), i: uint32(len(d.groupList)), idx: binary.AppendUvarint(nil, uint64(len(d.groupList)))}
 	d.groupList = append(d.groupList, g)
 	d.resolved[name] = g
 	return g
@@ -436,6 +485,22 @@ func (d *differ) readMembers(rd io.Reader, file string) (schema.FileResult, erro
 			return nil
 		}
 		g := d.resolve(m.GroupName)
+		if d.allNew {
+			g.n++
+			return r.membersAdded.add(uid, g.gid)
+		}
+		if d.byHash {
+			if !bytes.Equal(uid, d.lastRowUID) {
+				d.lastRowUID = append(d.lastRowUID[:0], uid...)
+				d.lastRowIdx = d.userIndex(d.hash(uid), &d.nextRow)
+			}
+			if d.lastRowIdx != noUser { // else the checker has refused the row
+				d.setDiff[d.lastRowIdx] = d.setDiff[d.lastRowIdx].Sub(g.h)
+			}
+			d.rows = append(d.rows, uint64(d.lastRowIdx)<<32|uint64(g.i))
+			g.n++
+			return nil
+		}
 		h := d.memberKey(uid, g.gid)
 		h.val = uint32(d.fileMembers.Len())
 		if h.val >= foundBit {
@@ -460,6 +525,10 @@ func (d *differ) countMembers() {
 // move to that group).
 func (d *differ) memberships() error {
 	r := d.r
+	if d.byHash {
+		d.countMembers()
+		return d.changedMemberships()
+	}
 	if d.haveMembers {
 		d.countMembers()
 		d.members.seal()
@@ -518,6 +587,131 @@ func (d *differ) memberships() error {
 		}
 	}
 	return nil
+}
+
+// noGroupSetHashes turns the group-set hash path off (tests compare the
+// two paths).
+var noGroupSetHashes = false
+
+// noUser is rowUser's value for a row whose user the users file lacks.
+const noUser = ^uint32(0)
+
+// userIndex returns the index in setDiff of the user of hash k, or noUser
+// when the users file lacks it. The files usually list users in the same
+// order: *next, the index after the last one found, is tried first, which
+// saves a random lookup in users.
+func (d *differ) userIndex(k hkey, next *uint32) uint32 {
+	if n := *next; int(n) < len(d.userA) && d.userA[n] == k.a {
+		*next = n + 1
+		return n
+	}
+	if i, ok := d.users.get(k); ok {
+		*next = i + 1
+		return i
+	}
+	return noUser
+}
+
+// changedUsers is deletedUsers for the group-set hash path: the scan of
+// the stored users that lists the deleted users also collects the ids of
+// the users whose group set changed (d.dirty), for changedMemberships.
+func (d *differ) changedUsers() error {
+	r := d.r
+	d.dirty = make([]bool, len(d.setDiff))
+	for i, h := range d.setDiff {
+		d.dirty[i] = h != (state.GroupSetHash{})
+	}
+	d.dirtyIDs = map[uint32][]byte{}
+	return d.s.ForEachUser(func(id, _ []byte, active bool) error {
+		if i := d.userIndex(d.hash(id), &d.nextScan); i != noUser {
+			if d.dirty[i] {
+				p := prefixOf(id)
+				d.cmp = append(d.cmp, p)
+				d.dirtyIDs[i] = p[len(p)-len(id):]
+			}
+			return nil
+		}
+		if active {
+			r.activeLost++
+		}
+		d.cmp = append(d.cmp, prefixOf(id))
+		return r.usersDeleted.add(id)
+	})
+}
+
+// changedMemberships finds the added and removed memberships through the
+// group-set hashes. Only the users whose stored hash differs from the
+// file's and the deleted users (changedUsers) are compared membership by
+// membership, with their stored memberships, in the order a scan of all
+// the stored memberships would meet them; the added memberships follow
+// file order.
+func (d *differ) changedMemberships() error {
+	r := d.r
+	if d.allNew {
+		return nil // readMembers has added them all
+	}
+	// The created users among the changed ones: the scan of the stored
+	// users did not meet them.
+	err := r.usersCreated.each(func(f [][]byte) error {
+		if i, ok := d.users.get(d.hash(f[0])); ok && d.dirty[i] {
+			d.dirtyIDs[i] = bytes.Clone(f[0])
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The file's memberships of the changed users, in file order.
+	var (
+		sel []uint64 // rows of changed users
+		set hashSet  // their memberships, val = index in sel
+	)
+	for _, rw := range d.rows {
+		i := uint32(rw >> 32)
+		if i == noUser || !d.dirty[i] {
+			continue
+		}
+		k := d.memberKey(d.dirtyIDs[i], d.groupList[uint32(rw)].gid)
+		k.val = uint32(len(sel))
+		set.add(k)
+		sel = append(sel, rw)
+	}
+	set.seal()
+	slices.SortFunc(d.cmp, bytes.Compare)
+	for _, p := range d.cmp {
+		_, w := binary.Uvarint(p)
+		uid := p[w:]
+		err := d.s.UserGroupIDs(uid, "", func(gid []byte) (bool, error) {
+			if set.mark(d.memberKey(uid, gid)) {
+				return true, nil
+			}
+			return true, r.membersRemov.add(uid, gid)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	var recs []uint32
+	for _, k := range set.keys {
+		if k.val&foundBit == 0 {
+			recs = append(recs, k.val)
+		}
+	}
+	slices.Sort(recs)
+	for _, n := range recs {
+		rw := sel[n]
+		if err := r.membersAdded.add(d.dirtyIDs[uint32(rw>>32)], d.groupList[uint32(rw)].gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prefixOf is the start of the pair keys of a user's memberships in the
+// state's index: the length of uid as a uvarint, then uid.
+func prefixOf(uid []byte) []byte {
+	p := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(uid)), uint64(len(uid)))
+	return append(p, uid...)
 }
 
 // addedMembers lists, in file order, the memberships of the user_groups

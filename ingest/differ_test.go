@@ -18,6 +18,10 @@ import (
 	"github.com/rosterd/rosterd/state"
 )
 
+// directStageTx, when not 0, makes applyDirect stage its applies in
+// transactions of that many changes.
+var directStageTx = 0
+
 // applyDirect runs one batch through diff and apply without the loop, the
 // archive or the reports: the differ's own path. It returns the outcome.
 func applyDirect(t testing.TB, db *state.DB, org string, pol policy, files map[schema.Kind]string) (state.Batch, *diffResult) {
@@ -57,6 +61,12 @@ func applyDirect(t testing.TB, db *state.DB, org string, pol policy, files map[s
 		fn = r.apply
 	}
 	b.Changes = r.changes
+	if fn != nil && directStageTx > 0 {
+		if err := db.ApplyBatchStaged(b, nil, directStageTx, fn); err != nil {
+			t.Fatal(err)
+		}
+		return b, r
+	}
 	if err := db.ApplyBatch(b, nil, fn); err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,20 @@
 // archived, recorded and reported (rows, counts and warnings repeated from
 // that batch). identical.go.
 //
+// Memberships on day 2: the snapshot keeps, beside each user's
+// memberships, an order-independent 128-bit hash of the user's group ids
+// (state.GroupSetHash, kept by the state with every membership change).
+// With users.csv and user_groups.csv, the differ subtracts the hash of
+// each group a user has in the file from the user's stored hash: only the
+// users left with a non-zero difference, and the deleted users, have their
+// memberships compared one by one (a seek each), in the order a scan of
+// all the stored memberships would meet them. The scan of the stored users
+// that finds the deleted users also collects those users' ids. Without
+// users.csv, or on a snapshot written before the hashes existed, the
+// differ sorts the file's memberships and scans the stored ones; onto a
+// snapshot with no memberships, every membership of the file is added as
+// it is read. changedMemberships in diff.go.
+//
 // Measured with `rosterbench ingest -rounds 2` (20 columns, 3 groups per
 // user, day 2 changes 2 %: 54k snapshot changes at 1M users), 2 cores
 // shared with other work (1-minute load 0.8 to 1.4), each phase in its
@@ -55,43 +69,53 @@
 //	100k  first upload  4.2, 5.2    4.8, 6.2     86 MB   190 MB   80 MB  226 MB  38, 49      38, 51
 //	100k  day 2         0.95, 0.93  1.05, 1.03   87 MB   225 MB   70 MB  226 MB  7.2, 12.3   6.7, 11.2
 //	100k  identical     .045, .047  .063, .061    6 MB    18 MB    2 MB  226 MB  0.50, 0.62  0.61, 0.68
-//	1M    first upload  44.3, 43.9  49.1, 48.5  570 MB   1.3 GB  510 MB  2.1 GB  47, 40      49, 43
-//	1M    day 2         10.8, 10.4  11.0, 10.7  549 MB   1.9 GB  475 MB  2.2 GB  13.4, 10.5  12.9, 10.2
+//	1M    first upload  40.9        44.7        462 MB   1.3 GB  340 MB  2.2 GB  36          37
+//	1M    day 2         7.2, 8.3    7.1, 8.4    519 MB   1.9 GB  482 MB  2.2 GB  11.5, 10.6  10.5, 10.1
 //	1M    identical     .36, .35    .46, .43      8 MB    20 MB    3 MB  2.2 GB  0.37, 0.38  0.44, 0.44
 //
-// (Before this round, day 2 at 1M took 20 to 29 s and 2.1 GB hwm, the
-// first upload 67 to 82 s.)
+// The 1M first upload (one run) and day 2 rows are of the group-set
+// hashes (third round), at load 0.8 to 1.0; the same machine and load just before, without them: day 2 10.5,
+// 9.3 s wall, 10.9, 9.5 s CPU, 592 MB anon; first upload 46.1 s wall,
+// 50.5 s CPU, 591 MB anon (the csv read then took 0.9 s; in the runs
+// above 0.6 to 1.1 s, hence the ratios). The other rows are of the
+// second round. (Before the second round, day 2 at 1M took 20 to 29 s and
+// 2.1 GB hwm, the first upload 67 to 82 s.)
 //
 // Where day 2 at 1M users goes (wall, the checker's share from a CPU
 // profile): archive copy and SHA-256 0.35 s; users.csv checked and
-// compared 2.2 s (the checker 1.6 s of it); deleted users (a scan of the
-// snapshot's users) 0.7 s; user_groups.csv 2.9 s (the checker 2.2 s);
-// removed and added memberships (sorting the seen set, a scan of the
-// snapshot's memberships) 1.8 s; staging 0.5 s; flip 1 ms; merge of the
-// overlay 1.5 s. The memory peak is in the diff: the checker's sets
-// (about 230 MB live) and the differ's (70 MB) with the garbage
-// collector's headroom; the apply stays near 110 MB (90 MB for the first
-// upload). With GOMEMLIMIT=400MiB the diff peaks at 400 MB anon for about
+// compared 2.6 to 3.0 s (the checker about 1.6 s of it, the lookups of
+// the stored record and group-set hash most of the rest); user_groups.csv
+// 1.8 to 2.1 s (nearly all the checker); deleted and changed users (a
+// scan of the snapshot's users) 0.13 s; added and removed memberships
+// (about 25k users compared one by one) 50 ms; staging 0.5 to 0.6 s; flip
+// 1 ms; merge of the overlay 1.5 s. Before the group-set hashes the
+// memberships took 1.5 s more (sorting 3M hashes, scanning 3M stored
+// memberships) and the scan of the users 0.5 s more. The memory peak is
+// in the diff: the checker's sets (about 230 MB live) and the differ's
+// (about 60 MB) with the garbage collector's headroom; the apply stays
+// near 120 MB (90 MB for the first upload). With GOMEMLIMIT=400MiB the diff peaks at 400 MB anon for about
 // the same CPU; with 250MiB at 330 MB for 80 % more CPU.
 //
 // Caveats:
 //   - bbolt has one writer: the transactions of organizations run one at
 //     a time (the diffs, in read transactions, run in parallel), and a
 //     staged apply interleaves its transactions with other writers.
-//   - The differ keeps 16 bytes per user and per membership of the upload
-//     (the seen sets) and an index of about 2 bytes each, about 70 MB for
-//     a million users with three groups each; the memberships of the file
-//     and every change are spilled to temporary files. The schema checker
+//   - The differ keeps about 42 bytes per user of the upload (its hash,
+//     an index, the group-set hash difference) and 8 per membership (its
+//     user and group), about 65 MB for a million users with three groups
+//     each; every change is spilled to temporary files. Without the
+//     group-set hashes (no users.csv) it keeps 16 bytes per membership
+//     instead and spills the file's memberships. The schema checker
 //     keeps its own sets (about 230 MB at a million users): the diff's
 //     peak is theirs together, doubled by the garbage collector's headroom
 //     unless the process sets a memory limit. A batch of 100k rows or more
 //     returns that memory to the system before it applies.
-//   - Day 2 at a million users still costs about 10 times the bare read:
-//     the checker alone 3 times; the two scans of the snapshot (deleted
-//     users, removed memberships: CPU, not page faults, since reading the
-//     whole snapshot first, `rosterbench ingest -warm`, changes little);
-//     the seen sets' sort; and the overlay merge, which rewrites about a
-//     third of the snapshot's pages (2 % of the users, spread over all).
+//   - Day 2 at a million users still costs 7 to 11 times the bare read:
+//     the checker alone 3 times; reading every stored user record and
+//     group-set hash to compare (users.csv in the snapshot's order costs
+//     a cursor step each, another order a search from the root); and the
+//     overlay merge, which rewrites about a third of the snapshot's pages
+//     (2 % of the users, spread over all).
 //   - The first upload writes every membership into the group index in
 //     group order, one page per group per staging transaction: at a
 //     million users that page traffic, the event records (one bbolt put
@@ -105,7 +129,9 @@
 //   - The deleted users and the added and removed memberships are found
 //     through 96-bit hashes of what the files hold; a collision (about
 //     2^-50 for three million memberships) would keep a user that should
-//     have been deleted, or miss a membership's change.
+//     have been deleted, or miss a membership's change; so would two group
+//     sets of one user with equal 128-bit group-set hashes (about 2^-128
+//     a user).
 //   - Events within one category (users created, memberships added …)
 //     follow the order of the rows in the file; the categories follow
 //     SPEC §6.

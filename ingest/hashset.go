@@ -114,6 +114,16 @@ func (s *hashSet) has(k hkey) bool {
 	return false
 }
 
+// get returns the val of a key equal to k (the first, when several are).
+func (s *hashSet) get(k hkey) (uint32, bool) {
+	for _, e := range s.run(k) {
+		if e.a == k.a && e.b == k.b {
+			return e.val, true
+		}
+	}
+	return 0, false
+}
+
 // foundBit marks, in val, a key that mark found.
 const foundBit = 1 << 31
 

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -17,10 +18,15 @@ import (
 //	  users   user id -> state byte ('a' active, 'i' inactive) + user record
 //	  groups  group id -> flags byte + uvarint len(name) + name + directory group JSON
 //	  names   group name -> group id (every existing group; names are unique)
-//	  ug      uvarint len(user id) + user id + group id -> "" (a user's groups)
+//	  ug      uvarint len(user id) + user id + group id -> "" (a user's groups);
+//	          uvarint len(user id) + user id -> the user's group-set hash
+//	          (16 bytes, see GroupSetHash), absent for a user without
+//	          groups: beside the user's memberships, so that changing them
+//	          dirties no other page
 //	  gu      uvarint len(group id) + group id + user id -> "" (a group's users)
 //	  gc      group id -> uint64 member count (big endian)
-//	  meta    "users", "active", "memberships", "groups" -> uint64 counters
+//	  meta    "users", "active", "memberships", "groups" -> uint64 counters;
+//	          "groupsets" -> 1 when ug holds every user's group-set hash
 //
 // A user record is either the directory user JSON (it starts with '{') or
 // the compact encoding of UserRecord; reads render the JSON of SPEC §6.
@@ -57,6 +63,7 @@ var (
 	metaActive      = []byte("active")
 	metaMemberships = []byte("memberships")
 	metaGroups      = []byte("groups")
+	metaGroupSets   = []byte("groupsets")
 )
 
 // Indexes into SnapshotTx.base and .over.
@@ -131,6 +138,127 @@ type SnapshotTx struct {
 	// Memberships come in user order; bbolt inserts a group's members
 	// several times faster together, so flush writes them in key order.
 	guOps []guOp
+	// groupSets says that ug holds every user's group-set hash: true for
+	// a snapshot that had no memberships or had the hashes when opened.
+	groupSets bool
+	// curUID's group-set hash changes by curDelta, not written yet:
+	// memberships change in runs of one user, in key order, and the hash
+	// is written when the run ends, next to the run's keys.
+	curUID   []byte
+	curDelta GroupSetHash
+	gidHash  map[string]GroupSetHash // GroupIDHash memo
+}
+
+// GroupSetHash is an order-independent hash of a set of group ids: the
+// sum, lane by lane modulo 2^64, of the first 16 bytes of the SHA-256 of
+// each id (GroupIDHash). The empty set hashes to zero. Equal sets give
+// equal hashes; different sets an equal one with a chance of about 2^-128.
+type GroupSetHash [2]uint64
+
+// Add returns h with the group of hash g added.
+func (h GroupSetHash) Add(g GroupSetHash) GroupSetHash { return GroupSetHash{h[0] + g[0], h[1] + g[1]} }
+
+// Sub returns h with the group of hash g removed.
+func (h GroupSetHash) Sub(g GroupSetHash) GroupSetHash { return GroupSetHash{h[0] - g[0], h[1] - g[1]} }
+
+// GroupIDHash is the hash of one group id in a GroupSetHash.
+func GroupIDHash(gid []byte) GroupSetHash {
+	sum := sha256.Sum256(gid)
+	return GroupSetHash{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])}
+}
+
+func decodeGroupSetHash(v []byte) GroupSetHash {
+	if len(v) != 16 {
+		return GroupSetHash{}
+	}
+	return GroupSetHash{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
+}
+
+// HasGroupSetHashes reports whether UserGroupSetLookup answers for every
+// user. A snapshot written before the hashes existed has none.
+func (s *SnapshotTx) HasGroupSetHashes() bool { return s.groupSets }
+
+// UserGroupSetLookup returns a function that returns the group-set hash
+// of a user's groups (zero for none), valid as long as s is and while
+// nothing writes to it. Like UserLookup, ascending ids step a cursor.
+func (s *SnapshotTx) UserGroupSetLookup() func(uid []byte) GroupSetHash {
+	if s.over[iUG] != nil || s.base[iUG] == nil || s.writable {
+		return func(uid []byte) GroupSetHash { return s.userGroupSet(uid) }
+	}
+	c := s.base[iUG].Cursor()
+	var k, v, id []byte
+	return func(uid []byte) GroupSetHash {
+		id = append(binary.AppendUvarint(id[:0], uint64(len(uid))), uid...)
+		if k != nil && bytes.Compare(id, k) >= 0 {
+			for range 8 {
+				if bytes.Compare(k, id) >= 0 {
+					break
+				}
+				if k, v = c.Next(); k == nil {
+					break
+				}
+			}
+		} else {
+			k = nil
+		}
+		if k == nil || bytes.Compare(k, id) < 0 {
+			k, v = c.Seek(id)
+		}
+		if k == nil || !bytes.Equal(k, id) {
+			return GroupSetHash{}
+		}
+		return decodeGroupSetHash(v)
+	}
+}
+
+func (s *SnapshotTx) userGroupSet(uid []byte) GroupSetHash {
+	h := decodeGroupSetHash(s.get(iUG, append(prefixKey(uid), uid...)))
+	if s.curUID != nil && bytes.Equal(uid, s.curUID) {
+		h = h.Add(s.curDelta)
+	}
+	return h
+}
+
+// changeGroupSet records that the user gained (add) or lost a group.
+func (s *SnapshotTx) changeGroupSet(uid, gid []byte, add bool) error {
+	if s.curUID == nil || !bytes.Equal(uid, s.curUID) {
+		if err := s.flushGroupSet(); err != nil {
+			return err
+		}
+		s.curUID = append(s.curUID[:0], uid...)
+	}
+	g, ok := s.gidHash[string(gid)]
+	if !ok {
+		if s.gidHash == nil {
+			s.gidHash = map[string]GroupSetHash{}
+		}
+		g = GroupIDHash(gid)
+		s.gidHash[string(gid)] = g
+	}
+	if add {
+		s.curDelta = s.curDelta.Add(g)
+	} else {
+		s.curDelta = s.curDelta.Sub(g)
+	}
+	return nil
+}
+
+// flushGroupSet writes the pending change of curUID's group-set hash.
+func (s *SnapshotTx) flushGroupSet() error {
+	if s.curUID == nil || s.curDelta == (GroupSetHash{}) {
+		s.curUID, s.curDelta = s.curUID[:0], GroupSetHash{}
+		return nil
+	}
+	k := append(prefixKey(s.curUID), s.curUID...)
+	h := decodeGroupSetHash(s.get(iUG, k)).Add(s.curDelta)
+	s.curUID, s.curDelta = s.curUID[:0], GroupSetHash{}
+	if h == (GroupSetHash{}) {
+		return s.del(iUG, k)
+	}
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, h[0])
+	binary.BigEndian.PutUint64(v[8:], h[1])
+	return s.put(iUG, k, v)
 }
 
 type guOp struct {
@@ -198,7 +326,7 @@ func snapRoot(tx *bolt.Tx, org string) (*bolt.Bucket, error) {
 // error (the caller merges first). In a read-only tx with no snapshot yet,
 // every read answers "empty".
 func openSnapshot(tx *bolt.Tx, org string) (*SnapshotTx, error) {
-	s := &SnapshotTx{org: org, writable: tx.Writable()}
+	s := &SnapshotTx{org: org, writable: tx.Writable(), groupSets: true}
 	root, err := snapRoot(tx, org)
 	if err != nil || root == nil {
 		return s, err
@@ -267,6 +395,7 @@ func (s *SnapshotTx) loadCounts() {
 	s.nActive = int(s.getUint(iMeta, metaActive))
 	s.nMemberships = int(s.getUint(iMeta, metaMemberships))
 	s.nGroups = int(s.getUint(iMeta, metaGroups))
+	s.groupSets = s.nMemberships == 0 || s.getUint(iMeta, metaGroupSets) == 1
 }
 
 // get reads key k of bucket i: the overlay's entry when it has one, else
@@ -328,6 +457,14 @@ func (s *SnapshotTx) flush() error {
 	}
 	if err := s.flushGU(); err != nil {
 		return err
+	}
+	if err := s.flushGroupSet(); err != nil {
+		return err
+	}
+	if s.groupSets {
+		if err := s.putUint(iMeta, metaGroupSets, 1); err != nil {
+			return err
+		}
 	}
 	for _, kv := range []struct {
 		k []byte
@@ -608,6 +745,9 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 		return err
 	}
 	s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps)})
+	if err := s.changeGroupSet(uid, gid, true); err != nil {
+		return err
+	}
 	s.nMemberships++
 	s.setMemberCount(gid, s.memberCount(gid)+1)
 	return nil
@@ -644,6 +784,10 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 		if err := s.put(iGU, p.gu, []byte{}); err != nil {
 			return err
 		}
+		n, w := binary.Uvarint(p.gu)
+		if err := s.changeGroupSet(p.gu[w+int(n):], p.gu[w:w+int(n)], true); err != nil {
+			return err
+		}
 	}
 	s.nMemberships += len(pairs)
 	if len(pairs) != len(uids) { // duplicates in the call: count again
@@ -674,6 +818,9 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 		return err
 	}
 	s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
+	if err := s.changeGroupSet(uid, gid, false); err != nil {
+		return err
+	}
 	s.nMemberships--
 	n := s.memberCount(gid)
 	s.setMemberCount(gid, max(n, 1)-1)
@@ -687,6 +834,9 @@ func (s *SnapshotTx) ForEachMember(fn func(uid, gid []byte) error) error {
 		c := s.base[iUG].Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			n, w := binary.Uvarint(k)
+			if w+int(n) == len(k) {
+				continue // the user's group-set hash
+			}
 			if err := fn(k[w:w+int(n)], k[w+int(n):]); err != nil {
 				return err
 			}
@@ -696,6 +846,9 @@ func (s *SnapshotTx) ForEachMember(fn func(uid, gid []byte) error) error {
 	c := s.cursor(iUG)
 	for k, _ := c.first(); k != nil; k, _ = c.next() {
 		n, w := binary.Uvarint(k)
+		if w+int(n) == len(k) {
+			continue
+		}
 		if err := fn(k[w:w+int(n)], k[w+int(n):]); err != nil {
 			return err
 		}
@@ -725,6 +878,9 @@ func forEachPair(c *mcursor, a []byte, after string, fn func([]byte) (bool, erro
 		k, _ = c.next()
 	}
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.next() {
+		if len(k) == len(prefix) {
+			continue // in ug, the user's group-set hash
+		}
 		more, err := fn(k[len(prefix):])
 		if err != nil || !more {
 			return err
