@@ -185,26 +185,12 @@ func (s *SnapshotTx) UserGroupSetLookup() func(uid []byte) GroupSetHash {
 	if s.over[iUG] != nil || s.base[iUG] == nil || s.writable {
 		return func(uid []byte) GroupSetHash { return s.userGroupSet(uid) }
 	}
-	c := s.base[iUG].Cursor()
-	var k, v, id []byte
+	sk := &seeker{c: s.base[iUG].Cursor()}
+	var id []byte
 	return func(uid []byte) GroupSetHash {
 		id = append(binary.AppendUvarint(id[:0], uint64(len(uid))), uid...)
-		if k != nil && bytes.Compare(id, k) >= 0 {
-			for range 8 {
-				if bytes.Compare(k, id) >= 0 {
-					break
-				}
-				if k, v = c.Next(); k == nil {
-					break
-				}
-			}
-		} else {
-			k = nil
-		}
-		if k == nil || bytes.Compare(k, id) < 0 {
-			k, v = c.Seek(id)
-		}
-		if k == nil || !bytes.Equal(k, id) {
+		v, ok := sk.find(id)
+		if !ok {
 			return GroupSetHash{}
 		}
 		return decodeGroupSetHash(v)
@@ -512,29 +498,45 @@ func (s *SnapshotTx) UserLookup() func(id []byte) (rec []byte, active, ok bool) 
 	if s.over[iUsers] != nil || s.base[iUsers] == nil {
 		return s.User
 	}
-	c := s.base[iUsers].Cursor()
-	var k, v []byte
+	sk := &seeker{c: s.base[iUsers].Cursor()}
 	return func(id []byte) ([]byte, bool, bool) {
-		if k != nil && bytes.Compare(id, k) >= 0 {
-			for range 8 {
-				if bytes.Compare(k, id) >= 0 {
-					break
-				}
-				if k, v = c.Next(); k == nil {
-					break
-				}
-			}
-		} else {
-			k = nil
-		}
-		if k == nil || bytes.Compare(k, id) < 0 {
-			k, v = c.Seek(id)
-		}
-		if k == nil || !bytes.Equal(k, id) || len(v) == 0 {
+		v, ok := sk.find(id)
+		if !ok || len(v) == 0 {
 			return nil, false, false
 		}
 		return v[1:], v[0] == 'a', true
 	}
+}
+
+// seeker finds keys of one bucket through one cursor. When keys are asked
+// for in ascending order it steps the cursor forward a few keys instead of
+// searching the tree from its root each time; otherwise it seeks.
+type seeker struct {
+	c    *bolt.Cursor
+	k, v []byte
+}
+
+// find returns the value of key, valid while the transaction is.
+func (s *seeker) find(key []byte) ([]byte, bool) {
+	if s.k != nil && bytes.Compare(key, s.k) >= 0 {
+		for range 8 {
+			if bytes.Compare(s.k, key) >= 0 {
+				break
+			}
+			if s.k, s.v = s.c.Next(); s.k == nil {
+				break
+			}
+		}
+	} else {
+		s.k = nil
+	}
+	if s.k == nil || bytes.Compare(s.k, key) < 0 {
+		s.k, s.v = s.c.Seek(key)
+	}
+	if s.k == nil || !bytes.Equal(s.k, key) {
+		return nil, false
+	}
+	return s.v, true
 }
 
 // UserJSON returns the directory user JSON of id (SPEC §6).
