@@ -77,31 +77,13 @@ func (n *notes) get() []string {
 	return append([]string(nil), n.list...)
 }
 
-// syncBuffer is a concurrency-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	srv   *Server
 	addr  string
 	root  string
 	keys  *keyStore
 	notes *notes
-	logs  *syncBuffer
+	logs  *sftptest.Buffer
 }
 
 // newEnv starts a server on 127.0.0.1:0; mod may adjust its Config.
@@ -111,7 +93,7 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 		root:  filepath.Join(t.TempDir(), "orgs"),
 		keys:  &keyStore{keys: map[string][]ssh.PublicKey{}},
 		notes: &notes{},
-		logs:  &syncBuffer{},
+		logs:  &sftptest.Buffer{},
 	}
 	cfg := Config{
 		HostKeys: testHostKeys,

@@ -11,24 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosterd/rosterd/schema/report"
 	"github.com/rosterd/rosterd/sftpd/sftptest"
 )
 
 type e2eBatch struct {
-	ID      string `json:"id"`
-	Status  string `json:"status"`
-	Changes struct {
-		UsersCreated       int `json:"users_created"`
-		UsersUpdated       int `json:"users_updated"`
-		UsersDeactivated   int `json:"users_deactivated"`
-		UsersDeleted       int `json:"users_deleted"`
-		GroupsCreated      int `json:"groups_created"`
-		GroupsUpdated      int `json:"groups_updated"`
-		GroupsDeleted      int `json:"groups_deleted"`
-		MembershipsAdded   int `json:"memberships_added"`
-		MembershipsRemoved int `json:"memberships_removed"`
-	} `json:"changes"`
-	Files []struct {
+	ID      string         `json:"id"`
+	Status  string         `json:"status"`
+	Changes report.Changes `json:"changes"`
+	Files   []struct {
 		Name   string `json:"name"`
 		SHA256 string `json:"sha256"`
 	} `json:"files"`

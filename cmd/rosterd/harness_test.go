@@ -17,10 +17,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rosterd/rosterd/sftpd/sftptest"
 )
 
 // rosterdBin is the binary built by TestMain.
@@ -54,8 +55,8 @@ type testDaemon struct {
 	HTTPAddr string
 	Token    string
 	cmd      *exec.Cmd
-	logs     *syncBuffer
-	stdout   *syncBuffer
+	logs     *sftptest.Buffer
+	stdout   *sftptest.Buffer
 	done     chan struct{}
 	args     []string
 	env      []string
@@ -89,7 +90,7 @@ func (d *testDaemon) start() {
 	args := append([]string{"serve", "--data", d.Data, "--sftp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, d.args...)
 	d.cmd = exec.Command(rosterdBin, args...)
 	d.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="), d.env...)
-	d.logs, d.stdout = &syncBuffer{}, &syncBuffer{}
+	d.logs, d.stdout = &sftptest.Buffer{}, &sftptest.Buffer{}
 	d.cmd.Stderr, d.cmd.Stdout = d.logs, d.stdout
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start rosterd: %v", err)
@@ -253,24 +254,6 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // logLines returns the daemon's JSON log lines whose msg is msg.

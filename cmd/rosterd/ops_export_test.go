@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rosterd/rosterd/sftpd/sftptest"
 )
 
 // exportUsers and exportGroups are what the export tests upload: valid
@@ -52,9 +54,9 @@ func TestExportScripts(t *testing.T) {
 		name, script string
 		need         func(*testing.T)
 	}{
-		{"sftp", "sftp-upload.sh", func(t *testing.T) { lookTool(t, "sftp") }},
+		{"sftp", "sftp-upload.sh", func(t *testing.T) { sftptest.LookPath(t, "sftp") }},
 		{"paramiko", "upload.py", needParamiko},
-		{"rclone", "rclone-upload.sh", func(t *testing.T) { lookTool(t, "rclone") }},
+		{"rclone", "rclone-upload.sh", func(t *testing.T) { sftptest.LookPath(t, "rclone") }},
 	}
 	for _, s := range scripts {
 		t.Run(s.name, func(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosterd/rosterd/sftpd/sftptest"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -31,7 +32,7 @@ func startServeArgs(t *testing.T, data string, args, env []string) *testDaemon {
 	d := &testDaemon{t: t, Data: data}
 	d.cmd = exec.Command(rosterdBin, append([]string{"serve"}, args...)...)
 	d.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="), env...)
-	d.logs, d.stdout = &syncBuffer{}, &syncBuffer{}
+	d.logs, d.stdout = &sftptest.Buffer{}, &sftptest.Buffer{}
 	d.cmd.Stderr, d.cmd.Stdout = d.logs, d.stdout
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start rosterd: %v", err)

@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"github.com/rosterd/rosterd/sftpd"
+	"github.com/rosterd/rosterd/sftpd/sftptest"
 )
 
 // slowPut starts OpenSSH sftp uploading local as remote, throttled to
 // kbits (sftp -l), and returns a channel that yields its result.
 func slowPut(t *testing.T, d *testDaemon, key, org, local, remote string, kbits int) (<-chan error, *bytes.Buffer) {
 	t.Helper()
-	bin := lookTool(t, "sftp")
+	bin := sftptest.LookPath(t, "sftp")
 	cmd := exec.Command(bin, "-l", fmt.Sprint(kbits), "-b", "-", "-P", d.SFTPPort(), "-i", key,
 		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", org+"@127.0.0.1")

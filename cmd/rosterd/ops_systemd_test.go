@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rosterd/rosterd/sftpd/sftptest"
 )
 
 // unitFile is a parsed systemd unit: section -> key -> values in order
@@ -123,7 +125,7 @@ func verifiableUnit(t *testing.T) string {
 // exits non-zero only for some errors and merely warns about unknown keys
 // or bad values, so any line it prints about the unit fails the test too.
 func TestSystemdAnalyzeVerify(t *testing.T) {
-	bin := lookTool(t, "systemd-analyze")
+	bin := sftptest.LookPath(t, "systemd-analyze")
 	unit := verifiableUnit(t)
 	out, err := exec.Command(bin, "verify", unit).CombinedOutput()
 	if err != nil {
@@ -142,7 +144,7 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 // exposure of at most 2.0 ("OK"; the unit rates 1.5 on systemd 252). It
 // needs systemd 250 or later for --offline.
 func TestSystemdAnalyzeSecurity(t *testing.T) {
-	bin := lookTool(t, "systemd-analyze")
+	bin := sftptest.LookPath(t, "systemd-analyze")
 	ver, _ := exec.Command(bin, "--version").Output()
 	m := regexp.MustCompile(`^systemd (\d+)`).FindSubmatch(ver)
 	if m == nil {
@@ -182,7 +184,7 @@ func TestSysusersFile(t *testing.T) {
 	if len(lines) != 1 || !re.MatchString(lines[0]) {
 		t.Errorf("rosterd.sysusers entries = %q; want one user rosterd, home /var/lib/rosterd, shell nologin", lines)
 	}
-	bin := lookTool(t, "systemd-sysusers")
+	bin := sftptest.LookPath(t, "systemd-sysusers")
 	out, err := exec.Command(bin, "--dry-run", "--root="+t.TempDir(), path).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Creating user 'rosterd'") || strings.Contains(string(out), path) {
 		t.Errorf("systemd-sysusers --dry-run: %v\n%s\nwant it to create user rosterd without complaint", err, out)

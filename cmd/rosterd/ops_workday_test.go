@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rosterd/rosterd/sftpd/sftptest"
 )
 
 // wdRef is a Workday reference field: a descriptor and typed IDs.
@@ -74,7 +75,7 @@ func readWorkdaySample(t *testing.T) []wdEntry {
 // output.
 func xslt(t *testing.T, stylesheet string) []byte {
 	t.Helper()
-	bin := lookTool(t, "xsltproc")
+	bin := sftptest.LookPath(t, "xsltproc")
 	dir := filepath.Join(examplesDir(t), "workday")
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, filepath.Join(dir, stylesheet), filepath.Join(dir, "worker_directory.xml"))
@@ -200,7 +201,7 @@ func TestWorkdayUpload(t *testing.T) {
 	d := startDaemon(t, daemonOpts{Args: []string{"--settle", "1s"}})
 	// Workday exports its public key in the RFC 4716 "SSH2" form.
 	key := newClientKey(t)
-	rfc4716, err := exec.Command(lookTool(t, "ssh-keygen"), "-e", "-f", key+".pub").Output()
+	rfc4716, err := exec.Command(sftptest.LookPath(t, "ssh-keygen"), "-e", "-f", key+".pub").Output()
 	if err != nil || !strings.HasPrefix(string(rfc4716), "---- BEGIN SSH2 PUBLIC KEY ----") {
 		t.Fatalf("ssh-keygen -e: %v %q", err, rfc4716)
 	}

@@ -8,13 +8,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/rosterd/rosterd/sftpd/sftptest"
 )
 
 // sftpBatch runs OpenSSH `sftp -b -` as org with keyPath against d and
 // returns its output and whether it succeeded.
 func sftpBatch(t *testing.T, d *testDaemon, keyPath, org, script string) (string, bool) {
 	t.Helper()
-	bin := lookTool(t, "sftp")
+	bin := sftptest.LookPath(t, "sftp")
 	cmd := exec.Command(bin, "-b", "-", "-P", d.SFTPPort(), "-i", keyPath,
 		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
@@ -22,20 +24,6 @@ func sftpBatch(t *testing.T, d *testDaemon, keyPath, org, script string) (string
 	cmd.Stdin = strings.NewReader(script)
 	out, err := cmd.CombinedOutput()
 	return string(out), err == nil
-}
-
-// lookTool finds an external program; it skips when it is missing, except
-// under CI=true, where a missing program fails the test.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI=true: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
 }
 
 func newClientKey(t *testing.T) (keyPath string) {
