@@ -52,6 +52,7 @@ func runIngest(args []string, stdout io.Writer) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each pipeline run to PREFIX-PHASE-ROUND.pprof, and a heap profile at its peak to .heap")
 	warm := fs.Bool("warm", false, "read the whole snapshot before each pipeline run (not in its wall time, but in its CPU time), as a long-running daemon has it mapped")
 	stageTx := fs.Int("stage-tx", 0, "changes per staging transaction (ingest.Config.StageTxChanges; 0 = its default)")
+	fs.StringVar(&memoryLimit, "memory-limit", "224MiB", "GOMEMLIMIT of the pipeline runs, as rosterd's [limits] memory default sets it (\"off\" = none; GOMEMLIMIT in the environment wins)")
 	phase := fs.String("phase", "", "internal: run one phase in this process")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -173,6 +174,9 @@ func runIngest(args []string, stdout io.Writer) error {
 	return nil
 }
 
+// memoryLimit is the -memory-limit flag.
+var memoryLimit string
+
 // loadAvg returns the one-minute load average, or -1.
 func loadAvg() float64 {
 	b, err := os.ReadFile("/proc/loadavg")
@@ -229,6 +233,9 @@ func childPhase(phase, data, files, prof string, stageTx int, warm bool) (phaseR
 	}
 	cmd := exec.Command(self, "ingest", "-phase", phase, "-dir", data, "-cpuprofile", prof, "-stage-tx", strconv.Itoa(stageTx), "-warm="+strconv.FormatBool(warm), files)
 	cmd.Stderr = os.Stderr
+	if memoryLimit != "off" && os.Getenv("GOMEMLIMIT") == "" {
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memoryLimit)
+	}
 	out, err := cmd.Output()
 	if err != nil {
 		return phaseResult{}, fmt.Errorf("phase %s %s: %w", phase, files, err)

@@ -42,6 +42,11 @@ type LimitsConfig struct {
 	BanDuration   Duration `toml:"ban_duration"`
 	MaxColumns    int      `toml:"max_columns"`
 	MaxFieldSize  Size     `toml:"max_field_size"`
+	// Memory is the Go runtime's soft memory limit (runtime/debug.SetMemoryLimit):
+	// the garbage collector works harder as the heap nears it instead of
+	// letting it grow to twice what is live. 0 = no limit. GOMEMLIMIT in
+	// the environment wins over it.
+	Memory Size `toml:"memory"`
 }
 
 // DefaultsConfig is the [defaults] table: organization settings that
@@ -77,6 +82,11 @@ type WebhookConfig struct {
 	Signature     string   `toml:"signature"`
 }
 
+// DefaultMemoryLimit is [limits] memory's default: what a batch of a
+// million users needs with the garbage collector's headroom cut, so that
+// the daemon stays under 300 MB (see README, Performance).
+const DefaultMemoryLimit = 224 << 20
+
 // defaultConfig returns SPEC's defaults.
 func defaultConfig() Config {
 	return Config{
@@ -95,6 +105,7 @@ func defaultConfig() Config {
 			BanDuration:   Duration(15 * time.Minute),
 			MaxColumns:    512,
 			MaxFieldSize:  64 << 10,
+			Memory:        DefaultMemoryLimit,
 		},
 		Defaults: DefaultsConfig{
 			InactiveUsers:          "keep",
@@ -238,6 +249,9 @@ func (c *Config) validate() error {
 		if v <= 0 {
 			bad(key, "must be positive")
 		}
+	}
+	if l.Memory != 0 && l.Memory < 32<<20 {
+		bad("limits.memory", "%d bytes is too small to run a batch: give at least 32MiB, or 0 for no limit", l.Memory)
 	}
 	if c.Retention.Archive < 0 {
 		bad("retention.archive", "must not be negative (0 keeps archives forever)")

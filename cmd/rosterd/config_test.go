@@ -67,6 +67,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{`settle = "soon"`, "settle"},
 		{"[limits]\nmax_sesions = 3", "unknown key limits.max_sesions"},
 		{"[limits]\nmax_sessions = 0", "limits.max_sessions: must be positive"},
+		{"[limits]\nmemory = \"1MiB\"", "limits.memory: 1048576 bytes is too small"},
 		{"[limits]\nmax_upload_size = \"lots\"", "max_upload_size"},
 		{"[defaults]\ninactive_users = \"purge\"", "defaults.inactive_users"},
 		{"[defaults]\ndelete_threshold_percent = 120.0", "defaults.delete_threshold_percent"},

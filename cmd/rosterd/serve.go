@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	log := newLogger(cfg.LogFormat, stderr)
+	setMemoryLimit(cfg, log)
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -278,6 +281,7 @@ func (d *daemonState) reload(f *serveFlags) {
 	d.pipeline.SetDefaults(ingestDefaults(cfg))
 	d.pipeline.SetLimits(schemaLimits(cfg))
 	d.reloadDelivery(cfg)
+	setMemoryLimit(cfg, d.log)
 	// Keys that need a restart keep their running values.
 	cfg.Data, cfg.SFTPAddr, cfg.HTTPAddr, cfg.LogFormat, cfg.APIToken, cfg.AllowSHA1RSA, cfg.Retention.Reports, cfg.Retention.Archive =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
@@ -287,6 +291,21 @@ func (d *daemonState) reload(f *serveFlags) {
 		return
 	}
 	d.log.Info("configuration reloaded")
+}
+
+// setMemoryLimit applies [limits] memory, unless GOMEMLIMIT is set: the
+// operator's environment wins, as the Go runtime documents.
+func setMemoryLimit(cfg Config, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := int64(cfg.Limits.Memory)
+	if limit == 0 {
+		limit = math.MaxInt64
+	}
+	if debug.SetMemoryLimit(limit) != limit {
+		log.Debug("memory limit set", "bytes", cfg.Limits.Memory)
+	}
 }
 
 // keyAuth lets sftpd ask state whether a key belongs to an organization.
