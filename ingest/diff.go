@@ -355,46 +355,125 @@ func (d *differ) readGroups(rd io.Reader, file string) (schema.FileResult, error
 	return res, nil
 }
 
+// readUsers checks users.csv and compares each row with the stored user.
+// The checker (reading, rules, uniqueness) and the comparison (the stored
+// record's lookup, encoding, spills) each cost about half of the file's
+// time, so they run on two goroutines: the checker's callback copies each
+// row into a batch of userBatchSize rows and hands full batches to
+// compareUsers through a channel of a few batches, and gets emptied ones
+// back, so memory stays a few batches whatever the file's size. Rows are
+// compared in file order; an error of the comparison stops the checker at
+// its next row.
 func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error) {
-	r := d.r
-	return r.checker.Users(rd, file, func(u *schema.User) error {
-		id := []byte(u.ID)
-		if !u.Active && d.pol.inactiveDelete {
-			d.skipped.add(d.hash(id))
-			return nil // SPEC §4: the organization deletes inactive users
-		}
-		k := d.hash(id)
-		if d.byHash {
-			k.val = uint32(len(d.setDiff))
-			d.setDiff = append(d.setDiff, d.setLookup(id))
-			d.userA = append(d.userA, k.a)
-		}
-		d.users.add(k)
-		d.buf = d.encodeUser(d.buf[:0], u)
-		st := []byte{'i'}
-		if u.Active {
-			st[0] = 'a'
-		}
-		old, oldActive, ok := d.lookup(id)
-		switch {
-		case !ok:
-			return r.usersCreated.add(id, st, d.buf)
-		case oldActive == u.Active && bytes.Equal(old, d.buf):
+	full := make(chan *userBatch, userBatches+1) // a send never blocks
+	free := make(chan *userBatch, userBatches+1)
+	for range userBatches + 1 {
+		free <- &userBatch{}
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.compareUsers(full, free) }()
+	cur := <-free
+	var failed error
+	res, err := d.r.checker.Users(rd, file, func(u *schema.User) error {
+		cur.add(u)
+		if len(cur.users) < userBatchSize {
 			return nil
 		}
-		prev, err := previousFromRecords(d.org, oldActive, old, u.Active, d.buf)
-		if err != nil {
-			return fmt.Errorf("user %s: %w", u.ID, err)
+		full <- cur
+		select {
+		case cur = <-free:
+			return nil
+		case failed = <-done:
+			return failed
 		}
-		if prev == nil {
-			prev = []byte("{}") // a change only in the encoding of the record
-		}
-		if oldActive && !u.Active {
-			r.changes.UsersDeactivated++
-			r.activeLost++
-		}
-		return r.usersUpdated.add(id, st, d.buf, prev)
 	})
+	if failed == nil {
+		full <- cur
+		close(full)
+		failed = <-done
+	}
+	if err == nil {
+		err = failed
+	}
+	return res, err
+}
+
+// userBatch is a run of users.csv rows on their way from the checker to
+// compareUsers. A schema.User's strings stay valid after the checker's
+// callback; its Custom slice does not, so custom attributes are copied.
+type userBatch struct {
+	users []schema.User
+}
+
+const (
+	userBatchSize = 256
+	userBatches   = 4
+)
+
+func (b *userBatch) add(u *schema.User) {
+	b.users = append(b.users, *u)
+	if c := &b.users[len(b.users)-1]; len(c.Custom) > 0 {
+		c.Custom = slices.Clone(c.Custom)
+	}
+}
+
+// compareUsers compares the rows of the batches it receives until full is
+// closed, returning each batch through free. After an error it returns at
+// once; readUsers then stops the checker.
+func (d *differ) compareUsers(full <-chan *userBatch, free chan<- *userBatch) error {
+	for b := range full {
+		for i := range b.users {
+			if err := d.compareUser(&b.users[i]); err != nil {
+				return err
+			}
+			b.users[i] = schema.User{}
+		}
+		b.users = b.users[:0]
+		free <- b
+	}
+	return nil
+}
+
+// compareUser compares one users.csv row with the stored user and spills
+// what changes.
+func (d *differ) compareUser(u *schema.User) error {
+	r := d.r
+	id := []byte(u.ID)
+	if !u.Active && d.pol.inactiveDelete {
+		d.skipped.add(d.hash(id))
+		return nil // SPEC §4: the organization deletes inactive users
+	}
+	k := d.hash(id)
+	if d.byHash {
+		k.val = uint32(len(d.setDiff))
+		d.setDiff = append(d.setDiff, d.setLookup(id))
+		d.userA = append(d.userA, k.a)
+	}
+	d.users.add(k)
+	d.buf = d.encodeUser(d.buf[:0], u)
+	st := []byte{'i'}
+	if u.Active {
+		st[0] = 'a'
+	}
+	old, oldActive, ok := d.lookup(id)
+	switch {
+	case !ok:
+		return r.usersCreated.add(id, st, d.buf)
+	case oldActive == u.Active && bytes.Equal(old, d.buf):
+		return nil
+	}
+	prev, err := previousFromRecords(d.org, oldActive, old, u.Active, d.buf)
+	if err != nil {
+		return fmt.Errorf("user %s: %w", u.ID, err)
+	}
+	if prev == nil {
+		prev = []byte("{}") // a change only in the encoding of the record
+	}
+	if oldActive && !u.Active {
+		r.changes.UsersDeactivated++
+		r.activeLost++
+	}
+	return r.usersUpdated.add(id, st, d.buf, prev)
 }
 
 // deletedUsers lists the stored users the new users file does not hold.

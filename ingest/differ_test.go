@@ -345,3 +345,58 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestCompareErrorStopsChecker: when comparing a row with the stored user
+// fails (here a stored record that is not valid JSON), diff returns the
+// error, and the checker, which runs ahead on its own goroutine, stops
+// within a few batches instead of reading the rest of the file.
+func TestCompareErrorStopsChecker(t *testing.T) {
+	const org, n = "acme", 20000
+	db := testDB(t, org)
+	var day1, day2 strings.Builder
+	day1.WriteString("user_id,email,first_name,last_name,job_title\n")
+	day2.WriteString("user_id,email,first_name,last_name,job_title\n")
+	for i := range n {
+		fmt.Fprintf(&day1, "u%05d,u%05d@example.com,Ann,Lee,Clerk\n", i, i)
+		fmt.Fprintf(&day2, "u%05d,u%05d@example.com,Ann,Lee,Manager\n", i, i)
+	}
+	applyDirect(t, db, org, policy{}, map[schema.Kind]string{schema.Users: day1.String()})
+	b := state.Batch{ID: ulid.Make().String(), Org: org, Status: state.BatchProcessing}
+	if _, err := db.CreateBatch(b); err != nil {
+		t.Fatal(err)
+	}
+	b.Status = state.BatchApplied
+	if err := db.ApplyBatch(b, nil, func(a *state.ApplyTx) error {
+		return a.PutUser([]byte("u00010"), true, []byte("{broken"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	src := &countingReader{r: strings.NewReader(day2.String())}
+	in := []input{{kind: schema.Users, name: "users.csv", open: func() (io.ReadCloser, error) {
+		return io.NopCloser(src), nil
+	}}}
+	err := db.ViewSnapshot(org, func(s *state.SnapshotTx) error {
+		r, err := diff(s, policy{}, schema.Limits{}, in, t.TempDir())
+		if err == nil {
+			r.close()
+		}
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "user u00010") {
+		t.Fatalf("diff: %v; want the error of user u00010", err)
+	}
+	if total := day2.Len(); src.n > total/2 {
+		t.Errorf("the checker read %d of %d bytes after the comparison failed on the 11th row", src.n, total)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
