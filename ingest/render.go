@@ -120,6 +120,15 @@ var userFieldOrder = func() []string {
 	return f
 }()
 
+// userFieldIndex is the index of each field name in userFieldOrder.
+var userFieldIndex = func() map[string]int {
+	m := make(map[string]int, len(userFieldOrder))
+	for i, f := range userFieldOrder {
+		m[f] = i
+	}
+	return m
+}()
+
 // previousAttributes returns the SPEC §6 previous_attributes object of a
 // user whose stored JSON changed from old to cur: the old value of each
 // changed field, null where the field did not exist, and changed custom
@@ -227,17 +236,23 @@ func previousFromRecords(org string, oldActive bool, old []byte, newActive bool,
 	if errO != nil || errC != nil {
 		return previousAttributes(state.AppendUserJSON(nil, org, oldActive, old), state.AppendUserJSON(nil, org, newActive, cur))
 	}
-	fields := func(r *state.UserRecord, active bool) map[string]string {
-		m := make(map[string]string, 4+len(r.Known))
-		m["email"], m["first_name"], m["last_name"] = r.Email, r.FirstName, r.LastName
-		m["state"] = "inactive"
+	// The fields by their index in userFieldOrder; absent ones are unset.
+	type field struct {
+		v   string
+		set bool
+	}
+	fields := func(r *state.UserRecord, active bool) (f [4 + schema.NumKnown]field) {
+		f[0], f[1], f[2] = field{r.Email, true}, field{r.FirstName, true}, field{r.LastName, true}
+		f[3] = field{"inactive", true}
 		if active {
-			m["state"] = "active"
+			f[3].v = "active"
 		}
 		for _, a := range r.Known {
-			m[a.Name] = a.Value
+			if i, ok := userFieldIndex[a.Name]; ok {
+				f[i] = field{a.Value, true}
+			}
 		}
-		return m
+		return f
 	}
 	of, cf := fields(&o, oldActive), fields(&c, newActive)
 	b := []byte{'{'}
@@ -248,20 +263,24 @@ func previousFromRecords(org string, oldActive bool, old []byte, newActive bool,
 		}
 		n++
 	}
-	for _, f := range userFieldOrder {
-		ov, inO := of[f]
-		nv, inC := cf[f]
-		if inO == inC && ov == nv {
+	for i, f := range userFieldOrder {
+		if of[i] == cf[i] {
 			continue
 		}
 		sep()
 		b = state.AppendJSONString(b, f)
 		b = append(b, ':')
-		if !inO {
+		if !of[i].set {
 			b = append(b, "null"...)
 		} else {
-			b = state.AppendJSONString(b, ov)
+			b = state.AppendJSONString(b, of[i].v)
 		}
+	}
+	if len(o.Custom) == 0 && len(c.Custom) == 0 {
+		if n == 0 {
+			return nil, nil
+		}
+		return append(b, '}'), nil
 	}
 	attrs := func(as []state.Attr) map[string]string {
 		m := make(map[string]string, len(as))
