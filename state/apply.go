@@ -23,15 +23,19 @@ import (
 //     are invisible to readers. One small transaction then flips: it
 //     points the snapshot at the staged bucket, writes the commit record
 //     that makes the events visible, and stores the batch record and the
-//     report. An overlay is then merged into the base in small
-//     transactions.
+//     report. The batch is applied there. An overlay (a staged change
+//     onto a non-empty snapshot) is left for MergeOverlay, which the
+//     caller runs when the batch's other work is done: readers see the
+//     same snapshot before, during and after the merge, so it is not on
+//     the batch's critical path.
 //
 // After a crash during staging, the organization's staging leftovers are
 // listed in the staging bucket (event_batches keys) and in snapshots/ORG/
 // (buckets ptr does not name); prepareOrg deletes them before the
 // organization's next apply, and the batch, still processing, is redone
-// from its archived files. After a crash during a merge, prepareOrg
-// finishes it: readers see the same snapshot either way.
+// from its archived files. An overlay still unmerged (MergeOverlay not
+// called, failed, or cut by a crash) is merged by prepareOrg before the
+// organization's next apply, and by Recover.
 var bucketStaging = []byte("staging") // ORG\x00BATCH -> "": event_batches being staged
 
 // DefaultStageTxChanges is how many changes a staging transaction of
@@ -73,9 +77,16 @@ type ApplyTx struct {
 
 // ApplyTimings is where an apply spent its time: Stage is fn with its
 // transactions' commits (the whole transaction in a direct apply), Flip
-// the transaction that makes a staged batch visible, Merge the copy of the
-// overlay into the base after it.
-type ApplyTimings struct{ Stage, Flip, Merge time.Duration }
+// the transaction that makes a staged batch visible.
+type ApplyTimings struct {
+	Stage, Flip time.Duration
+	// Merge is zero: ApplyBatchStaged leaves the overlay to MergeOverlay,
+	// whose caller times it.
+	//
+	// Deprecated: time MergeOverlay instead; the field goes once no
+	// caller reads it.
+	Merge time.Duration
+}
 
 // Timings returns the apply's timings so far; read after ApplyBatch or
 // ApplyBatchStaged returned, they are the whole apply's.
@@ -340,6 +351,12 @@ func (db *DB) ApplyBatch(b Batch, report []byte, fn func(*ApplyTx) error) error 
 // record and the report visible together. If fn fails or the process
 // dies before that transaction, nothing of the batch is visible and its
 // staging is deleted (at once, or before the organization's next apply).
+//
+// When it returns nil the batch is applied, but a change onto a non-empty
+// snapshot is still an overlay read over the base (PendingMerge is true):
+// the caller should call MergeOverlay once the batch's report and
+// notifications are out. Until then reads stay correct, a little slower,
+// and the organization's next apply merges first.
 func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*ApplyTx) error) error {
 	if b.FinishedAt == nil {
 		now := db.now().UTC()
@@ -373,11 +390,6 @@ func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*A
 		}
 		return fmt.Errorf("apply batch %s: %w", b.ID, err)
 	}
-	// The batch is applied; a failed merge is finished before the
-	// organization's next apply (readers see the same snapshot meanwhile).
-	start = time.Now()
-	_ = db.mergeOverlay(b.Org)
-	a.timings.Merge = time.Since(start)
 	return nil
 }
 
@@ -402,6 +414,11 @@ func (db *DB) flip(a *ApplyTx, report []byte) error {
 			return err
 		}
 		p := readPtr(root)
+		if p.overlay != "" {
+			// stage refused a snapshot with an overlay; one appeared
+			// since: another apply of the organization ran meanwhile.
+			return fmt.Errorf("snapshot of %s: an overlay appeared during staging", b.Org)
+		}
 		if a.fresh {
 			if p.base != "" {
 				if err := root.DeleteBucket([]byte(p.base)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
@@ -508,17 +525,35 @@ func (db *DB) discardStaging(org string) error {
 	})
 }
 
-// mergeOverlay copies org's overlay into its base in transactions of at
+// MergeOverlay copies org's overlay, which ApplyBatchStaged leaves after
+// a change onto a non-empty snapshot, into its base in transactions of at
 // most mergeTxKeys keys, then drops it. Readers read the overlay over the
-// base throughout, so they see the same snapshot at every step.
-func (db *DB) mergeOverlay(org string) error {
+// base throughout, so they see the same snapshot at every step, and a
+// crash half way leaves a snapshot that reads the same (prepareOrg or
+// Recover finishes the merge). It does nothing when org has no overlay.
+// It is safe to call concurrently with anything; a merge overtaken by
+// another (which dropped its overlay) stops.
+func (db *DB) MergeOverlay(org string) error {
+	var overlay string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		overlay = readPtr(tx.Bucket(bucketSnapshots).Bucket([]byte(org))).overlay
+		return nil
+	})
+	if err != nil || overlay == "" {
+		return err
+	}
+	// current returns the snapshot root when ptr still names overlay.
+	current := func(tx *bolt.Tx) (*bolt.Bucket, snapPtr, bool) {
+		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
+		p := readPtr(root)
+		return root, p, p.overlay == overlay
+	}
 	for _, name := range snapBuckets {
 		var after []byte
 		for done := false; !done; {
 			err := db.bolt.Update(func(tx *bolt.Tx) error {
-				root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
-				p := readPtr(root)
-				if p.overlay == "" {
+				root, p, ok := current(tx)
+				if !ok {
 					done = true
 					return nil
 				}
@@ -555,10 +590,9 @@ func (db *DB) mergeOverlay(org string) error {
 			}
 		}
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
-		p := readPtr(root)
-		if p.overlay == "" {
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		root, p, ok := current(tx)
+		if !ok {
 			return nil
 		}
 		if err := root.DeleteBucket([]byte(p.overlay)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
@@ -588,7 +622,7 @@ func (db *DB) prepareOrg(org string) error {
 	if err != nil || !pending {
 		return err
 	}
-	return db.mergeOverlay(org)
+	return db.MergeOverlay(org)
 }
 
 // Recover deletes every organization's staging leftovers and finishes the

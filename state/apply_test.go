@@ -237,7 +237,7 @@ func TestStagedApplyInvisibleUntilFlip(t *testing.T) {
 	if _, err := db.User("acme", fmt.Sprintf("u%03d", n-1)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("deleted user still readable: %v", err)
 	}
-	if err := db.mergeOverlay("acme"); err != nil {
+	if err := db.MergeOverlay("acme"); err != nil {
 		t.Fatal(err)
 	}
 	if pending, _ := db.PendingMerge("acme"); pending {
@@ -473,5 +473,113 @@ func TestEventIDsCommitOrderConcurrent(t *testing.T) {
 				t.Fatalf("event %d of %s = %s %s; want %s of batch %d", i, org, e.BatchID, e.Data, want, i/perBatch)
 			}
 		}
+	}
+}
+
+// lookups reads every user of ids through UserLookup and
+// UserGroupSetLookup, as the day-2 diff does.
+func lookups(t *testing.T, db *DB, org string, ids []string) []string {
+	t.Helper()
+	var out []string
+	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
+		look, sets := s.UserLookup(), s.UserGroupSetLookup()
+		for _, id := range ids {
+			rec, active, ok := look([]byte(id))
+			out = append(out, fmt.Sprintf("%s %x %v %v %x", id, rec, active, ok, sets([]byte(id))))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestStagedApplyLeavesOverlay checks that ApplyBatchStaged applies a
+// change at its flip and leaves the overlay: readers and lookups see the
+// new snapshot before MergeOverlay, the organization's next staged apply
+// merges first, and merges running at once (beside readers) change
+// nothing readers see.
+func TestStagedApplyLeavesOverlay(t *testing.T) {
+	db, _ := openTest(t)
+	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 9
+	seed(t, db, "acme", n)
+	ids := []string{"u000", "u001", fmt.Sprintf("u%03d", n-1), "x001", "zzz"}
+	b := newBatch(t, db, "acme", "B2")
+	b.Status = BatchApplied
+	if err := db.ApplyBatchStaged(b, []byte(`{}`), 1, change(n)); err != nil {
+		t.Fatal(err)
+	}
+	if pending, _ := db.PendingMerge("acme"); !pending {
+		t.Fatal("ApplyBatchStaged merged the overlay; the test checks nothing")
+	}
+	if st, _ := db.Batch("acme", "B2"); st.Status != BatchApplied {
+		t.Errorf("batch with its overlay unmerged is %s; want applied", st.Status)
+	}
+	got := readView(t, db, "acme")
+	if got.Counts != (SnapshotCounts{Users: n, Active: n - 1, Groups: 1, Memberships: n - 1}) || len(got.Member) != n-1 {
+		t.Errorf("view over the overlay: %+v, %d members", got.Counts, len(got.Member))
+	}
+	over := lookups(t, db, "acme", ids)
+
+	// The next staged apply merges the leftover overlay first.
+	b3 := newBatch(t, db, "acme", "B3")
+	b3.Status = BatchApplied
+	err := db.ApplyBatchStaged(b3, []byte(`{}`), 1, func(a *ApplyTx) error {
+		if err := a.AddMember([]byte("x001"), []byte("g0")); err != nil {
+			return err
+		}
+		if err := a.EmitMember(EventGroupUserAdded, []byte("x001"), []byte("g0")); err != nil {
+			return err
+		}
+		return a.Checkpoint()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := readView(t, db, "acme")
+	if want.Counts.Memberships != n || len(want.Events) != len(got.Events)+1 {
+		t.Errorf("after B3 over a leftover overlay: %+v, %d events; want %d memberships, %d events",
+			want.Counts, len(want.Events), n, len(got.Events)+1)
+	}
+	wantLook := lookups(t, db, "acme", ids)
+	if cmp.Equal(over, wantLook) {
+		t.Error("B3 changed no lookup; the test checks nothing")
+	}
+
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if err := db.MergeOverlay("acme"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 20 {
+			if got := readView(t, db, "acme"); !cmp.Equal(want, got) {
+				t.Errorf("view during the merge differs:\n%s", cmp.Diff(want, got))
+				return
+			}
+		}
+	})
+	wg.Wait()
+	if pending, _ := db.PendingMerge("acme"); pending {
+		t.Error("overlay left after MergeOverlay")
+	}
+	if err := db.MergeOverlay("acme"); err != nil {
+		t.Errorf("MergeOverlay without an overlay = %v", err)
+	}
+	if got := readView(t, db, "acme"); !cmp.Equal(want, got) {
+		t.Errorf("merge changed what readers see:\n%s", cmp.Diff(want, got))
+	}
+	if got := lookups(t, db, "acme", ids); !cmp.Equal(wantLook, got) {
+		t.Errorf("merge changed the lookups:\n%s", cmp.Diff(wantLook, got))
+	}
+	if got := leftovers(t, db, "acme"); len(got) != 0 {
+		t.Errorf("leftovers after the merge: %v", got)
 	}
 }

@@ -25,7 +25,9 @@
 // Applying a batch makes snapshot, events, batch record and report visible
 // together (apply.go): a small batch in one transaction, a large one
 // staged over many small transactions and made visible by one small flip,
-// so the memory of an apply does not grow with the batch.
+// so the memory of an apply does not grow with the batch. A staged change
+// onto an existing snapshot is read as an overlay over it until
+// MergeOverlay, which the caller runs after the batch, copies it in.
 //
 // Caveats: byte slices read from bbolt are valid only inside their
 // transaction; every method here copies what it returns. bbolt allows one
