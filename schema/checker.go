@@ -41,7 +41,7 @@ type Checker struct {
 	emails      window
 	groupNames  lineSet
 	groupIDs    lineSet
-	members     lineSet
+	members     memberSet
 	allGroups   lineSet
 	stats       Stats
 
@@ -431,12 +431,6 @@ func (c *Checker) hashFold(b []byte) uint64 {
 		return c.hash(b)
 	}
 	c.scratch = appendLower(c.scratch[:0], b)
-	return c.hash(c.scratch)
-}
-
-// hash2 returns the hash of the pair (a, b).
-func (c *Checker) hash2(a, b []byte) uint64 {
-	c.scratch = append(append(append(c.scratch[:0], a...), 0), b...)
 	return c.hash(c.scratch)
 }
 

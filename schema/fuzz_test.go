@@ -155,6 +155,9 @@ func FuzzUserGroups(f *testing.F) {
 			t.Fatal(err)
 		}
 		checkIssues(t, c, in)
+		if n := c.Stats().Memberships; n != len(seen) {
+			t.Errorf("Stats().Memberships = %d; the callback saw %d", n, len(seen))
+		}
 	})
 }
 

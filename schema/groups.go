@@ -29,6 +29,7 @@ var groupRoles = map[string]int{"group_name": gName, "group_id": gID, "descripti
 // Users.
 func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) error) (FileResult, error) {
 	var res FileResult
+	c.members.run.valid = false // the users' slots may have moved
 	s, err := c.begin(r, file, &res, memberRoles)
 	if s == nil || err != nil {
 		return res, err
@@ -67,7 +68,7 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 		}
 		if len(user) == 0 {
 			c.missing(rec, s, ui, "each row names a group and one of its members")
-		} else if !c.userKnown(user) {
+		} else if !c.startRun(user) {
 			where := "in users.csv"
 			if !c.haveUsers {
 				where = "among the current users (this upload has no users.csv)"
@@ -79,12 +80,11 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 			continue
 		}
 		line := rec.fields[gi].line
-		if prev, _, dup := firstSeen(&c.members, c.hash2(group, user), line); dup {
+		if prev, dup := c.addMember(c.groupNumber(group), line); dup {
 			c.issue(rec.line, "", nil, CodeDuplicateMember, SeverityWarning,
 				msgf("user %q in group %q already appears on line %d; the repeat is ignored", user, group, prev))
 			continue
 		}
-		c.allGroups.put(c.hash(group), 0)
 		c.stats.Memberships++
 		if fn == nil {
 			continue
@@ -97,20 +97,6 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 		}
 	}
 	return res, nil
-}
-
-// userKnown reports whether a user_id exists in the batch's users file or,
-// without one, in the caller's snapshot. When the users file could not be
-// read whole, every user is taken to exist, so that its problem is reported
-// once rather than on every membership.
-func (c *Checker) userKnown(id []byte) bool {
-	if c.haveUsers {
-		if c.usersBroken {
-			return true
-		}
-		return c.userIDs.set.has(c.hash(id))
-	}
-	return c.userExists != nil && c.userExists(string(id))
 }
 
 // Groups checks a groups.csv and calls fn (when not nil) for each row
@@ -175,7 +161,7 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 		if c.rowErr {
 			continue
 		}
-		c.allGroups.put(c.hash(name), 0)
+		c.groupNumber(name)
 		if fn == nil {
 			continue
 		}

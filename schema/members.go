@@ -1,0 +1,126 @@
+package schema
+
+import (
+	"bytes"
+	"math"
+)
+
+// memberSet finds repeated rows of user_groups.csv exactly and at once, so
+// that the callback sees each membership once, without a table of every
+// membership hit at random (at a million users, 3M random inserts into a
+// 128 MB table were most of the checker's time).
+//
+// Each user keeps the list of its groups: a chain of 12-byte entries,
+// newest first, whose head is the aux field of the user's slot (in the
+// users file's user_id set, or in users below when the batch has no usable
+// users file). Exports list a user's memberships together, so a row's
+// chain is a few entries written moments before, in cache. A user whose
+// chain grows past maxChain moves to big, a set keyed by (user, group), so
+// that a user in thousands of groups costs one lookup per row, not a walk.
+//
+// aux of a user's slot: 0 = no membership yet, n > 0 = entries[n-1] is the
+// newest, bigUser = the memberships are in big.
+type memberSet struct {
+	entries []memberEntry
+	big     lineSet // key: pairKey(user hash, group number)
+	users   lineSet // the users of the memberships, without a users file
+	run     userRun // the current run of rows of one user
+	est     int     // rows estimated for the file, 0 = unknown
+}
+
+type memberEntry struct {
+	group int32 // the group's number in Checker.allGroups
+	line  int32
+	next  int32 // index+1 of the user's previous entry, 0 = none
+}
+
+const (
+	maxChain = 32
+	bigUser  = -1
+)
+
+// userRun is what the rows of one user in a row share: rows of one user
+// usually come together, so a user_id is looked up once per run.
+type userRun struct {
+	valid bool
+	user  []byte
+	known bool
+	key   uint64    // the user_id's hash
+	slot  *lineSlot // the user's slot, whose aux heads its chain; nil when unknown
+}
+
+// pairKey is the key of a membership in memberSet.big: different for
+// different groups of one user, and for different users equal only by
+// chance (2⁻⁶⁴).
+func pairKey(user uint64, group int32) uint64 {
+	return user ^ (uint64(group)+1)*0x9E3779B97F4A7C15
+}
+
+// startRun looks up user when it differs from the current run's. It
+// reports whether the user exists in the batch's users file or, without
+// one, in the caller's lookup (which is called once per run). When the
+// users file could not be read whole, every user is taken to exist, so
+// that its problem is reported once rather than on every membership.
+func (c *Checker) startRun(user []byte) bool {
+	r := &c.members.run
+	if r.valid && bytes.Equal(user, r.user) {
+		return r.known
+	}
+	r.valid = true
+	r.user = append(r.user[:0], user...)
+	r.key = c.hash(user)
+	r.slot = nil
+	if c.haveUsers && !c.usersBroken {
+		r.slot = c.userIDs.set.find(r.key)
+		r.known = r.slot != nil
+		return r.known
+	}
+	r.known = c.haveUsers || c.userExists != nil && c.userExists(string(user))
+	if r.known {
+		r.slot, _ = c.members.users.insert(r.key, 0)
+	}
+	return r.known
+}
+
+// addMember records that the current run's user is in group (a number
+// from groupNumber) on line. When the membership was seen before, it
+// returns that line and true.
+func (c *Checker) addMember(group int32, line int) (prev int, dup bool) {
+	m := &c.members
+	sl, user := m.run.slot, m.run.key
+	if sl.aux != bigUser {
+		n := 0
+		for e := sl.aux; e > 0; e = m.entries[e-1].next {
+			if m.entries[e-1].group == group {
+				return int(m.entries[e-1].line), true
+			}
+			n++
+		}
+		if n < maxChain && len(m.entries) < math.MaxInt32 {
+			if m.entries == nil && m.est > 0 {
+				m.entries = make([]memberEntry, 0, m.est)
+			}
+			m.entries = append(m.entries, memberEntry{group: group, line: line32(line), next: sl.aux})
+			sl.aux = int32(len(m.entries))
+			return 0, false
+		}
+		for e := sl.aux; e > 0; e = m.entries[e-1].next {
+			m.big.insert(pairKey(user, m.entries[e-1].group), m.entries[e-1].line)
+		}
+		sl.aux = bigUser
+	}
+	if p, isNew := m.big.insert(pairKey(user, group), line32(line)); !isNew {
+		return int(p.line), true
+	}
+	return 0, false
+}
+
+// groupNumber returns the number of the group named name in allGroups
+// (0, 1, … in order of first appearance in the batch), adding it when new.
+func (c *Checker) groupNumber(name []byte) int32 {
+	sl, isNew := c.allGroups.insert(c.hash(name), 0)
+	if isNew {
+		sl.aux = int32(min(c.allGroups.n-1, math.MaxInt32))
+	}
+	return sl.aux
+}
