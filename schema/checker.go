@@ -97,6 +97,9 @@ type scan struct {
 	rd            *reader
 	cols          []column
 	delim         byte
+	size          int64 // bytes of the file (of its text as UTF-8, roughly), -1 = unknown
+	headerEnd     int64 // bytes up to the end of the header
+	presize       func(rows int)
 	custom        int  // number of custom columns
 	bad           bool // the header has an error: rows are not read
 	warnedUnnamed bool
@@ -119,8 +122,12 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 	c.nfile++
 	c.cur = res
 	c.utf8OK = true
-	br, _ := openText(&sizeReader{r: r, limit: c.lim.MaxFileSize})
-	s := &scan{delim: detectDelimiter(br)}
+	size := remaining(r)
+	br, enc := openText(&sizeReader{r: r, limit: c.lim.MaxFileSize})
+	if enc == encUTF16LE || enc == encUTF16BE {
+		size /= 2 // mostly ASCII text, as exports are
+	}
+	s := &scan{delim: detectDelimiter(br), size: size}
 	s.rd = &reader{
 		br:       br,
 		delim:    s.delim,
@@ -194,6 +201,7 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 		seen[canon] = i
 	}
 	s.bad = !ok
+	s.headerEnd = s.rd.pos
 	return s, nil
 }
 
@@ -316,6 +324,11 @@ func (c *Checker) next(s *scan) (ok, usable bool, err error) {
 		}
 		c.cur.Rows++
 		c.rowErr = false
+		if c.cur.Rows == estimateAfter && s.presize != nil {
+			if n := s.estimate(c.cur.Rows); n > 0 {
+				s.presize(n)
+			}
+		}
 		if rec.problem != probNone {
 			c.rowProblem(s)
 			return true, false, nil

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"io"
+	"slices"
 )
 
 // user_groups.csv roles.
@@ -48,6 +49,9 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 			c.issue(1, col.name, nil, CodeIgnoredColumn, SeverityWarning,
 				msgf("the column %q is not used: user_groups.csv needs only group_name and user_id", col.name))
 		}
+	}
+	s.presize = func(rows int) {
+		c.members.entries = slices.Grow(c.members.entries, rows)
 	}
 	m := &c.member
 	for {
@@ -119,6 +123,10 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 		case gID:
 			ii = i
 		}
+	}
+	s.presize = func(rows int) {
+		c.groupNames.reserve(c.groupNames.n + rows)
+		c.allGroups.reserve(c.allGroups.n + rows)
 	}
 	g := &c.group
 	for {

@@ -97,9 +97,6 @@ func (c *Checker) addMember(group int32, line int) (prev int, dup bool) {
 			n++
 		}
 		if n < maxChain && len(m.entries) < math.MaxInt32 {
-			if m.entries == nil && m.est > 0 {
-				m.entries = make([]memberEntry, 0, m.est)
-			}
 			m.entries = append(m.entries, memberEntry{group: group, line: line32(line), next: sl.aux})
 			sl.aux = int32(len(m.entries))
 			return 0, false

@@ -2,7 +2,10 @@ package schema
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -164,5 +167,116 @@ func TestMembershipsMatchModel(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// lenReader is a reader that claims n bytes are left, whatever it holds.
+type lenReader struct {
+	r io.Reader
+	n int
+}
+
+func (r lenReader) Read(p []byte) (int, error) { return r.r.Read(p) }
+
+func (r lenReader) Len() int { return r.n }
+
+// TestPresizeWrongEstimate checks that the tables sized from a file's size
+// change nothing when the size is unknown, right, far too small or far too
+// large, or when the first rows are much shorter or longer than the rest.
+func TestPresizeWrongEstimate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var users, members strings.Builder
+	users.WriteString(hdr)
+	members.WriteString("group_name,user_id\n")
+	const nu = 5000
+	for u := range nu {
+		id, pad := u, ""
+		if u > 2000 {
+			pad = strings.Repeat("x", 200) // rows longer than the first ones
+		}
+		if u%997 == 5 {
+			id = rng.IntN(u + 1) // a duplicate user_id, near or far
+		}
+		email := fmt.Sprintf("u%d@x.com", u)
+		if u%1009 == 8 {
+			email = fmt.Sprintf("U%d@X.com", rng.IntN(u+1))
+		}
+		fmt.Fprintf(&users, "U%d,%s,A%s,B\n", id, email, pad)
+		for g := range 1 + u%4 {
+			fmt.Fprintf(&members, "G%d,U%d\n", g*u%17, u)
+		}
+		if u%13 == 0 {
+			fmt.Fprintf(&members, "G%d,U%d\n", rng.IntN(17), rng.IntN(u+1))
+		}
+	}
+	type result struct {
+		Issues []Issue
+		Stats  Stats
+		Users  []string
+		Member []Membership
+	}
+	// The readers cannot seek, so that duplicate emails are not read again.
+	run := func(wrap func(s string) io.Reader) result {
+		var r result
+		c := NewChecker(Limits{}, nil)
+		if _, err := c.Users(wrap(users.String()), "users.csv", func(u *User) error { r.Users = append(r.Users, u.ID); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.UserGroups(wrap(members.String()), "user_groups.csv", func(m *Membership) error { r.Member = append(r.Member, *m); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		r.Issues, r.Stats = c.Issues(), c.Stats()
+		return r
+	}
+	want := run(func(s string) io.Reader { return struct{ io.Reader }{strings.NewReader(s)} })
+	if want.Stats.Users < nu-10 || want.Stats.Memberships < nu || len(want.Issues) < 10 {
+		t.Fatalf("the test file is not what it should be: %+v, %d issues", want.Stats, len(want.Issues))
+	}
+	for name, wrap := range map[string]func(string) io.Reader{
+		"right size": func(s string) io.Reader { return lenReader{strings.NewReader(s), len(s)} },
+		"too small":  func(s string) io.Reader { return lenReader{strings.NewReader(s), 10} },
+		"too large":  func(s string) io.Reader { return lenReader{strings.NewReader(s), 1 << 26} },
+		"short rows": func(s string) io.Reader {
+			return lenReader{strings.NewReader(s), len(s) / 20}
+		},
+	} {
+		if diff := cmp.Diff(want, run(wrap)); diff != "" {
+			t.Errorf("%s: (-unknown size +%s):\n%s", name, name, diff)
+		}
+	}
+}
+
+func TestRemaining(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f.csv")
+	if err := os.WriteFile(path, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Seek(3, io.SeekStart)
+	sr := strings.NewReader("abcdef")
+	sr.Seek(2, io.SeekStart)
+	for _, tt := range []struct {
+		name string
+		r    io.Reader
+		want int64
+	}{
+		{"file at 3", f, 7},
+		{"strings.Reader at 2", sr, 4},
+		{"seeker only", struct{ io.ReadSeeker }{sr}, 4},
+		{"plain reader", struct{ io.Reader }{sr}, -1},
+	} {
+		if got := remaining(tt.r); got != tt.want {
+			t.Errorf("remaining(%s) = %d; want %d", tt.name, got, tt.want)
+		}
+	}
+	if off, _ := f.Seek(0, io.SeekCurrent); off != 3 {
+		t.Errorf("remaining moved the file to %d", off)
+	}
+	if off, _ := sr.Seek(0, io.SeekCurrent); off != 2 {
+		t.Errorf("remaining moved the reader to %d", off)
 	}
 }

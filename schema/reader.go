@@ -69,7 +69,8 @@ func (r *record) blank() bool {
 type reader struct {
 	br       *bufio.Reader
 	delim    byte
-	line     int // physical lines consumed
+	line     int   // physical lines consumed
+	pos      int64 // bytes consumed (of the decoded text)
 	maxField int
 	maxLine  int
 	raw      []byte
@@ -101,6 +102,7 @@ func (r *reader) readLine() ([]byte, bool, error) {
 	if err == io.EOF {
 		err = nil
 	}
+	r.pos += int64(len(line))
 	r.line++
 	nl := false
 	if n := len(line); line[n-1] == '\n' {

@@ -66,6 +66,10 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		}
 	}
 	emailCol, delim = idx[uEmail], s.delim
+	s.presize = func(rows int) {
+		c.userIDs.set.reserve(c.userIDs.set.n + rows)
+		c.emails.set.reserve(c.emails.set.n + rows)
+	}
 	dateCol := -1
 	for i, col := range s.cols {
 		if col.role == uKnown+int(EmploymentStartDate) {
