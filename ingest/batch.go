@@ -358,7 +358,7 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	}
 	if applied != nil {
 		t := applied.Timings()
-		r.steps = append(r.steps, step{"stage", t.Stage}, step{"flip", t.Flip}, step{"merge", t.Merge})
+		r.steps = append(r.steps, step{"stage", t.Stage}, step{"flip", t.Flip})
 	} else {
 		r.timed("record", tApply)
 	}
@@ -374,6 +374,17 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	}
 	p.pruneArchive(l.org, b.ID)
 	r.timed("write_report", tWrite)
+	if applied != nil && applied.Staged() {
+		// The batch is applied and reported; its overlay is copied into
+		// the base now, before the organization's next batch. Readers see
+		// the same snapshot throughout; a merge cut short is finished
+		// before the next apply (state.DB.MergeOverlay).
+		tMerge := time.Now()
+		if err := p.db.MergeOverlay(l.org); err != nil {
+			p.log.Warn("merge snapshot overlay; it is retried before the next batch", "org", l.org, "batch", b.ID, "err", err)
+		}
+		r.timed("merge", tMerge)
+	}
 	if p.log.Enabled(ctx, slog.LevelDebug) {
 		attrs := []any{"org", l.org, "batch", b.ID}
 		for _, s := range r.steps {

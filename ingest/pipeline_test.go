@@ -231,6 +231,16 @@ func runScenarios(t *testing.T, staged bool) {
 				got, _ := json.MarshalIndent(res, "", "  ")
 				golden(t, filepath.Join(step, "want.json"), append(got, '\n'))
 				checkReport(t, e, b)
+				if staged {
+					// The loop merges the overlay after the report.
+					deadline := time.Now().Add(5 * time.Second)
+					for pending, err := e.db.PendingMerge(e.org); pending || err != nil; pending, err = e.db.PendingMerge(e.org) {
+						if err != nil || time.Now().After(deadline) {
+							t.Fatalf("step %s: overlay still unmerged after the batch: %v", step, err)
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
 			}
 		})
 	}
