@@ -46,8 +46,13 @@ var bucketStaging = []byte("staging") // ORG\x00BATCH -> "": event_batches being
 // commit rewrites the last page of each group's member list).
 const DefaultStageTxChanges = 16384
 
-// mergeTxKeys bounds the keys one merge transaction copies.
-const mergeTxKeys = 8192
+// mergeTxNodes bounds the pages one MergeOverlay transaction dirties
+// (bbolt nodes: a page's entries, then its new copy at commit; about 8 KB
+// each, with the collector's headroom). Fewer, larger transactions cost
+// fewer fsyncs; the pages a merge writes are the same. A day-2 batch of
+// 2 % of a million users dirties about 51,000 pages of the base: five
+// transactions of up to 100 MB.
+var mergeTxNodes int64 = 12288
 
 // ApplyTx is the writable snapshot of one organization inside ApplyBatch
 // or ApplyBatchStaged, plus the Emit methods that store the batch's
@@ -526,13 +531,16 @@ func (db *DB) discardStaging(org string) error {
 }
 
 // MergeOverlay copies org's overlay, which ApplyBatchStaged leaves after
-// a change onto a non-empty snapshot, into its base in transactions of at
-// most mergeTxKeys keys, then drops it. Readers read the overlay over the
-// base throughout, so they see the same snapshot at every step, and a
-// crash half way leaves a snapshot that reads the same (prepareOrg or
-// Recover finishes the merge). It does nothing when org has no overlay.
-// It is safe to call concurrently with anything; a merge overtaken by
-// another (which dropped its overlay) stops.
+// a change onto a non-empty snapshot, into its base in transactions that
+// dirty at most mergeTxNodes pages, the last of which drops the overlay.
+// Readers read the overlay over the base throughout, so they see the same
+// snapshot at every step, and a crash half way leaves a snapshot that
+// reads the same (prepareOrg or Recover finishes the merge). It does
+// nothing when org has no overlay. It is safe to call concurrently with
+// anything; a merge overtaken by another (which dropped its overlay)
+// stops. Cost at a million users, day 2 (2 % changed): about 1.2 s of
+// CPU and 200 MB written, nearly all bbolt rewriting the pages the
+// changes fall on.
 func (db *DB) MergeOverlay(org string) error {
 	var overlay string
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -542,67 +550,68 @@ func (db *DB) MergeOverlay(org string) error {
 	if err != nil || overlay == "" {
 		return err
 	}
-	// current returns the snapshot root when ptr still names overlay.
-	current := func(tx *bolt.Tx) (*bolt.Bucket, snapPtr, bool) {
-		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
-		p := readPtr(root)
-		return root, p, p.overlay == overlay
-	}
-	for _, name := range snapBuckets {
-		var after []byte
-		for done := false; !done; {
-			err := db.bolt.Update(func(tx *bolt.Tx) error {
-				root, p, ok := current(tx)
-				if !ok {
-					done = true
-					return nil
+	// Where the merge stands between transactions: bucket snapBuckets[bi],
+	// after its key after (nil: from its first key).
+	bi, after := 0, []byte(nil)
+	for done := false; !done; {
+		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
+			p := readPtr(root)
+			if p.overlay != overlay {
+				done = true // merged by another call
+				return nil
+			}
+			over, base := root.Bucket([]byte(p.overlay)), root.Bucket([]byte(p.base))
+			n := 0 // keys copied in this transaction
+			for ; bi < len(snapBuckets); bi, after = bi+1, nil {
+				o := over.Bucket(snapBuckets[bi])
+				if o == nil {
+					continue
 				}
-				o := root.Bucket([]byte(p.overlay)).Bucket(name)
-				base, err := root.Bucket([]byte(p.base)).CreateBucketIfNotExists(name)
-				if err != nil || o == nil {
-					done = true
+				b, err := base.CreateBucketIfNotExists(snapBuckets[bi])
+				if err != nil {
 					return err
 				}
 				c := o.Cursor()
-				var k, v []byte
-				if after == nil {
-					k, v = c.First()
-				} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-					k, v = c.Next()
+				k, v := c.First()
+				if after != nil {
+					if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+						k, v = c.Next()
+					}
 				}
-				for n := 0; k != nil && n < mergeTxKeys; k, v = c.Next() {
+				var last []byte
+				for ; k != nil; k, v = c.Next() {
+					if st := tx.Stats(); n > 0 && st.GetNodeCount() >= mergeTxNodes {
+						if last != nil {
+							after = bytes.Clone(last)
+						}
+						return nil
+					}
+					// bbolt copies the key; the value stays in the
+					// overlay's pages, which this transaction does not
+					// change (and a remap copies).
 					if len(v) > 0 && v[0] == opPut {
-						err = base.Put(bytes.Clone(k), bytes.Clone(v[1:]))
+						err = b.Put(k, v[1:])
 					} else {
-						err = base.Delete(k)
+						err = b.Delete(k)
 					}
 					if err != nil {
 						return err
 					}
-					after = bytes.Clone(k)
+					last = k
 					n++
 				}
-				done = k == nil
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("merge snapshot of %s: %w", org, err)
 			}
+			done = true
+			if err := root.DeleteBucket([]byte(p.overlay)); err != nil {
+				return err
+			}
+			p.overlay = ""
+			return writePtr(root, p)
+		})
+		if err != nil {
+			return fmt.Errorf("merge snapshot of %s: %w", org, err)
 		}
-	}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
-		root, p, ok := current(tx)
-		if !ok {
-			return nil
-		}
-		if err := root.DeleteBucket([]byte(p.overlay)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-			return err
-		}
-		p.overlay = ""
-		return writePtr(root, p)
-	})
-	if err != nil {
-		return fmt.Errorf("merge snapshot of %s: %w", org, err)
 	}
 	return nil
 }

@@ -237,8 +237,18 @@ func TestStagedApplyInvisibleUntilFlip(t *testing.T) {
 	if _, err := db.User("acme", fmt.Sprintf("u%03d", n-1)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("deleted user still readable: %v", err)
 	}
+	// One key per merge transaction: readers between them see the same.
+	setMergeTxNodes(t, 1)
+	txid := func() (id int) {
+		db.bolt.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	tx0 := txid()
 	if err := db.MergeOverlay("acme"); err != nil {
 		t.Fatal(err)
+	}
+	if n := txid() - tx0; n < 10 {
+		t.Errorf("the merge took %d transactions; want one a key", n)
 	}
 	if pending, _ := db.PendingMerge("acme"); pending {
 		t.Error("overlay left after the merge")
@@ -476,6 +486,14 @@ func TestEventIDsCommitOrderConcurrent(t *testing.T) {
 	}
 }
 
+// setMergeTxNodes bounds MergeOverlay's transactions to n pages (at
+// least one key each) for the test.
+func setMergeTxNodes(t *testing.T, n int64) {
+	old := mergeTxNodes
+	mergeTxNodes = n
+	t.Cleanup(func() { mergeTxNodes = old })
+}
+
 // lookups reads every user of ids through UserLookup and
 // UserGroupSetLookup, as the day-2 diff does.
 func lookups(t *testing.T, db *DB, org string, ids []string) []string {
@@ -550,6 +568,7 @@ func TestStagedApplyLeavesOverlay(t *testing.T) {
 		t.Error("B3 changed no lookup; the test checks nothing")
 	}
 
+	setMergeTxNodes(t, 1)
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
