@@ -47,12 +47,13 @@ var bucketStaging = []byte("staging") // ORG\x00BATCH -> "": event_batches being
 const DefaultStageTxChanges = 16384
 
 // mergeTxNodes bounds the pages one MergeOverlay transaction dirties
-// (bbolt nodes: a page's entries, then its new copy at commit; about 8 KB
-// each, with the collector's headroom). Fewer, larger transactions cost
-// fewer fsyncs; the pages a merge writes are the same. A day-2 batch of
-// 2 % of a million users dirties about 51,000 pages of the base: five
-// transactions of up to 100 MB.
-var mergeTxNodes int64 = 12288
+// (bbolt nodes: a page's entries, then its new 4 KB copy at commit; 7 to
+// 8 KB each while it commits). Fewer, larger transactions cost fewer
+// fsyncs; the pages a merge writes are the same. A day-2 batch of 2 % of
+// a million users dirties about 51,000 pages of the base: seven
+// transactions, the process at 90 to 120 MB anon (12,288 took 160 to
+// 190 MB and saved no measurable time).
+var mergeTxNodes int64 = 8192
 
 // ApplyTx is the writable snapshot of one organization inside ApplyBatch
 // or ApplyBatchStaged, plus the Emit methods that store the batch's
