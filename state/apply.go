@@ -24,11 +24,10 @@ import (
 //     points the snapshot at the staged bucket, writes the commit record
 //     that makes the events visible, and stores the batch record and the
 //     report. The batch is applied there. An overlay (a staged change
-//     onto a non-empty snapshot) is then merged into the base, by
-//     ApplyBatchStaged before it returns or, after ApplyTx.DeferMerge, by
-//     the caller's MergeOverlay when the batch's other work is done:
-//     readers see the same snapshot before, during and after the merge,
-//     so it need not be on the batch's critical path.
+//     onto a non-empty snapshot) is left for MergeOverlay, which the
+//     caller runs when the batch's other work is done: readers see the
+//     same snapshot before, during and after the merge, so it is not on
+//     the batch's critical path.
 //
 // After a crash during staging, the organization's staging leftovers are
 // listed in the staging bucket (event_batches keys) and in snapshots/ORG/
@@ -62,20 +61,19 @@ var mergeTxNodes int64 = 8192
 // until the next Checkpoint.
 type ApplyTx struct {
 	*SnapshotTx
-	db         *DB
-	tx         *bolt.Tx
-	b          Batch
-	staged     bool
-	fresh      bool
-	stage      string
-	txChange   int
-	changes    int
-	seq, ms    uint64 // a direct apply's commit
-	ev         *bolt.Bucket
-	du, dg     *bolt.Bucket
-	emitted    uint32
-	timings    ApplyTimings
-	mergeLater bool // DeferMerge was called
+	db       *DB
+	tx       *bolt.Tx
+	b        Batch
+	staged   bool
+	fresh    bool
+	stage    string
+	txChange int
+	changes  int
+	seq, ms  uint64 // a direct apply's commit
+	ev       *bolt.Bucket
+	du, dg   *bolt.Bucket
+	emitted  uint32
+	timings  ApplyTimings
 	// lastUser is the user keepUser stored last (events of one user come
 	// together), keptGroups the groups keepGroup stored: their copies
 	// need no lookup.
@@ -85,13 +83,9 @@ type ApplyTx struct {
 
 // ApplyTimings is where an apply spent its time: Stage is fn with its
 // transactions' commits (the whole transaction in a direct apply), Flip
-// the transaction that makes a staged batch visible.
-type ApplyTimings struct {
-	Stage, Flip time.Duration
-	// Merge is ApplyBatchStaged's merge of the overlay into the base;
-	// zero after DeferMerge (the caller times its MergeOverlay).
-	Merge time.Duration
-}
+// the transaction that makes a staged batch visible. The merge of the
+// overlay after it is MergeOverlay's, timed by its caller.
+type ApplyTimings struct{ Stage, Flip time.Duration }
 
 // Timings returns the apply's timings so far; read after ApplyBatch or
 // ApplyBatchStaged returned, they are the whole apply's.
@@ -161,15 +155,6 @@ func (a *ApplyTx) Checkpoint() error {
 	a.tx = tx
 	return a.bind()
 }
-
-// DeferMerge tells ApplyBatchStaged to return at its flip, leaving the
-// overlay (if any) for the caller to merge with MergeOverlay once the
-// batch's report and notifications are out: the batch is applied at the
-// flip, and readers see the same snapshot before and after the merge, so
-// the merge need not delay them. Until it runs, reads cost a second
-// lookup each, and the organization's next apply merges first. It has no
-// effect in a direct apply.
-func (a *ApplyTx) DeferMerge() { a.mergeLater = true }
 
 // Staged reports whether this is a staged apply (ids are drawn at the
 // flip, so Emit returns "").
@@ -365,8 +350,12 @@ func (db *DB) ApplyBatch(b Batch, report []byte, fn func(*ApplyTx) error) error 
 // record and the report visible together. If fn fails or the process
 // dies before that transaction, nothing of the batch is visible and its
 // staging is deleted (at once, or before the organization's next apply).
-// A change onto a non-empty snapshot is then merged into the base
-// (Timings().Merge) before it returns, unless fn called DeferMerge.
+//
+// When it returns nil the batch is applied, but a change onto a non-empty
+// snapshot is still an overlay read over the base (PendingMerge is true):
+// the caller should call MergeOverlay once the batch's report and
+// notifications are out. Until then reads stay correct, a little slower,
+// and the organization's next apply merges first.
 func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*ApplyTx) error) error {
 	if b.FinishedAt == nil {
 		now := db.now().UTC()
@@ -399,14 +388,6 @@ func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*A
 			err = errors.Join(err, derr)
 		}
 		return fmt.Errorf("apply batch %s: %w", b.ID, err)
-	}
-	if !a.mergeLater {
-		// The batch is applied; a failed merge is finished before the
-		// organization's next apply (readers see the same snapshot
-		// meanwhile).
-		start = time.Now()
-		_ = db.MergeOverlay(b.Org)
-		a.timings.Merge = time.Since(start)
 	}
 	return nil
 }
@@ -544,8 +525,7 @@ func (db *DB) discardStaging(org string) error {
 }
 
 // MergeOverlay copies org's overlay, which ApplyBatchStaged leaves after
-// a change onto a non-empty snapshot when fn called DeferMerge (or a
-// crash left), into its base in transactions that
+// a change onto a non-empty snapshot, into its base in transactions that
 // dirty at most mergeTxNodes pages, the last of which drops the overlay.
 // Readers read the overlay over the base throughout, so they see the same
 // snapshot at every step, and a crash half way leaves a snapshot that

@@ -27,8 +27,7 @@
 // staged over many small transactions and made visible by one small flip,
 // so the memory of an apply does not grow with the batch. A staged change
 // onto an existing snapshot is read as an overlay over it until
-// MergeOverlay copies it in: at the end of ApplyBatchStaged, or (after
-// ApplyTx.DeferMerge) when the caller runs it after the batch.
+// MergeOverlay, which the caller runs after the batch, copies it in.
 //
 // Caveats: byte slices read from bbolt are valid only inside their
 // transaction; every method here copies what it returns. bbolt allows one

@@ -43,9 +43,8 @@ import (
 // One small transaction then points ptr at it (with the batch's events and
 // record, see apply.go): a new generation replaces the base, an overlay is
 // read over the base until MergeOverlay has copied it into the base in
-// small transactions and ptr drops it (ApplyBatchStaged merges before it
-// returns, or the caller after the batch, see ApplyTx.DeferMerge; the
-// organization's next apply merges first if nobody did). Readers see
+// small transactions and ptr drops it (the caller merges after the batch;
+// the organization's next apply merges first if it has not). Readers see
 // base+overlay throughout the merge, so they see the same snapshot
 // before, during and after it; reads through an overlay cost a second
 // lookup each. A bucket in snapshots/ORG/ that ptr does not name is a
