@@ -230,6 +230,20 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		d.setLookup = s.UserGroupSetLookup()
 		d.allNew = c.Memberships == 0
 	}
+	// Day 2 looks much like day 1: size the per-user and per-membership
+	// arrays for the stored counts and a little more, so that a million
+	// users do not cost a series of copies as they grow.
+	if d.haveUsers {
+		n := c.Users + c.Users/16
+		d.users.keys = make([]hkey, 0, n)
+		if d.byHash {
+			d.setDiff = make([]state.GroupSetHash, 0, n)
+			d.userA = make([]uint64, 0, n)
+			if !d.allNew {
+				d.rows = make([]uint64, 0, c.Memberships+c.Memberships/16)
+			}
+		}
+	}
 	r.haveUsers = d.haveUsers
 	if !d.haveUsers && c.Users == 0 {
 		r.issues = append(r.issues, schema.Issue{

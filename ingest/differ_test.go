@@ -351,7 +351,7 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 // error, and the checker, which runs ahead on its own goroutine, stops
 // within a few batches instead of reading the rest of the file.
 func TestCompareErrorStopsChecker(t *testing.T) {
-	const org, n = "acme", 20000
+	const org, n = "acme", 100000
 	db := testDB(t, org)
 	var day1, day2 strings.Builder
 	day1.WriteString("user_id,email,first_name,last_name,job_title\n")
