@@ -92,9 +92,16 @@ const (
 	// roles >= 0 are the kind's own columns
 )
 
-// scan is the reading state of one file.
+// scan is the reading state of one file. The header is read from rd;
+// the data rows come through p, on a second goroutine (pipe.go), and rec
+// is the current one.
 type scan struct {
 	rd            *reader
+	p             *pipe
+	rec           *record
+	view          record
+	pos           int64 // bytes read up to the end of rec
+	errLine       int   // the physical line where reading stopped
 	cols          []column
 	delim         byte
 	size          int64 // bytes of the file (of its text as UTF-8, roughly), -1 = unknown
@@ -134,7 +141,9 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 		maxField: c.lim.MaxFieldSize,
 		maxLine:  c.lim.MaxColumns * (c.lim.MaxFieldSize + 3),
 	}
+	s.rec = &s.rd.rec
 	err := s.rd.next()
+	s.errLine = s.rd.line
 	if err == io.EOF {
 		c.issue(0, "", nil, CodeEmptyFile, SeverityError,
 			"the file is empty: its first line must name the columns, for example "+exampleHeader(roles))
@@ -143,7 +152,7 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 	if ok, err := c.fatal(s, err); !ok {
 		return nil, err
 	}
-	rec := &s.rd.rec
+	rec := s.rec
 	if bytes.HasPrefix(rec.buf, []byte("PK\x03\x04")) {
 		c.issue(0, "", nil, CodeNotCSV, SeverityError,
 			`this is an Excel workbook (.xlsx), not a CSV file: open it in Excel and use File > Save As > "CSV UTF-8 (Comma delimited) (*.csv)"`)
@@ -201,7 +210,7 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 		seen[canon] = i
 	}
 	s.bad = !ok
-	s.headerEnd = s.rd.pos
+	s.headerEnd, s.pos = s.rd.pos, s.rd.pos
 	return s, nil
 }
 
@@ -285,7 +294,7 @@ func (c *Checker) fatal(s *scan, err error) (bool, error) {
 		c.issue(0, "", nil, CodeFileTooLarge, SeverityError,
 			fmt.Sprintf("the file is larger than the limit of %s: split it or ask the operator to raise the limit", sizeText(c.lim.MaxFileSize)))
 	case errors.Is(err, errLineTooLong):
-		c.issue(s.rd.line, "", nil, CodeLineTooLong, SeverityError,
+		c.issue(s.errLine, "", nil, CodeLineTooLong, SeverityError,
 			fmt.Sprintf("this line is longer than any valid row could be (over %s); the file is probably not a CSV export", sizeText(int64(s.rd.maxLine))))
 	default:
 		return false, fmt.Errorf("read %s: %w", c.file, err)
@@ -310,52 +319,58 @@ func sizeText(n int64) string {
 // row already has an error that makes its fields unusable (rules are then
 // skipped).
 func (c *Checker) next(s *scan) (ok, usable bool, err error) {
-	for {
-		err := s.rd.next()
-		if err == io.EOF {
-			return false, false, nil
+	if s.p == nil {
+		s.p, s.rec = startPipe(s.rd), &s.view
+	}
+	s.errLine, err = s.p.read(&s.view, &s.pos)
+	if err == io.EOF {
+		return false, false, nil
+	}
+	if ok, err := c.fatal(s, err); !ok {
+		return false, false, err
+	}
+	rec := s.rec
+	c.cur.Rows++
+	c.rowErr = false
+	if c.cur.Rows == estimateAfter && s.presize != nil {
+		if n := s.estimate(c.cur.Rows); n > 0 {
+			s.presize(n)
 		}
-		if ok, err := c.fatal(s, err); !ok {
-			return false, false, err
-		}
-		rec := &s.rd.rec
-		if rec.problem == probNone && rec.blank() {
-			continue
-		}
-		c.cur.Rows++
-		c.rowErr = false
-		if c.cur.Rows == estimateAfter && s.presize != nil {
-			if n := s.estimate(c.cur.Rows); n > 0 {
-				s.presize(n)
-			}
-		}
-		if rec.problem != probNone {
-			c.rowProblem(s)
+	}
+	if rec.problem != probNone {
+		c.rowProblem(s)
+		return true, false, nil
+	}
+	if n, want := len(rec.fields), len(s.cols); n != want {
+		if n < want || !emptyFrom(rec, want) {
+			c.issue(rec.line, "", nil, CodeWrongFieldCount, SeverityError, fieldCountMsg(n, want, s.delim))
 			return true, false, nil
 		}
-		if n, want := len(rec.fields), len(s.cols); n != want {
-			if n < want || !emptyFrom(rec, want) {
-				c.issue(rec.line, "", nil, CodeWrongFieldCount, SeverityError, fieldCountMsg(n, want, s.delim))
-				return true, false, nil
-			}
-			rec.fields = rec.fields[:want]
-		}
-		if !utf8.Valid(rec.buf) && c.utf8OK {
-			c.badUTF8(s, 1)
-		} else if !c.utf8OK && !utf8.Valid(rec.buf) {
-			c.rowErr = true
-		}
-		if !s.warnedUnnamed {
-			for i, col := range s.cols {
-				if col.role == roleIgnored && rec.fields[i].end > rec.fields[i].start {
-					s.warnedUnnamed = true
-					c.issue(rec.fields[i].line, "", rec.value(i), CodeUnnamedColumn, SeverityWarning,
-						fmt.Sprintf("column %d has no name in the header, so its values are ignored (this is the first row with one): name the column or remove it", i+1))
-					break
-				}
+		rec.fields = rec.fields[:want]
+	}
+	if !rec.valid && c.utf8OK {
+		c.badUTF8(s, 1)
+	} else if !c.utf8OK && !rec.valid {
+		c.rowErr = true
+	}
+	if !s.warnedUnnamed {
+		for i, col := range s.cols {
+			if col.role == roleIgnored && rec.fields[i].end > rec.fields[i].start {
+				s.warnedUnnamed = true
+				c.issue(rec.fields[i].line, "", rec.value(i), CodeUnnamedColumn, SeverityWarning,
+					fmt.Sprintf("column %d has no name in the header, so its values are ignored (this is the first row with one): name the column or remove it", i+1))
+				break
 			}
 		}
-		return true, true, nil
+	}
+	return true, true, nil
+}
+
+// close stops the reading goroutine of s, if it runs, and waits for it.
+func (s *scan) close() {
+	if s.p != nil {
+		s.p.close()
+		s.p = nil
 	}
 }
 
@@ -377,7 +392,7 @@ func fieldCountMsg(n, want int, delim byte) string {
 
 // rowProblem reports why the current record could not be read.
 func (c *Checker) rowProblem(s *scan) {
-	rec := &s.rd.rec
+	rec := s.rec
 	col := ""
 	if rec.probAt >= 0 && rec.probAt < len(s.cols) {
 		col = s.cols[rec.probAt].name
@@ -402,7 +417,7 @@ func (c *Checker) rowProblem(s *scan) {
 
 // badUTF8 reports the first row that is not UTF-8 text, once per file.
 func (c *Checker) badUTF8(s *scan, from int) {
-	rec := &s.rd.rec
+	rec := s.rec
 	c.utf8OK = false
 	i := 0
 	for i = range rec.fields {

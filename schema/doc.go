@@ -8,7 +8,9 @@
 // issue codes (the Code* constants) and the messages an org admin reads. It
 // does not own the report layout (package schema/report), diffs against a
 // snapshot, deletion thresholds or anything on disk: it has no file system,
-// clock, goroutines or globals.
+// clock or globals. Its one goroutine reads the rows of the file being
+// checked, and ends before the call that started it returns (see Reading
+// on two cores).
 //
 // # Reading
 //
@@ -110,6 +112,21 @@
 // together, so the chain is in cache, and the user's slot is looked up
 // once per run of rows of that user.
 //
+// # Reading on two cores
+//
+// Users, UserGroups and Groups read the header themselves, then start a
+// goroutine that reads the data rows (line ends, quotes, delimiters,
+// trimming, the UTF-8 check) into chunks of about 256 KB and at most 4,096
+// records, three chunks in all, while the caller's goroutine checks the
+// rows of the previous chunk and calls the callback. The chunks are
+// reused, so memory stays under a megabyte whatever the file. When the
+// call returns, early (a callback's error, an I/O error) or at the end,
+// it first stops the goroutine and waits for it, so the reader given is
+// never read after the call. On the day-2 files of 1M users (215 + 55 MB)
+// this took the checker alone from 2.2 s to 1.35 s of wall time (1.33× a
+// bare encoding/csv read of the same files in the same run, which took
+// 1.0 s), for about a fifth more CPU time (1.9× the read's).
+//
 // # Caveats
 //
 //   - Keys are compared by 64-bit hash. Two different values collide with
@@ -134,6 +151,11 @@
 //     message gives the later line's spelling as such. user_ids, group
 //     names and group_ids are compared as written: both lines hold the
 //     same value.
+//   - The reader given is read ahead of the rows checked, by up to three
+//     chunks, on another goroutine; a call that stops early waits for a
+//     Read in progress to return.
+//   - Without a users file, UserGroups calls the userExists lookup once
+//     per run of consecutive rows with the same user_id, not once per row.
 //   - Issues beyond MaxIssues are counted by code (IssueCounts) but not
 //     kept; the kept ones are the first in file then line order.
 package schema

@@ -50,10 +50,10 @@ func remaining(r io.Reader) int64 {
 // It sizes tables only: a wrong estimate costs a grow or unused slots,
 // never a result.
 func (s *scan) estimate(rows int) int {
-	body := s.rd.pos - s.headerEnd
-	if s.size <= s.rd.pos || rows <= 0 || body <= 0 {
+	body := s.pos - s.headerEnd
+	if s.size <= s.pos || rows <= 0 || body <= 0 {
 		return 0
 	}
-	left := float64(s.size-s.rd.pos) * float64(rows) / float64(body)
+	left := float64(s.size-s.pos) * float64(rows) / float64(body)
 	return rows + int(left*1.1)
 }

@@ -35,6 +35,7 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 	if s == nil || err != nil {
 		return res, err
 	}
+	defer s.close()
 	if !c.require(s, memberRoles, "group_name", "user_id") || s.bad {
 		return res, nil
 	}
@@ -65,7 +66,7 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 		if !usable {
 			continue
 		}
-		rec := &s.rd.rec
+		rec := s.rec
 		group, user := rec.value(gi), rec.value(ui)
 		if len(group) == 0 {
 			c.missing(rec, s, gi, "each row names a group and one of its members")
@@ -112,6 +113,7 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 	if s == nil || err != nil {
 		return res, err
 	}
+	defer s.close()
 	if !c.require(s, groupRoles, "group_name") || s.bad {
 		return res, nil
 	}
@@ -140,7 +142,7 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 		if !usable {
 			continue
 		}
-		rec := &s.rd.rec
+		rec := s.rec
 		name := rec.value(ni)
 		line := rec.fields[ni].line
 		if len(name) == 0 {

@@ -49,22 +49,15 @@ type record struct {
 	buf     []byte
 	fields  []field
 	problem problem
-	probAt  int // index of the field with the problem
-	probLn  int // physical line of the problem
+	probAt  int  // index of the field with the problem
+	probLn  int  // physical line of the problem
+	valid   bool // buf is UTF-8 (set by the pipe's reading goroutine)
 }
 
 func (r *record) value(i int) []byte { f := r.fields[i]; return r.buf[f.start:f.end] }
 
-// blank reports whether every field is empty: Excel writes rows of bare
-// delimiters for empty rows; SPEC §4 skips blank lines.
-func (r *record) blank() bool {
-	for _, f := range r.fields {
-		if f.end > f.start {
-			return false
-		}
-	}
-	return true
-}
+// blank reports whether every field is empty.
+func (r *record) blank() bool { return blank(r.fields) }
 
 type reader struct {
 	br       *bufio.Reader
@@ -75,6 +68,13 @@ type reader struct {
 	maxLine  int
 	raw      []byte
 	rec      record
+
+	// keep makes next append each record to rec.buf and rec.fields
+	// instead of replacing the previous one (pipe.go fills chunks so);
+	// the record then starts at base and fbase, and its field offsets
+	// are relative to base.
+	keep        bool
+	base, fbase int
 }
 
 // readLine returns the next physical line without its line end, whether it
@@ -125,8 +125,11 @@ func (r *reader) isSpace(b byte) bool {
 // problem are filled.
 func (r *reader) next() error {
 	rec := &r.rec
-	rec.buf = rec.buf[:0]
-	rec.fields = rec.fields[:0]
+	if !r.keep {
+		rec.buf = rec.buf[:0]
+		rec.fields = rec.fields[:0]
+	}
+	r.base, r.fbase = len(rec.buf), len(rec.fields)
 	rec.problem = probNone
 	var line []byte
 	var nl bool
@@ -273,7 +276,7 @@ func (r *reader) finish(start, line int) {
 		b = b[:len(b)-size]
 		end -= size
 	}
-	r.rec.fields = append(r.rec.fields, field{start: start, end: end, line: line})
+	r.rec.fields = append(r.rec.fields, field{start: start - r.base, end: end - r.base, line: line})
 }
 
 func asciiSpace(c byte) bool {
@@ -285,9 +288,9 @@ func (r *reader) fail(p problem, line int) {
 		return
 	}
 	r.rec.problem = p
-	r.rec.probAt = len(r.rec.fields) - 1
+	r.rec.probAt = len(r.rec.fields) - r.fbase - 1
 	if p == probUnterminated {
-		r.rec.probAt = len(r.rec.fields)
+		r.rec.probAt = len(r.rec.fields) - r.fbase
 	}
 	r.rec.probLn = line
 }

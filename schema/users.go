@@ -55,6 +55,7 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		c.usersBroken = true
 		return res, err
 	}
+	defer s.close()
 	if !c.require(s, userRoles, "user_id", "email", "first_name", "last_name") || s.bad {
 		c.usersBroken = true
 		return res, nil
@@ -89,7 +90,7 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		if !usable {
 			continue
 		}
-		rec := &s.rd.rec
+		rec := s.rec
 		id, email := rec.value(idx[uID]), rec.value(idx[uEmail])
 		idLine, emailLine := rec.fields[idx[uID]].line, rec.fields[idx[uEmail]].line
 
@@ -220,7 +221,7 @@ func statusOf(v []byte) (active, known bool) {
 // fillUser sets u from the current row: one string allocation for the
 // whole row, then slices of it.
 func (c *Checker) fillUser(u *User, s *scan, active bool) {
-	rec := &s.rd.rec
+	rec := s.rec
 	all := string(rec.buf)
 	*u = User{Line: rec.line, Active: active, Custom: u.Custom[:0]}
 	for i, col := range s.cols {
