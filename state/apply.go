@@ -124,6 +124,9 @@ func (a *ApplyTx) bind() error {
 	}
 	a.ev, a.du, a.dg = bs[0], bs[1], bs[2]
 	a.ev.FillPercent = 1 // indexes only grow
+	// The copies are written once, mostly in key order (a first upload's
+	// users in file order), and never changed.
+	a.du.FillPercent, a.dg.FillPercent = appendFill, appendFill
 	return nil
 }
 

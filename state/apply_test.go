@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -600,5 +601,81 @@ func TestStagedApplyLeavesOverlay(t *testing.T) {
 	}
 	if got := leftovers(t, db, "acme"); len(got) != 0 {
 		t.Errorf("leftovers after the merge: %v", got)
+	}
+}
+
+// TestNewGenerationPacksPages checks that a staged apply onto an empty
+// snapshot, written in key order, fills its pages (appendFill) instead of
+// leaving them half empty, and that a change merged into it later reads
+// right.
+func TestNewGenerationPacksPages(t *testing.T) {
+	db, _ := openTest(t)
+	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	b := newBatch(t, db, "acme", "B1")
+	b.Status = BatchApplied
+	err := db.ApplyBatchStaged(b, nil, 512, func(a *ApplyTx) error {
+		for i := range n {
+			id := []byte(fmt.Sprintf("u%05d", i))
+			if err := a.PutUser(id, true, rec(string(id), "Engineer")); err != nil {
+				return err
+			}
+			if err := a.EmitUser(EventUserCreated, id, nil); err != nil {
+				return err
+			}
+			if err := a.Checkpoint(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := func() float64 {
+		var st bolt.BucketStats
+		db.bolt.View(func(tx *bolt.Tx) error {
+			root := tx.Bucket(bucketSnapshots).Bucket([]byte("acme"))
+			st = root.Bucket([]byte(readPtr(root).base)).Bucket(snapUsers).Stats()
+			return nil
+		})
+		return float64(st.LeafInuse) / float64(st.LeafAlloc)
+	}
+	if f := fill(); f < 0.8 {
+		t.Errorf("users pages of a new generation %.0f%% full; want at least 80%%", f*100)
+	}
+	b2 := newBatch(t, db, "acme", "B2")
+	b2.Status = BatchApplied
+	err = db.ApplyBatchStaged(b2, nil, 512, func(a *ApplyTx) error {
+		for i := 0; i < n; i += 10 {
+			id := []byte(fmt.Sprintf("u%05d", i))
+			if err := a.EmitUser(EventUserUpdated, id, []byte(`{"job_title":"Engineer"}`)); err != nil {
+				return err
+			}
+			if err := a.PutUser(id, true, rec(string(id), "Principal Engineer")); err != nil {
+				return err
+			}
+			if err := a.Checkpoint(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MergeOverlay("acme"); err != nil {
+		t.Fatal(err)
+	}
+	us, err := db.Users("acme", "", "", 0)
+	if err != nil || len(us) != n {
+		t.Fatalf("Users = %d, %v; want %d", len(us), err, n)
+	}
+	for i, u := range us {
+		if want := i%10 == 0; strings.Contains(string(u), "Principal") != want {
+			t.Fatalf("user %d after the merge: %s", i, u)
+		}
 	}
 }
