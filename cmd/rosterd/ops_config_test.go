@@ -154,6 +154,7 @@ ban_window = "1m"
 ban_duration = "1m"
 max_columns = 64
 max_field_size = "1KiB"
+memory = "512MiB"
 
 [defaults]
 inactive_users = "delete"
