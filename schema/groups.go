@@ -2,7 +2,6 @@ package schema
 
 import (
 	"io"
-	"slices"
 )
 
 // user_groups.csv roles.
@@ -50,9 +49,6 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 			c.issue(1, col.name, nil, CodeIgnoredColumn, SeverityWarning,
 				msgf("the column %q is not used: user_groups.csv needs only group_name and user_id", col.name))
 		}
-	}
-	s.presize = func(rows int) {
-		c.members.entries = slices.Grow(c.members.entries, rows)
 	}
 	m := &c.member
 	for {

@@ -21,7 +21,7 @@ import (
 // aux of a user's slot: 0 = no membership yet, n > 0 = entries[n-1] is the
 // newest, bigUser = the memberships are in big.
 type memberSet struct {
-	entries []memberEntry
+	entries entryBlocks
 	big     lineSet // key: pairKey(user hash, group number)
 	users   lineSet // the users of the memberships, without a users file
 	run     userRun // the current run of rows of one user
@@ -32,6 +32,38 @@ type memberEntry struct {
 	group int32 // the group's number in Checker.allGroups
 	line  int32
 	next  int32 // index+1 of the user's previous entry, 0 = none
+}
+
+// entryBlocks holds the entries in blocks of a fixed size, so that adding
+// one never copies the others (a slice grown by append copied 3M entries
+// several times over, and held both copies while it did).
+type entryBlocks struct {
+	blocks [][]memberEntry
+	n      int
+}
+
+const entryBlockBits = 16
+
+// at returns entry e, counted from 1.
+func (b *entryBlocks) at(e int32) *memberEntry {
+	i := int(e - 1)
+	return &b.blocks[i>>entryBlockBits][i&(1<<entryBlockBits-1)]
+}
+
+// add appends ent and returns its number, counted from 1. The first block
+// grows as a slice does, so that a small file costs little.
+func (b *entryBlocks) add(ent memberEntry) int32 {
+	if len(b.blocks) == 0 || len(b.blocks[len(b.blocks)-1]) == 1<<entryBlockBits {
+		size := 1 << entryBlockBits
+		if len(b.blocks) == 0 {
+			size = 64
+		}
+		b.blocks = append(b.blocks, make([]memberEntry, 0, size))
+	}
+	last := &b.blocks[len(b.blocks)-1]
+	*last = append(*last, ent)
+	b.n++
+	return int32(b.n)
 }
 
 const (
@@ -90,19 +122,22 @@ func (c *Checker) addMember(group int32, line int) (prev int, dup bool) {
 	sl, user := m.run.slot, m.run.key
 	if sl.aux != bigUser {
 		n := 0
-		for e := sl.aux; e > 0; e = m.entries[e-1].next {
-			if m.entries[e-1].group == group {
-				return int(m.entries[e-1].line), true
+		for e := sl.aux; e > 0; {
+			ent := m.entries.at(e)
+			if ent.group == group {
+				return int(ent.line), true
 			}
+			e = ent.next
 			n++
 		}
-		if n < maxChain && len(m.entries) < math.MaxInt32 {
-			m.entries = append(m.entries, memberEntry{group: group, line: line32(line), next: sl.aux})
-			sl.aux = int32(len(m.entries))
+		if n < maxChain && m.entries.n < math.MaxInt32 {
+			sl.aux = m.entries.add(memberEntry{group: group, line: line32(line), next: sl.aux})
 			return 0, false
 		}
-		for e := sl.aux; e > 0; e = m.entries[e-1].next {
-			m.big.insert(pairKey(user, m.entries[e-1].group), m.entries[e-1].line)
+		for e := sl.aux; e > 0; {
+			ent := m.entries.at(e)
+			m.big.insert(pairKey(user, ent.group), ent.line)
+			e = ent.next
 		}
 		sl.aux = bigUser
 	}

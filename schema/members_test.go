@@ -280,3 +280,42 @@ func TestRemaining(t *testing.T) {
 		t.Errorf("remaining moved the reader to %d", off)
 	}
 }
+
+// TestMembershipsAcrossBlocks checks chains that run across the entry
+// blocks: more memberships than a block holds, each user's spread far
+// apart, repeats of the first ones at the end.
+func TestMembershipsAcrossBlocks(t *testing.T) {
+	const nu = 1<<entryBlockBits/2 + 100
+	var rows []memberRow
+	for g := range 3 {
+		for u := range nu {
+			rows = append(rows, memberRow{fmt.Sprintf("G%d", g), fmt.Sprintf("U%d", u)})
+		}
+	}
+	for u := 0; u < nu; u += 97 {
+		rows = append(rows, memberRow{"G0", fmt.Sprintf("U%d", u)}, memberRow{"G2", fmt.Sprintf("U%d", u)})
+	}
+	all := func(string) bool { return true }
+	c := NewChecker(Limits{}, all)
+	var got []Membership
+	if _, err := c.UserGroups(strings.NewReader(memberCSV(rows)), "user_groups.csv", func(m *Membership) error {
+		got = append(got, *m)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantIssues, wantGot := modelMembers(rows, all)
+	var issues []string
+	for _, is := range c.Issues() {
+		issues = append(issues, brief([]Issue{is})[0]+" "+is.Message)
+	}
+	if diff := cmp.Diff(wantIssues, issues); diff != "" {
+		t.Errorf("issues (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantGot, got); diff != "" {
+		t.Errorf("memberships (-want +got):\n%s", diff)
+	}
+	if c.members.entries.n <= 1<<entryBlockBits {
+		t.Errorf("%d entries: the test does not cross a block", c.members.entries.n)
+	}
+}
