@@ -83,6 +83,16 @@ type ApplyTx struct {
 	// need no lookup.
 	lastUser   []byte
 	keptGroups map[string]bool
+	// gen is the new generation a staged apply onto an empty snapshot
+	// writes (fresh.go), nil otherwise.
+	gen *freshGen
+	// The batch's copies of users start empty (else duOld): duTail is
+	// the greatest id copied so far, duSeek finds the others (in
+	// ascending order, as memberships come, with a cursor step).
+	duTail []byte
+	duSeek *seeker
+	duOld  bool
+	bound  bool // bind ran before
 }
 
 // ApplyTimings is where an apply spent its time: Stage is fn with its
@@ -107,6 +117,7 @@ func (a *ApplyTx) bind() error {
 	if err != nil {
 		return err
 	}
+	s.fresh = a.gen
 	if a.SnapshotTx == nil {
 		a.SnapshotTx = s
 	} else {
@@ -127,6 +138,12 @@ func (a *ApplyTx) bind() error {
 		}
 	}
 	a.ev, a.du, a.dg = bs[0], bs[1], bs[2]
+	a.duSeek = &seeker{c: a.du.Cursor()}
+	if !a.bound {
+		a.bound = true
+		k, _ := a.du.Cursor().First()
+		a.duOld = k != nil
+	}
 	a.ev.FillPercent = 1 // indexes only grow
 	// The copies are written once, mostly in key order (a first upload's
 	// users in file order), and never changed.
@@ -147,6 +164,11 @@ func (a *ApplyTx) Checkpoint() error {
 		return nil
 	}
 	a.changes = 0
+	return a.commitStaging()
+}
+
+// commitStaging commits the staging transaction and begins the next.
+func (a *ApplyTx) commitStaging() error {
 	if err := a.flush(); err != nil {
 		return err
 	}
@@ -216,14 +238,20 @@ func (a *ApplyTx) keepUser(uid []byte) error {
 		return nil
 	}
 	a.lastUser = append(a.lastUser[:0], uid...)
-	if a.du.Get(uid) != nil {
-		return nil
+	if a.duOld || (a.duTail != nil && bytes.Compare(uid, a.duTail) <= 0) {
+		if _, ok := a.duSeek.find(uid); ok {
+			return nil
+		}
 	}
 	v := a.userValue(uid)
 	if v == nil {
 		a.lastUser = a.lastUser[:0]
 		return fmt.Errorf("event of missing user %q", uid)
 	}
+	if a.duTail == nil || bytes.Compare(uid, a.duTail) > 0 {
+		a.duTail = append(a.duTail[:0], uid...)
+	}
+	a.duSeek.k = nil // a put moves what the cursor points at
 	return a.du.Put(uid, bytes.Clone(v))
 }
 
@@ -464,6 +492,9 @@ func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
 	}
 	c := cur.Counts()
 	a.fresh = c.Users == 0 && c.Groups == 0 && c.Memberships == 0
+	if a.fresh {
+		a.gen = newFreshGen()
+	}
 	st, err := tx.CreateBucketIfNotExists(bucketStaging)
 	if err != nil {
 		return err
@@ -476,6 +507,14 @@ func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
 	}
 	if err := fn(a); err != nil {
 		return err
+	}
+	if a.gen != nil && a.gen.guDeferred {
+		if err := a.flush(); err != nil {
+			return err
+		}
+		if err := a.buildGU(a.commitStaging); err != nil {
+			return err
+		}
 	}
 	if err := a.flush(); err != nil {
 		return err

@@ -148,7 +148,14 @@ type SnapshotTx struct {
 	// is written when the run ends, next to the run's keys.
 	curUID   []byte
 	curDelta GroupSetHash
+	curNew   bool                    // curUID had no hash before its run (fresh)
 	gidHash  map[string]GroupSetHash // GroupIDHash memo
+	// fresh is set in a staged apply that writes a new generation
+	// (fresh.go), nil otherwise.
+	fresh *freshGen
+	// lastPutID's value is lastPutVal, as PutUser wrote it: the batch's
+	// copy of a user just written needs no lookup.
+	lastPutID, lastPutVal []byte
 }
 
 // GroupSetHash is an order-independent hash of a set of group ids: the
@@ -214,6 +221,9 @@ func (s *SnapshotTx) changeGroupSet(uid, gid []byte, add bool) error {
 			return err
 		}
 		s.curUID = append(s.curUID[:0], uid...)
+		// In a fresh generation, a user whose hash key sorts after every
+		// key of ug written before this run has no hash yet.
+		s.curNew = s.fresh != nil && s.fresh.absent(iUG, append(prefixKey(uid), uid...))
 	}
 	g, ok := s.gidHash[string(gid)]
 	if !ok {
@@ -238,7 +248,10 @@ func (s *SnapshotTx) flushGroupSet() error {
 		return nil
 	}
 	k := append(prefixKey(s.curUID), s.curUID...)
-	h := decodeGroupSetHash(s.get(iUG, k)).Add(s.curDelta)
+	h := s.curDelta
+	if !s.curNew {
+		h = decodeGroupSetHash(s.get(iUG, k)).Add(h)
+	}
 	s.curUID, s.curDelta = s.curUID[:0], GroupSetHash{}
 	if h == (GroupSetHash{}) {
 		return s.del(iUG, k)
@@ -405,6 +418,9 @@ func (s *SnapshotTx) loadCounts() {
 // get reads key k of bucket i: the overlay's entry when it has one, else
 // the base's. A nil result means absent.
 func (s *SnapshotTx) get(i int, k []byte) []byte {
+	if s.fresh != nil && s.fresh.absent(i, k) {
+		return nil
+	}
 	if o := s.over[i]; o != nil {
 		if v := o.Get(k); v != nil {
 			if len(v) == 0 || v[0] == opDel {
@@ -425,6 +441,9 @@ func (s *SnapshotTx) put(i int, k, v []byte) error {
 		ov[0] = opPut
 		copy(ov[1:], v)
 		return s.over[i].Put(k, ov)
+	}
+	if s.fresh != nil {
+		s.fresh.wrote(i, k)
 	}
 	return s.base[i].Put(k, v)
 }
@@ -491,6 +510,9 @@ func (s *SnapshotTx) Counts() SnapshotCounts {
 
 // userValue returns the stored value of a user: state byte + record.
 func (s *SnapshotTx) userValue(id []byte) []byte {
+	if s.lastPutID != nil && bytes.Equal(id, s.lastPutID) {
+		return s.lastPutVal
+	}
 	v := s.get(iUsers, id)
 	if len(v) == 0 {
 		return nil
@@ -584,7 +606,11 @@ func (s *SnapshotTx) PutUser(id []byte, active bool, rec []byte) error {
 	}
 	copy(v[1:], rec)
 	s.nUsers++
-	return s.put(iUsers, id, v)
+	if err := s.put(iUsers, id, v); err != nil {
+		return err
+	}
+	s.lastPutID, s.lastPutVal = append(s.lastPutID[:0], id...), v
+	return nil
 }
 
 // DeleteUser removes a user. Its memberships are the caller's to remove
@@ -598,6 +624,7 @@ func (s *SnapshotTx) DeleteUser(id []byte) error {
 	if old[0] == 'a' {
 		s.nActive--
 	}
+	s.lastPutID, s.lastPutVal = nil, nil
 	return s.del(iUsers, id)
 }
 
@@ -761,12 +788,17 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 	if s.get(iUG, k) != nil {
 		return nil
 	}
+	// Before the put: a new run of uid checks whether it has a hash yet.
+	if err := s.changeGroupSet(uid, gid, true); err != nil {
+		return err
+	}
 	if err := s.put(iUG, k, []byte{}); err != nil {
 		return err
 	}
-	s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps)})
-	if err := s.changeGroupSet(uid, gid, true); err != nil {
-		return err
+	if s.fresh != nil && s.fresh.guDeferred {
+		s.fresh.guBytes[string(gid)] += memberSize(uid)
+	} else {
+		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps)})
 	}
 	s.nMemberships++
 	s.setMemberCount(gid, s.memberCount(gid)+1)
@@ -799,14 +831,25 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 			return err
 		}
 	}
-	slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.gu, b.gu) })
-	for _, p := range pairs {
-		if err := s.put(iGU, p.gu, []byte{}); err != nil {
-			return err
+	if s.fresh != nil && s.fresh.guDeferred {
+		for _, p := range pairs {
+			n, w := binary.Uvarint(p.ug)
+			uid, gid := p.ug[w:w+int(n)], p.ug[w+int(n):]
+			s.fresh.guBytes[string(gid)] += memberSize(uid)
+			if err := s.changeGroupSet(uid, gid, true); err != nil {
+				return err
+			}
 		}
-		n, w := binary.Uvarint(p.gu)
-		if err := s.changeGroupSet(p.gu[w+int(n):], p.gu[w:w+int(n)], true); err != nil {
-			return err
+	} else {
+		slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.gu, b.gu) })
+		for _, p := range pairs {
+			if err := s.put(iGU, p.gu, []byte{}); err != nil {
+				return err
+			}
+			n, w := binary.Uvarint(p.gu)
+			if err := s.changeGroupSet(p.gu[w+int(n):], p.gu[w:w+int(n)], true); err != nil {
+				return err
+			}
 		}
 	}
 	s.nMemberships += len(pairs)
@@ -837,7 +880,11 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 	if err := s.del(iUG, k); err != nil {
 		return err
 	}
-	s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
+	if s.fresh != nil && s.fresh.guDeferred {
+		s.fresh.guBytes[string(gid)] -= memberSize(uid)
+	} else {
+		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
+	}
 	if err := s.changeGroupSet(uid, gid, false); err != nil {
 		return err
 	}
@@ -885,6 +932,11 @@ func (s *SnapshotTx) UserGroupIDs(uid []byte, after string, fn func(gid []byte) 
 // GroupUserIDs calls fn with the id of each member of the group, in id
 // order, starting after after.
 func (s *SnapshotTx) GroupUserIDs(gid []byte, after string, fn func(uid []byte) (more bool, err error)) error {
+	if s.fresh != nil && s.fresh.guDeferred {
+		if err := s.buildGU(nil); err != nil {
+			return err
+		}
+	}
 	if err := s.flushGU(); err != nil {
 		return err
 	}
