@@ -15,7 +15,8 @@ import (
 // Checker validates one batch: at most one file of each kind, users first
 // so that user_groups references can be checked against it. It keeps only
 // what the uniqueness and reference checks need: a 64-bit hash and a line
-// number per user_id, email, group name, group_id and membership.
+// number per user_id, email, group name, group_id and membership (doc.go,
+// Memory).
 //
 // A Checker is not safe for concurrent use.
 type Checker struct {

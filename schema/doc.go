@@ -59,13 +59,17 @@
 //
 // # Memory
 //
-// Rows stream through one reused buffer. What the uniqueness and reference
-// checks keep is a 64-bit hash (hash/maphash, seeded per Checker) and an
-// int32 line number per user_id, email, group name and group_id, in
-// open-addressing tables at most three quarters full (16 bytes a slot),
-// and a 12-byte entry per distinct membership, chained per user (see
+// Rows stream through reused chunks (see Reading on two cores). What the
+// uniqueness and reference checks keep is a 64-bit hash (hash/maphash,
+// seeded per Checker) and an int32 line number per user_id, email, group
+// name and group_id, in open-addressing tables at most three quarters full
+// (16 bytes a slot); the user_ids' hashes once more in file order and a
+// 4-byte list head per user_id (12 MB at 1M users), so that memberships
+// listed in the users' order find their user without a random lookup; and
+// a 12-byte entry per distinct membership, chained per user (see
 // memberSet) and kept in blocks of 65,536 that are never copied, whatever
-// the length of the ids and addresses: 3M memberships cost 36 MB. When
+// the length of the ids and addresses: 3M memberships cost 36 MB. The
+// email table is dropped when the users file is done. When
 // the reader tells its size (a Len method, Stat as *os.File has, or Seek),
 // the row count is estimated after 1,024 rows from the bytes per row, plus
 // a tenth, and the tables are made that size at once, so that none is

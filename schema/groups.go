@@ -29,7 +29,7 @@ var groupRoles = map[string]int{"group_name": gName, "group_id": gID, "descripti
 // Users.
 func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) error) (FileResult, error) {
 	var res FileResult
-	c.members.run.valid = false // the users' slots may have moved
+	c.members.run.valid, c.members.run.order = false, -1 // the users' slots may have moved
 	s, err := c.begin(r, file, &res, memberRoles)
 	if s == nil || err != nil {
 		return res, err

@@ -112,6 +112,17 @@ func TestMembershipsMatchModel(t *testing.T) {
 			fmt.Fprintf(&users, "U%d,u%d@x.com,A,B\n", u, u)
 		}
 	}
+	var repeated strings.Builder // some user_ids twice, near and far
+	repeated.WriteString(hdr)
+	for u := range nu {
+		fmt.Fprintf(&repeated, "U%d,u%d@x.com,A,B\n", u, u)
+		if u%7 == 2 {
+			fmt.Fprintf(&repeated, "U%d,v%d@x.com,A,B\n", u, u)
+		}
+		if u%13 == 4 {
+			fmt.Fprintf(&repeated, "U%d,w%d@x.com,A,B\n", u/2, u)
+		}
+	}
 	inUsers := func(id string) bool {
 		var u int
 		fmt.Sscanf(id, "U%d", &u)
@@ -124,6 +135,7 @@ func TestMembershipsMatchModel(t *testing.T) {
 		known  func(string) bool
 	}{
 		{"users file", users.String(), nil, inUsers},
+		{"users file with repeated user_ids", repeated.String(), nil, func(string) bool { return true }},
 		{"snapshot lookup", "", func(id string) bool { return len(id)%2 == 0 }, func(id string) bool { return len(id)%2 == 0 }},
 		{"broken users file", "user_id,first_name\nU1,A\n", nil, func(string) bool { return true }},
 	}
@@ -317,5 +329,25 @@ func TestMembershipsAcrossBlocks(t *testing.T) {
 	}
 	if c.members.entries.n <= 1<<entryBlockBits {
 		t.Errorf("%d entries: the test does not cross a block", c.members.entries.n)
+	}
+}
+
+// TestMembershipOfRepeatedUserID checks that a user_id repeated in
+// users.csv has one list of memberships, whichever of its lines the
+// users file's order leads to.
+func TestMembershipOfRepeatedUserID(t *testing.T) {
+	c := NewChecker(Limits{}, nil)
+	c.Users(strings.NewReader(hdr+"U1,a@x.com,A,B\nU2,b@x.com,A,B\nU3,c@x.com,A,B\nU1,d@x.com,A,B\nU4,e@x.com,A,B\n"), "users.csv", nil)
+	var got []Membership
+	c.UserGroups(strings.NewReader("group_name,user_id\nG1,U1\nG2,U3\nG1,U1\nG2,U4\n"), "user_groups.csv", func(m *Membership) error {
+		got = append(got, *m)
+		return nil
+	})
+	want := []Membership{{2, "G1", "U1"}, {3, "G2", "U3"}, {5, "G2", "U4"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("memberships (-want +got):\n%s", diff)
+	}
+	if is := c.Issues(); len(is) != 3 || is[2].Code != CodeDuplicateMember || is[2].Line != 4 {
+		t.Errorf("issues = %v; want the two duplicate_user_id, then duplicate_membership@4", brief(is))
 	}
 }

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"math"
 	"math/bits"
 	"slices"
 )
@@ -138,6 +139,12 @@ type window struct {
 	buf   []pending
 	tmp   []pending
 	arena []byte
+
+	// When ordered: every key added, in order, the i-th key's slot having
+	// aux i; a key seen before is 0 here once flushed (its slot holds the
+	// first). The users file's user_ids are so kept for memberSet.
+	ordered bool
+	order   []uint64
 }
 
 const windowSize = 1 << 16
@@ -146,6 +153,7 @@ type pending struct {
 	key      uint64
 	line     int32
 	off, end int32 // the value in arena
+	idx      int32 // its place in order
 }
 
 // add queues key; dup is called from flush for each key seen before.
@@ -155,7 +163,12 @@ func (w *window) add(key uint64, line int, value []byte, dup func(value []byte, 
 	}
 	off := len(w.arena)
 	w.arena = append(w.arena, value...)
-	w.buf = append(w.buf, pending{key: key, line: line32(line), off: int32(off), end: int32(len(w.arena))})
+	idx := 0
+	if w.ordered {
+		idx = len(w.order)
+		w.order = append(w.order, key)
+	}
+	w.buf = append(w.buf, pending{key: key, line: line32(line), off: int32(off), end: int32(len(w.arena)), idx: int32(min(idx, math.MaxInt32))})
 	if len(w.buf) >= windowSize || len(w.arena) >= 1<<24 {
 		w.flush(dup)
 	}
@@ -182,9 +195,13 @@ func (w *window) flush(dup func(value []byte, prev, line int, prevReported bool)
 		count[b]++
 	}
 	for _, p := range w.tmp {
-		sl := s.put(p.key, p.line)
-		if sl == nil {
+		sl, isNew := s.insert(p.key, p.line)
+		if isNew {
+			sl.aux = p.idx
 			continue
+		}
+		if w.ordered {
+			w.order[p.idx] = 0
 		}
 		prev, reported := sl.line, sl.line < 0
 		if reported {

@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"io"
+	"slices"
 )
 
 // users.csv roles: the required columns, status, then the known ones.
@@ -49,6 +50,10 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		c.userIDs.flush(c.dupID)
 		c.emails.flush(c.dupEmail)
 		c.refillEmails(src, delim, emailCol)
+		// A batch has one users file: the emails are not needed again,
+		// nor the windows' buffers (the user_ids are, by UserGroups).
+		c.emails = window{}
+		c.userIDs.buf, c.userIDs.tmp, c.userIDs.arena = nil, nil, nil
 	}()
 	s, err := c.begin(r, file, &res, userRoles)
 	if s == nil || err != nil {
@@ -67,8 +72,10 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		}
 	}
 	emailCol, delim = idx[uEmail], s.delim
+	c.userIDs.ordered = true
 	s.presize = func(rows int) {
 		c.userIDs.set.reserve(c.userIDs.set.n + rows)
+		c.userIDs.order = slices.Grow(c.userIDs.order, rows)
 		c.emails.set.reserve(c.emails.set.n + rows)
 	}
 	dateCol := -1
