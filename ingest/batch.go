@@ -83,6 +83,9 @@ func (p *Pipeline) newBatch(ctx context.Context, l *orgLoop, files []pendingFile
 		p.log.Info("held batch superseded", "org", l.org, "batch", id, "by", b.ID)
 		p.metrics.batches.WithLabelValues(state.BatchSuperseded).Inc()
 		notes = append(notes, fmt.Sprintf("This batch supersedes the held batch %s, which will not be applied.", id))
+		if err := p.markSuperseded(l.org, id, b.ID); err != nil {
+			p.log.Warn("rewrite the superseded batch's report", "org", l.org, "batch", id, "err", err)
+		}
 	}
 	p.log.Info("batch started", "org", l.org, "batch", b.ID, "files", len(b.Files))
 	p.archiveAndProcess(ctx, l, b, notes)

@@ -227,6 +227,9 @@ func runScenarios(t *testing.T, staged bool) {
 				all, _ := e.db.Batches(e.org, "", 0)
 				for i := len(all) - 1; i >= 0; i-- {
 					res.Statuses = append(res.Statuses, all[i].Status)
+					if all[i].Status == state.BatchSuperseded {
+						checkSupersededReport(t, e, all[i])
+					}
 				}
 				got, _ := json.MarshalIndent(res, "", "  ")
 				golden(t, filepath.Join(step, "want.json"), append(got, '\n'))
@@ -243,6 +246,27 @@ func runScenarios(t *testing.T, staged bool) {
 				}
 			}
 		})
+	}
+}
+
+// checkSupersededReport checks that the report files of a superseded
+// batch say so, rather than how to approve it.
+func checkSupersededReport(t *testing.T, e *env, b state.Batch) {
+	t.Helper()
+	base := filepath.Join(e.orgDir, "reports", reportBase(b))
+	txt, err := os.ReadFile(base + ".txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(txt), "SUPERSEDED") || strings.Contains(string(txt), "batch approve") {
+		t.Errorf("report of superseded batch %s:\n%s", b.ID, txt)
+	}
+	js, err := os.ReadFile(base + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(js, []byte(`"status": "superseded"`)) {
+		t.Errorf("JSON report of superseded batch %s:\n%s", b.ID, js)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"hash"
 	"io"
 	"os"
@@ -87,6 +88,61 @@ func (p *Pipeline) writeReport(org string, b state.Batch, rep *report.Report) er
 		return err
 	}
 	return writeAtomic(filepath.Join(arch, "report.json"), js.Bytes())
+}
+
+// markSuperseded rewrites the report files of a held batch that batch by
+// has superseded, in ORG/reports/ (and latest.* while they are its) and in
+// its archive folder, so that the org admin reading them sees that it
+// will not be applied rather than how to approve it. The stored report
+// keeps what the batch's run found; the batch record says superseded.
+func (p *Pipeline) markSuperseded(org, id, by string) error {
+	b, err := p.db.Batch(org, id)
+	if err != nil {
+		return err
+	}
+	raw, err := p.db.BatchReport(org, id)
+	if err != nil {
+		return err
+	}
+	var rep report.Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return fmt.Errorf("stored report of %s: %w", id, err)
+	}
+	rep.Status = state.BatchSuperseded
+	notes := []string{fmt.Sprintf("This batch was held, and the newer batch %s replaced it: it will not be applied. See that batch's report.", by)}
+	for _, n := range rep.Notes {
+		if !strings.HasPrefix(n, "This batch is HELD") && !strings.HasPrefix(n, "If this is intended, release it") {
+			notes = append(notes, n)
+		}
+	}
+	rep.Notes = notes
+	var txt, js bytes.Buffer
+	if err := rep.WriteText(&txt); err != nil {
+		return err
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		return err
+	}
+	dir := filepath.Join(p.cfg.OrgsRoot, org, "reports")
+	base := filepath.Join(dir, reportBase(b))
+	arch := p.archiveDir(org, id)
+	files := []string{base + ".txt", base + ".json", filepath.Join(arch, "report.txt"), filepath.Join(arch, "report.json")}
+	if latest, err := os.ReadFile(filepath.Join(dir, "latest.json")); err == nil && bytes.Contains(latest, []byte(`"batch_id": "`+id+`"`)) {
+		files = append(files, filepath.Join(dir, "latest.txt"), filepath.Join(dir, "latest.json"))
+	}
+	for _, path := range files {
+		if _, err := os.Stat(path); err != nil {
+			continue // pruned, or never written
+		}
+		data := txt.Bytes()
+		if strings.HasSuffix(path, ".json") {
+			data = js.Bytes()
+		}
+		if err := writeAtomic(path, data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeAtomic writes data to a hidden temporary file beside path, syncs
