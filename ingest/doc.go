@@ -26,10 +26,20 @@
 // transactions of Config.StageTxChanges changes (default 16,384) into
 // buckets readers do not see, then one small transaction makes the new
 // snapshot, all the events, the batch record and the report visible
-// together (SPEC §6). A
-// crash before that transaction leaves the batch processing: the staging
-// is discarded and the batch redone from its archive. Memory therefore
-// stays bounded by the staging transaction, not the upload.
+// together (SPEC §6): the batch is applied there. A change onto a
+// non-empty snapshot is staged as an overlay read over the base; once the
+// report is written and delivery woken, the loop merges it into the base
+// (state.DB.MergeOverlay), before the organization's next batch. Readers
+// see the same snapshot before, during and after the merge, so the batch
+// does not wait for it. A crash before the flip leaves the batch
+// processing: the staging is discarded and the batch redone from its
+// archive; a crash during the merge leaves it to the next apply. Memory
+// therefore stays bounded by the staging transaction, not the upload.
+//
+// Reading users.csv: the schema checker reads and checks the rows (its
+// reader tokenises on a goroutine of its own), and the differ compares
+// each row with the stored user on another goroutine, fed batches of rows
+// through a channel (readUsers in diff.go): the three share the cores.
 //
 // Repeated uploads: when every file of a batch has the name, kind and
 // SHA-256 (computed while archiving) of the files of the organization's
