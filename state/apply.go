@@ -93,6 +93,11 @@ type ApplyTx struct {
 	duSeek *seeker
 	duOld  bool
 	bound  bool // bind ran before
+	// blk is the open block of event records, whose first is event
+	// blkFirst; rec the record being encoded.
+	blk      []byte
+	blkFirst uint32
+	rec      []byte
 }
 
 // ApplyTimings is where an apply spent its time: Stage is fn with its
@@ -189,16 +194,18 @@ func (a *ApplyTx) commitStaging() error {
 // flip, so Emit returns "").
 func (a *ApplyTx) Staged() bool { return a.staged }
 
+// put appends one event record to the open block (events.go), and
+// stores the block once full.
 func (a *ApplyTx) put(kind byte, typ string, parts ...[]byte) error {
-	var v []byte
+	v := a.rec[:0]
 	if kind == recRaw {
-		v = append([]byte{recRaw}, appendLV(nil, typ)...)
+		v = appendLV(append(v, recRaw), typ)
 	} else {
 		c, ok := typeCode(typ)
 		if !ok {
 			return fmt.Errorf("unknown event type %q", typ)
 		}
-		v = []byte{kind, c}
+		v = append(v, kind, c)
 	}
 	for i, p := range parts {
 		if i < len(parts)-1 {
@@ -206,10 +213,33 @@ func (a *ApplyTx) put(kind byte, typ string, parts ...[]byte) error {
 		}
 		v = append(v, p...)
 	}
-	if err := a.ev.Put(binary.BigEndian.AppendUint32(nil, a.emitted), v); err != nil {
+	a.rec = v
+	if len(a.blk) > 1 && len(a.blk)+binary.MaxVarintLen32+len(v) > eventBlockBytes {
+		if err := a.ev.Put(binary.BigEndian.AppendUint32(nil, a.blkFirst), a.blk); err != nil {
+			return err
+		}
+		a.blk = nil // bbolt holds it until the commit
+	}
+	if len(a.blk) == 0 {
+		a.blk = append(make([]byte, 0, eventBlockBytes), recBlock)
+		a.blkFirst = a.emitted
+	}
+	a.blk = append(binary.AppendUvarint(a.blk, uint64(len(v))), v...)
+	a.emitted++
+	return nil
+}
+
+// flush stores the counters and the open event block: ApplyBatch and
+// ApplyBatchStaged call it before each commit. The block stays open; a
+// commit (after which bbolt no longer holds it) and appending more
+// records to it, then storing it again, replaces it.
+func (a *ApplyTx) flush() error {
+	if err := a.SnapshotTx.flush(); err != nil {
 		return err
 	}
-	a.emitted++
+	if len(a.blk) > 1 {
+		return a.ev.Put(binary.BigEndian.AppendUint32(nil, a.blkFirst), a.blk)
+	}
 	return nil
 }
 

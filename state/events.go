@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -16,7 +17,10 @@ import (
 //	events          first event id of a commit -> commit record (commitRec)
 //	event_orgs/ORG  first event id of a commit -> "" (the organization's commits)
 //	event_batches/ORG\x00BATCH/
-//	  e             uint32 index -> event record (type and references)
+//	  e             uint32 index of a block's first event -> the block: recBlock,
+//	                then each event record (type and references) after its
+//	                uvarint length; a database written before blocks holds
+//	                uint32 index -> one event record, read the same
 //	  u             user id -> the user's stored value as the batch saw it
 //	  g             group id -> the group's JSON as the batch saw it
 //	meta            "event_seq", "event_ms": the last commit's sequence and time
@@ -80,14 +84,23 @@ func typeCode(typ string) (byte, bool) {
 	return 0, false
 }
 
-// Event record kinds: the first byte of a value in e.
+// Event record kinds: the first byte of a record.
 const (
 	recRaw    byte = 'R' // uvarint len(type), type, data JSON
 	recUser   byte = 'U' // type code, user id
 	recUpdate byte = 'P' // type code, uvarint len(user id), user id, previous_attributes JSON
 	recGroup  byte = 'G' // type code, group id
 	recMember byte = 'M' // type code, uvarint len(user id), user id, group id
+
+	recBlock byte = 'B' // a value of e that holds a block of records
 )
+
+// eventBlockBytes is the size a block of event records stops growing at
+// (a record larger than that is a block alone). bbolt's leaf pages hold
+// two such blocks with their keys, so the blocks fill them; a bbolt put
+// each event (4 million for a million-user first upload) cost more than
+// the rest of writing it, and 20 bytes of key and page header an event.
+const eventBlockBytes = 2000
 
 const eventPrefix = "evt_"
 
@@ -210,17 +223,105 @@ func eventData(tx *bolt.Tx, org, batch string) *bolt.Bucket {
 	return top.Bucket(dataKey(org, batch))
 }
 
+// eventReader reads the records of one batch's events, valid while its
+// transaction is. Events read in ascending order cost a step through the
+// block each; others a cursor seek.
+type eventReader struct {
+	c *bolt.Cursor
+	// rest holds the records of the current block from record next on.
+	rest []byte
+	next uint32
+	ok   bool
+}
+
+func newEventReader(data *bolt.Bucket) *eventReader {
+	r := &eventReader{}
+	if data != nil {
+		if e := data.Bucket(evEvents); e != nil {
+			r.c = e.Cursor()
+		}
+	}
+	return r
+}
+
+// record returns event i's record, or nil when it is gone (purged).
+func (r *eventReader) record(i uint32) []byte {
+	if r.c == nil {
+		return nil
+	}
+	sought := false
+	if !r.ok || i < r.next {
+		if v, block := r.seek(i); !block {
+			return v
+		}
+		sought = true
+	}
+	for {
+		n, w := binary.Uvarint(r.rest)
+		if w <= 0 || int(n) > len(r.rest)-w { // the block ends before i
+			r.ok = false
+			if sought {
+				return nil
+			}
+			if v, block := r.seek(i); !block {
+				return v
+			}
+			sought = true
+			continue
+		}
+		rec := r.rest[w : w+int(n)]
+		r.rest = r.rest[w+int(n):]
+		r.next++
+		if r.next-1 == i {
+			return rec
+		}
+	}
+}
+
+// seek finds the entry that holds event i: a block, which it makes
+// current (block true), or one record (before blocks), which it returns
+// when it is event i's.
+func (r *eventReader) seek(i uint32) (rec []byte, block bool) {
+	r.ok = false
+	k, v := seekBlock(r.c, i)
+	if k == nil {
+		return nil, false
+	}
+	first := binary.BigEndian.Uint32(k)
+	if v[0] != recBlock {
+		if first != i {
+			return nil, false
+		}
+		return v, false
+	}
+	r.rest, r.next, r.ok = v[1:], first, true
+	return nil, true
+}
+
+// seekBlock positions c on the entry of e that holds event i: the last
+// key not above i. It returns nil when there is none.
+func seekBlock(c *bolt.Cursor, i uint32) ([]byte, []byte) {
+	key := binary.BigEndian.AppendUint32(nil, i)
+	k, v := c.Seek(key)
+	switch {
+	case k == nil:
+		k, v = c.Last()
+	case bytes.Compare(k, key) > 0:
+		k, v = c.Prev()
+	}
+	if len(k) != 4 || len(v) == 0 {
+		return nil, nil
+	}
+	return k, v
+}
+
 // renderEvent appends the JSON of event i of c to b; ok is false when the
 // event is gone (purged).
-func renderEvent(b []byte, data *bolt.Bucket, c *commitRec, i uint32) ([]byte, bool) {
+func renderEvent(b []byte, data *bolt.Bucket, r *eventReader, c *commitRec, i uint32) ([]byte, bool) {
 	if data == nil {
 		return b, false
 	}
-	e := data.Bucket(evEvents)
-	if e == nil {
-		return b, false
-	}
-	v := e.Get(binary.BigEndian.AppendUint32(nil, i))
+	v := r.record(i)
 	if len(v) < 2 {
 		return b, false
 	}
@@ -351,9 +452,10 @@ func (db *DB) ForEachEventJSON(org, after string, limit int, fn func(id string, 
 				return fmt.Errorf("commit %s: %w", k, err)
 			}
 			data := eventData(tx, cr.org, cr.batch)
+			r := newEventReader(data)
 			for i := cr.firstAfter(after); i < cr.count && (limit <= 0 || n < limit); i++ {
 				var ok bool
-				if buf, ok = renderEvent(buf[:0], data, &cr, i); !ok {
+				if buf, ok = renderEvent(buf[:0], data, r, &cr, i); !ok {
 					continue // purged
 				}
 				if err := fn(cr.id(i), buf); err != nil {
@@ -397,7 +499,8 @@ func eventJSONTx(tx *bolt.Tx, id string) []byte {
 	if !ok {
 		return nil
 	}
-	b, ok := renderEvent(nil, eventData(tx, cr.org, cr.batch), &cr, i)
+	data := eventData(tx, cr.org, cr.batch)
+	b, ok := renderEvent(nil, data, newEventReader(data), &cr, i)
 	if !ok {
 		return nil
 	}
@@ -477,5 +580,64 @@ func deleteEventTx(tx *bolt.Tx, id []byte) error {
 	if data == nil || data.Bucket(evEvents) == nil {
 		return nil
 	}
-	return data.Bucket(evEvents).Delete(binary.BigEndian.AppendUint32(nil, i))
+	e := data.Bucket(evEvents)
+	k, v := seekBlock(e.Cursor(), i)
+	if k == nil {
+		return nil
+	}
+	first := binary.BigEndian.Uint32(k)
+	if v[0] != recBlock {
+		if first != i {
+			return nil
+		}
+		return e.Delete(k)
+	}
+	// The block again, with record i empty.
+	nb := []byte{recBlock}
+	rest := v[1:]
+	for j := first; len(rest) > 0; j++ {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || int(n) > len(rest)-w {
+			return fmt.Errorf("malformed event block %d", first)
+		}
+		rec := rest[w : w+int(n)]
+		if j == i {
+			rec = nil
+		}
+		nb = append(binary.AppendUvarint(nb, uint64(len(rec))), rec...)
+		rest = rest[w+int(n):]
+	}
+	return e.Put(bytes.Clone(k), nb)
+}
+
+// purgeRecords deletes the entries of e that hold only events below end,
+// from the one that holds event lo on. A block that also holds events
+// from end on stays until its batch's events are all purged (the commit
+// record's lo hides the rest).
+func purgeRecords(e *bolt.Bucket, lo, end uint32) error {
+	c := e.Cursor()
+	var del [][]byte
+	for k, v := seekBlock(c, lo); k != nil && binary.BigEndian.Uint32(k) < end; k, v = c.Next() {
+		first := binary.BigEndian.Uint32(k)
+		if len(v) > 0 && v[0] == recBlock {
+			n := uint32(0)
+			for rest := v[1:]; len(rest) > 0; n++ {
+				l, w := binary.Uvarint(rest)
+				if w <= 0 || int(l) > len(rest)-w {
+					return fmt.Errorf("malformed event block %d", first)
+				}
+				rest = rest[w+int(l):]
+			}
+			if first+n > end {
+				break
+			}
+		}
+		del = append(del, bytes.Clone(k))
+	}
+	for _, k := range del {
+		if err := e.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }

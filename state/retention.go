@@ -3,7 +3,6 @@ package state
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -121,11 +120,8 @@ func (db *DB) purgeSome(org, limit string) (n int, progress bool, err error) {
 		}
 		end := min(hi, cr.lo+purgeTxSize)
 		if data != nil && data.Bucket(evEvents) != nil {
-			e := data.Bucket(evEvents)
-			for i := cr.lo; i < end; i++ {
-				if err := e.Delete(binary.BigEndian.AppendUint32(nil, i)); err != nil {
-					return err
-				}
+			if err := purgeRecords(data.Bucket(evEvents), cr.lo, end); err != nil {
+				return err
 			}
 		}
 		n = int(end - cr.lo)
