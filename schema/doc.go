@@ -94,10 +94,11 @@
 // with one, 1.43× and 1.50× the bare loop's 0.70 s; CPU time 1.67× the
 // loop's; peak heap 138 MB.) gocsv's streaming decoder was measured by
 // the lead at 2.9 s and its unmarshal-all at 1.4 GB on the same kind of
-// file, so it is out of the hot path; it writes the report's issues CSV (package report), where
-// speed does not matter. It does not read groups.csv either: groups.csv
-// needs the same encoding, delimiter, line-number and custom-column
-// handling as users.csv, which gocsv's struct mapping does not give.
+// file, so it is out of the hot path; it writes the report's issues CSV
+// (package report), where speed does not matter. It does not read
+// groups.csv either: groups.csv needs the same encoding, delimiter,
+// line-number and custom-column handling as users.csv, which gocsv's
+// struct mapping does not give.
 //
 // The reader is a small RFC 4180 reader following encoding/csv's
 // algorithm (ReadSlice per physical line, IndexByte for delimiters and
