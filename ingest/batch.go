@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -213,6 +214,18 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 func (c ctxReader) Close() error { return c.r.Close() }
 
+// ctxFile is a ctxReader of an archived file that passes Stat and Seek
+// through: the checker sizes its tables from the file's size, and seeks
+// back to quote the earlier spelling of a duplicate email.
+type ctxFile struct {
+	ctxReader
+	f *os.File
+}
+
+func (c ctxFile) Stat() (fs.FileInfo, error) { return c.f.Stat() }
+
+func (c ctxFile) Seek(off int64, whence int) (int64, error) { return c.f.Seek(off, whence) }
+
 // policyOverride changes the policy of one run (an approval).
 type policyOverride struct{ approved bool }
 
@@ -285,7 +298,7 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 			if err != nil {
 				return nil, err
 			}
-			return ctxReader{ctx, fh}, nil
+			return ctxFile{ctxReader{ctx, fh}, fh}, nil
 		}})
 	}
 	tDiff := time.Now()

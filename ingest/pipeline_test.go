@@ -312,3 +312,25 @@ func checkReport(t *testing.T, e *env, b state.Batch) {
 		}
 	}
 }
+
+// TestDuplicateEmailSpelling: the pipeline hands the checker a seekable
+// archive copy, so the issue of the earlier line of a duplicate email
+// quotes how it was written there.
+func TestDuplicateEmailSpelling(t *testing.T) {
+	e := newEnv(t, "acme", state.Settings{}, Defaults{DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep"})
+	prev := e.newest()
+	e.upload("users.csv", []byte("user_id,email,first_name,last_name\nu1,Ann.Lee@Example.com,Ann,Lee\nu2,ann.lee@example.com,Anna,Lee\n"))
+	b := e.waitBatch(prev.ID, 10*time.Second)
+	if b.Status != state.BatchRejected {
+		t.Fatalf("status %s; want rejected", b.Status)
+	}
+	raw, err := e.db.BatchReport(e.org, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"value": "Ann.Lee@Example.com"`, `also appears on line 3, written \"ann.lee@example.com\"`} {
+		if !bytes.Contains(raw, []byte(want)) {
+			t.Errorf("report lacks %s:\n%s", want, raw)
+		}
+	}
+}
