@@ -161,6 +161,7 @@ type differ struct {
 	attrs       []schema.Attr
 	rec         state.UserRecord
 	key, uid    []byte
+	idb         []byte // compareUser's copy of the user id
 	lastUID     []byte // memberKey's last user and its hash
 	lastUIDHash uint64
 }
@@ -448,11 +449,16 @@ func (d *differ) compareUsers(full <-chan *userBatch, free chan<- *userBatch) er
 	return nil
 }
 
+// The state byte of a stored user (state.SnapshotTx.PutUser), for spills,
+// which copy it.
+var stateActive, stateInactive = []byte{'a'}, []byte{'i'}
+
 // compareUser compares one users.csv row with the stored user and spills
 // what changes.
 func (d *differ) compareUser(u *schema.User) error {
 	r := d.r
-	id := []byte(u.ID)
+	d.idb = append(d.idb[:0], u.ID...)
+	id := d.idb
 	if !u.Active && d.pol.inactiveDelete {
 		d.skipped.add(d.hash(id))
 		return nil // SPEC §4: the organization deletes inactive users
@@ -465,9 +471,9 @@ func (d *differ) compareUser(u *schema.User) error {
 	}
 	d.users.add(k)
 	d.buf = d.encodeUser(d.buf[:0], u)
-	st := []byte{'i'}
+	st := stateInactive
 	if u.Active {
-		st[0] = 'a'
+		st = stateActive
 	}
 	old, oldActive, ok := d.lookup(id)
 	switch {
