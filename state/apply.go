@@ -79,10 +79,9 @@ type ApplyTx struct {
 	emitted  uint32
 	timings  ApplyTimings
 	// lastUser is the user keepUser stored last (events of one user come
-	// together), keptGroups the groups keepGroup stored: their copies
-	// need no lookup.
-	lastUser   []byte
-	keptGroups map[string]bool
+	// together): its copy needs no lookup, nor does a group's once kept
+	// (groupState.kept).
+	lastUser []byte
 	// gen is the new generation a staged apply onto an empty snapshot
 	// writes (fresh.go), nil otherwise.
 	gen *freshGen
@@ -126,6 +125,9 @@ func (a *ApplyTx) bind() error {
 	if a.SnapshotTx == nil {
 		a.SnapshotTx = s
 	} else {
+		// What the apply knows of its groups stays true across its
+		// transactions: every change went through it.
+		s.groups = a.SnapshotTx.groups
 		*a.SnapshotTx = *s
 	}
 	top, err := a.tx.CreateBucketIfNotExists(bucketEventData)
@@ -282,11 +284,15 @@ func (a *ApplyTx) keepUser(uid []byte) error {
 		a.duTail = append(a.duTail[:0], uid...)
 	}
 	a.duSeek.k = nil // a put moves what the cursor points at
-	return a.du.Put(uid, bytes.Clone(v))
+	if len(v) != len(a.lastPutVal) || &v[0] != &a.lastPutVal[0] {
+		v = bytes.Clone(v) // from the database: valid only until the commit
+	}
+	return a.du.Put(uid, v)
 }
 
 func (a *ApplyTx) keepGroup(gid []byte) error {
-	if a.keptGroups[string(gid)] {
+	g := a.groupState(gid)
+	if g.kept {
 		return nil
 	}
 	if a.dg.Get(gid) == nil {
@@ -298,10 +304,7 @@ func (a *ApplyTx) keepGroup(gid []byte) error {
 			return err
 		}
 	}
-	if a.keptGroups == nil {
-		a.keptGroups = map[string]bool{}
-	}
-	a.keptGroups[string(gid)] = true
+	g.kept = true
 	return nil
 }
 

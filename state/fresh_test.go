@@ -1,9 +1,12 @@
 package state
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -27,6 +30,19 @@ func freshOps(readGU bool) func(a *ApplyTx) error {
 				return err
 			}
 			return a.Checkpoint()
+		}
+		// members models gu, so that the ops need not read it.
+		members := map[string]map[string]bool{}
+		add := func(uid []byte, g string) error {
+			if members[g] == nil {
+				members[g] = map[string]bool{}
+			}
+			members[g][string(uid)] = true
+			return a.AddMember(uid, []byte(g))
+		}
+		remove := func(uid []byte, g string) error {
+			delete(members[g], string(uid))
+			return a.RemoveMember(uid, []byte(g))
 		}
 		for g := range 10 {
 			gid := []byte(fmt.Sprintf("g%d", g))
@@ -55,36 +71,64 @@ func freshOps(readGU bool) func(a *ApplyTx) error {
 				if err != nil {
 					return err
 				}
-				if len(got) == 0 {
-					return fmt.Errorf("GroupUserIDs(g1) in the middle found no members")
+				if want := slices.Sorted(maps.Keys(members["g1"])); !slices.Equal(got, want) || len(got) == 0 {
+					return fmt.Errorf("GroupUserIDs(g1) in the middle = %q; want %q", got, want)
 				}
 			}
 			for _, g := range []int{i % 10, (i*3 + 1) % 10, 9 - i%7} {
-				gid := []byte(fmt.Sprintf("g%d", g))
-				if err := a.AddMember(uid, gid); err != nil {
+				gid := fmt.Sprintf("g%d", g)
+				if err := add(uid, gid); err != nil {
 					return err
 				}
-				if err := step(a.EmitMember(EventGroupUserAdded, uid, gid)); err != nil {
+				if err := step(a.EmitMember(EventGroupUserAdded, uid, []byte(gid))); err != nil {
 					return err
 				}
 			}
 			if i%17 == 3 { // a membership of an earlier user, out of order
-				if err := step(a.AddMember(ids[i/2], []byte("g5"))); err != nil {
+				if err := step(add(ids[i/2], "g5")); err != nil {
 					return err
 				}
 			}
 			if i%23 == 5 {
-				if err := step(a.RemoveMember(uid, []byte(fmt.Sprintf("g%d", i%10)))); err != nil {
+				if err := step(remove(uid, fmt.Sprintf("g%d", i%10))); err != nil {
 					return err
 				}
 			}
 			if i%29 == 7 {
-				if err := step(a.RemoveMember(uid, []byte(fmt.Sprintf("g%d", i%10)))); err != nil {
+				if err := step(remove(uid, fmt.Sprintf("g%d", i%10))); err != nil {
 					return err
 				}
-				if err := step(a.AddMember(uid, []byte(fmt.Sprintf("g%d", i%10)))); err != nil {
+				if err := step(add(uid, fmt.Sprintf("g%d", i%10))); err != nil {
 					return err
 				}
+			}
+		}
+		// g8 loses its members and is deleted; g9 too, and comes back.
+		for _, g := range []string{"g8", "g9"} {
+			for _, uid := range slices.Sorted(maps.Keys(members[g])) {
+				if err := a.EmitMember(EventGroupUserRemoved, []byte(uid), []byte(g)); err != nil {
+					return err
+				}
+				if err := step(remove([]byte(uid), g)); err != nil {
+					return err
+				}
+			}
+			if n := a.MemberCount([]byte(g)); n != 0 {
+				return fmt.Errorf("MemberCount(%s) = %d after removing its members", g, n)
+			}
+			if err := a.EmitGroup(EventGroupDeleted, []byte(g)); err != nil {
+				return err
+			}
+			if err := step(a.DeleteGroup([]byte(g))); err != nil {
+				return err
+			}
+		}
+		if err := a.PutGroup([]byte("g9"), "Group 9 again", GroupInFile, []byte(`{"id":"g9"}`)); err != nil {
+			return err
+		}
+		for _, uid := range ids[:5] {
+			if err := step(add(uid, "g9")); err != nil {
+				return err
 			}
 		}
 		for i := 0; i < len(ids); i += 37 {
@@ -198,5 +242,90 @@ func TestFreshGenerationMatchesDirectApply(t *testing.T) {
 		if got := leftovers(t, db, org); len(got) != 0 {
 			t.Errorf("leftovers of %s: %v", org, got)
 		}
+	}
+}
+
+// BenchmarkFirstUpload stages a first upload of 100,000 users in three
+// groups each (of 112 groups), with their events, as ingest applies it:
+// groups, then users in id order, then memberships in user order.
+func BenchmarkFirstUpload(b *testing.B) {
+	const users = 100_000
+	recs := make([][]byte, users)
+	for i := range recs {
+		id := fmt.Sprintf("E%07d", i)
+		r := UserRecord{ID: id, Email: "ana." + id + "@example.com", FirstName: "Ana", LastName: "Anason", Known: []Attr{
+			{"username", fmt.Sprint("ana", i)}, {"display_name", "Ana Anason"}, {"job_title", fmt.Sprint("Title ", i%100)},
+			{"employee_type", "Full-time"}, {"employment_start_date", "2019-01-01"}, {"department_name", fmt.Sprint("Dept ", i%100)},
+			{"division_name", fmt.Sprint("Division ", i%10)}, {"cost_center_name", fmt.Sprint("CC-", i%10)}, {"manager_id", "M0000000"},
+			{"manager_name", "Manager 0"}, {"manager_email", "manager0@example.com"}, {"work_address_locality", fmt.Sprint("City ", i%50)},
+			{"work_address_country", "DE"},
+		}}
+		recs[i] = r.AppendBinary(nil)
+	}
+	gid := func(g int) []byte { return []byte(fmt.Sprintf("grp_%032x", g*2654435761%(1<<32))) }
+	groupsOf := func(i int) [][]byte { // in id order, as ingest adds them
+		gs := [][]byte{gid(i % 100), gid(100 + i%10), gid(110 + i%2)}
+		slices.SortFunc(gs, bytes.Compare)
+		return gs
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		db, _ := openTest(b)
+		if err := db.CreateOrg(Org{Name: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		batch := Batch{ID: "B1", Org: "bench", Status: BatchProcessing}
+		if _, err := db.CreateBatch(batch); err != nil {
+			b.Fatal(err)
+		}
+		batch.Status = BatchApplied
+		b.StartTimer()
+		err := db.ApplyBatchStaged(batch, nil, 0, func(a *ApplyTx) error {
+			for g := range 112 {
+				if err := a.PutGroup(gid(g), fmt.Sprint("Group ", g), 0, fmt.Appendf(nil, `{"id":%q}`, gid(g))); err != nil {
+					return err
+				}
+				if err := a.EmitGroup(EventGroupCreated, gid(g)); err != nil {
+					return err
+				}
+				if err := a.Checkpoint(); err != nil {
+					return err
+				}
+			}
+			for i, r := range recs {
+				id := fmt.Appendf(nil, "E%07d", i)
+				if err := a.PutUser(id, true, r); err != nil {
+					return err
+				}
+				if err := a.EmitUser(EventUserCreated, id, nil); err != nil {
+					return err
+				}
+				if err := a.Checkpoint(); err != nil {
+					return err
+				}
+			}
+			for i := range recs {
+				id := fmt.Appendf(nil, "E%07d", i)
+				for _, g := range groupsOf(i) {
+					if err := a.AddMember(id, g); err != nil {
+						return err
+					}
+					if err := a.EmitMember(EventGroupUserAdded, id, g); err != nil {
+						return err
+					}
+					if err := a.Checkpoint(); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		db.Close()
+		b.StartTimer()
 	}
 }

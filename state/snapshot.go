@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -132,10 +133,10 @@ type SnapshotTx struct {
 	writeOver                              bool // writes go to the overlay
 	writable                               bool
 	nUsers, nActive, nMemberships, nGroups int
-	// memberCounts holds the member counts (gc) changed since the last
-	// flush, 0 for a count to delete: a membership change then costs no
-	// bbolt lookup and write of its group's counter.
-	memberCounts map[string]uint64
+	// groups caches what the transaction knows of each group it met
+	// (groupcache.go), dirty lists the groups whose member count changed
+	// since the last flush.
+	groups *groupCache
 	// guOps are the changes to gu not written yet, in the order made.
 	// Memberships come in user order; bbolt inserts a group's members
 	// several times faster together, so flush writes them in key order.
@@ -148,14 +149,16 @@ type SnapshotTx struct {
 	// is written when the run ends, next to the run's keys.
 	curUID   []byte
 	curDelta GroupSetHash
-	curNew   bool                    // curUID had no hash before its run (fresh)
-	gidHash  map[string]GroupSetHash // GroupIDHash memo
+	curNew   bool // curUID had no hash before its run (fresh)
 	// fresh is set in a staged apply that writes a new generation
 	// (fresh.go), nil otherwise.
 	fresh *freshGen
 	// lastPutID's value is lastPutVal, as PutUser wrote it: the batch's
 	// copy of a user just written needs no lookup.
 	lastPutID, lastPutVal []byte
+	// kbuf and hbuf are scratch keys (bbolt copies the keys it stores);
+	// slab is memory for small values bbolt holds until the commit.
+	kbuf, hbuf, slab []byte
 }
 
 // GroupSetHash is an order-independent hash of a set of group ids: the
@@ -223,16 +226,9 @@ func (s *SnapshotTx) changeGroupSet(uid, gid []byte, add bool) error {
 		s.curUID = append(s.curUID[:0], uid...)
 		// In a fresh generation, a user whose hash key sorts after every
 		// key of ug written before this run has no hash yet.
-		s.curNew = s.fresh != nil && s.fresh.absent(iUG, append(prefixKey(uid), uid...))
+		s.curNew = s.fresh != nil && s.fresh.absent(iUG, appendPairKey(s.hbuf[:0], uid, nil))
 	}
-	g, ok := s.gidHash[string(gid)]
-	if !ok {
-		if s.gidHash == nil {
-			s.gidHash = map[string]GroupSetHash{}
-		}
-		g = GroupIDHash(gid)
-		s.gidHash[string(gid)] = g
-	}
+	g := s.groupState(gid).idHash(gid)
 	if add {
 		s.curDelta = s.curDelta.Add(g)
 	} else {
@@ -247,7 +243,8 @@ func (s *SnapshotTx) flushGroupSet() error {
 		s.curUID, s.curDelta = s.curUID[:0], GroupSetHash{}
 		return nil
 	}
-	k := append(prefixKey(s.curUID), s.curUID...)
+	s.hbuf = appendPairKey(s.hbuf[:0], s.curUID, nil)
+	k := s.hbuf
 	h := s.curDelta
 	if !s.curNew {
 		h = decodeGroupSetHash(s.get(iUG, k)).Add(h)
@@ -256,7 +253,12 @@ func (s *SnapshotTx) flushGroupSet() error {
 	if h == (GroupSetHash{}) {
 		return s.del(iUG, k)
 	}
-	v := make([]byte, 16)
+	// bbolt keeps the value until the commit: carve it from a slab.
+	if len(s.slab) < 16 {
+		s.slab = make([]byte, 16<<10)
+	}
+	v := s.slab[:16:16]
+	s.slab = s.slab[16:]
 	binary.BigEndian.PutUint64(v, h[0])
 	binary.BigEndian.PutUint64(v[8:], h[1])
 	return s.put(iUG, k, v)
@@ -699,9 +701,9 @@ func (s *SnapshotTx) DeleteGroup(id []byte) error {
 			return err
 		}
 	}
-	if s.memberCounts != nil {
-		delete(s.memberCounts, string(id))
-	}
+	g := s.groupState(id)
+	g.count, g.counted = 0, true
+	g.dirty = false // its counter is deleted here
 	if err := s.del(iGC, id); err != nil {
 		return err
 	}
@@ -727,47 +729,54 @@ func (s *SnapshotTx) ForEachGroup(fn func(id []byte, name string, flags byte, re
 func (s *SnapshotTx) MemberCount(gid []byte) int { return int(s.memberCount(gid)) }
 
 func (s *SnapshotTx) memberCount(gid []byte) uint64 {
-	if n, ok := s.memberCounts[string(gid)]; ok {
-		return n
+	g := s.groupState(gid)
+	if !g.counted {
+		g.count, g.counted = s.getUint(iGC, gid), true
 	}
-	return s.getUint(iGC, gid)
+	return g.count
 }
 
 func (s *SnapshotTx) setMemberCount(gid []byte, n uint64) {
-	if s.memberCounts == nil {
-		s.memberCounts = map[string]uint64{}
+	g := s.groupState(gid)
+	g.count, g.counted = n, true
+	if !g.dirty {
+		g.dirty = true
+		s.groups.dirty = append(s.groups.dirty, g)
 	}
-	s.memberCounts[string(gid)] = n
 }
 
 // flushMemberCounts writes the member counts changed since the last flush,
 // in key order.
 func (s *SnapshotTx) flushMemberCounts() error {
-	if len(s.memberCounts) == 0 {
+	if s.groups == nil || len(s.groups.dirty) == 0 {
 		return nil
 	}
-	gids := make([]string, 0, len(s.memberCounts))
-	for g := range s.memberCounts {
-		gids = append(gids, g)
-	}
-	slices.Sort(gids)
-	for _, g := range gids {
+	dirty := s.groups.dirty
+	slices.SortFunc(dirty, func(a, b *groupState) int { return strings.Compare(a.id, b.id) })
+	for _, g := range dirty {
+		if !g.dirty {
+			continue // deleted since
+		}
+		g.dirty = false
 		var err error
-		if n := s.memberCounts[g]; n == 0 {
-			err = s.del(iGC, []byte(g))
+		if g.count == 0 {
+			err = s.del(iGC, []byte(g.id))
 		} else {
-			err = s.putUint(iGC, []byte(g), n)
+			err = s.putUint(iGC, []byte(g.id), g.count)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	clear(s.memberCounts)
+	s.groups.dirty = dirty[:0]
 	return nil
 }
 
 func pairKey(a, b []byte) []byte {
-	k := make([]byte, 0, binary.MaxVarintLen64+len(a)+len(b))
+	return appendPairKey(make([]byte, 0, binary.MaxVarintLen64+len(a)+len(b)), a, b)
+}
+
+func appendPairKey(k, a, b []byte) []byte {
 	k = binary.AppendUvarint(k, uint64(len(a)))
 	k = append(k, a...)
 	return append(k, b...)
@@ -784,7 +793,8 @@ func (s *SnapshotTx) IsMember(uid, gid []byte) bool {
 
 // AddMember adds a membership; adding an existing one is a no-op.
 func (s *SnapshotTx) AddMember(uid, gid []byte) error {
-	k := pairKey(uid, gid)
+	s.kbuf = appendPairKey(s.kbuf[:0], uid, gid) // bbolt copies keys
+	k := s.kbuf
 	if s.get(iUG, k) != nil {
 		return nil
 	}

@@ -1,0 +1,49 @@
+package state
+
+// groupCache is what a writable SnapshotTx knows of the groups it met:
+// the hash of each id and, once read or changed, its member count. An
+// apply keeps it across its staging transactions (every change of the
+// snapshot goes through it), so that a membership costs one map lookup
+// for its group, none when the group is the last one met, instead of a
+// lookup of its counter, its hash and its event copy in each.
+type groupCache struct {
+	m     map[string]*groupState
+	last  *groupState
+	dirty []*groupState // member count changed since the last flush
+}
+
+type groupState struct {
+	id      string
+	hash    GroupSetHash // GroupIDHash(id), once hashed
+	hashed  bool
+	count   uint64 // member count, once counted
+	counted bool
+	dirty   bool // count not stored yet
+	kept    bool // copied into the batch's event data (ApplyTx.keepGroup)
+}
+
+// groupState returns the cached state of group gid, created empty.
+func (s *SnapshotTx) groupState(gid []byte) *groupState {
+	c := s.groups
+	if c == nil {
+		c = &groupCache{m: map[string]*groupState{}}
+		s.groups = c
+	}
+	if c.last != nil && c.last.id == string(gid) {
+		return c.last
+	}
+	g, ok := c.m[string(gid)]
+	if !ok {
+		g = &groupState{id: string(gid)}
+		c.m[g.id] = g
+	}
+	c.last = g
+	return g
+}
+
+func (g *groupState) idHash(gid []byte) GroupSetHash {
+	if !g.hashed {
+		g.hash, g.hashed = GroupIDHash(gid), true
+	}
+	return g.hash
+}
