@@ -28,8 +28,9 @@ var guPassBytes = 48 << 20
 
 // guTxBytes bounds the keys (and their 16-byte page headers) one buildGU
 // transaction writes: bbolt holds each new key in memory, about 110 bytes
-// beside the key, until the transaction commits.
-var guTxBytes = 12 << 20
+// beside the key (more while its list of keys grows), until the
+// transaction commits: at 6 MB, about 30 MB.
+var guTxBytes = 6 << 20
 
 // freshGen is what a staged apply knows of the new generation it writes.
 // It outlives the staging transactions (ApplyTx keeps it across binds).
@@ -84,7 +85,7 @@ func (s *SnapshotTx) buildGU(commit func() error) error {
 			size += sizes[gids[hi]]
 			hi++
 		}
-		lists, err := s.readMembers(gids[lo:hi], hi-lo == len(gids))
+		lists, err := s.readMembers(gids[lo:hi], sizes, hi-lo == len(gids))
 		if err != nil {
 			return err
 		}
@@ -113,13 +114,17 @@ func (s *SnapshotTx) buildGU(commit func() error) error {
 }
 
 // readMembers returns the member ids, from ug, of the groups gids (sorted
-// ids; all: every group with members).
-func (s *SnapshotTx) readMembers(gids []string, all bool) ([]memberList, error) {
+// ids; all: every group with members), each list allocated at the size
+// that sizes and the member count say.
+func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int, all bool) ([]memberList, error) {
 	idx := make(map[string]int, len(gids))
+	lists := make([]memberList, len(gids))
 	for i, g := range gids {
 		idx[g] = i
+		n := int(s.memberCount([]byte(g)))
+		lists[i].starts = make([]uint32, 0, n)
+		lists[i].buf = make([]byte, 0, max(0, sizes[g]-4*n))
 	}
-	lists := make([]memberList, len(gids))
 	first, last := gids[0], gids[len(gids)-1]
 	c := s.base[iUG].Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
