@@ -75,6 +75,8 @@ type reader struct {
 	// are relative to base.
 	keep        bool
 	base, fbase int
+
+	slow bool // never read a line the quick way (plainLine); for tests
 }
 
 // readLine returns the next physical line without its line end, whether it
@@ -147,6 +149,9 @@ func (r *reader) next() error {
 		}
 	}
 	rec.line = r.line
+	if !r.slow && bytes.IndexByte(line, '"') < 0 && r.plainLine(line) {
+		return ignoreEOF(err)
+	}
 	for {
 		i := 0
 		for i < len(line) && r.isSpace(line[i]) {
@@ -203,6 +208,7 @@ func (r *reader) next() error {
 				return ignoreEOF(err)
 			}
 			line = line[k+1:]
+			r.rec.buf = append(r.rec.buf, r.delim)
 			continue
 		}
 		j := bytes.IndexByte(line, r.delim)
@@ -220,6 +226,37 @@ func (r *reader) next() error {
 			return ignoreEOF(err)
 		}
 		line = line[j+1:]
+		r.rec.buf = append(r.rec.buf, r.delim)
+	}
+}
+
+// plainLine reads line, the whole of a record that has no quote, in one
+// copy: the fields are found in place. The values and the bytes kept are
+// those of the field-by-field way (the line as it was, delimiters
+// included). It returns false, having kept nothing, when a field is longer
+// than the limit: next then reads the line field by field.
+func (r *reader) plainLine(line []byte) bool {
+	rec := &r.rec
+	base, fbase := len(rec.buf), len(rec.fields)
+	rec.buf = append(rec.buf, line...)
+	b := rec.buf[base:]
+	off := base - r.base // where line starts, relative to the record
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], r.delim)
+		end := len(b)
+		if j >= 0 {
+			end = i + j
+		}
+		if end-i > r.maxField {
+			rec.buf, rec.fields = rec.buf[:base], rec.fields[:fbase]
+			return false
+		}
+		start, stop := trimField(b, i, end)
+		rec.fields = append(rec.fields, field{start: off + start, end: off + stop, line: r.line})
+		if j < 0 {
+			return true
+		}
+		i = end + 1
 	}
 }
 
@@ -246,37 +283,47 @@ func (r *reader) add(start int, b []byte, tooLong bool) bool {
 
 // finish ends the field that starts at start, trimming white space.
 func (r *reader) finish(start, line int) {
-	b := r.rec.buf[start:]
-	end := len(r.rec.buf)
-	for len(b) > 0 {
-		c, size := b[0], 1
+	start, end := trimField(r.rec.buf, start, len(r.rec.buf))
+	r.rec.fields = append(r.rec.fields, field{start: start - r.base, end: end - r.base, line: line})
+}
+
+// trimField returns the bounds of b[start:end] without the white space
+// (and byte-order marks) at either end.
+func trimField(b []byte, start, end int) (int, int) {
+	if start == end {
+		return start, end
+	}
+	// Most values start and end with an ASCII letter or digit.
+	if c, d := b[start], b[end-1]; c < utf8.RuneSelf && d < utf8.RuneSelf && !asciiSpace(c) && !asciiSpace(d) {
+		return start, end
+	}
+	for start < end {
+		c, size := b[start], 1
 		if c >= utf8.RuneSelf {
 			var ru rune
-			ru, size = utf8.DecodeRune(b)
+			ru, size = utf8.DecodeRune(b[start:end])
 			if !unicode.IsSpace(ru) && ru != '\uFEFF' {
 				break
 			}
 		} else if !asciiSpace(c) {
 			break
 		}
-		b = b[size:]
 		start += size
 	}
-	for len(b) > 0 {
-		c, size := b[len(b)-1], 1
+	for start < end {
+		c, size := b[end-1], 1
 		if c >= utf8.RuneSelf {
 			var ru rune
-			ru, size = utf8.DecodeLastRune(b)
+			ru, size = utf8.DecodeLastRune(b[start:end])
 			if !unicode.IsSpace(ru) && ru != '\uFEFF' {
 				break
 			}
 		} else if !asciiSpace(c) {
 			break
 		}
-		b = b[:len(b)-size]
 		end -= size
 	}
-	r.rec.fields = append(r.rec.fields, field{start: start - r.base, end: end - r.base, line: line})
+	return start, end
 }
 
 func asciiSpace(c byte) bool {

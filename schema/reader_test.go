@@ -225,3 +225,51 @@ func TestLimits(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPlainLine checks that reading a line without quotes in one copy
+// (reader.plainLine) keeps the same bytes, fields, lines and problems as
+// reading it field by field, in both the reader's modes.
+func FuzzPlainLine(f *testing.F) {
+	seeds(f)
+	f.Add([]byte("a, b ,\u00a0c\u00a0,\ufeffd\n\xc3,\xa9\n" + strings.Repeat("x", 70) + ",y\n  ,\t,\n"))
+	f.Add([]byte("a\tb \t c\n \u2003x\u2003\t\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, keep := range []bool{false, true} {
+			read := func(slow bool) (recs []record, end error, line int) {
+				br, _ := openText(bytes.NewReader(in))
+				rd := &reader{br: br, delim: detectDelimiter(br), maxField: 64, maxLine: 1024, keep: keep, slow: slow}
+				for {
+					if end = rd.next(); end != nil {
+						return recs, end, rd.line
+					}
+					r := rd.rec
+					r.buf = bytes.Clone(r.buf[rd.base:])
+					r.fields = append([]field(nil), r.fields[rd.fbase:]...)
+					recs = append(recs, r)
+				}
+			}
+			want, wantEnd, wantLine := read(true)
+			got, gotEnd, gotLine := read(false)
+			if gotEnd != wantEnd || gotLine != wantLine {
+				t.Errorf("keep %v: ended with %v at line %d; field by field with %v at line %d", keep, gotEnd, gotLine, wantEnd, wantLine)
+			}
+			if diff := cmp.Diff(want, got, cmp.AllowUnexported(record{}, field{})); diff != "" {
+				t.Errorf("keep %v: records (-field by field +plainLine):\n%s", keep, diff)
+			}
+		}
+	})
+}
+
+// TestUTF8SplitByDelimiter checks that a character split across two values
+// is invalid UTF-8: the values are checked with the delimiter between
+// them, not joined.
+func TestUTF8SplitByDelimiter(t *testing.T) {
+	for _, row := range []string{"E1,a@x.com,\xc3,\xa9\n", "E1,a@x.com,\"\xc3\",\"\xa9\"\n", "E1,a@x.com,\"\xc3\",\xa9\n"} {
+		c := NewChecker(Limits{}, nil)
+		n := 0
+		c.Users(strings.NewReader("user_id,email,first_name,last_name\n"+row), "users.csv", func(*User) error { n++; return nil })
+		if counts := c.IssueCounts(); counts[CodeInvalidUTF8] != 1 || n != 0 {
+			t.Errorf("%q: issues %v, %d users; want one invalid_utf8 and none", row, c.Issues(), n)
+		}
+	}
+}
