@@ -44,6 +44,7 @@ type Checker struct {
 	groupIDs    lineSet
 	members     memberSet
 	allGroups   lineSet
+	groupTexts  []string // by group number: its name, once a callback has had it
 	stats       Stats
 
 	scratch []byte
@@ -110,6 +111,7 @@ type scan struct {
 	presize       func(rows int)
 	custom        int  // number of custom columns
 	bad           bool // the header has an error: rows are not read
+	unnamed       bool // the header has a column without a name
 	warnedUnnamed bool
 }
 
@@ -185,6 +187,7 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 		role := roleCustom
 		if name == "" {
 			role = roleIgnored
+			s.unnamed = true
 		} else if r, known := roles[key]; known {
 			role = r
 		}
@@ -354,7 +357,7 @@ func (c *Checker) next(s *scan) (ok, usable bool, err error) {
 	} else if !c.utf8OK && !rec.valid {
 		c.rowErr = true
 	}
-	if !s.warnedUnnamed {
+	if s.unnamed && !s.warnedUnnamed {
 		for i, col := range s.cols {
 			if col.role == roleIgnored && rec.fields[i].end > rec.fields[i].start {
 				s.warnedUnnamed = true
@@ -447,16 +450,11 @@ func (c *Checker) badUTF8(s *scan, from int) {
 // hash returns the 64-bit hash of b.
 func (c *Checker) hash(b []byte) uint64 { return maphash.Bytes(c.seed, b) }
 
-// hashFold returns the hash of b in lower case, without allocating.
-func (c *Checker) hashFold(b []byte) uint64 {
-	upper := false
-	for _, ch := range b {
-		if ch >= utf8.RuneSelf || ('A' <= ch && ch <= 'Z') {
-			upper = true
-			break
-		}
-	}
-	if !upper {
+// hashFold returns the hash of b in lower case, without allocating. fold
+// is false when b has no upper-case or non-ASCII letter (checkEmail tells),
+// and b is then its own lower case.
+func (c *Checker) hashFold(b []byte, fold bool) uint64 {
+	if !fold {
 		return c.hash(b)
 	}
 	c.scratch = appendLower(c.scratch[:0], b)

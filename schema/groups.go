@@ -81,7 +81,8 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 			continue
 		}
 		line := rec.fields[gi].line
-		if prev, dup := c.addMember(c.groupNumber(group), line); dup {
+		num := c.groupNumber(group)
+		if prev, dup := c.addMember(num, line); dup {
 			c.issue(rec.line, "", nil, CodeDuplicateMember, SeverityWarning,
 				msgf("user %q in group %q already appears on line %d; the repeat is ignored", user, group, prev))
 			continue
@@ -90,9 +91,7 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 		if fn == nil {
 			continue
 		}
-		all := string(rec.buf)
-		f, g := rec.fields[ui], rec.fields[gi]
-		*m = Membership{Line: rec.line, GroupName: all[g.start:g.end], UserID: all[f.start:f.end]}
+		*m = Membership{Line: rec.line, GroupName: c.groupText(num, group), UserID: c.runText(user)}
 		if err := fn(m); err != nil {
 			return res, err
 		}

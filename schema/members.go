@@ -75,12 +75,14 @@ const (
 // userRun is what the rows of one user in a row share: rows of one user
 // usually come together, so a user_id is looked up once per run.
 type userRun struct {
-	valid bool
-	user  []byte
-	known bool
-	key   uint64 // the user_id's hash
-	head  *int32 // the head of the user's chain; nil when unknown
-	order int    // the user's place in the users file, -1 = none yet
+	valid   bool
+	user    []byte
+	known   bool
+	key     uint64 // the user_id's hash
+	head    *int32 // the head of the user's chain; nil when unknown
+	order   int    // the user's place in the users file, -1 = none yet
+	text    string // user as a string, once runText has made it
+	hasText bool
 }
 
 // predictAhead is how many user_ids after the previous run's user startRun
@@ -113,6 +115,7 @@ func (c *Checker) startRun(user []byte) bool {
 	}
 	r.valid = true
 	r.user = append(r.user[:0], user...)
+	r.text, r.hasText = "", false
 	r.key = c.hash(user)
 	if r.key == 0 {
 		r.key = 1 // as the sets store it
@@ -186,4 +189,32 @@ func (c *Checker) groupNumber(name []byte) int32 {
 		sl.aux = int32(min(c.allGroups.n-1, math.MaxInt32))
 	}
 	return sl.aux
+}
+
+// runText returns user, the user_id of the current run, as a string made
+// once per run of rows of that user rather than once per row.
+func (c *Checker) runText(user []byte) string {
+	r := &c.members.run
+	if !r.valid || !bytes.Equal(user, r.user) {
+		return string(user)
+	}
+	if !r.hasText {
+		r.text, r.hasText = string(user), true
+	}
+	return r.text
+}
+
+// groupText returns name, the name of group number num, as a string made
+// once per group rather than once per membership.
+func (c *Checker) groupText(num int32, name []byte) string {
+	n := int(num)
+	if n >= len(c.groupTexts) {
+		c.groupTexts = append(c.groupTexts, make([]string, n+1-len(c.groupTexts))...)
+	}
+	if t := c.groupTexts[n]; t == string(name) && t != "" {
+		return t
+	}
+	t := string(name)
+	c.groupTexts[n] = t
+	return t
 }

@@ -351,3 +351,23 @@ func TestMembershipOfRepeatedUserID(t *testing.T) {
 		t.Errorf("issues = %v; want the two duplicate_user_id, then duplicate_membership@4", brief(is))
 	}
 }
+
+// TestMembershipStrings checks that the strings a UserGroups callback gets
+// (made once per group and once per run of a user's rows) hold each row's
+// values, and still do after later rows.
+func TestMembershipStrings(t *testing.T) {
+	c := NewChecker(Limits{}, func(string) bool { return true })
+	in := "group_name,user_id\nG1,A\nG2,A\nG1,B\nG1,A2\nG3,B\nG3,A\nG2,B\n"
+	var got []Membership
+	_, err := c.UserGroups(strings.NewReader(in), "user_groups.csv", func(m *Membership) error {
+		got = append(got, *m)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Membership{{2, "G1", "A"}, {3, "G2", "A"}, {4, "G1", "B"}, {5, "G1", "A2"}, {6, "G3", "B"}, {7, "G3", "A"}, {8, "G2", "B"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("memberships (-want +got):\n%s", diff)
+	}
+}

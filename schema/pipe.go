@@ -20,6 +20,7 @@ type pipe struct {
 	done chan struct{}
 	cur  *chunk
 	next int // index in cur.recs of the next record
+	base int // where the values of the record read last start in cur.buf
 }
 
 const (
@@ -36,6 +37,11 @@ type chunk struct {
 	recs   []chunkRec
 	err    error // what stopped reading after recs, nil while more follow
 	errLn  int   // the reader's physical line at err
+
+	// text is buf as a string, made by the checking goroutine the first
+	// time a row of the chunk is given to a callback (see pipe.text).
+	text    string
+	hasText bool
 }
 
 type chunkRec struct {
@@ -82,6 +88,7 @@ func (p *pipe) run(rd *reader) {
 		}
 		rd.rec.buf, rd.rec.fields = ch.buf[:0], ch.fields[:0]
 		ch.recs = ch.recs[:0]
+		ch.text, ch.hasText = "", false
 		for len(rd.rec.buf) < chunkBytes && len(ch.recs) < chunkRecs {
 			err := rd.next()
 			rec := &rd.rec
@@ -127,12 +134,26 @@ func (p *pipe) read(rec *record, pos *int64) (errLine int, err error) {
 	}
 	r := &p.cur.recs[p.next]
 	p.next++
+	p.base = r.base
 	*rec = record{
 		line: r.line, buf: p.cur.buf[r.base:r.end:r.end], fields: p.cur.fields[r.fbase:r.fend:r.fend],
 		problem: r.problem, probAt: r.probAt, probLn: r.probLn, valid: r.valid,
 	}
 	*pos = r.pos
 	return 0, nil
+}
+
+// text returns the values of the record read last as one string, from
+// which a value at field offsets start:end is text[start:end]. The string
+// is made once per chunk (about chunkBytes) rather than once per row: a
+// million allocations fewer per million rows, for the callbacks' strings.
+// A caller that keeps one value keeps its chunk's text with it.
+func (p *pipe) text() string {
+	ch := p.cur
+	if !ch.hasText {
+		ch.text, ch.hasText = string(ch.buf), true
+	}
+	return ch.text[p.base:]
 }
 
 // close stops the reading goroutine and waits until it has returned.

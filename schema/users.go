@@ -109,11 +109,11 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 
 		if len(email) == 0 {
 			c.missing(rec, s, idx[uEmail], "every person needs an email address")
-		} else if why := emailProblem(email); why != "" {
+		} else if why, fold := checkEmail(email); why != "" {
 			c.issue(emailLine, "email", email, CodeInvalidEmail, SeverityError,
 				msgf("%q is not a valid email address: it %s", email, why))
 		} else {
-			c.emails.add(c.hashFold(email), emailLine, email, c.dupEmail)
+			c.emails.add(c.hashFold(email, fold), emailLine, email, c.dupEmail)
 		}
 		if len(rec.value(idx[uFirstName])) == 0 {
 			c.missing(rec, s, idx[uFirstName], "every person needs a first name and a last name")
@@ -225,11 +225,11 @@ func statusOf(v []byte) (active, known bool) {
 	return false, false
 }
 
-// fillUser sets u from the current row: one string allocation for the
-// whole row, then slices of it.
+// fillUser sets u from the current row: slices of its chunk's text (one
+// string allocation per chunk of rows, see pipe.text).
 func (c *Checker) fillUser(u *User, s *scan, active bool) {
 	rec := s.rec
-	all := string(rec.buf)
+	all := s.p.text()
 	*u = User{Line: rec.line, Active: active, Custom: u.Custom[:0]}
 	for i, col := range s.cols {
 		f := rec.fields[i]

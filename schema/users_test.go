@@ -179,3 +179,33 @@ func TestKindOf(t *testing.T) {
 		}
 	}
 }
+
+// TestUserStringsKept checks that the strings of every User stay those of
+// its row after the later rows (and chunks) have been read: they are
+// slices of a chunk's text, made once per chunk.
+func TestUserStringsKept(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("user_id,email,first_name,last_name,team\n")
+	const n = 3 * chunkRecs
+	for i := range n {
+		fmt.Fprintf(&b, "E%d, e%d@x.com ,Zoë%d,\"Smith, %d\",t%d\n", i, i, i, i, i%3)
+	}
+	c := NewChecker(Limits{}, nil)
+	var got []User
+	_, err := c.Users(strings.NewReader(b.String()), "users.csv", func(u *User) error {
+		v := *u
+		v.Custom = append([]Attr(nil), u.Custom...)
+		got = append(got, v)
+		return nil
+	})
+	if err != nil || len(got) != n || c.Errors() != 0 {
+		t.Fatalf("%d users, err %v, issues %v", len(got), err, c.Issues())
+	}
+	for i, u := range got {
+		want := User{Line: i + 2, ID: fmt.Sprintf("E%d", i), Email: fmt.Sprintf("e%d@x.com", i), FirstName: fmt.Sprintf("Zoë%d", i),
+			LastName: fmt.Sprintf("Smith, %d", i), Active: true, Custom: []Attr{{"team", fmt.Sprintf("t%d", i%3)}}}
+		if diff := cmp.Diff(want, u); diff != "" {
+			t.Fatalf("user %d (-want +got):\n%s", i, diff)
+		}
+	}
+}
