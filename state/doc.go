@@ -27,7 +27,12 @@
 // staged over many small transactions and made visible by one small flip,
 // so the memory of an apply does not grow with the batch. A staged change
 // onto an existing snapshot is read as an overlay over it until
-// MergeOverlay, which the caller runs after the batch, copies it in.
+// MergeOverlay, which the caller runs after the batch, copies it in. A
+// staged apply onto an empty snapshot (a first upload) writes a new
+// generation that nothing reads before the flip: it skips the lookups of
+// keys that sort after the last one written and builds the group index
+// once, at the end, in key order (fresh.go). A batch's event records are
+// stored in blocks of about 2 KB (events.go).
 //
 // Caveats: byte slices read from bbolt are valid only inside their
 // transaction; every method here copies what it returns. bbolt allows one

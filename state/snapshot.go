@@ -37,7 +37,7 @@ import (
 // apply writes into a bucket that ptr does not name, in many small
 // transactions, so readers never see it:
 //
-//   - onto an empty snapshot, a whole new generation;
+//   - onto an empty snapshot, a whole new generation (fresh.go);
 //   - onto a non-empty one, an overlay: the same buckets, each value
 //     prefixed with opPut or opDel, read over the base.
 //
