@@ -129,7 +129,9 @@ type Attr struct{ Name, Value string }
 // User is one valid users.csv row. The *User passed to a callback and its
 // Custom slice are reused for the next row: they are valid only during the
 // call (the strings themselves are ordinary immutable strings and may be
-// kept).
+// kept; they share one allocation with the rows read with them, about
+// 256 KB, so a caller that keeps a few values for long should copy them
+// with strings.Clone).
 type User struct {
 	Line                           int // physical line where the row starts
 	ID, Email, FirstName, LastName string
