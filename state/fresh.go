@@ -36,13 +36,13 @@ var guTxBytes = 6 << 20
 // It outlives the staging transactions (ApplyTx keeps it across binds).
 type freshGen struct {
 	tail [nSnap][]byte // the greatest key written to each bucket so far
-	// guDeferred: gu stays empty until buildGU writes it from ug;
-	// guBytes is the memory each group's member ids will take there.
+	// guDeferred: gu stays empty until buildGU writes it from ug (each
+	// group's groupState.guBytes says the memory its member ids take
+	// there).
 	guDeferred bool
-	guBytes    map[string]int
 }
 
-func newFreshGen() *freshGen { return &freshGen{guDeferred: true, guBytes: map[string]int{}} }
+func newFreshGen() *freshGen { return &freshGen{guDeferred: true} }
 
 // absent reports whether k sorts after every key written to bucket i,
 // which is then known not to hold it.
@@ -67,13 +67,18 @@ func memberSize(uid []byte) int { return len(uid) + 4 }
 func (s *SnapshotTx) buildGU(commit func() error) error {
 	f := s.fresh
 	f.guDeferred = false
-	sizes := f.guBytes
-	f.guBytes = nil
-	gids := make([]string, 0, len(sizes))
-	for g, n := range sizes {
-		if n > 0 {
-			gids = append(gids, g)
+	sizes := map[string]int{}
+	if s.groups != nil {
+		for id, g := range s.groups.m {
+			if g.guBytes > 0 {
+				sizes[id] = g.guBytes
+			}
+			g.guBytes = 0
 		}
+	}
+	gids := make([]string, 0, len(sizes))
+	for g := range sizes {
+		gids = append(gids, g)
 	}
 	slices.Sort(gids)
 	empty := []byte{}

@@ -20,6 +20,7 @@ type groupState struct {
 	counted bool
 	dirty   bool // count not stored yet
 	kept    bool // copied into the batch's event data (ApplyTx.keepGroup)
+	guBytes int  // a new generation's members, as buildGU will hold them
 }
 
 // groupState returns the cached state of group gid, created empty.

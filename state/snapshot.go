@@ -806,7 +806,7 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 		return err
 	}
 	if s.fresh != nil && s.fresh.guDeferred {
-		s.fresh.guBytes[string(gid)] += memberSize(uid)
+		s.groupState(gid).guBytes += memberSize(uid)
 	} else {
 		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps)})
 	}
@@ -845,7 +845,7 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 		for _, p := range pairs {
 			n, w := binary.Uvarint(p.ug)
 			uid, gid := p.ug[w:w+int(n)], p.ug[w+int(n):]
-			s.fresh.guBytes[string(gid)] += memberSize(uid)
+			s.groupState(gid).guBytes += memberSize(uid)
 			if err := s.changeGroupSet(uid, gid, true); err != nil {
 				return err
 			}
@@ -891,7 +891,7 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 		return err
 	}
 	if s.fresh != nil && s.fresh.guDeferred {
-		s.fresh.guBytes[string(gid)] -= memberSize(uid)
+		s.groupState(gid).guBytes -= memberSize(uid)
 	} else {
 		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
 	}
