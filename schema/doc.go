@@ -96,9 +96,9 @@
 // quotes in one copy, one string per chunk of rows for the callback
 // instead of one per row, a table-driven email check and no per-row scan
 // for unnamed columns took the checker on the day-2 files from about 2.0
-// to 1.6 s of CPU time (means of 4 runs), and Checker.Users with a callback on the day-2 users.csv
-// from 1.53-1.66× to 1.45-1.48× the bare loop's CPU time, with 0.00
-// allocations per row.) gocsv's streaming decoder was measured by
+// to 1.6 s of CPU time (means of 4 runs), and Checker.Users with a
+// callback on the day-2 users.csv from 1.53-1.66× to 1.45-1.48× the bare
+// loop's CPU time, with 0.00 allocations per row.) gocsv's streaming decoder was measured by
 // the lead at 2.9 s and its unmarshal-all at 1.4 GB on the same kind of
 // file, so it is out of the hot path; it writes the report's issues CSV
 // (package report), where speed does not matter. It does not read
