@@ -11,8 +11,11 @@ import (
 )
 
 // SchemaVersion is the layout version this code reads and writes. Open
-// migrates older databases forward and refuses newer ones.
-const SchemaVersion = 1
+// migrates older databases forward and refuses newer ones. Version 2
+// stores a batch's event records in blocks (events.go), which version 1
+// code would misread; version 2 code reads version 1 events as they are,
+// so the move from 1 to 2 changes nothing.
+const SchemaVersion = 2
 
 var (
 	bucketMeta       = []byte("meta")

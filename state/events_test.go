@@ -187,3 +187,33 @@ func TestEventsBeforeBlocks(t *testing.T) {
 		t.Errorf("Event(7) = %+v, %v", e, err)
 	}
 }
+
+// TestOpenMovesVersion1Forward opens a database of layout version 1: it
+// becomes version 2 (whose code reads version 1's events as they are,
+// TestEventsBeforeBlocks), which a version 1 rosterd then refuses.
+func TestOpenMovesVersion1Forward(t *testing.T) {
+	db, path := openTest(t)
+	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, binary.BigEndian.AppendUint64(nil, 1))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = Open(path, &Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("Open(version 1) = %v", err)
+	}
+	defer db.Close()
+	var v uint64
+	db.bolt.View(func(tx *bolt.Tx) error {
+		v = getU64(tx.Bucket(bucketMeta).Get(keySchemaVersion))
+		return nil
+	})
+	if v != SchemaVersion {
+		t.Errorf("schema version after Open = %d; want %d", v, SchemaVersion)
+	}
+}
