@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -138,7 +139,7 @@ func runKey(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return tw.Flush()
 	default:
 		fp := strings.TrimPrefix(pos[1], "SHA256:")
-		if err := c.do(ctx, http.MethodDelete, "/v1/organizations/"+pos[0]+"/keys/SHA256:"+fp, nil, "", nil); err != nil {
+		if err := c.do(ctx, http.MethodDelete, "/v1/organizations/"+pos[0]+"/keys/"+url.PathEscape("SHA256:"+fp), nil, "", nil); err != nil {
 			return fmt.Errorf("remove key from %s: %w", pos[0], err)
 		}
 		fmt.Fprintf(stdout, "key SHA256:%s removed from %s\n", fp, pos[0])

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"golang.org/x/crypto/ssh"
 	"net/http"
 	"os"
 	"os/exec"
@@ -209,5 +210,38 @@ func TestDataDirectoryIsPrivate(t *testing.T) {
 		if st.Mode().Perm() != want {
 			t.Errorf("%s mode = %v; want %v", name, st.Mode().Perm(), want)
 		}
+	}
+}
+
+// TestKeyRemoveSlashes: a fingerprint is base64 and may hold "//", which
+// an unescaped URL path would collapse; `key remove` must still find it.
+func TestKeyRemoveSlashes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "id_ed25519")
+	var fp string
+	for range 20000 {
+		pub, err := writeClientKey(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fp = ssh.FingerprintSHA256(pub); strings.Contains(fp, "//") {
+			break
+		}
+	}
+	if !strings.Contains(fp, "//") {
+		t.Fatalf("no fingerprint with // in 20000 keys")
+	}
+	d := startDaemon(t, daemonOpts{})
+	if out, code := d.CLI("", "org", "add", "acme", "--key", path+".pub"); code != 0 {
+		t.Fatalf("org add = %d %q", code, out)
+	}
+	if out, code := d.CLI("", "key", "remove", "acme", fp); code != 0 {
+		t.Fatalf("key remove %s = %d %q", fp, code, out)
+	}
+	var keys struct {
+		Data []struct{ Fingerprint string }
+	}
+	d.API("GET", "/v1/organizations/acme/keys", nil, &keys)
+	if len(keys.Data) != 0 {
+		t.Errorf("keys after remove = %+v; want none", keys.Data)
 	}
 }
