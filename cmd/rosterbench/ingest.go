@@ -52,7 +52,7 @@ func runIngest(args []string, stdout io.Writer) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each pipeline run to PREFIX-PHASE-ROUND.pprof, and a heap profile at its peak to .heap")
 	warm := fs.Bool("warm", false, "read the whole snapshot before each pipeline run (not in its wall time, but in its CPU time), as a long-running daemon has it mapped")
 	stageTx := fs.Int("stage-tx", 0, "changes per staging transaction (ingest.Config.StageTxChanges; 0 = its default)")
-	fs.StringVar(&memoryLimit, "memory-limit", "224MiB", "GOMEMLIMIT of the pipeline runs, as rosterd's [limits] memory default sets it (\"off\" = none; GOMEMLIMIT in the environment wins)")
+	fs.StringVar(&memoryLimit, "memory-limit", "256MiB", "GOMEMLIMIT of the pipeline runs, as rosterd's [limits] memory default sets it (\"off\" = none; GOMEMLIMIT in the environment wins)")
 	phase := fs.String("phase", "", "internal: run one phase in this process")
 	if err := fs.Parse(args); err != nil {
 		return err

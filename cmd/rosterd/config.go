@@ -85,7 +85,7 @@ type WebhookConfig struct {
 // DefaultMemoryLimit is [limits] memory's default: what a batch of a
 // million users needs with the garbage collector's headroom cut, so that
 // the daemon stays under 300 MB (see README, Performance).
-const DefaultMemoryLimit = 224 << 20
+const DefaultMemoryLimit = 256 << 20
 
 // defaultConfig returns SPEC's defaults.
 func defaultConfig() Config {
