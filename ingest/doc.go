@@ -63,48 +63,47 @@
 // it is read. changedMemberships in diff.go.
 //
 // Measured with `rosterbench ingest -rounds 2` (20 columns, 3 groups per
-// user, day 2 changes 2 %: 54k snapshot changes at 1M users), 2 cores
-// shared with other work (1-minute load 0.8 to 1.4), each phase in its
-// own process, ratios to a bare encoding/csv read of the same files run
-// just before it (0.8 to 1.1 s at 1M users, 75 to 133 ms at 100k: the
-// ratios move 20 to 40 % with it; with load above 1 read the CPU ones).
-// anon is the peak of RssAnon, sampled every 50 ms: the memory the daemon
-// holds, which the issue's 300 MB is judged on. hwm (VmHWM) adds the
-// pages of the mmapped bbolt file the process touched, page cache the
-// kernel reclaims; heap is the Go heap's peak, garbage included. The
-// schema checker alone (no diff) costs 2.5 to 3.8 times the read and
-// holds 360 MB anon at 1M users. Two runs each:
+// user, day 2 changes 2 %: 54k snapshot changes at 1M users) on the
+// 2-core VM, 1-minute load 0.8 to 1.3, each phase in its own process with
+// the daemon's default memory limit (GOMEMLIMIT=256MiB), ratios to a bare
+// encoding/csv read of the same files run just before it (0.63 to 1.25 s
+// at 1M users: the ratios move 30 to 50 % with it). anon is the peak of
+// RssAnon, sampled every 50 ms: the memory the daemon holds, which the
+// issue's 300 MB is judged on. applied is validate+diff+apply up to the
+// flip (events, report and snapshot visible); +merge adds the merge of
+// the overlay that follows it (see Applying).
 //
-//	users phase         wall (s)    cpu (s)     anon    hwm     heap    db      wall×read   cpu×read
-//	100k  first upload  4.2, 5.2    4.8, 6.2     86 MB   190 MB   80 MB  226 MB  38, 49      38, 51
-//	100k  day 2         0.95, 0.93  1.05, 1.03   87 MB   225 MB   70 MB  226 MB  7.2, 12.3   6.7, 11.2
-//	100k  identical     .045, .047  .063, .061    6 MB    18 MB    2 MB  226 MB  0.50, 0.62  0.61, 0.68
-//	1M    first upload  40.9        44.7        462 MB   1.3 GB  340 MB  2.2 GB  36          37
-//	1M    day 2         7.2, 8.3    7.1, 8.4    519 MB   1.9 GB  482 MB  2.2 GB  11.5, 10.6  10.5, 10.1
-//	1M    identical     .36, .35    .46, .43      8 MB    20 MB    3 MB  2.2 GB  0.37, 0.38  0.44, 0.44
+//	users phase         wall (s)     cpu (s)      anon      db       applied×   +merge×
+//	100k  first upload  1.47, 1.42   1.79, 1.76   61 MB     131 MB   24, 22     24, 22
+//	100k  day 2         0.34, 0.36   0.44, 0.48   53 MB     159 MB   3.5, 2.7   5.2, 4.0
+//	100k  identical     .044, .044   .054, .052    6 MB     —        0.76 (wall)
+//	1M    first upload  19.0, 23.2   22.2, 26.6   244 MB    1.24 GB  15, 26     15, 26
+//	1M    day 2         5.26, 4.13   5.92, 5.47   237 MB    1.30 GB  3.3, 2.6   4.6, 3.6
+//	1M    identical     .33, .35     .42, .45      8 MB     —        0.37 (wall)
 //
-// The 1M first upload (one run) and day 2 rows are of the group-set
-// hashes (third round), at load 0.8 to 1.0; the same machine and load just before, without them: day 2 10.5,
-// 9.3 s wall, 10.9, 9.5 s CPU, 592 MB anon; first upload 46.1 s wall,
-// 50.5 s CPU, 591 MB anon (the csv read then took 0.9 s; in the runs
-// above 0.6 to 1.1 s, hence the ratios). The other rows are of the
-// second round. (Before the second round, day 2 at 1M took 20 to 29 s and
-// 2.1 GB hwm, the first upload 67 to 82 s.)
+// In a run at lower load the bare read took 0.63 and 0.87 s and day 2
+// 2.5 and 3.7 s to applied: 4.0 and 4.3 times the read (5.6 and 5.9 with
+// the merge). The first upload took 41 to 52 s and day 2 7 to 8 s (and
+// 510 MB) before this round's changes: the schema checker's membership
+// table and table growth, the per-row allocations of both the checker and
+// the differ, the merge before the batch was applied, and a first upload
+// that looked up every key it wrote and wrote the group index one page
+// per group per transaction.
 //
-// Where day 2 at 1M users goes (wall, the checker's share from a CPU
-// profile): archive copy and SHA-256 0.35 s; users.csv checked and
-// compared 2.6 to 3.0 s (the checker about 1.6 s of it, the lookups of
-// the stored record and group-set hash most of the rest); user_groups.csv
-// 1.8 to 2.1 s (nearly all the checker); deleted and changed users (a
-// scan of the snapshot's users) 0.13 s; added and removed memberships
-// (about 25k users compared one by one) 50 ms; staging 0.5 to 0.6 s; flip
-// 1 ms; merge of the overlay 1.5 s. Before the group-set hashes the
-// memberships took 1.5 s more (sorting 3M hashes, scanning 3M stored
-// memberships) and the scan of the users 0.5 s more. The memory peak is
-// in the diff: the checker's sets (about 230 MB live) and the differ's
-// (about 60 MB) with the garbage collector's headroom; the apply stays
-// near 120 MB (90 MB for the first upload). With GOMEMLIMIT=400MiB the diff peaks at 400 MB anon for about
-// the same CPU; with 250MiB at 330 MB for 80 % more CPU.
+// Where day 2 at 1M users goes (wall, quieter run): archive copy and
+// SHA-256 0.37 s (not counted above); users.csv checked and compared
+// 1.45 s (three goroutines on two cores: the checker's reader 0.5 s of
+// CPU, its checks 0.8 s, the differ's comparison 1.1 s, of which the
+// lookups of the stored record and group-set hash are about half in a
+// freshly started process, less once the daemon has the pages mapped);
+// user_groups.csv 0.46 s; deleted and changed users (a scan of the
+// snapshot's users) 0.12 s; added and removed memberships 35 ms; staging
+// 0.45 s; flip 1 ms; then the merge 1.1 to 1.3 s, nearly all bbolt
+// rewriting the pages the changes fall on (2 % of the users, spread over
+// all of them) and writing them to disk. The memory peak is in the diff:
+// the checker's tables (about 85 MB, sized from the file size) and the
+// differ's arrays (about 65 MB) under the 256 MiB soft limit; the apply
+// stays near 140 MB.
 //
 // Caveats:
 //   - bbolt has one writer: the transactions of organizations run one at
@@ -116,20 +115,19 @@
 //     each; every change is spilled to temporary files. Without the
 //     group-set hashes (no users.csv) it keeps 16 bytes per membership
 //     instead and spills the file's memberships. The schema checker
-//     keeps its own sets (about 230 MB at a million users): the diff's
-//     peak is theirs together, doubled by the garbage collector's headroom
-//     unless the process sets a memory limit. A batch of 100k rows or more
-//     returns that memory to the system before it applies.
-//   - Day 2 at a million users still costs 7 to 11 times the bare read:
-//     the checker alone 3 times; reading every stored user record and
-//     group-set hash to compare (users.csv in the snapshot's order costs
-//     a cursor step each, another order a search from the root); and the
-//     overlay merge, which rewrites about a third of the snapshot's pages
-//     (2 % of the users, spread over all).
-//   - The first upload writes every membership into the group index in
-//     group order, one page per group per staging transaction: at a
-//     million users that page traffic, the event records (one bbolt put
-//     each) and the commits are most of its 40 s.
+//     keeps its own tables (about 85 MB at a million users). Without a
+//     memory limit the garbage collector lets the heap grow to about
+//     twice that; the daemon sets one ([limits] memory, 256 MiB). A batch
+//     of 100k rows or more returns the diff's memory to the system before
+//     it applies.
+//   - Day 2 at a million users costs 2.6 to 4.3 times the bare read to
+//     applied, 3.6 to 5.9 times with the merge: the three goroutines of
+//     users.csv use both cores fully, so only less work per row would
+//     make it faster; the merge is bounded by the pages it rewrites.
+//   - The first upload writes a new generation in key order without
+//     lookups, builds the group index once at the end and stores events
+//     in blocks of about 2 KB (state); what is left of its 17 to 20 s of
+//     staging is about 9M bbolt puts and about 290 commits.
 //   - In a staged apply, the events of one category follow key order
 //     within chunks of 16,384 changes taken in file order (a batch that
 //     fits in one chunk is in key order).
