@@ -172,10 +172,7 @@ func leftovers(t *testing.T, db *DB, org string) []string {
 // the readers see the old snapshot and none of the new events; after the
 // flip they see all of it, and the same again once the overlay is merged.
 func TestStagedApplyInvisibleUntilFlip(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	const n = 9
 	seed(t, db, "acme", n)
 	before := readView(t, db, "acme")
@@ -271,10 +268,7 @@ func TestStagedApplyInvisibleUntilFlip(t *testing.T) {
 // a crash interrupts before its flip, leaves nothing behind and changes
 // nothing readers see.
 func TestStagedApplyDiscarded(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	seed(t, db, "acme", 5)
 	before := readView(t, db, "acme")
 
@@ -335,10 +329,7 @@ func TestStagedApplyDiscarded(t *testing.T) {
 // TestMergeInterrupted checks that an overlay whose merge stopped half
 // way (a crash) reads the same and is finished by the next apply.
 func TestMergeInterrupted(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	seed(t, db, "acme", 5)
 	b := newBatch(t, db, "acme", "B2")
 	b.Status = BatchApplied
@@ -520,10 +511,7 @@ func lookups(t *testing.T, db *DB, org string, ids []string) []string {
 // merges first, and merges running at once (beside readers) change
 // nothing readers see.
 func TestStagedApplyLeavesOverlay(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	const n = 9
 	seed(t, db, "acme", n)
 	ids := []string{"u000", "u001", fmt.Sprintf("u%03d", n-1), "x001", "zzz"}
@@ -609,10 +597,7 @@ func TestStagedApplyLeavesOverlay(t *testing.T) {
 // leaving them half empty, and that a change merged into it later reads
 // right.
 func TestNewGenerationPacksPages(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	const n = 3000
 	b := newBatch(t, db, "acme", "B1")
 	b.Status = BatchApplied

@@ -57,10 +57,7 @@ func eventKeys(t *testing.T, db *DB, org string) int {
 // feed, pages that start inside a block, single events, after deleting
 // one, and after a retention purge that ends inside a block.
 func TestEventBlocks(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	const n = 700
 	want := blockEvents(t, db, "acme", n)
 	if k := eventKeys(t, db, "acme"); k >= n/4 {

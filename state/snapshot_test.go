@@ -33,10 +33,7 @@ func rawStrings(rs []json.RawMessage) []string {
 }
 
 func TestSnapshotReadAPI(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	if got, err := db.Users("acme", "", "", 10); err != nil || len(got) != 0 {
 		t.Fatalf("Users of a new org = %v, %v; want none", got, err)
 	}
@@ -146,10 +143,7 @@ func TestSnapshotReadAPI(t *testing.T) {
 }
 
 func TestApplyBatchIsAtomicAndOnce(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	b := newBatch(t, db, "acme", "B1")
 	b.Status = BatchApplied
 	boom := errors.New("boom")
@@ -194,10 +188,7 @@ func TestApplyBatchIsAtomicAndOnce(t *testing.T) {
 }
 
 func TestBatchesSupersedeAndList(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	b1 := newBatch(t, db, "acme", "B1")
 	b1.Status = BatchHeld
 	if err := db.FinishBatch(b1, []byte(`{}`)); err != nil {
@@ -323,10 +314,7 @@ func TestEventIDOrder(t *testing.T) {
 }
 
 func TestUserLookup(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	b := newBatch(t, db, "acme", "B1")
 	b.Status = BatchApplied
 	err := db.ApplyBatch(b, nil, func(a *ApplyTx) error {
@@ -370,10 +358,7 @@ func TestUserLookup(t *testing.T) {
 // Changes to the group index wait for the flush; they must keep their
 // order, and reads inside the transaction must see them.
 func TestMemberChangesKeepOrder(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	b := newBatch(t, db, "acme", "B1")
 	b.Status = BatchApplied
 	err := db.ApplyBatch(b, nil, func(a *ApplyTx) error {

@@ -20,6 +20,16 @@ func openTest(t testing.TB) (*DB, string) {
 	return db, path
 }
 
+// openTestOrg is openTest with the organization org created.
+func openTestOrg(t testing.TB, org string) *DB {
+	t.Helper()
+	db, _ := openTest(t)
+	if err := db.CreateOrg(Org{Name: org}); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 func TestOrgsAndKeysSurviveReopen(t *testing.T) {
 	db, path := openTest(t)
 	pct := 30.0
@@ -111,10 +121,7 @@ func TestDeleteOrgRemovesKeysAndAudit(t *testing.T) {
 }
 
 func TestUpdateOrgKeepsName(t *testing.T) {
-	db, _ := openTest(t)
-	if err := db.CreateOrg(Org{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
+	db := openTestOrg(t, "acme")
 	o, err := db.UpdateOrg("acme", func(o *Org) error {
 		o.Name = "evil"
 		o.Settings.InactiveUsers = "delete"
