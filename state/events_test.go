@@ -75,20 +75,7 @@ func TestEventBlocks(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("event data (-want +got):\n%s", diff)
 	}
-	var paged []string
-	for after := ""; ; {
-		page, err := db.Events("acme", after, 13)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, e := range page {
-			paged = append(paged, e.ID)
-		}
-		after = page[len(page)-1].ID
-	}
+	paged := pagedEventIDs(t, db, "acme", 13)
 	if diff := cmp.Diff(ids, paged); diff != "" {
 		t.Errorf("paged ids (-want +got):\n%s", diff)
 	}
@@ -212,5 +199,25 @@ func TestOpenMovesVersion1Forward(t *testing.T) {
 	})
 	if v != SchemaVersion {
 		t.Errorf("schema version after Open = %d; want %d", v, SchemaVersion)
+	}
+}
+
+// pagedEventIDs reads org's feed (all organizations' for "") limit events
+// a page, following the cursor, and returns the ids in order.
+func pagedEventIDs(t *testing.T, db *DB, org string, limit int) []string {
+	t.Helper()
+	var ids []string
+	for after := ""; ; {
+		page, err := db.Events(org, after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			return ids
+		}
+		for _, e := range page {
+			ids = append(ids, e.ID)
+		}
+		after = page[len(page)-1].ID
 	}
 }

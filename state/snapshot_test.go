@@ -256,21 +256,7 @@ func TestEventsOrderAndFeed(t *testing.T) {
 			t.Fatalf("event id %s after %s does not sort later", all[i], all[i-1])
 		}
 	}
-	var got []string
-	after := ""
-	for {
-		evs, err := db.Events("", after, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(evs) == 0 {
-			break
-		}
-		for _, e := range evs {
-			got = append(got, e.ID)
-		}
-		after = evs[len(evs)-1].ID
-	}
+	got := pagedEventIDs(t, db, "", 4)
 	if diff := cmp.Diff(all, got); diff != "" {
 		t.Errorf("paged feed mismatch (-want +got):\n%s", diff)
 	}
