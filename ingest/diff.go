@@ -428,6 +428,7 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 // callback; its Custom slice does not, so custom attributes are copied.
 type userBatch struct {
 	users []schema.User
+	attrs []schema.Attr // the users' custom attributes, end to end
 }
 
 const (
@@ -438,7 +439,11 @@ const (
 func (b *userBatch) add(u *schema.User) {
 	b.users = append(b.users, *u)
 	if c := &b.users[len(b.users)-1]; len(c.Custom) > 0 {
-		c.Custom = slices.Clone(c.Custom)
+		// A user's slice stays valid when attrs grows: append copies
+		// into a new array and leaves the old one as it was.
+		start := len(b.attrs)
+		b.attrs = append(b.attrs, c.Custom...)
+		c.Custom = b.attrs[start:len(b.attrs):len(b.attrs)]
 	}
 }
 
@@ -453,7 +458,7 @@ func (d *differ) compareUsers(full <-chan *userBatch, free chan<- *userBatch) er
 			}
 			b.users[i] = schema.User{}
 		}
-		b.users = b.users[:0]
+		b.users, b.attrs = b.users[:0], b.attrs[:0]
 		free <- b
 	}
 	return nil
