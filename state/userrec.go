@@ -35,6 +35,16 @@ var knownNames = []string{
 	"work_address_postal_code", "work_address_country",
 }
 
+// knownNameBytes are knownNames as byte slices, which readers must not
+// change.
+var knownNameBytes = func() [][]byte {
+	b := make([][]byte, len(knownNames))
+	for i, n := range knownNames {
+		b[i] = []byte(n)
+	}
+	return b
+}()
+
 var knownCode = func() map[string]byte {
 	m := map[string]byte{}
 	for i, n := range knownNames {
@@ -170,7 +180,7 @@ func walkUserRecord(b []byte, fn func(part int, name, value []byte)) error {
 		if c := r.byte1(); c == 0 {
 			name = r.str()
 		} else if int(c) <= len(knownNames) {
-			name = []byte(knownNames[c-1])
+			name = knownNameBytes[c-1]
 		} else {
 			r.err = errBadRecord
 		}
