@@ -586,6 +586,13 @@ func copyFile(from, to string) error {
 		out.Close()
 		return err
 	}
+	// Written out before the phase starts, so that its writeback does not
+	// compete with the phase's own reads and writes (a daemon's database
+	// is not freshly copied).
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
 	if err := out.Close(); err != nil {
 		return err
 	}
