@@ -167,8 +167,8 @@ type differ struct {
 	lastUIDHash uint64
 }
 
-// encodeUser appends the compact snapshot record of u to b.
-func (d *differ) encodeUser(b []byte, u *schema.User) []byte {
+// userRecord fills d.rec with the snapshot record of u.
+func (d *differ) userRecord(u *schema.User) *state.UserRecord {
 	r := &d.rec
 	r.ID, r.Email, r.FirstName, r.LastName = u.ID, u.Email, u.FirstName, u.LastName
 	r.Known, r.Custom = r.Known[:0], r.Custom[:0]
@@ -181,7 +181,7 @@ func (d *differ) encodeUser(b []byte, u *schema.User) []byte {
 	for _, a := range d.attrs {
 		r.Custom = append(r.Custom, state.Attr{Name: a.Name, Value: a.Value})
 	}
-	return r.AppendBinary(b)
+	return r
 }
 
 func (d *differ) hash(b []byte) hkey { return d.hasher.key(b) }
@@ -485,17 +485,18 @@ func (d *differ) compareUser(u *schema.User) error {
 		d.userA = append(d.userA, k.a)
 	}
 	d.users.add(k)
-	d.buf = d.encodeUser(d.buf[:0], u)
+	rec := d.userRecord(u)
+	old, oldActive, ok := d.lookup(id)
+	if ok && oldActive == u.Active && rec.EqualBinary(old) {
+		return nil // most rows of a day-2 export: nothing to encode
+	}
+	d.buf = rec.AppendBinary(d.buf[:0])
 	st := stateInactive
 	if u.Active {
 		st = stateActive
 	}
-	old, oldActive, ok := d.lookup(id)
-	switch {
-	case !ok:
+	if !ok {
 		return r.usersCreated.add(id, st, d.buf)
-	case oldActive == u.Active && bytes.Equal(old, d.buf):
-		return nil
 	}
 	prev, err := previousFromRecords(d.org, oldActive, old, u.Active, d.buf)
 	if err != nil {

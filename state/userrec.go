@@ -69,17 +69,7 @@ func (r *UserRecord) AppendBinary(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.Known)))
 	next := 0 // Known is usually in knownNames order: look there first
 	for _, a := range r.Known {
-		c, ok := byte(0), false
-		for i := next; i < len(knownNames); i++ {
-			if knownNames[i] == a.Name {
-				c, ok, next = byte(i+1), true, i+1
-				break
-			}
-		}
-		if !ok {
-			c, ok = knownCode[a.Name]
-		}
-		if ok {
+		if c := knownCodeOf(a.Name, &next); c != 0 {
 			b = append(b, c)
 		} else {
 			b = append(b, 0)
@@ -93,6 +83,66 @@ func (r *UserRecord) AppendBinary(b []byte) []byte {
 		b = appendLV(b, a.Value)
 	}
 	return b
+}
+
+// knownCodeOf returns the one-byte code of a known column name, or 0.
+// *next is where the search starts (names usually come in knownNames
+// order); it moves past a name found there.
+func knownCodeOf(name string, next *int) byte {
+	for i := *next; i < len(knownNames); i++ {
+		if knownNames[i] == name {
+			*next = i + 1
+			return byte(i + 1)
+		}
+	}
+	return knownCode[name]
+}
+
+// EqualBinary reports whether b is the encoding of r: whether
+// r.AppendBinary(nil) would equal b, without building it.
+func (r *UserRecord) EqualBinary(b []byte) bool {
+	if len(b) == 0 || b[0] != userRecVersion {
+		return false
+	}
+	b = b[1:]
+	uvarint := func(n int) bool {
+		v, w := binary.Uvarint(b)
+		if w <= 0 || v != uint64(n) {
+			return false
+		}
+		b = b[w:]
+		return true
+	}
+	lv := func(s string) bool {
+		if !uvarint(len(s)) || len(b) < len(s) || string(b[:len(s)]) != s {
+			return false
+		}
+		b = b[len(s):]
+		return true
+	}
+	if !lv(r.ID) || !lv(r.Email) || !lv(r.FirstName) || !lv(r.LastName) || !uvarint(len(r.Known)) {
+		return false
+	}
+	next := 0
+	for _, a := range r.Known {
+		c := knownCodeOf(a.Name, &next)
+		if len(b) == 0 || b[0] != c {
+			return false
+		}
+		b = b[1:]
+		if c == 0 && !lv(a.Name) || !lv(a.Value) {
+			return false
+		}
+	}
+	if !uvarint(len(r.Custom)) {
+		return false
+	}
+	for _, a := range r.Custom {
+		if !lv(a.Name) || !lv(a.Value) {
+			return false
+		}
+	}
+	return len(b) == 0
 }
 
 var errBadRecord = errors.New("malformed user record")
