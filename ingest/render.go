@@ -171,39 +171,57 @@ func previousAttributes(old, cur []byte) ([]byte, error) {
 	if err := json.Unmarshal(c["custom_attributes"], &cc); err != nil {
 		return nil, fmt.Errorf("decode new custom attributes: %w", err)
 	}
-	var names []string
-	for k, v := range oc {
-		if !bytes.Equal(v, cc[k]) {
-			names = append(names, k)
+	raw := func(m map[string]json.RawMessage) map[string]string {
+		out := make(map[string]string, len(m))
+		for k, v := range m {
+			out[k] = string(v)
 		}
+		return out
 	}
-	for k := range cc {
-		if _, ok := oc[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	if len(names) > 0 {
-		slices.Sort(names)
-		sep()
-		b = append(b, `"custom_attributes":{`...)
-		for i, k := range names {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = state.AppendJSONString(b, k)
-			b = append(b, ':')
-			if v, ok := oc[k]; ok {
-				b = append(b, v...)
-			} else {
-				b = append(b, "null"...)
-			}
-		}
-		b = append(b, '}')
-	}
+	b, n = appendChangedAttrs(b, n, raw(oc), raw(cc), func(b []byte, v string) []byte { return append(b, v...) })
 	if n == 0 {
 		return nil, nil
 	}
 	return append(b, '}'), nil
+}
+
+// appendChangedAttrs appends to the previous_attributes object b, which
+// has n members, "custom_attributes" with the old value (null when it was
+// absent) of each custom attribute that differs between old and cur, in
+// name order; appendValue writes a value. It returns b and the new n.
+func appendChangedAttrs(b []byte, n int, old, cur map[string]string, appendValue func([]byte, string) []byte) ([]byte, int) {
+	var names []string
+	for k, v := range old {
+		if nv, ok := cur[k]; !ok || nv != v {
+			names = append(names, k)
+		}
+	}
+	for k := range cur {
+		if _, ok := old[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	if len(names) == 0 {
+		return b, n
+	}
+	slices.Sort(names)
+	if n > 0 {
+		b = append(b, ',')
+	}
+	b = append(b, `"custom_attributes":{`...)
+	for i, k := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = state.AppendJSONString(b, k)
+		b = append(b, ':')
+		if v, ok := old[k]; ok {
+			b = appendValue(b, v)
+		} else {
+			b = append(b, "null"...)
+		}
+	}
+	return append(b, '}'), n + 1
 }
 
 // withPrevious returns the user JSON rec with previous_attributes added as
@@ -276,12 +294,6 @@ func previousFromRecords(org string, oldActive bool, old []byte, newActive bool,
 			b = state.AppendJSONString(b, of[i].v)
 		}
 	}
-	if len(o.Custom) == 0 && len(c.Custom) == 0 {
-		if n == 0 {
-			return nil, nil
-		}
-		return append(b, '}'), nil
-	}
 	attrs := func(as []state.Attr) map[string]string {
 		m := make(map[string]string, len(as))
 		for _, a := range as {
@@ -289,36 +301,7 @@ func previousFromRecords(org string, oldActive bool, old []byte, newActive bool,
 		}
 		return m
 	}
-	oc, cc := attrs(o.Custom), attrs(c.Custom)
-	var names []string
-	for k, v := range oc {
-		if nv, ok := cc[k]; !ok || nv != v {
-			names = append(names, k)
-		}
-	}
-	for k := range cc {
-		if _, ok := oc[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	if len(names) > 0 {
-		slices.Sort(names)
-		sep()
-		b = append(b, `"custom_attributes":{`...)
-		for i, k := range names {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = state.AppendJSONString(b, k)
-			b = append(b, ':')
-			if v, ok := oc[k]; ok {
-				b = state.AppendJSONString(b, v)
-			} else {
-				b = append(b, "null"...)
-			}
-		}
-		b = append(b, '}')
-	}
+	b, n = appendChangedAttrs(b, n, attrs(o.Custom), attrs(c.Custom), state.AppendJSONString)
 	if n == 0 {
 		return nil, nil
 	}
