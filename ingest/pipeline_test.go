@@ -268,6 +268,13 @@ func checkSupersededReport(t *testing.T, e *env, b state.Batch) {
 	if !bytes.Contains(js, []byte(`"status": "superseded"`)) {
 		t.Errorf("JSON report of superseded batch %s:\n%s", b.ID, js)
 	}
+	stored, err := e.db.BatchReport(e.org, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(stored, []byte(`"status": "superseded"`)) || bytes.Contains(stored, []byte("batch approve")) {
+		t.Errorf("stored report of superseded batch %s:\n%s", b.ID, stored)
+	}
 }
 
 // checkReport checks that the batch's report is on disk and stored.

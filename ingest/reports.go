@@ -91,10 +91,10 @@ func (p *Pipeline) writeReport(org string, b state.Batch, rep *report.Report) er
 }
 
 // markSuperseded rewrites the report files of a held batch that batch by
-// has superseded, in ORG/reports/ (and latest.* while they are its) and in
-// its archive folder, so that the org admin reading them sees that it
-// will not be applied rather than how to approve it. The stored report
-// keeps what the batch's run found; the batch record says superseded.
+// has superseded: the stored report (which the batches API shows), and
+// the files in ORG/reports/ (and latest.* while they are its) and in its
+// archive folder, so that the org admin and the API say that it will not
+// be applied rather than how to approve it.
 func (p *Pipeline) markSuperseded(org, id, by string) error {
 	b, err := p.db.Batch(org, id)
 	if err != nil {
@@ -121,6 +121,9 @@ func (p *Pipeline) markSuperseded(org, id, by string) error {
 		return err
 	}
 	if err := rep.WriteJSON(&js); err != nil {
+		return err
+	}
+	if err := p.db.ReplaceBatchReport(org, id, js.Bytes()); err != nil {
 		return err
 	}
 	dir := filepath.Join(p.cfg.OrgsRoot, org, "reports")

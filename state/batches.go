@@ -232,6 +232,25 @@ func (db *DB) BatchReport(org, id string) (json.RawMessage, error) {
 	return out, nil
 }
 
+// ReplaceBatchReport replaces the stored report of a batch that has one:
+// a superseded held batch's report is rewritten to say so.
+func (db *DB) ReplaceBatchReport(org, id string, report []byte) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		_, reps, err := batchBuckets(tx, org)
+		if err != nil {
+			return err
+		}
+		if reps == nil || reps.Get([]byte(id)) == nil {
+			return ErrNotFound
+		}
+		return reps.Put([]byte(id), report)
+	})
+	if err != nil {
+		return fmt.Errorf("replace report of batch %s: %w", id, err)
+	}
+	return nil
+}
+
 // Batches returns up to limit batches of org, newest first, starting with
 // the batch after (older than) the id after ("" = the newest).
 func (db *DB) Batches(org, after string, limit int) ([]Batch, error) {

@@ -398,3 +398,26 @@ func TestMemberChangesKeepOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReplaceBatchReport replaces the stored report of a finished batch,
+// and refuses a batch that has none.
+func TestReplaceBatchReport(t *testing.T) {
+	db := openTestOrg(t, "acme")
+	b := Batch{ID: "B1", Org: "acme", Status: BatchProcessing}
+	if _, err := db.CreateBatch(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ReplaceBatchReport("acme", "B1", []byte(`{}`)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReplaceBatchReport without a report = %v; want ErrNotFound", err)
+	}
+	b.Status = BatchHeld
+	if err := db.FinishBatch(b, []byte(`{"status":"held"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ReplaceBatchReport("acme", "B1", []byte(`{"status":"superseded"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.BatchReport("acme", "B1"); err != nil || string(got) != `{"status":"superseded"}` {
+		t.Errorf("BatchReport = %s, %v; want the replacement", got, err)
+	}
+}
