@@ -1,8 +1,11 @@
 package main
 
 import (
+	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +103,30 @@ func TestSizeParse(t *testing.T) {
 	var s Size
 	if err := s.UnmarshalText([]byte("-1")); err == nil {
 		t.Error("Size(-1) accepted")
+	}
+}
+
+// TestSetMemoryLimit: [limits] memory becomes the runtime's soft limit, 0
+// lifts it, and GOMEMLIMIT in the environment wins over the config.
+func TestSetMemoryLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	log := slog.New(slog.DiscardHandler)
+	t.Setenv("GOMEMLIMIT", "")
+	cfg := defaultConfig()
+	setMemoryLimit(cfg, log)
+	if got := debug.SetMemoryLimit(-1); got != DefaultMemoryLimit {
+		t.Errorf("limit with the default config = %d; want %d", got, DefaultMemoryLimit)
+	}
+	cfg.Limits.Memory = 0
+	setMemoryLimit(cfg, log)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("limit with memory = 0: %d; want none", got)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	cfg.Limits.Memory = 64 << 20
+	setMemoryLimit(cfg, log)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("limit with GOMEMLIMIT set = %d; want the config ignored", got)
 	}
 }
