@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -142,34 +141,21 @@ func previousAttributes(old, cur []byte) ([]byte, error) {
 	if err := json.Unmarshal(cur, &c); err != nil {
 		return nil, fmt.Errorf("decode new user: %w", err)
 	}
-	b := []byte{'{'}
-	n := 0
-	sep := func() {
-		if n > 0 {
-			b = append(b, ',')
-		}
-		n++
-	}
-	for _, f := range userFieldOrder {
-		ov, nv := o[f], c[f]
-		if bytes.Equal(ov, nv) {
-			continue
-		}
-		sep()
-		b = state.AppendJSONString(b, f)
-		b = append(b, ':')
-		if ov == nil {
-			b = append(b, "null"...)
-		} else {
-			b = append(b, ov...)
-		}
-	}
 	var oc, cc map[string]json.RawMessage
 	if err := json.Unmarshal(o["custom_attributes"], &oc); err != nil && o["custom_attributes"] != nil {
 		return nil, fmt.Errorf("decode stored custom attributes: %w", err)
 	}
 	if err := json.Unmarshal(c["custom_attributes"], &cc); err != nil {
 		return nil, fmt.Errorf("decode new custom attributes: %w", err)
+	}
+	// Values stay raw JSON: equal JSON means an equal value.
+	fields := func(m map[string]json.RawMessage) (f prevFields) {
+		for i, name := range userFieldOrder {
+			if v, ok := m[name]; ok {
+				f[i] = prevField{string(v), true}
+			}
+		}
+		return f
 	}
 	raw := func(m map[string]json.RawMessage) map[string]string {
 		out := make(map[string]string, len(m))
@@ -178,50 +164,81 @@ func previousAttributes(old, cur []byte) ([]byte, error) {
 		}
 		return out
 	}
-	b, n = appendChangedAttrs(b, n, raw(oc), raw(cc), func(b []byte, v string) []byte { return append(b, v...) })
-	if n == 0 {
-		return nil, nil
-	}
-	return append(b, '}'), nil
+	of, cf := fields(o), fields(c)
+	return appendPrevious(&of, &cf, raw(oc), raw(cc), func(b []byte, v string) []byte { return append(b, v...) }), nil
 }
 
-// appendChangedAttrs appends to the previous_attributes object b, which
-// has n members, "custom_attributes" with the old value (null when it was
-// absent) of each custom attribute that differs between old and cur, in
-// name order; appendValue writes a value. It returns b and the new n.
-func appendChangedAttrs(b []byte, n int, old, cur map[string]string, appendValue func([]byte, string) []byte) ([]byte, int) {
-	var names []string
-	for k, v := range old {
-		if nv, ok := cur[k]; !ok || nv != v {
-			names = append(names, k)
-		}
-	}
-	for k := range cur {
-		if _, ok := old[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	if len(names) == 0 {
-		return b, n
-	}
-	slices.Sort(names)
-	if n > 0 {
-		b = append(b, ',')
-	}
-	b = append(b, `"custom_attributes":{`...)
-	for i, k := range names {
-		if i > 0 {
+// prevField is one field of a user for previous_attributes: its value,
+// and whether the user has it.
+type prevField struct {
+	v   string
+	set bool
+}
+
+// prevFields are a user's fields by their index in userFieldOrder.
+type prevFields [4 + schema.NumKnown]prevField
+
+// appendPrevious returns the previous_attributes object of a user whose
+// fields changed from old to cur and whose custom attributes changed from
+// oldCustom to curCustom: the old value of each changed field (null where
+// it was absent), in userFieldOrder, then "custom_attributes" with the old
+// value of each changed custom attribute, in name order. appendValue
+// writes an old value. It returns nil when nothing changed.
+func appendPrevious(old, cur *prevFields, oldCustom, curCustom map[string]string, appendValue func([]byte, string) []byte) []byte {
+	b := []byte{'{'}
+	n := 0
+	sep := func() {
+		if n > 0 {
 			b = append(b, ',')
 		}
-		b = state.AppendJSONString(b, k)
+		n++
+	}
+	for i, f := range userFieldOrder {
+		if old[i] == cur[i] {
+			continue
+		}
+		sep()
+		b = state.AppendJSONString(b, f)
 		b = append(b, ':')
-		if v, ok := old[k]; ok {
-			b = appendValue(b, v)
+		if old[i].set {
+			b = appendValue(b, old[i].v)
 		} else {
 			b = append(b, "null"...)
 		}
 	}
-	return append(b, '}'), n + 1
+	var names []string
+	for k, v := range oldCustom {
+		if nv, ok := curCustom[k]; !ok || nv != v {
+			names = append(names, k)
+		}
+	}
+	for k := range curCustom {
+		if _, ok := oldCustom[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	if len(names) > 0 {
+		slices.Sort(names)
+		sep()
+		b = append(b, `"custom_attributes":{`...)
+		for i, k := range names {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = state.AppendJSONString(b, k)
+			b = append(b, ':')
+			if v, ok := oldCustom[k]; ok {
+				b = appendValue(b, v)
+			} else {
+				b = append(b, "null"...)
+			}
+		}
+		b = append(b, '}')
+	}
+	if n == 0 {
+		return nil
+	}
+	return append(b, '}')
 }
 
 // withPrevious returns the user JSON rec with previous_attributes added as
@@ -254,45 +271,18 @@ func previousFromRecords(org string, oldActive bool, old []byte, newActive bool,
 	if errO != nil || errC != nil {
 		return previousAttributes(state.AppendUserJSON(nil, org, oldActive, old), state.AppendUserJSON(nil, org, newActive, cur))
 	}
-	// The fields by their index in userFieldOrder; absent ones are unset.
-	type field struct {
-		v   string
-		set bool
-	}
-	fields := func(r *state.UserRecord, active bool) (f [4 + schema.NumKnown]field) {
-		f[0], f[1], f[2] = field{r.Email, true}, field{r.FirstName, true}, field{r.LastName, true}
-		f[3] = field{"inactive", true}
+	fields := func(r *state.UserRecord, active bool) (f prevFields) {
+		f[0], f[1], f[2] = prevField{r.Email, true}, prevField{r.FirstName, true}, prevField{r.LastName, true}
+		f[3] = prevField{"inactive", true}
 		if active {
 			f[3].v = "active"
 		}
 		for _, a := range r.Known {
 			if i, ok := userFieldIndex[a.Name]; ok {
-				f[i] = field{a.Value, true}
+				f[i] = prevField{a.Value, true}
 			}
 		}
 		return f
-	}
-	of, cf := fields(&o, oldActive), fields(&c, newActive)
-	b := []byte{'{'}
-	n := 0
-	sep := func() {
-		if n > 0 {
-			b = append(b, ',')
-		}
-		n++
-	}
-	for i, f := range userFieldOrder {
-		if of[i] == cf[i] {
-			continue
-		}
-		sep()
-		b = state.AppendJSONString(b, f)
-		b = append(b, ':')
-		if !of[i].set {
-			b = append(b, "null"...)
-		} else {
-			b = state.AppendJSONString(b, of[i].v)
-		}
 	}
 	attrs := func(as []state.Attr) map[string]string {
 		m := make(map[string]string, len(as))
@@ -301,9 +291,6 @@ func previousFromRecords(org string, oldActive bool, old []byte, newActive bool,
 		}
 		return m
 	}
-	b, n = appendChangedAttrs(b, n, attrs(o.Custom), attrs(c.Custom), state.AppendJSONString)
-	if n == 0 {
-		return nil, nil
-	}
-	return append(b, '}'), nil
+	of, cf := fields(&o, oldActive), fields(&c, newActive)
+	return appendPrevious(&of, &cf, attrs(o.Custom), attrs(c.Custom), state.AppendJSONString), nil
 }
