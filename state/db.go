@@ -71,8 +71,10 @@ func Open(path string, opts *Options) (*DB, error) {
 	// every page, 1.4 to 1.7 s for a 2.3 GB file in the page cache and a
 	// read of the whole file from disk otherwise. InitialMmapSize is left
 	// alone: bbolt maps files over 1 GB in whole GB, so a day-2 batch
-	// (tens of MB of growth) seldom remaps.
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType})
+	// (tens of MB of growth) seldom remaps. mmapFlags populates the map
+	// on Linux (mmap_linux.go).
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: opts.NoSync,
+		FreelistType: bolt.FreelistMapType, MmapFlags: mmapFlags(path)})
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
