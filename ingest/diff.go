@@ -167,19 +167,28 @@ type differ struct {
 	lastUIDHash uint64
 }
 
-// userRecord fills d.rec with the snapshot record of u.
+// customOf fills d.rec.Custom with u's custom attributes as the snapshot
+// record holds them: sorted by name, none empty.
+func (d *differ) customOf(u *schema.User) []state.Attr {
+	r := &d.rec
+	r.Custom = r.Custom[:0]
+	d.attrs = sortedAttrs(d.attrs, u.Custom)
+	for _, a := range d.attrs {
+		r.Custom = append(r.Custom, state.Attr(a))
+	}
+	return r.Custom
+}
+
+// userRecord fills d.rec with the snapshot record of u, whose custom
+// attributes customOf has filled in.
 func (d *differ) userRecord(u *schema.User) *state.UserRecord {
 	r := &d.rec
 	r.ID, r.Email, r.FirstName, r.LastName = u.ID, u.Email, u.FirstName, u.LastName
-	r.Known, r.Custom = r.Known[:0], r.Custom[:0]
+	r.Known = r.Known[:0]
 	for k := schema.KnownField(0); k < schema.NumKnown; k++ {
 		if v := u.Known[k]; v != "" {
 			r.Known = append(r.Known, state.Attr{Name: k.Name(), Value: v})
 		}
-	}
-	d.attrs = sortedAttrs(d.attrs, u.Custom)
-	for _, a := range d.attrs {
-		r.Custom = append(r.Custom, state.Attr{Name: a.Name, Value: a.Value})
 	}
 	return r
 }
@@ -485,12 +494,12 @@ func (d *differ) compareUser(u *schema.User) error {
 		d.userA = append(d.userA, k.a)
 	}
 	d.users.add(k)
-	rec := d.userRecord(u)
+	custom := d.customOf(u)
 	old, oldActive, ok := d.lookup(id)
-	if ok && oldActive == u.Active && rec.EqualBinary(old) {
-		return nil // most rows of a day-2 export: nothing to encode
+	if ok && oldActive == u.Active && state.EqualFields(old, u.ID, u.Email, u.FirstName, u.LastName, &u.Known, custom) {
+		return nil // most rows of a day-2 export: nothing to build
 	}
-	d.buf = rec.AppendBinary(d.buf[:0])
+	d.buf = d.userRecord(u).AppendBinary(d.buf[:0])
 	st := stateInactive
 	if u.Active {
 		st = stateActive

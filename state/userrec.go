@@ -98,51 +98,80 @@ func knownCodeOf(name string, next *int) byte {
 	return knownCode[name]
 }
 
-// EqualBinary reports whether b is the encoding of r: whether
-// r.AppendBinary(nil) would equal b, without building it.
-func (r *UserRecord) EqualBinary(b []byte) bool {
+// NumKnown is the number of known optional columns, the length of the
+// array EqualFields takes.
+const NumKnown = 16
+
+// EqualFields reports whether b is the encoding of the UserRecord with
+// these fields: known[i] is the value of the i-th known column of SPEC §4
+// in their order ("" = absent), custom the custom attributes sorted by
+// name with no empty value. It answers without building the record or
+// its encoding; ingest compares every row of a users file with it.
+func EqualFields(b []byte, id, email, first, last string, known *[NumKnown]string, custom []Attr) bool {
 	if len(b) == 0 || b[0] != userRecVersion {
 		return false
 	}
-	b = b[1:]
-	uvarint := func(n int) bool {
-		v, w := binary.Uvarint(b)
-		if w <= 0 || v != uint64(n) {
-			return false
-		}
-		b = b[w:]
-		return true
-	}
-	lv := func(s string) bool {
-		if !uvarint(len(s)) || len(b) < len(s) || string(b[:len(s)]) != s {
-			return false
-		}
-		b = b[len(s):]
-		return true
-	}
-	if !lv(r.ID) || !lv(r.Email) || !lv(r.FirstName) || !lv(r.LastName) || !uvarint(len(r.Known)) {
+	m := matcher{b: b[1:]}
+	if !m.lv(id) || !m.lv(email) || !m.lv(first) || !m.lv(last) {
 		return false
 	}
-	next := 0
-	for _, a := range r.Known {
-		c := knownCodeOf(a.Name, &next)
-		if len(b) == 0 || b[0] != c {
-			return false
-		}
-		b = b[1:]
-		if c == 0 && !lv(a.Name) || !lv(a.Value) {
-			return false
+	n := 0
+	for i := range known {
+		if known[i] != "" {
+			n++
 		}
 	}
-	if !uvarint(len(r.Custom)) {
+	if !m.uvarint(n) {
 		return false
 	}
-	for _, a := range r.Custom {
-		if !lv(a.Name) || !lv(a.Value) {
+	for i := range known {
+		if known[i] == "" {
+			continue
+		}
+		if len(m.b) == 0 || m.b[0] != byte(i+1) {
+			return false
+		}
+		m.b = m.b[1:]
+		if !m.lv(known[i]) {
 			return false
 		}
 	}
-	return len(b) == 0
+	if !m.uvarint(len(custom)) {
+		return false
+	}
+	for _, a := range custom {
+		if !m.lv(a.Name) || !m.lv(a.Value) {
+			return false
+		}
+	}
+	return len(m.b) == 0
+}
+
+// matcher walks an encoded record, comparing as it goes.
+type matcher struct{ b []byte }
+
+func (m *matcher) uvarint(n int) bool {
+	if n < 0x80 { // one byte, as nearly every length is
+		if len(m.b) == 0 || m.b[0] != byte(n) {
+			return false
+		}
+		m.b = m.b[1:]
+		return true
+	}
+	v, w := binary.Uvarint(m.b)
+	if w <= 0 || v != uint64(n) {
+		return false
+	}
+	m.b = m.b[w:]
+	return true
+}
+
+func (m *matcher) lv(s string) bool {
+	if !m.uvarint(len(s)) || len(m.b) < len(s) || string(m.b[:len(s)]) != s {
+		return false
+	}
+	m.b = m.b[len(s):]
+	return true
 }
 
 var errBadRecord = errors.New("malformed user record")

@@ -2,8 +2,11 @@ package state
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rosterd/rosterd/schema"
 )
 
 // recordFrom makes a UserRecord from s: fields split at '|', known and
@@ -28,23 +31,60 @@ func recordFrom(s string) UserRecord {
 	return r
 }
 
-// FuzzUserRecordEqualBinary: EqualBinary agrees with comparing the
-// encoding's bytes, for the record's own encoding, another record's, and
-// arbitrary bytes.
-func FuzzUserRecordEqualBinary(f *testing.F) {
-	f.Add("E1|a@x.com|Ann|Lee|job_title=Clerk,username=ann|badge=7", "E1|a@x.com|Ann|Lee|job_title=Clerk|badge=7", []byte{1, 2})
-	f.Add("E1|a@x.com|Ann|Lee|username=ann,job_title=Clerk|", "E1|a@x.com|Ann|Lee|username=ann,job_title=Clerk|", []byte{})
-	f.Add("E1|a@x.com|Ann|Lee|shoe=9|", "E1|a@x.com|Ann|Lee|shoe=8|", []byte("\x01\x02E1"))
-	f.Fuzz(func(t *testing.T, a, b string, raw []byte) {
-		r, o := recordFrom(a), recordFrom(b)
-		enc := r.AppendBinary(nil)
-		if !r.EqualBinary(enc) {
-			t.Fatalf("EqualBinary(own encoding) = false for %+v", r)
+// fieldsFrom makes EqualFields' arguments from s (as recordFrom reads it:
+// known attributes as index=value, indexes taken modulo NumKnown) and the
+// UserRecord they stand for.
+func fieldsFrom(s string) (known [NumKnown]string, custom []Attr, r UserRecord) {
+	r = recordFrom(s)
+	for _, a := range r.Known {
+		if a.Name != "" {
+			known[int(a.Name[0])%NumKnown] = a.Value
 		}
-		for _, other := range [][]byte{o.AppendBinary(nil), raw, enc[:len(enc)-1], append(bytes.Clone(enc), 0)} {
-			if got, want := r.EqualBinary(other), bytes.Equal(enc, other); got != want {
-				t.Fatalf("EqualBinary(%q) = %v, bytes.Equal = %v, record %+v", other, got, want, r)
+	}
+	r.Known = r.Known[:0]
+	for i, v := range known {
+		if v != "" {
+			r.Known = append(r.Known, Attr{Name: knownNames[i], Value: v})
+		}
+	}
+	seen := map[string]bool{}
+	for _, a := range r.Custom {
+		if a.Value != "" && !seen[a.Name] {
+			seen[a.Name] = true
+			custom = append(custom, a)
+		}
+	}
+	slices.SortFunc(custom, func(a, b Attr) int { return strings.Compare(a.Name, b.Name) })
+	r.Custom = custom
+	return known, custom, r
+}
+
+// FuzzEqualFields: EqualFields agrees with comparing the encoding of the
+// record the fields make.
+func FuzzEqualFields(f *testing.F) {
+	f.Add("E1|a@x.com|Ann|Lee|a=Clerk,b=ann|badge=7", "E1|a@x.com|Ann|Lee|a=Clerk|badge=7", []byte{1, 2})
+	f.Add("E1|a@x.com|Ann|Lee|c=x|z=1,a=2,m=", "E1|a@x.com|Ann|Lee|c=x|a=2,z=1", []byte{})
+	f.Add("E1|"+strings.Repeat("x", 200)+"|Ann|Lee||", "E1|a|Ann|Lee||", []byte("\x01\x02E1"))
+	f.Fuzz(func(t *testing.T, a, b string, raw []byte) {
+		known, custom, r := fieldsFrom(a)
+		_, _, o := fieldsFrom(b)
+		enc := r.AppendBinary(nil)
+		for _, other := range [][]byte{enc, o.AppendBinary(nil), raw, enc[:len(enc)-1], append(bytes.Clone(enc), 0)} {
+			got := EqualFields(other, r.ID, r.Email, r.FirstName, r.LastName, &known, custom)
+			if want := bytes.Equal(enc, other); got != want {
+				t.Fatalf("EqualFields(%q) = %v, bytes.Equal = %v, record %+v", other, got, want, r)
 			}
 		}
 	})
+}
+
+func TestKnownNamesAreSchemas(t *testing.T) {
+	if len(knownNames) != NumKnown || NumKnown != int(schema.NumKnown) {
+		t.Fatalf("state knows %d names (NumKnown %d), schema %d", len(knownNames), NumKnown, schema.NumKnown)
+	}
+	for i, n := range knownNames {
+		if s := schema.KnownField(i).Name(); s != n {
+			t.Errorf("known column %d: state %q, schema %q", i, n, s)
+		}
+	}
 }
