@@ -62,48 +62,47 @@
 // snapshot with no memberships, every membership of the file is added as
 // it is read. changedMemberships in diff.go.
 //
-// Measured with `rosterbench ingest -rounds 2` (20 columns, 3 groups per
-// user, day 2 changes 2 %: 54k snapshot changes at 1M users) on the
-// 2-core VM, 1-minute load 0.8 to 1.3, each phase in its own process with
-// the daemon's default memory limit (GOMEMLIMIT=256MiB), ratios to a bare
-// encoding/csv read of the same files run just before it (0.63 to 1.25 s
-// at 1M users: the ratios move 30 to 50 % with it). anon is the peak of
+// Measured with `rosterbench ingest` (20 columns, 3 groups per user, day
+// 2 changes 2 %: 54k snapshot changes at 1M users) on the 2-core VM, each
+// phase in its own process with the daemon's default memory limit
+// (GOMEMLIMIT=256MiB), ratios to the mean of a bare encoding/csv read of
+// the same files run just before and one just after the phase (0.89 to
+// 1.59 s at 1M users, 0.10 to 0.12 s at 100k). anon is the peak of
 // RssAnon, sampled every 50 ms: the memory the daemon holds, which the
 // issue's 300 MB is judged on. applied is validate+diff+apply up to the
 // flip (events, report and snapshot visible); +merge adds the merge of
-// the overlay that follows it (see Applying).
+// the overlay that follows it (see Applying). Opening the database is not
+// in these times (0.06 to 0.35 s at 1M users: see state's mmapFlags).
 //
-//	users phase         wall (s)     cpu (s)      anon      db       applied×   +merge×
-//	100k  first upload  1.47, 1.42   1.79, 1.76   61 MB     131 MB   24, 22     24, 22
-//	100k  day 2         0.34, 0.36   0.44, 0.48   53 MB     159 MB   3.5, 2.7   5.2, 4.0
-//	100k  identical     .044, .044   .054, .052    6 MB     —        0.76 (wall)
-//	1M    first upload  19.0, 23.2   22.2, 26.6   244 MB    1.24 GB  15, 26     15, 26
-//	1M    day 2         5.26, 4.13   5.92, 5.47   237 MB    1.30 GB  3.3, 2.6   4.6, 3.6
-//	1M    identical     .33, .35     .42, .45      8 MB     —        0.37 (wall)
+//	users phase               wall (s)      anon      db       applied×          +merge×
+//	100k  first upload (2)    2.2 to 2.5    59 MB     131 MB   18 to 23          same
+//	100k  day 2 (4)           0.49 to 0.74  52 MB     159 MB   2.9 to 4.2        4.2, 5.4 (2 runs)
+//	100k  identical (2)       .064, .087     6 MB     —        0.47, 0.49 (wall)
+//	1M    first upload (1)    51.5 (loaded) 232 MB    1.24 GB  12 (4.3 s read)   same
+//	1M    day 2 (8)           4.3 to 5.7    226-243   1.30 GB  1.9 to 3.0, med 2.6  2.9 to 4.4, med 3.7
+//	1M    identical (8)       .36 to .43     7-8 MB   —        0.33 to 0.45 (wall)
 //
-// In a run at lower load the bare read took 0.63 and 0.87 s and day 2
-// 2.5 and 3.7 s to applied: 4.0 and 4.3 times the read (5.6 and 5.9 with
-// the merge). The first upload took 41 to 52 s and day 2 7 to 8 s (and
-// 510 MB) before this round's changes: the schema checker's membership
-// table and table growth, the per-row allocations of both the checker and
-// the differ, the merge before the batch was applied, and a first upload
-// that looked up every key it wrote and wrote the group index one page
-// per group per transaction.
+// The first upload at 1M users took 19 and 23 s (15 and 26 times the
+// read) in earlier runs on a quieter machine; the one run above had a
+// 1-minute load of 1.1 to 1.5 and a bare read four times its usual time.
+// Before the database was mapped with MAP_POPULATE, day 2 at 1M users was
+// 2.6 to 4.3 times the read to applied (median 3.3 over fourteen runs):
+// each page of the snapshot the diff read cost a page fault in a freshly
+// started process, 1.3 to 1.4 s of CPU on the comparison goroutine.
 //
-// Where day 2 at 1M users goes (wall, quieter run): archive copy and
-// SHA-256 0.37 s (not counted above); users.csv checked and compared
-// 1.45 s (three goroutines on two cores: the checker's reader 0.5 s of
-// CPU, its checks 0.8 s, the differ's comparison 1.1 s, of which the
-// lookups of the stored record and group-set hash are about half in a
-// freshly started process, less once the daemon has the pages mapped);
-// user_groups.csv 0.46 s; deleted and changed users (a scan of the
-// snapshot's users) 0.12 s; added and removed memberships 35 ms; staging
-// 0.45 s; flip 1 ms; then the merge 1.1 to 1.3 s, nearly all bbolt
-// rewriting the pages the changes fall on (2 % of the users, spread over
-// all of them) and writing them to disk. The memory peak is in the diff:
-// the checker's tables (about 85 MB, sized from the file size) and the
-// differ's arrays (about 65 MB) under the 256 MiB soft limit; the apply
-// stays near 140 MB.
+// Where day 2 at 1M users goes (wall, quieter runs): archive copy and
+// SHA-256 0.35 to 0.4 s (not counted above); users.csv checked and
+// compared 1.4 s (three goroutines on two cores: the checker's reader
+// about 0.5 s of CPU, its checks 0.8 s, the differ's comparison about
+// 1 s, a quarter of it the group-set hashes' cursor steps); user_groups.csv
+// 0.6 to 0.75 s (with the sort of the user set, 0.25 s of CPU, beside it);
+// deleted and changed users (a scan of the snapshot's users) 0.15 s;
+// added and removed memberships 50 ms; staging 0.5 to 0.55 s; flip 1 ms;
+// then the merge 1.1 to 1.6 s, nearly all bbolt rewriting the pages the
+// changes fall on (2 % of the users, spread over all of them) and writing
+// them to disk. The memory peak is in the diff: the checker's tables
+// (about 85 MB, sized from the file size) and the differ's arrays (about
+// 65 MB) under the 256 MiB soft limit; the apply stays near 140 MB.
 //
 // Caveats:
 //   - bbolt has one writer: the transactions of organizations run one at
@@ -120,10 +119,14 @@
 //     twice that; the daemon sets one ([limits] memory, 256 MiB). A batch
 //     of 100k rows or more returns the diff's memory to the system before
 //     it applies.
-//   - Day 2 at a million users costs 2.6 to 4.3 times the bare read to
-//     applied, 3.6 to 5.9 times with the merge: the three goroutines of
+//   - Day 2 at a million users costs 1.9 to 3.0 times the bare read to
+//     applied, 2.9 to 4.4 times with the merge: the three goroutines of
 //     users.csv use both cores fully, so only less work per row would
 //     make it faster; the merge is bounded by the pages it rewrites.
+//     Merging every few batches instead would save less than half of it
+//     (five days of 2 % changes fall on about three times the pages of
+//     one) and make every read and staging look through more than one
+//     overlay.
 //   - The first upload writes a new generation in key order without
 //     lookups, builds the group index once at the end and stores events
 //     in blocks of about 2 KB (state); what is left of its 17 to 20 s of
