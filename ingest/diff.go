@@ -147,7 +147,7 @@ type differ struct {
 	lastRowUID     []byte
 	lastRowIdx     uint32
 	dirty          []bool            // by setDiff index: the group set changed
-	cmp            [][]byte          // pair-key prefixes of the users whose memberships to compare
+	cmp            [][]byte          // ids of the users whose memberships to compare
 	dirtyIDs       map[uint32][]byte // setDiff index -> user id, of the changed users
 
 	fileGroups map[string]*fileGroup     // groups.csv by resolved id
@@ -717,7 +717,7 @@ func (d *differ) memberships() error {
 // two paths).
 var noGroupSetHashes = false
 
-// noUser is rowUser's value for a row whose user the users file lacks.
+// noUser is userIndex's answer for a user the users file lacks.
 const noUser = ^uint32(0)
 
 // userIndex returns the index in setDiff of the user of hash k, or noUser
@@ -759,16 +759,16 @@ func (d *differ) changedUsers() error {
 	return d.s.ForEachUser(func(id, _ []byte, active bool) error {
 		if i := d.userIndex(d.hash(id), &d.nextScan); i != noUser {
 			if d.dirty[i] {
-				p := prefixOf(id)
-				d.cmp = append(d.cmp, p)
-				d.dirtyIDs[i] = p[len(p)-len(id):]
+				id := bytes.Clone(id) // valid only in the transaction's pages
+				d.cmp = append(d.cmp, id)
+				d.dirtyIDs[i] = id
 			}
 			return nil
 		}
 		if active {
 			r.activeLost++
 		}
-		d.cmp = append(d.cmp, prefixOf(id))
+		d.cmp = append(d.cmp, bytes.Clone(id))
 		return r.usersDeleted.add(id)
 	})
 }
@@ -811,10 +811,8 @@ func (d *differ) changedMemberships() error {
 		sel = append(sel, rw)
 	}
 	set.seal()
-	slices.SortFunc(d.cmp, bytes.Compare)
-	for _, p := range d.cmp {
-		_, w := binary.Uvarint(p)
-		uid := p[w:]
+	slices.SortFunc(d.cmp, state.MemberOrder)
+	for _, uid := range d.cmp {
 		err := d.s.UserGroupIDs(uid, "", func(gid []byte) (bool, error) {
 			if set.mark(d.memberKey(uid, gid)) {
 				return true, nil
@@ -839,13 +837,6 @@ func (d *differ) changedMemberships() error {
 		}
 	}
 	return nil
-}
-
-// prefixOf is the start of the pair keys of a user's memberships in the
-// state's index: the length of uid as a uvarint, then uid.
-func prefixOf(uid []byte) []byte {
-	p := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(uid)), uint64(len(uid)))
-	return append(p, uid...)
 }
 
 // addedMembers lists, in file order, the memberships of the user_groups

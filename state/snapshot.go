@@ -200,7 +200,7 @@ func (s *SnapshotTx) UserGroupSetLookup() func(uid []byte) GroupSetHash {
 	sk := &seeker{c: s.base[iUG].Cursor()}
 	var id []byte
 	return func(uid []byte) GroupSetHash {
-		id = append(binary.AppendUvarint(id[:0], uint64(len(uid))), uid...)
+		id = appendPairKey(id[:0], uid, nil)
 		v, ok := sk.find(id)
 		if !ok {
 			return GroupSetHash{}
@@ -210,7 +210,7 @@ func (s *SnapshotTx) UserGroupSetLookup() func(uid []byte) GroupSetHash {
 }
 
 func (s *SnapshotTx) userGroupSet(uid []byte) GroupSetHash {
-	h := decodeGroupSetHash(s.get(iUG, append(prefixKey(uid), uid...)))
+	h := decodeGroupSetHash(s.get(iUG, pairKey(uid, nil)))
 	if s.curUID != nil && bytes.Equal(uid, s.curUID) {
 		h = h.Add(s.curDelta)
 	}
@@ -782,10 +782,6 @@ func appendPairKey(k, a, b []byte) []byte {
 	return append(k, b...)
 }
 
-func prefixKey(a []byte) []byte {
-	return binary.AppendUvarint(nil, uint64(len(a))) // followed by a
-}
-
 // IsMember reports whether the user is a member of the group.
 func (s *SnapshotTx) IsMember(uid, gid []byte) bool {
 	return s.get(iUG, pairKey(uid, gid)) != nil
@@ -904,17 +900,20 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 	return nil
 }
 
-// ForEachMember calls fn for every membership, ordered by user id length
-// then user id, then group id.
+// ForEachMember calls fn for every membership, in MemberOrder of the user
+// ids, then by group id.
 func (s *SnapshotTx) ForEachMember(fn func(uid, gid []byte) error) error {
+	each := func(k []byte) error {
+		n, w := binary.Uvarint(k)
+		if w+int(n) == len(k) {
+			return nil // the user's group-set hash
+		}
+		return fn(k[w:w+int(n)], k[w+int(n):])
+	}
 	if s.over[iUG] == nil && s.base[iUG] != nil { // no overlay: the plain cursor is faster
 		c := s.base[iUG].Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			n, w := binary.Uvarint(k)
-			if w+int(n) == len(k) {
-				continue // the user's group-set hash
-			}
-			if err := fn(k[w:w+int(n)], k[w+int(n):]); err != nil {
+			if err := each(k); err != nil {
 				return err
 			}
 		}
@@ -922,15 +921,24 @@ func (s *SnapshotTx) ForEachMember(fn func(uid, gid []byte) error) error {
 	}
 	c := s.cursor(iUG)
 	for k, _ := c.first(); k != nil; k, _ = c.next() {
-		n, w := binary.Uvarint(k)
-		if w+int(n) == len(k) {
-			continue
-		}
-		if err := fn(k[w:w+int(n)], k[w+int(n):]); err != nil {
+		if err := each(k); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// MemberOrder compares two user ids in the order in which ForEachMember
+// meets their memberships: the order of the index's keys, each the
+// uvarint of the id's length and then the id (for ids under 128 bytes,
+// shorter ids first, then byte order).
+func MemberOrder(a, b []byte) int {
+	var pa, pb [binary.MaxVarintLen64]byte
+	// A uvarint is no prefix of another: unequal ones decide.
+	if c := bytes.Compare(binary.AppendUvarint(pa[:0], uint64(len(a))), binary.AppendUvarint(pb[:0], uint64(len(b)))); c != 0 {
+		return c
+	}
+	return bytes.Compare(a, b)
 }
 
 // UserGroupIDs calls fn with the id of each group of the user, in id order,
@@ -954,7 +962,7 @@ func (s *SnapshotTx) GroupUserIDs(gid []byte, after string, fn func(uid []byte) 
 }
 
 func forEachPair(c *mcursor, a []byte, after string, fn func([]byte) (bool, error)) error {
-	prefix := append(prefixKey(a), a...)
+	prefix := pairKey(a, nil)
 	k, _ := c.seek(append(bytes.Clone(prefix), after...))
 	if k != nil && after != "" && string(k[len(prefix):]) == after && bytes.HasPrefix(k, prefix) {
 		k, _ = c.next()

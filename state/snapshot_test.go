@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -419,5 +420,50 @@ func TestReplaceBatchReport(t *testing.T) {
 	}
 	if got, err := db.BatchReport("acme", "B1"); err != nil || string(got) != `{"status":"superseded"}` {
 		t.Errorf("BatchReport = %s, %v; want the replacement", got, err)
+	}
+}
+
+// TestMemberOrderIsForEachMembers: sorting user ids with MemberOrder gives
+// the order ForEachMember meets them, ids of 128 bytes and more included
+// (their length takes two bytes of the index's key).
+func TestMemberOrderIsForEachMembers(t *testing.T) {
+	db := openTestOrg(t, "acme")
+	ids := []string{"b", "a", "zz", "u10", "u9", strings.Repeat("x", 127), strings.Repeat("a", 128), strings.Repeat("b", 129), strings.Repeat("c", 300)}
+	b := newBatch(t, db, "acme", "B1")
+	b.Status = BatchApplied
+	err := db.ApplyBatch(b, []byte(`{}`), func(a *ApplyTx) error {
+		if err := a.PutGroup([]byte("g"), "g", GroupInFile, []byte(`{"id":"g"}`)); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := a.PutUser([]byte(id), true, user(id)); err != nil {
+				return err
+			}
+			if err := a.AddMember([]byte(id), []byte("g")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var met [][]byte
+	err = db.ViewSnapshot("acme", func(s *SnapshotTx) error {
+		return s.ForEachMember(func(uid, _ []byte) error {
+			met = append(met, bytes.Clone(uid))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sorted := make([][]byte, len(ids))
+	for i, id := range ids {
+		sorted[i] = []byte(id)
+	}
+	slices.SortFunc(sorted, MemberOrder)
+	if !slices.EqualFunc(met, sorted, bytes.Equal) {
+		t.Errorf("MemberOrder sorts %q, ForEachMember meets %q", sorted, met)
 	}
 }
