@@ -428,13 +428,19 @@ func (r *diffResult) timed(name string, start time.Time) {
 	r.steps = append(r.steps, step{name, time.Since(start)})
 }
 
+// The starts of a held batch's notes, which markSuperseded takes out.
+const (
+	heldNote    = "This batch is HELD"
+	releaseNote = "If this is intended, release it"
+)
+
 func outcomeNotes(o outcome, r *diffResult, b state.Batch) []string {
 	var notes []string
 	switch o.status {
 	case state.BatchHeld:
 		notes = append(notes,
-			"This batch is HELD and was not applied: "+o.reason+".",
-			fmt.Sprintf("If this is intended, release it with `rosterd batch approve %s %s` or POST /v1/organizations/%s/batches/%s/approve; to replace it, upload the files again.", b.Org, b.ID, b.Org, b.ID))
+			heldNote+" and was not applied: "+o.reason+".",
+			fmt.Sprintf(releaseNote+" with `rosterd batch approve %s %s` or POST /v1/organizations/%s/batches/%s/approve; to replace it, upload the files again.", b.Org, b.ID, b.Org, b.ID))
 	case state.BatchRejected:
 		notes = append(notes, "This batch was REJECTED: nothing was changed. Fix the errors below and upload again.")
 	case state.BatchUnchanged:

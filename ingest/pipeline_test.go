@@ -341,3 +341,43 @@ func TestDuplicateEmailSpelling(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkSupersededRewritesLatest: while latest.* are the held batch's
+// report (before the batch that supersedes it writes its own), they are
+// rewritten too.
+func TestMarkSupersededRewritesLatest(t *testing.T) {
+	e := newEnv(t, "acme", state.Settings{}, Defaults{DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep"})
+	dir := "testdata/scenarios/held-superseded"
+	var held state.Batch
+	for _, step := range []string{"1", "2"} {
+		data, err := os.ReadFile(filepath.Join(dir, step, "users.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := e.newest()
+		e.upload("users.csv", data)
+		held = e.waitBatch(prev.ID, 10*time.Second)
+	}
+	if held.Status != state.BatchHeld {
+		t.Fatalf("second upload: %s, want held", held.Status)
+	}
+	checkReport(t, e, held)
+	e.stop() // no batch of its own overwrites latest.* meanwhile
+	if err := e.p.markSuperseded(e.org, held.ID, "B-NEXT"); err != nil {
+		t.Fatal(err)
+	}
+	txt, err := os.ReadFile(filepath.Join(e.orgDir, "reports", "latest.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(txt), "SUPERSEDED") || !strings.Contains(string(txt), "B-NEXT") || strings.Contains(string(txt), "batch approve") {
+		t.Errorf("latest.txt after markSuperseded:\n%s", txt)
+	}
+	js, err := os.ReadFile(filepath.Join(e.orgDir, "reports", "latest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(js, []byte(`"status": "superseded"`)) {
+		t.Errorf("latest.json after markSuperseded:\n%s", js)
+	}
+}

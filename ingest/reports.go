@@ -111,7 +111,7 @@ func (p *Pipeline) markSuperseded(org, id, by string) error {
 	rep.Status = state.BatchSuperseded
 	notes := []string{fmt.Sprintf("This batch was held, and the newer batch %s replaced it: it will not be applied. See that batch's report.", by)}
 	for _, n := range rep.Notes {
-		if !strings.HasPrefix(n, "This batch is HELD") && !strings.HasPrefix(n, "If this is intended, release it") {
+		if !strings.HasPrefix(n, heldNote) && !strings.HasPrefix(n, releaseNote) {
 			notes = append(notes, n)
 		}
 	}
@@ -130,8 +130,11 @@ func (p *Pipeline) markSuperseded(org, id, by string) error {
 	base := filepath.Join(dir, reportBase(b))
 	arch := p.archiveDir(org, id)
 	files := []string{base + ".txt", base + ".json", filepath.Join(arch, "report.txt"), filepath.Join(arch, "report.json")}
-	if latest, err := os.ReadFile(filepath.Join(dir, "latest.json")); err == nil && bytes.Contains(latest, []byte(`"batch_id": "`+id+`"`)) {
-		files = append(files, filepath.Join(dir, "latest.txt"), filepath.Join(dir, "latest.json"))
+	if latest, err := os.ReadFile(filepath.Join(dir, "latest.json")); err == nil {
+		var l report.Report
+		if json.Unmarshal(latest, &l) == nil && l.BatchID == id {
+			files = append(files, filepath.Join(dir, "latest.txt"), filepath.Join(dir, "latest.json"))
+		}
 	}
 	for _, path := range files {
 		if _, err := os.Stat(path); err != nil {

@@ -28,7 +28,7 @@ const userRecVersion byte = 1
 
 // knownNames are the known optional columns of SPEC §4; a name of this
 // list is stored as one byte.
-var knownNames = []string{
+var knownNames = [...]string{
 	"username", "display_name", "job_title", "employee_type", "employment_start_date",
 	"department_name", "division_name", "cost_center_name", "manager_id", "manager_name",
 	"manager_email", "work_address_street", "work_address_locality", "work_address_region",
@@ -100,7 +100,7 @@ func knownCodeOf(name string, next *int) byte {
 
 // NumKnown is the number of known optional columns, the length of the
 // array EqualFields takes.
-const NumKnown = 16
+const NumKnown = len(knownNames)
 
 // EqualFields reports whether b is the encoding of the UserRecord with
 // these fields: known[i] is the value of the i-th known column of SPEC §4
