@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -46,6 +47,10 @@ func ParseKeys(data []byte) ([]PublicKey, error) {
 		default:
 			key, comment, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
 			if err != nil {
+				if slices.Contains(strings.Fields(line), ssh.InsecureKeyAlgoDSA) {
+					// x/crypto no longer parses DSA keys; say what it is.
+					return nil, fmt.Errorf("line %d: %w: %s (DSA)", i+1, ErrKeyType, ssh.InsecureKeyAlgoDSA)
+				}
 				return nil, fmt.Errorf("line %d: not a public key", i+1)
 			}
 			if err := checkKeyType(key); err != nil {
