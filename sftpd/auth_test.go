@@ -31,10 +31,10 @@ func TestHostKeysSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(first) != 2 || len(second) != 2 {
-		t.Fatalf("LoadHostKeys returned %d and %d keys; want 2", len(first), len(second))
+	if len(first) != 3 || len(second) != 3 {
+		t.Fatalf("LoadHostKeys returned %d and %d keys; want 3", len(first), len(second))
 	}
-	wantTypes := []string{ssh.KeyAlgoED25519, ssh.KeyAlgoRSA}
+	wantTypes := []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSA}
 	for i := range first {
 		if a, b := Fingerprint(first[i].PublicKey()), Fingerprint(second[i].PublicKey()); a != b {
 			t.Errorf("key %d fingerprint changed across restart: %s, then %s", i, a, b)
@@ -43,7 +43,7 @@ func TestHostKeysSurviveRestart(t *testing.T) {
 			t.Errorf("key %d type = %s; want %s", i, got, wantTypes[i])
 		}
 	}
-	rk := first[1].PublicKey().(ssh.CryptoPublicKey).CryptoPublicKey().(*rsa.PublicKey)
+	rk := first[2].PublicKey().(ssh.CryptoPublicKey).CryptoPublicKey().(*rsa.PublicKey)
 	if rk.N.BitLen() != 3072 {
 		t.Errorf("RSA host key has %d bits; want 3072", rk.N.BitLen())
 	}
@@ -51,7 +51,7 @@ func TestHostKeysSurviveRestart(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("host key dir mode = %v, %v; want 0700", st.Mode().Perm(), err)
 	}
-	for _, name := range []string{HostKeyEd25519, HostKeyRSA} {
+	for _, name := range HostKeyFiles {
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("%s mode = %v, %v; want 0600", name, st.Mode().Perm(), err)

@@ -6,9 +6,10 @@ import (
 )
 
 // banList is the fail-and-ban limiter of SPEC §3: an address with
-// Limits.BanFailures failed authentications within Limits.BanWindow is
-// refused for Limits.BanDuration. It is keyed by IP address (not port) and
-// safe for concurrent use; the clock is injectable for tests.
+// Limits.BanFailures failed authentication attempts within
+// Limits.BanWindow is refused for Limits.BanDuration. It is keyed by IP
+// address (not port) and safe for concurrent use; the clock is injectable
+// for tests.
 type banList struct {
 	now func() time.Time
 
@@ -36,9 +37,10 @@ func (b *banList) Banned(addr string) bool {
 	return true
 }
 
-// Fail records a failed authentication of addr and reports whether it
-// started a ban.
-func (b *banList) Fail(addr string, l Limits) bool {
+// Fail records n failed authentication attempts of addr, made now, and
+// reports whether they started a ban. SPEC §3 counts attempts, not
+// connections: one connection may bring several.
+func (b *banList) Fail(addr string, n int, l Limits) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -48,7 +50,11 @@ func (b *banList) Fail(addr string, l Limits) bool {
 	for len(times) > 0 && !times[0].After(cut) {
 		times = times[1:]
 	}
-	times = append(times, now)
+	// Only the newest BanFailures times matter; keep no more, however many
+	// attempts a scan reports.
+	for range min(n, l.BanFailures) {
+		times = append(times, now)
+	}
 	if len(times) < l.BanFailures {
 		b.failures[addr] = times
 		return false

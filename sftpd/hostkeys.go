@@ -1,7 +1,9 @@
 package sftpd
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/pem"
@@ -18,26 +20,35 @@ import (
 // names them.
 const (
 	HostKeyEd25519 = "ssh_host_ed25519_key"
+	HostKeyECDSA   = "ssh_host_ecdsa_key"
 	HostKeyRSA     = "ssh_host_rsa_key"
 )
+
+// HostKeyFiles are the host key files LoadHostKeys loads, in the order it
+// returns them.
+var HostKeyFiles = []string{HostKeyEd25519, HostKeyECDSA, HostKeyRSA}
 
 // rsaHostKeyBits is the size of a generated RSA host key.
 const rsaHostKeyBits = 3072
 
-// LoadHostKeys loads dir/ssh_host_ed25519_key and dir/ssh_host_rsa_key
-// (OpenSSH private key format, mode 0600), generating each one first if it
+// LoadHostKeys loads the HostKeyFiles in dir (OpenSSH private key format,
+// mode 0600): ed25519, ECDSA P-256 and RSA, generating each one first if it
 // is missing (dir is created 0700). SPEC §2: host keys are generated on first
 // start and never change afterwards, so an existing file that cannot be
-// parsed is an error, never a reason to generate a new key. The matching
-// .pub files are written next to generated keys for the operator.
+// parsed is an error, never a reason to generate a new key; a data
+// directory from a release without the ECDSA key gets it added, the others
+// stay. The matching .pub files are written next to generated keys for the
+// operator.
 //
-// Generating the RSA key takes about a second.
+// The ECDSA key is for clients that know neither ed25519 nor RSA with
+// SHA-2 (JSch 0.1.54), which otherwise need the RSA key signed with SHA-1
+// (see hostKeySigners). Generating the RSA key takes about a second.
 func LoadHostKeys(dir string) ([]ssh.Signer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("host keys: %w", err)
 	}
 	var signers []ssh.Signer
-	for _, name := range []string{HostKeyEd25519, HostKeyRSA} {
+	for _, name := range HostKeyFiles {
 		s, err := loadOrGenerate(filepath.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("host key %s: %w", name, err)
@@ -56,9 +67,12 @@ func loadOrGenerate(path string) (ssh.Signer, error) {
 		return nil, err
 	}
 	var key any
-	if filepath.Base(path) == HostKeyRSA {
+	switch filepath.Base(path) {
+	case HostKeyRSA:
 		key, err = rsa.GenerateKey(rand.Reader, rsaHostKeyBits)
-	} else {
+	case HostKeyECDSA:
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	default:
 		_, key, err = ed25519.GenerateKey(rand.Reader)
 	}
 	if err != nil {
@@ -111,3 +125,32 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 // Fingerprint returns the SHA-256 fingerprint of k as `ssh-keygen -lf`
 // prints it ("SHA256:" and unpadded base64).
 func Fingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
+
+// hostKeySigners returns the host keys as the server offers them. SPEC §3:
+// the host key is never signed with SHA-1 ssh-rsa unless the operator opts
+// in (allowSHA1), so an RSA key signs with rsa-sha2-512 and rsa-sha2-256
+// only; other keys have one signature algorithm and are returned as they
+// are.
+func hostKeySigners(keys []ssh.Signer, allowSHA1 bool) ([]ssh.Signer, error) {
+	out := make([]ssh.Signer, 0, len(keys))
+	for _, k := range keys {
+		if k.PublicKey().Type() != ssh.KeyAlgoRSA {
+			out = append(out, k)
+			continue
+		}
+		as, ok := k.(ssh.AlgorithmSigner)
+		if !ok {
+			return nil, fmt.Errorf("rsa host key %s cannot choose its signature algorithm", Fingerprint(k.PublicKey()))
+		}
+		algs := []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
+		if allowSHA1 {
+			algs = append(algs, ssh.KeyAlgoRSA)
+		}
+		ms, err := ssh.NewSignerWithAlgorithms(as, algs)
+		if err != nil {
+			return nil, fmt.Errorf("rsa host key: %w", err)
+		}
+		out = append(out, ms)
+	}
+	return out, nil
+}

@@ -88,8 +88,10 @@ type Config struct {
 	Audit Audit
 	// Limits; zero fields take their defaults.
 	Limits Limits
-	// AllowSHA1RSA accepts ssh-rsa (SHA-1) signatures from RSA client keys.
-	// Off by default (SPEC §3); old clients such as some Windows tools need it.
+	// AllowSHA1RSA accepts ssh-rsa (SHA-1) signatures from RSA client keys
+	// and offers the RSA host key with ssh-rsa signatures too. Off by
+	// default (SPEC §3); clients that know neither rsa-sha2-256/512 nor
+	// ed25519 (JSch 0.1.54 with an RSA key) need it.
 	AllowSHA1RSA bool
 	// Logger receives the audit log; nil discards it.
 	Logger *slog.Logger
@@ -107,12 +109,13 @@ const authorizeTimeout = 10 * time.Second
 // Server is the SSH/SFTP front door. Its methods are safe for concurrent
 // use. Serve may be called for several listeners.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	limits  atomic.Pointer[Limits]
-	bans    *banList
-	now     func() time.Time // clock of the ban list
+	cfg      Config
+	hostKeys []ssh.Signer // cfg.HostKeys as offered (see hostKeySigners)
+	log      *slog.Logger
+	metrics  *metrics
+	limits   atomic.Pointer[Limits]
+	bans     *banList
+	now      func() time.Time // clock of the ban list
 
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
@@ -141,12 +144,17 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("sftpd: root folder: %w", err)
 	}
+	hostKeys, err := hostKeySigners(cfg.HostKeys, cfg.AllowSHA1RSA)
+	if err != nil {
+		return nil, fmt.Errorf("sftpd: %w", err)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
 		cfg:       cfg,
+		hostKeys:  hostKeys,
 		log:       log,
 		metrics:   newMetrics(cfg.Registerer),
 		now:       time.Now,
@@ -326,36 +334,12 @@ func (s *Server) releaseSession(org string) {
 	}
 }
 
-// connAuth is what one connection's auth callbacks saw. It is used for
-// logging and the ban list only; the organization is always taken from the
-// Permissions the handshake returns (the CVE-2024-45337 lesson: the
-// public-key callback also sees keys a client only offered).
-type connAuth struct {
-	mu       sync.Mutex
-	failures int
-}
-
-func (a *connAuth) failed() {
-	a.mu.Lock()
-	a.failures++
-	a.mu.Unlock()
-}
-
-func (a *connAuth) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.failures
-}
-
 func (s *Server) handleConn(nc net.Conn) {
 	defer s.untrack(nc)
 	defer nc.Close()
 	remote := nc.RemoteAddr().String()
-	ip := remote
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		ip = h
-	}
-	if s.bans.Banned(ip) {
+	auth := s.newConnAuth(remote)
+	if s.bans.Banned(auth.ip) {
 		s.metrics.refusals.WithLabelValues("banned").Inc()
 		s.log.Warn("connection refused: address banned", "event", "refused", "reason", "banned", "remote_addr", remote)
 		return
@@ -370,19 +354,9 @@ func (s *Server) handleConn(nc net.Conn) {
 		s.log.Debug("ssh handshake failed", "remote_addr", remote, "err", err)
 		return
 	}
-	auth := &connAuth{}
-	cfg := s.serverConfig(auth, remote, hello)
-	sconn, chans, reqs, err := ssh.NewServerConn(vc, cfg)
+	sconn, chans, reqs, err := ssh.NewServerConn(vc, s.serverConfig(auth, hello))
+	auth.handshakeDone(err)
 	if err != nil {
-		if auth.count() > 0 {
-			s.metrics.authFailures.Inc()
-			if s.bans.Fail(ip, s.currentLimits()) {
-				s.metrics.bans.Inc()
-				s.log.Warn("address banned after repeated authentication failures",
-					"event", "ban", "remote_addr", ip, "duration", s.currentLimits().BanDuration.String())
-			}
-		}
-		s.log.Info("ssh handshake failed", "event", "refused", "remote_addr", remote, "err", err)
 		return
 	}
 	defer sconn.Close()
@@ -464,68 +438,6 @@ func newSessionID() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// Extension keys of the ssh.Permissions the auth callback returns.
-const (
-	permOrg   = "rosterd-org"
-	permKeyFP = "rosterd-key-fp"
-)
-
-// serverConfig builds the ssh.ServerConfig of one connection. The callbacks
-// record failures in auth for the ban list and the log.
-func (s *Server) serverConfig(auth *connAuth, remote string, hello clientHello) *ssh.ServerConfig {
-	cfg := &ssh.ServerConfig{
-		Config: ssh.Config{
-			KeyExchanges: kexAlgorithms,
-			Ciphers:      ciphersFor(hello),
-			MACs:         macsFor(hello),
-		},
-		PublicKeyAuthAlgorithms: pubKeyAuthAlgorithms(s.cfg.AllowSHA1RSA),
-		ServerVersion:           serverVersion,
-		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			org := meta.User()
-			fp := Fingerprint(key)
-			err := s.authorize(org, key)
-			if err != nil {
-				auth.failed()
-				s.log.Warn("authentication failed", "event", "auth.failure", "org", org,
-					"remote_addr", remote, "key_fp", fp, "err", err)
-				s.auditAuthFailure(org, remote, fp, err.Error())
-				return nil, err
-			}
-			return &ssh.Permissions{Extensions: map[string]string{permOrg: org, permKeyFP: fp}}, nil
-		},
-		AuthLogCallback: func(meta ssh.ConnMetadata, method string, err error) {
-			if err != nil && method != "none" && method != "publickey" {
-				auth.failed()
-				s.log.Warn("authentication failed", "event", "auth.failure", "org", meta.User(),
-					"remote_addr", remote, "method", method, "err", err)
-				s.auditAuthFailure(meta.User(), remote, "", "method "+method+" is not accepted")
-			}
-		},
-	}
-	for _, k := range s.cfg.HostKeys {
-		cfg.AddHostKey(k)
-	}
-	return cfg
-}
-
-var errUnknownKey = errors.New("key not authorized for this organization")
-
-func (s *Server) authorize(org string, key ssh.PublicKey) error {
-	if !ValidOrgName(org) {
-		return errors.New("invalid organization name")
-	}
-	if err := checkKeyType(key); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(s.baseCtx, authorizeTimeout)
-	defer cancel()
-	if err := s.cfg.Keys.Authorize(ctx, org, key); err != nil {
-		return fmt.Errorf("%w: %w", errUnknownKey, err)
-	}
-	return nil
 }
 
 // idleConn closes the connection after a period without traffic in either

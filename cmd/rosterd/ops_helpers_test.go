@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/sftpd/sftptest"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -94,7 +95,7 @@ func addOrg(t *testing.T, d *testDaemon, org string) string {
 func hostKeys(t *testing.T, d *testDaemon) []ssh.PublicKey {
 	t.Helper()
 	var keys []ssh.PublicKey
-	for _, name := range []string{"ssh_host_ed25519_key", "ssh_host_rsa_key"} {
+	for _, name := range sftpd.HostKeyFiles {
 		pem, err := os.ReadFile(filepath.Join(d.Data, "host_keys", name))
 		if err != nil {
 			t.Fatal(err)

@@ -201,7 +201,7 @@ func TestAPIAuthAndErrors(t *testing.T) {
 
 func TestDataDirectoryIsPrivate(t *testing.T) {
 	d := startDaemon(t, daemonOpts{})
-	for name, want := range map[string]os.FileMode{".": 0o700, fileAPIToken: 0o600, "host_keys/ssh_host_ed25519_key": 0o600, "host_keys/ssh_host_rsa_key": 0o600} {
+	for name, want := range map[string]os.FileMode{".": 0o700, fileAPIToken: 0o600, "host_keys/ssh_host_ed25519_key": 0o600, "host_keys/ssh_host_ecdsa_key": 0o600, "host_keys/ssh_host_rsa_key": 0o600} {
 		st, err := os.Stat(filepath.Join(d.Data, name))
 		if err != nil {
 			t.Errorf("stat %s: %v", name, err)
