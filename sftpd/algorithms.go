@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -61,23 +62,26 @@ func pubKeyAuthAlgorithms(allowSHA1 bool) []string {
 }
 
 // clientHello is what peekClientHello read before the SSH library runs: the
-// client's identification line and, for clients known to send it without
-// waiting for the server's, its KEXINIT cipher and MAC lists.
+// client's identification line and, when it arrived in time, the host key,
+// cipher and MAC lists of the client's KEXINIT.
 type clientHello struct {
-	version string
-	ciphers []string // client-to-server, client order; nil if not read
-	macs    []string
+	version  string
+	hostKeys []string // client order; nil if not read
+	ciphers  []string // client-to-server, client order; nil if not read
+	macs     []string
 }
 
 // ciphersFor and macsFor choose what to offer one client. An SSH client
 // takes the first algorithm of its own list that the server offers, so the
 // server's order alone decides nothing: OpenSSH lists chacha20-poly1305
-// and AES-CTR before AES-GCM and would never pick GCM from the full list.
-// When the client's KEXINIT is known, the server offers only the first
-// algorithm of its own preference that the client supports (server-side
-// preference, as OpenSSH's compat code adjusts proposals per client). The
-// client then gets exactly that algorithm; nothing it did not list is
-// forced on it.
+// and AES-CTR before AES-GCM, PuTTY lists AES-CTR and hmac-sha2-256 first,
+// and neither would pick the fast algorithms from the full list. When the
+// client's KEXINIT is known, the server offers only the first algorithm of
+// its own preference that the client supports (server-side preference, as
+// OpenSSH's compat code adjusts proposals per client). The client then
+// gets exactly that algorithm; nothing it did not list is forced on it.
+// Without the client's lists, the full lists are offered and the client
+// chooses.
 func ciphersFor(h clientHello) []string {
 	return preferServer(cipherAlgorithms, h.ciphers)
 }
@@ -95,22 +99,42 @@ func preferServer(server, client []string) []string {
 	return server
 }
 
-// kexinitClients are the identification prefixes of clients known to send
-// their KEXINIT right after their identification line, without waiting for
-// the server's (RFC 4253 §7.1 allows both). Only for them does the server
-// read the KEXINIT ahead of the SSH library; any other client gets the full
-// lists.
-var kexinitClients = []string{"SSH-2.0-OpenSSH_", "SSH-2.0-paramiko_", "SSH-2.0-Go", "SSH-2.0-libssh2_"}
+// kexinitWait bounds how long the server waits for the client's KEXINIT
+// before it sends its own. RFC 4253 §7.1 lets both sides send KEXINIT at
+// once, and every client tested does so without waiting for the server's
+// (OpenSSH, PuTTY, JSch, paramiko, asyncssh, libssh2, Go); JSch computes
+// its KEXINIT in a cold JVM and sends it 0.3 s after its identification
+// line on an idle machine. A client that waits for the server's KEXINIT
+// costs this much once per connection and then gets the full lists. A
+// variable for tests.
+var kexinitWait = 3 * time.Second
 
-// versionConn replays what peekClientHello read and swallows the SSH
-// library's own identification line, which peekClientHello already sent.
+// versionConn replays what peekClientHello read (and, when the client's
+// KEXINIT was not there in time, the packet its reader goroutine gets
+// later), and swallows the SSH library's own identification line, which
+// peekClientHello already sent. Read is called by one goroutine only, the
+// SSH library's reader.
 type versionConn struct {
 	net.Conn
-	replay []byte
-	skip   []byte
+	replay  []byte
+	pending <-chan firstPacket // the first binary packet, still being read
+	skip    []byte
+}
+
+type firstPacket struct {
+	pkt []byte
+	err error
 }
 
 func (c *versionConn) Read(p []byte) (int, error) {
+	if len(c.replay) == 0 && c.pending != nil {
+		r := <-c.pending
+		c.pending = nil
+		if r.err != nil {
+			return 0, r.err
+		}
+		c.replay = r.pkt
+	}
 	if len(c.replay) > 0 {
 		n := copy(p, c.replay)
 		c.replay = c.replay[n:]
@@ -134,8 +158,12 @@ func (c *versionConn) Write(p []byte) (int, error) {
 const maxKexinit = 64 << 10
 
 // peekClientHello sends the server's identification line, reads the
-// client's and, for clients in kexinitClients, the client's first binary
-// packet (its KEXINIT). It returns a connection that replays what it read.
+// client's and waits up to kexinitWait for the client's first binary
+// packet, its KEXINIT. It returns a connection that replays what it read.
+// The packet is read by a goroutine, so that a client that waits for the
+// server's KEXINIT is not stuck: after kexinitWait the SSH library goes on,
+// and its first read waits for that goroutine. The deadlines of nc apply
+// to every read.
 func peekClientHello(nc net.Conn) (net.Conn, clientHello, error) {
 	line := []byte(serverVersion + "\r\n")
 	if _, err := nc.Write(line); err != nil {
@@ -156,48 +184,66 @@ func peekClientHello(nc net.Conn) (net.Conn, clientHello, error) {
 		}
 	}
 	h := clientHello{version: strings.TrimRight(string(read), "\r\n")}
-	vc := &versionConn{Conn: nc, skip: line}
-	if !slices.ContainsFunc(kexinitClients, func(p string) bool { return strings.HasPrefix(h.version, p) }) {
-		vc.replay = read
-		return vc, h, nil
-	}
-	var hdr [5]byte
-	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
-		return nil, clientHello{}, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:4])
-	if n < 2 || n > maxKexinit {
-		return nil, clientHello{}, errors.New("bad first packet")
-	}
-	pkt := make([]byte, 4+n)
-	copy(pkt, hdr[:])
-	if _, err := io.ReadFull(nc, pkt[5:]); err != nil {
-		return nil, clientHello{}, err
-	}
-	vc.replay = append(read, pkt...)
-	padding := int(hdr[4])
-	if payload := pkt[5:]; padding < len(payload) {
-		h.ciphers, h.macs = parseKexinit(payload[:len(payload)-padding])
+	vc := &versionConn{Conn: nc, skip: line, replay: read}
+	first := make(chan firstPacket, 1)
+	go func() {
+		pkt, err := readFirstPacket(nc)
+		first <- firstPacket{pkt, err}
+	}()
+	timer := time.NewTimer(kexinitWait)
+	defer timer.Stop()
+	select {
+	case r := <-first:
+		if r.err != nil {
+			return nil, clientHello{}, r.err
+		}
+		vc.replay = append(vc.replay, r.pkt...)
+		padding := int(r.pkt[4])
+		if payload := r.pkt[5:]; padding < len(payload) {
+			h.hostKeys, h.ciphers, h.macs = parseKexinit(payload[:len(payload)-padding])
+		}
+	case <-timer.C:
+		vc.pending = first
 	}
 	return vc, h, nil
 }
 
-// parseKexinit returns the ciphers and MACs a KEXINIT payload lists for
-// both directions, in client-to-server order, or nils if it is not one.
-func parseKexinit(p []byte) (ciphers, macs []string) {
+// readFirstPacket reads one unencrypted binary packet (RFC 4253 §6):
+// length, padding length, payload and padding.
+func readFirstPacket(r io.Reader) ([]byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n < 2 || n > maxKexinit {
+		return nil, errors.New("bad first packet")
+	}
+	pkt := make([]byte, 4+n)
+	copy(pkt, hdr[:])
+	if _, err := io.ReadFull(r, pkt[5:]); err != nil {
+		return nil, err
+	}
+	return pkt, nil
+}
+
+// parseKexinit returns the host key algorithms, and the ciphers and MACs
+// a KEXINIT payload lists for both directions, in client-to-server order,
+// or nils if it is not one.
+func parseKexinit(p []byte) (hostKeys, ciphers, macs []string) {
 	const msgKexinit = 20
 	if len(p) < 17 || p[0] != msgKexinit {
-		return nil, nil
+		return nil, nil, nil
 	}
 	p = p[17:]
 	var lists [6][]string // kex, host key, cipher c2s, s2c, mac c2s, s2c
 	for i := range lists {
 		if len(p) < 4 {
-			return nil, nil
+			return nil, nil, nil
 		}
 		n := binary.BigEndian.Uint32(p)
 		if uint64(n) > uint64(len(p)-4) {
-			return nil, nil
+			return nil, nil, nil
 		}
 		lists[i] = strings.Split(string(p[4:4+n]), ",")
 		p = p[4+n:]
@@ -205,5 +251,5 @@ func parseKexinit(p []byte) (ciphers, macs []string) {
 	both := func(a, b []string) []string {
 		return slices.DeleteFunc(a, func(x string) bool { return !slices.Contains(b, x) })
 	}
-	return both(lists[2], lists[3]), both(lists[4], lists[5])
+	return lists[1], both(lists[2], lists[3]), both(lists[4], lists[5])
 }

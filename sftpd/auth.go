@@ -106,7 +106,7 @@ func (s *Server) serverConfig(auth *connAuth, hello clientHello) *ssh.ServerConf
 		VerifiedPublicKeyCallback: auth.verifiedPublicKey,
 		AuthLogCallback:           auth.logAttempt,
 	}
-	for _, k := range s.hostKeys {
+	for _, k := range s.hostKeysFor(hello) {
 		cfg.AddHostKey(k)
 	}
 	return cfg

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"net"
 	"strings"
 	"testing"
 
@@ -211,6 +212,42 @@ func TestHostKeySHA1OnlyWhenAllowed(t *testing.T) {
 			t.Error("allow_sha1_rsa off: host key algorithm ssh-rsa negotiated")
 		case !allow && !strings.Contains(err.Error(), "host key"):
 			t.Errorf("allow_sha1_rsa off: err = %v; want no common host key algorithm", err)
+		}
+	}
+}
+
+// TestHostKeyECDSAOnlyForClientsWithoutOthers: the ECDSA host key, added
+// for JSch 0.1.54, must not replace the host key that clients preferring
+// ECDSA (Go, rclone, libssh2) negotiated before it existed and their users
+// pinned; only a client that can use no other key gets it.
+func TestHostKeyECDSAOnlyForClientsWithoutOthers(t *testing.T) {
+	e := newEnv(t, nil)
+	k := e.addOrg(t, "acme")
+	for _, tc := range []struct {
+		algs []string // the client's host key algorithms; nil: Go's defaults
+		want string
+	}{
+		{nil, ssh.KeyAlgoRSA},
+		{[]string{ssh.KeyAlgoECDSA256, ssh.KeyAlgoED25519}, ssh.KeyAlgoED25519},
+		{[]string{ssh.KeyAlgoECDSA256}, ssh.KeyAlgoECDSA256},
+	} {
+		var got string
+		c, err := ssh.Dial("tcp", e.addr, &ssh.ClientConfig{
+			User: "acme",
+			Auth: []ssh.AuthMethod{sshPublicKeys(k)},
+			HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+				got = key.Type()
+				return nil
+			},
+			HostKeyAlgorithms: tc.algs,
+		})
+		if err != nil {
+			t.Errorf("host key algorithms %v: %v", tc.algs, err)
+			continue
+		}
+		c.Close()
+		if got != tc.want {
+			t.Errorf("host key algorithms %v: host key %s; want %s", tc.algs, got, tc.want)
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -42,7 +44,8 @@ const rsaHostKeyBits = 3072
 //
 // The ECDSA key is for clients that know neither ed25519 nor RSA with
 // SHA-2 (JSch 0.1.54), which otherwise need the RSA key signed with SHA-1
-// (see hostKeySigners). Generating the RSA key takes about a second.
+// (see hostKeySigners); only they are offered it (see hostKeysFor).
+// Generating the RSA key takes about a second.
 func LoadHostKeys(dir string) ([]ssh.Signer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("host keys: %w", err)
@@ -153,4 +156,34 @@ func hostKeySigners(keys []ssh.Signer, allowSHA1 bool) ([]ssh.Signer, error) {
 		out = append(out, ms)
 	}
 	return out, nil
+}
+
+// hostKeysFor chooses the host keys offered to one client. The ECDSA key
+// came later than the ed25519 and RSA keys, and clients that prefer ECDSA
+// (Go's x/crypto and so rclone, libssh2 and so curl) would switch to it and
+// then refuse it, not finding it in the known_hosts their users pinned. So
+// it is offered only to a client whose KEXINIT lists no algorithm of the
+// other keys (JSch 0.1.54, and ssh-rsa-only clients while SHA-1 is off),
+// and to a client whose KEXINIT the server did not read in time.
+func (s *Server) hostKeysFor(h clientHello) []ssh.Signer {
+	if h.hostKeys == nil {
+		return s.hostKeys
+	}
+	var others []ssh.Signer
+	usable := false
+	for _, k := range s.hostKeys {
+		if strings.HasPrefix(k.PublicKey().Type(), "ecdsa-sha2-") {
+			continue
+		}
+		others = append(others, k)
+		algs := []string{k.PublicKey().Type()}
+		if ms, ok := k.(ssh.MultiAlgorithmSigner); ok {
+			algs = ms.Algorithms()
+		}
+		usable = usable || slices.ContainsFunc(algs, func(a string) bool { return slices.Contains(h.hostKeys, a) })
+	}
+	if !usable {
+		return s.hostKeys
+	}
+	return others
 }
