@@ -71,23 +71,31 @@ type clientHello struct {
 	macs     []string
 }
 
-// ciphersFor and macsFor choose what to offer one client. An SSH client
-// takes the first algorithm of its own list that the server offers, so the
-// server's order alone decides nothing: OpenSSH lists chacha20-poly1305
-// and AES-CTR before AES-GCM, PuTTY lists AES-CTR and hmac-sha2-256 first,
-// and neither would pick the fast algorithms from the full list. When the
-// client's KEXINIT is known, the server offers only the first algorithm of
-// its own preference that the client supports (server-side preference, as
-// OpenSSH's compat code adjusts proposals per client). The client then
-// gets exactly that algorithm; nothing it did not list is forced on it.
-// Without the client's lists, the full lists are offered and the client
-// chooses.
-func ciphersFor(h clientHello) []string {
-	return preferServer(cipherAlgorithms, h.ciphers)
+// algorithmsFor chooses the ciphers and MACs to offer one client. An SSH
+// client takes the first algorithm of its own list that the server offers,
+// so the server's order alone decides nothing: OpenSSH lists
+// chacha20-poly1305 and AES-CTR before AES-GCM, PuTTY lists AES-CTR and
+// hmac-sha2-256 first, and neither would pick the fast algorithms from the
+// full lists. When the client's KEXINIT is known, the server offers only
+// the first cipher and MAC of its own preference that the client supports
+// (server-side preference, as OpenSSH's compat code adjusts proposals per
+// client), except that a client knowing no AES-GCM and no ETM MAC but
+// chacha20-poly1305 gets that AEAD cipher rather than AES-CTR with the
+// non-ETM MAC. The client then gets exactly those algorithms; nothing it
+// did not list is forced on it. Without the client's lists, the full lists
+// are offered and the client chooses.
+func algorithmsFor(h clientHello) (ciphers, macs []string) {
+	ciphers = preferServer(cipherAlgorithms, h.ciphers)
+	macs = preferServer(macAlgorithms, h.macs)
+	if len(ciphers) == 1 && len(macs) == 1 && !aeadCipher(ciphers[0]) && !strings.HasSuffix(macs[0], "-etm@openssh.com") &&
+		slices.Contains(h.ciphers, ssh.CipherChaCha20Poly1305) {
+		ciphers = []string{ssh.CipherChaCha20Poly1305}
+	}
+	return ciphers, macs
 }
 
-func macsFor(h clientHello) []string {
-	return preferServer(macAlgorithms, h.macs)
+func aeadCipher(c string) bool {
+	return c == ssh.CipherAES128GCM || c == ssh.CipherAES256GCM || c == ssh.CipherChaCha20Poly1305
 }
 
 func preferServer(server, client []string) []string {

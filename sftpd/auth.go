@@ -94,11 +94,12 @@ func (s *Server) newConnAuth(remote string) *connAuth {
 // serverConfig builds the ssh.ServerConfig of one connection. The callbacks
 // report to auth.
 func (s *Server) serverConfig(auth *connAuth, hello clientHello) *ssh.ServerConfig {
+	ciphers, macs := algorithmsFor(hello)
 	cfg := &ssh.ServerConfig{
 		Config: ssh.Config{
 			KeyExchanges: kexAlgorithms,
-			Ciphers:      ciphersFor(hello),
-			MACs:         macsFor(hello),
+			Ciphers:      ciphers,
+			MACs:         macs,
 		},
 		PublicKeyAuthAlgorithms:   authCandidateAlgorithms,
 		ServerVersion:             serverVersion,

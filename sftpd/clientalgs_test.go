@@ -219,16 +219,13 @@ func TestJSch(t *testing.T) {
 		if !strings.HasPrefix(a.Client, "SSH-2.0-JSCH") {
 			t.Fatalf("session client = %q; want JSch", a.Client)
 		}
-		// The first of the server's preference that JSch lists.
-		wantCipher := preferServer(cipherAlgorithms, ciphers)
+		// The server's choice from the lists JSch offers.
+		wantCipher, wantMAC := algorithmsFor(clientHello{ciphers: ciphers, macs: macs})
 		if len(wantCipher) != 1 || a.Cipher != wantCipher[0] {
 			t.Errorf("JSch cipher = %s; want %v (JSch lists %v)", a.Cipher, wantCipher, ciphers)
 		}
-		if !strings.Contains(a.Cipher, "gcm") && !strings.Contains(a.Cipher, "chacha20") {
-			wantMAC := preferServer(macAlgorithms, macs)
-			if len(wantMAC) != 1 || a.MAC != wantMAC[0] {
-				t.Errorf("JSch MAC = %s; want %v (JSch lists %v)", a.MAC, wantMAC, macs)
-			}
+		if !aeadCipher(a.Cipher) && (len(wantMAC) != 1 || a.MAC != wantMAC[0]) {
+			t.Errorf("JSch MAC = %s; want %v (JSch lists %v)", a.MAC, wantMAC, macs)
 		}
 		listsFast := slices.ContainsFunc(append(ciphers, macs...), func(s string) bool {
 			return strings.Contains(s, "gcm") || strings.Contains(s, "chacha20") || strings.HasSuffix(s, "-etm@openssh.com")
@@ -366,5 +363,52 @@ func TestKexinitClientThatWaits(t *testing.T) {
 	_, ciphers, macs := parseKexinit(payload)
 	if !slices.Equal(ciphers, cipherAlgorithms) || !slices.Equal(macs, macAlgorithms) {
 		t.Errorf("server offered ciphers %v, MACs %v; want the full lists %v, %v", ciphers, macs, cipherAlgorithms, macAlgorithms)
+	}
+}
+
+// TestAlgorithmsFor: SPEC §3's fast algorithms for every client that lists
+// them (AES-GCM, else AES-CTR with an SHA-2 ETM MAC, else
+// chacha20-poly1305), chosen from the client's own lists as its KEXINIT
+// gives them (recorded from the real clients).
+func TestAlgorithmsFor(t *testing.T) {
+	split := func(s string) []string { return strings.Split(s, ",") }
+	tests := []struct {
+		name             string
+		ciphers, macs    string
+		wantCipher, want string // want: the MAC, "" when the cipher is AEAD
+	}{
+		{"OpenSSH 9.2",
+			"chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,aes128-gcm@openssh.com,aes256-gcm@openssh.com",
+			"umac-64-etm@openssh.com,umac-128-etm@openssh.com,hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha1-etm@openssh.com,umac-64@openssh.com,umac-128@openssh.com,hmac-sha2-256,hmac-sha2-512,hmac-sha1",
+			ssh.CipherAES128GCM, ""},
+		{"PuTTY 0.78",
+			"aes256-ctr,aes256-cbc,rijndael-cbc@lysator.liu.se,aes192-ctr,aes192-cbc,aes128-ctr,aes128-cbc,chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,3des-ctr,3des-cbc,blowfish-ctr,blowfish-cbc,arcfour256,arcfour128",
+			"hmac-sha2-256,hmac-sha1,hmac-sha1-96,hmac-md5,hmac-sha2-256-etm@openssh.com,hmac-sha1-etm@openssh.com,hmac-sha1-96-etm@openssh.com,hmac-md5-etm@openssh.com",
+			ssh.CipherAES128GCM, ""},
+		{"paramiko 2.12",
+			"aes128-ctr,aes192-ctr,aes256-ctr,aes128-cbc,aes192-cbc,aes256-cbc,3des-cbc",
+			"hmac-sha2-256,hmac-sha2-512,hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha1,hmac-md5,hmac-sha1-96,hmac-md5-96",
+			ssh.CipherAES128CTR, ssh.HMACSHA256ETM},
+		{"JSch 0.1.54",
+			"aes128-ctr,aes128-cbc,3des-ctr,3des-cbc,blowfish-cbc,aes192-ctr,aes192-cbc,aes256-ctr,aes256-cbc",
+			"hmac-md5,hmac-sha1,hmac-sha2-256,hmac-sha1-96,hmac-md5-96",
+			ssh.CipherAES128CTR, ssh.HMACSHA256},
+		{"CTR and chacha20, no ETM MAC",
+			"aes256-ctr,chacha20-poly1305@openssh.com",
+			"hmac-sha2-256,hmac-sha1",
+			ssh.CipherChaCha20Poly1305, ssh.HMACSHA256},
+	}
+	for _, tt := range tests {
+		ciphers, macs := algorithmsFor(clientHello{ciphers: split(tt.ciphers), macs: split(tt.macs)})
+		if !slices.Equal(ciphers, []string{tt.wantCipher}) {
+			t.Errorf("%s: ciphers = %v; want [%s]", tt.name, ciphers, tt.wantCipher)
+		}
+		if tt.want != "" && !slices.Equal(macs, []string{tt.want}) {
+			t.Errorf("%s: MACs = %v; want [%s]", tt.name, macs, tt.want)
+		}
+	}
+	ciphers, macs := algorithmsFor(clientHello{})
+	if !slices.Equal(ciphers, cipherAlgorithms) || !slices.Equal(macs, macAlgorithms) {
+		t.Errorf("unknown client: %v, %v; want the full lists", ciphers, macs)
 	}
 }

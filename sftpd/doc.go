@@ -42,14 +42,35 @@
 //
 // # Caveats
 //
-//   - To choose the cipher, the server reads the KEXINIT of OpenSSH,
-//     paramiko, libssh2 and Go clients before the SSH library does, and
-//     offers only the fastest cipher and MAC that the client lists. Other
-//     clients get the full list and choose themselves.
-//   - hmac-sha2-256 (non-ETM) is offered, last, for libssh2 1.10 (curl on
-//     Debian 12), a deviation from SPEC §3.
-//   - A failed login counts once per connection in the ban list, however
-//     many keys the client tried in it (x/crypto allows 6 per connection).
+//   - To choose the cipher, the server reads every client's KEXINIT before
+//     the SSH library does, waiting up to 3 s for it after the client's
+//     identification line, and offers only the fastest cipher and MAC the
+//     client lists (AES-GCM, else AES-CTR with an SHA-2 ETM MAC, else
+//     chacha20-poly1305). A client that waits for the server's KEXINIT
+//     first (allowed, but no client tested does) waits those 3 s and then
+//     gets the full lists and chooses itself.
+//   - hmac-sha2-256 (non-ETM) is offered, last, for clients that know no
+//     ETM MAC and no AEAD cipher: libssh2 1.10 (curl on Debian 12) and JSch
+//     0.1.54. A deviation from SPEC §3.
+//   - The key and signature policy of SPEC §3 is applied in the auth
+//     callbacks, not by x/crypto's PublicKeyAuthAlgorithms, so that every
+//     refusal is seen with the offered key. As a consequence the
+//     server-sig-algs extension lists ssh-rsa and the security-key
+//     algorithms too; clients use it only to choose an RSA signature and
+//     prefer SHA-2.
+//   - A failed attempt is every refused authentication request but the
+//     opening "none": each is logged, audited and counted in the metric at
+//     once. The ban list gets them when the connection ends without a
+//     login; keys refused before a login on the same connection (a client
+//     trying its keys in turn) never count towards a ban. A key x/crypto
+//     cannot parse (DSA) is logged without a fingerprint, with its
+//     algorithm.
+//   - The ECDSA host key is offered only to clients that can use neither
+//     the ed25519 key nor the RSA key (see hostKeysFor), so clients that
+//     prefer ECDSA keep the key their users pinned.
+//   - The build uses a patched x/crypto (third_party/golang.org/x/crypto,
+//     see PATCHES.md there) so that paramiko, which sends a service request
+//     before every attempt, can try several keys.
 //   - fsync@openssh.com syncs the staged file; the rename at close is not
 //     followed by a directory sync.
 //   - SSH_FXF_APPEND is honoured by writing at the offsets the client sends
