@@ -71,8 +71,8 @@ func TestOnboardUploadAndRestart(t *testing.T) {
 	}
 
 	before := hostFingerprints(d)
-	if len(before) != 2 {
-		t.Fatalf("logged host keys = %v; want ed25519 and rsa", before)
+	if len(before) != 3 {
+		t.Fatalf("logged host keys = %v; want ed25519, ecdsa and rsa", before)
 	}
 	d.Restart()
 	if after := hostFingerprints(d); strings.Join(after, " ") != strings.Join(before, " ") {
