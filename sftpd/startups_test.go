@@ -144,6 +144,11 @@ func TestMaxStartupsCaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	waitFor(t, "the login to leave the unauthenticated count", func() bool {
+		e.srv.mu.Lock()
+		defer e.srv.mu.Unlock()
+		return e.srv.startups.total == 0
+	})
 
 	a := dialFrom(t, "127.0.0.1", e.addr)
 	if b := banner(t, a); !strings.HasPrefix(b, "SSH-2.0-") {
@@ -256,4 +261,3 @@ func TestAcceptErrorsAreRetried(t *testing.T) {
 		t.Errorf("Serve after Shutdown = %v; want ErrServerClosed", err)
 	}
 }
-

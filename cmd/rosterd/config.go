@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/rosterd/rosterd/sftpd"
 )
 
 // Config is everything `rosterd serve` can be told, with SPEC's defaults.
@@ -47,6 +49,17 @@ type LimitsConfig struct {
 	// letting it grow to twice what is live. 0 = no limit. GOMEMLIMIT in
 	// the environment wins over it.
 	Memory Size `toml:"memory"`
+
+	// Connections that have not authenticated (SPEC §3): OpenSSH's
+	// MaxStartups "start:rate:full", a cap per IP address, and the time
+	// they get to authenticate.
+	MaxStartups           sftpd.Startups `toml:"max_startups"`
+	MaxStartupsPerAddress int            `toml:"max_startups_per_address"`
+	LoginGraceTime        Duration       `toml:"login_grace_time"`
+	// KeyRecheckInterval is how often an open SFTP session's key is
+	// checked against the store again (a removal through another instance
+	// reaches it within this time).
+	KeyRecheckInterval Duration `toml:"key_recheck_interval"`
 }
 
 // DefaultsConfig is the [defaults] table: organization settings that
@@ -106,6 +119,11 @@ func defaultConfig() Config {
 			MaxColumns:    512,
 			MaxFieldSize:  64 << 10,
 			Memory:        DefaultMemoryLimit,
+
+			MaxStartups:           sftpd.DefaultStartups,
+			MaxStartupsPerAddress: 10,
+			LoginGraceTime:        Duration(30 * time.Second),
+			KeyRecheckInterval:    Duration(time.Minute),
 		},
 		Defaults: DefaultsConfig{
 			InactiveUsers:          "keep",
@@ -244,6 +262,9 @@ func (c *Config) validate() error {
 		"limits.max_columns": int64(l.MaxColumns), "limits.max_field_size": int64(l.MaxFieldSize),
 		"retention.events": int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
 		"delivery.timeout": int64(c.Delivery.Timeout),
+
+		"limits.max_startups_per_address": int64(l.MaxStartupsPerAddress), "limits.login_grace_time": int64(l.LoginGraceTime),
+		"limits.key_recheck_interval": int64(l.KeyRecheckInterval),
 	}
 	for key, v := range positive {
 		if v <= 0 {

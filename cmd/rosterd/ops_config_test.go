@@ -155,6 +155,10 @@ ban_duration = "1m"
 max_columns = 64
 max_field_size = "1KiB"
 memory = "512MiB"
+max_startups = "5:50:20"
+max_startups_per_address = 3
+login_grace_time = "10s"
+key_recheck_interval = "30s"
 
 [defaults]
 inactive_users = "delete"

@@ -160,6 +160,10 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Logger:    log,
 		Pipeline:  d.pipeline,
 		Deliverer: d.deliverer,
+		// Removing a key or an organization closes its SFTP sessions on
+		// this instance at once; other instances close theirs at their
+		// next key re-check (limits.key_recheck_interval).
+		Revoke: d.sftp.Revoke,
 	})
 	return d, nil
 }

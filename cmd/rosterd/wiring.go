@@ -22,6 +22,11 @@ func sftpLimits(cfg Config) sftpd.Limits {
 		BanFailures:   l.BanFailures,
 		BanWindow:     l.BanWindow.D(),
 		BanDuration:   l.BanDuration.D(),
+
+		MaxStartups:           l.MaxStartups,
+		MaxStartupsPerAddress: l.MaxStartupsPerAddress,
+		LoginGraceTime:        l.LoginGraceTime.D(),
+		KeyRecheck:            l.KeyRecheckInterval.D(),
 	}
 }
 
