@@ -28,6 +28,7 @@ type Config struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 
 	Limits    LimitsConfig    `toml:"limits"`
+	HTTP      HTTPConfig      `toml:"http"`
 	Defaults  DefaultsConfig  `toml:"defaults"`
 	Retention RetentionConfig `toml:"retention"`
 	Delivery  DeliveryConfig  `toml:"delivery"`
@@ -60,6 +61,16 @@ type LimitsConfig struct {
 	// checked against the store again (a removal through another instance
 	// reaches it within this time).
 	KeyRecheckInterval Duration `toml:"key_recheck_interval"`
+}
+
+// HTTPConfig is the [http] table: the HTTP listener's connection cap and
+// timeouts. They change only at a restart.
+type HTTPConfig struct {
+	MaxConnections    int      `toml:"max_connections"`
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	ReadTimeout       Duration `toml:"read_timeout"`
+	WriteTimeout      Duration `toml:"write_timeout"`
+	IdleTimeout       Duration `toml:"idle_timeout"`
 }
 
 // DefaultsConfig is the [defaults] table: organization settings that
@@ -124,6 +135,13 @@ func defaultConfig() Config {
 			MaxStartupsPerAddress: 10,
 			LoginGraceTime:        Duration(30 * time.Second),
 			KeyRecheckInterval:    Duration(time.Minute),
+		},
+		HTTP: HTTPConfig{
+			MaxConnections:    256,
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(time.Minute),
+			WriteTimeout:      Duration(time.Minute),
+			IdleTimeout:       Duration(30 * time.Second),
 		},
 		Defaults: DefaultsConfig{
 			InactiveUsers:          "keep",
@@ -264,7 +282,9 @@ func (c *Config) validate() error {
 		"delivery.timeout": int64(c.Delivery.Timeout),
 
 		"limits.max_startups_per_address": int64(l.MaxStartupsPerAddress), "limits.login_grace_time": int64(l.LoginGraceTime),
-		"limits.key_recheck_interval": int64(l.KeyRecheckInterval),
+		"limits.key_recheck_interval": int64(l.KeyRecheckInterval), "http.max_connections": int64(c.HTTP.MaxConnections),
+		"http.read_header_timeout": int64(c.HTTP.ReadHeaderTimeout), "http.read_timeout": int64(c.HTTP.ReadTimeout),
+		"http.write_timeout": int64(c.HTTP.WriteTimeout), "http.idle_timeout": int64(c.HTTP.IdleTimeout),
 	}
 	for key, v := range positive {
 		if v <= 0 {

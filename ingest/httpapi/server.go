@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,6 +42,11 @@ type Config struct {
 	// It is called after a key or an organization is removed (SPEC §3),
 	// and reaches the sessions of this instance only; nil closes none.
 	Revoke func(org, keyFP string) int
+	// ReadTimeout and WriteTimeout are the HTTP server's. A plan body may
+	// be far larger than ReadTimeout lets through: the plan route renews
+	// the read deadline by ReadTimeout at each read of its body, and gives
+	// its answer WriteTimeout from the end of the body. Zero: not renewed.
+	ReadTimeout, WriteTimeout time.Duration
 }
 
 // Server is the HTTP API. It is an http.Handler.
