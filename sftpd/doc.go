@@ -81,6 +81,11 @@
 //     Debian 12), a deviation from SPEC §3.
 //   - A failed login counts once per connection in the ban list, however
 //     many keys the client tried in it (x/crypto allows 6 per connection).
+//   - MaxStartupsPerAddress counts per IP address, not per network: a
+//     client holding an IPv6 /64 has many addresses. The total cap still
+//     bounds them all.
+//   - The key re-check (Limits.KeyRecheck) closes a session on any error
+//     from Keys.Authorize, a store that is briefly unreachable included.
 //   - fsync@openssh.com syncs the staged file; the rename at close is not
 //     followed by a directory sync.
 //   - SSH_FXF_APPEND is honoured by writing at the offsets the client sends
