@@ -28,6 +28,7 @@ const (
 	EventRemove          = "remove"           // File was removed
 	EventRefused         = "refused"          // a request was refused; Reason
 	EventAuthFailure     = "auth.failure"     // a key or method was refused for Org; Reason
+	EventSessionRevoked  = "session.revoked"  // the session's key or organization was removed and it was closed; Reason
 )
 
 // AuditRecord is one entry of the audit trail. Fields that do not apply

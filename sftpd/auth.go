@@ -127,7 +127,7 @@ func (a *connAuth) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Per
 	if err := a.srv.authorize(org, key); err != nil {
 		return nil, &authError{keyFP: fp, reason: err.Error()}
 	}
-	return &ssh.Permissions{Extensions: map[string]string{permOrg: org, permKeyFP: fp}}, nil
+	return &ssh.Permissions{Extensions: map[string]string{permOrg: org, permKeyFP: fp}, ExtraData: map[any]any{permKey: key}}, nil
 }
 
 // verifiedPublicKey runs once the client proved it holds a key publicKey

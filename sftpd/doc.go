@@ -20,6 +20,37 @@
 // overwrite. reports/ is read-only; symlinks, hard links and folders cannot
 // be created and a symlink found in a folder is never followed.
 //
+// # Connections
+//
+// Serve never returns on an accept error other than its listener being
+// closed: running out of descriptors (EMFILE, ENFILE) is logged, counted
+// (rosterd_sftp_accept_errors_total) and retried after a pause doubling
+// from 5 ms to 1 s. Connections that have not authenticated are capped in
+// total with early random drop (Limits.MaxStartups, OpenSSH's MaxStartups
+// rule "start:rate:full") and per IP address
+// (Limits.MaxStartupsPerAddress); one over a cap is closed as soon as it
+// is accepted, before the banner. One that has not authenticated within
+// Limits.LoginGraceTime is closed. Refusals are counted in
+// rosterd_sftp_refusals_total by reason (max_startups,
+// max_startups_per_address, login_grace_time) and their log lines are
+// throttled to one per 10 s with a count of those held back. The caps
+// bound the descriptors strangers can take: at most MaxStartups' full
+// value, however many connect.
+//
+// # Revocation
+//
+// Revoke(org, keyFP) closes at once the connections of org that
+// authenticated with that key (all of org's when keyFP is empty); the
+// daemon calls it after removing a key or an organization. Each closure
+// is logged and recorded as session.revoked, and an upload in flight is
+// discarded as with any dropped connection. Revoke reaches only this
+// process's connections; every authenticated connection also asks
+// Keys.Authorize again every Limits.KeyRecheck (1 min by default: one call
+// per open connection per minute, a bbolt read or one indexed query), so a
+// key removed through another instance sharing the store closes its
+// sessions within that time. Any error from that call closes the
+// connection, as it would refuse a login.
+//
 // # Audit
 //
 // Each audit log line (session.start and session.end, upload,
@@ -71,6 +102,11 @@
 //   - The build uses a patched x/crypto (third_party/golang.org/x/crypto,
 //     see PATCHES.md there) so that paramiko, which sends a service request
 //     before every attempt, can try several keys.
+//   - MaxStartupsPerAddress counts per IP address, not per network: a
+//     client holding an IPv6 /64 has many addresses. The total cap still
+//     bounds them all.
+//   - The key re-check (Limits.KeyRecheck) closes a session on any error
+//     from Keys.Authorize, a store that is briefly unreachable included.
 //   - fsync@openssh.com syncs the staged file; the rename at close is not
 //     followed by a directory sync.
 //   - SSH_FXF_APPEND is honoured by writing at the offsets the client sends

@@ -12,6 +12,9 @@ type metrics struct {
 	refusals      *prometheus.CounterVec
 	uploads       *prometheus.CounterVec
 	uploadBytes   prometheus.Counter
+
+	unauthenticated prometheus.Gauge
+	acceptErrors    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -29,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rosterd_sftp_bans_total", Help: "Addresses banned after repeated authentication failures.",
 		}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rosterd_sftp_refusals_total", Help: "Refused connections and requests by reason.",
+			Name: "rosterd_sftp_refusals_total", Help: "Refused connections and requests by reason (max_startups, max_startups_per_address and login_grace_time are connections dropped before authenticating).",
 		}, []string{"reason"}),
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rosterd_sftp_uploads_total", Help: "Uploads by result (ok, aborted, too_large, failed).",
@@ -37,9 +40,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		uploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rosterd_sftp_upload_bytes_total", Help: "Bytes of completed uploads.",
 		}),
+		unauthenticated: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rosterd_sftp_unauthenticated_connections", Help: "Connections that have not authenticated yet.",
+		}),
+		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rosterd_sftp_accept_errors_total", Help: "Failed accepts on the SFTP listener (EMFILE and the like), each retried.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.sessionsTotal, m.authFailures, m.bans, m.refusals, m.uploads, m.uploadBytes)
+		reg.MustRegister(m.sessions, m.sessionsTotal, m.authFailures, m.bans, m.refusals, m.uploads, m.uploadBytes, m.unauthenticated, m.acceptErrors)
 	}
 	return m
 }

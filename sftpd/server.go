@@ -47,6 +47,20 @@ type Limits struct {
 	BanFailures   int           // failed logins from one address ...; default 10
 	BanWindow     time.Duration // ... within this window ...; default 5 min
 	BanDuration   time.Duration // ... ban the address this long; default 15 min
+
+	// MaxStartups caps the connections that have not authenticated yet,
+	// with early random drop (OpenSSH's MaxStartups); default 10:30:100.
+	MaxStartups Startups
+	// MaxStartupsPerAddress caps the connections from one IP address that
+	// have not authenticated yet; default 10.
+	MaxStartupsPerAddress int
+	// LoginGraceTime closes a connection that has not authenticated this
+	// long after it was accepted (OpenSSH's LoginGraceTime); default 30 s.
+	LoginGraceTime time.Duration
+	// KeyRecheck is how often an authenticated connection asks Keys again
+	// whether its key still belongs to its organization, and is closed
+	// when it does not; default 1 min. See Server.Revoke.
+	KeyRecheck time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -67,6 +81,18 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.BanDuration <= 0 {
 		l.BanDuration = 15 * time.Minute
+	}
+	if l.MaxStartups == (Startups{}) {
+		l.MaxStartups = DefaultStartups
+	}
+	if l.MaxStartupsPerAddress <= 0 {
+		l.MaxStartupsPerAddress = 10
+	}
+	if l.LoginGraceTime <= 0 {
+		l.LoginGraceTime = 30 * time.Second
+	}
+	if l.KeyRecheck <= 0 {
+		l.KeyRecheck = time.Minute
 	}
 	return l
 }
@@ -99,10 +125,6 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// handshakeTimeout bounds the time from TCP accept to authenticated
-// connection (OpenSSH's LoginGraceTime).
-const handshakeTimeout = 2 * time.Minute
-
 // authorizeTimeout bounds one Keys.Authorize call.
 const authorizeTimeout = 10 * time.Second
 
@@ -120,6 +142,10 @@ type Server struct {
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 
+	// acceptLog and dropLog throttle the log lines of accept errors and
+	// of connections dropped over the caps.
+	acceptLog, dropLog throttle
+
 	mu          sync.Mutex
 	closing     bool
 	listeners   map[net.Listener]struct{}
@@ -128,6 +154,11 @@ type Server struct {
 	uploads     int            // uploads and close replies in flight (see hold)
 	uploadsDone chan struct{}  // closed when uploads drops to zero
 	wg          sync.WaitGroup // connection goroutines
+
+	// Also under mu: the connections not authenticated yet, and the
+	// authenticated ones, which Revoke closes.
+	startups startups
+	logins   map[*login]struct{}
 }
 
 // New returns a Server for cfg. It creates cfg.Root (0700) if missing.
@@ -161,6 +192,10 @@ func New(cfg Config) (*Server, error) {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
 		sessions:  map[string]int{},
+		startups:  startups{byAddr: map[string]int{}},
+		logins:    map[*login]struct{}{},
+		acceptLog: throttle{every: 10 * time.Second},
+		dropLog:   throttle{every: 10 * time.Second},
 	}
 	s.bans = newBanList(func() time.Time { return s.now() })
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
@@ -168,8 +203,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// SetLimits replaces the limits (SIGHUP reload). They apply to sessions and
-// uploads that start afterwards; the ban thresholds apply at once.
+// SetLimits replaces the limits (SIGHUP reload). They apply to connections,
+// sessions and uploads that start afterwards; the ban thresholds and the
+// caps on unauthenticated connections apply at once.
 func (s *Server) SetLimits(l Limits) {
 	l = l.withDefaults()
 	s.limits.Store(&l)
@@ -184,7 +220,15 @@ var orgNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 func ValidOrgName(name string) bool { return orgNameRE.MatchString(name) }
 
 // Serve accepts connections on ln until Shutdown; it then returns
-// ErrServerClosed. Other accept errors are returned as they are.
+// ErrServerClosed. It returns another error only when ln is closed by
+// someone else. Any other accept error (EMFILE and ENFILE when descriptors
+// run out, ECONNABORTED, ...) is logged and retried after a pause that
+// doubles from 5 ms to 1 s, as net/http does (SPEC §3: never stops the
+// daemon).
+//
+// A connection over the caps on unauthenticated connections
+// (Limits.MaxStartups, Limits.MaxStartupsPerAddress) is closed at once,
+// before any byte is written.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -209,20 +253,34 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closing {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("sftpd: accept: %w", err)
 			}
-			return fmt.Errorf("sftpd: accept: %w", err)
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.metrics.acceptErrors.Inc()
+			if ok, held := s.acceptLog.allow(time.Now()); ok {
+				s.log.Error("sftp accept failed; retrying", "err", err, "retry_in", delay.String(), "suppressed", held)
+			}
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
+		ip := remoteIP(nc)
+		if reason := s.admit(ip, s.currentLimits()); reason != "" {
+			nc.Close()
+			s.metrics.refusals.WithLabelValues(reason).Inc()
+			if ok, held := s.dropLog.allow(time.Now()); ok {
+				s.log.Warn("connection dropped: too many unauthenticated connections", "event", "refused",
+					"reason", reason, "remote_addr", nc.RemoteAddr().String(), "suppressed", held)
+			}
+			continue
+		}
 		if !s.track(nc) {
+			s.authenticated(ip)
 			nc.Close()
 			return ErrServerClosed
 		}
-		go s.handleConn(nc)
+		go s.handleConn(nc, ip)
 	}
 }
 
@@ -334,33 +392,55 @@ func (s *Server) releaseSession(org string) {
 	}
 }
 
-func (s *Server) handleConn(nc net.Conn) {
+// handleConn serves one connection admitted by Serve, which counted it as
+// unauthenticated under ip; that count ends when the handshake does.
+func (s *Server) handleConn(nc net.Conn, ip string) {
 	defer s.untrack(nc)
 	defer nc.Close()
+	var counted sync.Once
+	endStartup := func() { counted.Do(func() { s.authenticated(ip) }) }
+	defer endStartup()
 	remote := nc.RemoteAddr().String()
 	auth := s.newConnAuth(remote)
-	if s.bans.Banned(auth.ip) {
+	if s.bans.Banned(ip) {
 		s.metrics.refusals.WithLabelValues("banned").Inc()
 		s.log.Warn("connection refused: address banned", "event", "refused", "reason", "banned", "remote_addr", remote)
 		return
 	}
 	limits := s.currentLimits()
-	nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	// SPEC §3: a connection that has not authenticated within the login
+	// grace time is closed.
+	grace := time.AfterFunc(limits.LoginGraceTime, func() { nc.Close() })
+	graceExpired := func() bool {
+		if grace.Stop() {
+			return false
+		}
+		s.metrics.refusals.WithLabelValues(reasonLoginGraceTime).Inc()
+		s.log.Info("connection closed: not authenticated within the login grace time", "event", "refused",
+			"reason", reasonLoginGraceTime, "remote_addr", remote, "grace", limits.LoginGraceTime.String())
+		return true
+	}
 	ic := newIdleConn(nc, limits.IdleTimeout)
 	defer ic.stop()
 
 	vc, hello, err := peekClientHello(ic)
 	if err != nil {
-		s.log.Debug("ssh handshake failed", "remote_addr", remote, "err", err)
+		if !graceExpired() {
+			s.log.Debug("ssh handshake failed", "remote_addr", remote, "err", err)
+		}
 		return
 	}
 	sconn, chans, reqs, err := ssh.NewServerConn(vc, s.serverConfig(auth, hello))
+	expired := graceExpired()
+	endStartup()
 	auth.handshakeDone(err)
 	if err != nil {
 		return
 	}
 	defer sconn.Close()
-	nc.SetDeadline(time.Time{})
+	if expired {
+		return
+	}
 	go ssh.DiscardRequests(reqs) // tcpip-forward and other global requests: refused
 
 	org := sconn.Permissions.Extensions[permOrg]
@@ -382,6 +462,20 @@ func (s *Server) handleConn(nc net.Conn) {
 		log.Info("session end", "event", "session.end", "duration", d.String())
 		c.audit(AuditRecord{Event: EventSessionEnd, Duration: d})
 	}()
+
+	key, _ := sconn.Permissions.ExtraData[permKey].(ssh.PublicKey)
+	if key == nil {
+		log.Error("authenticated connection without its key; closing it")
+		return
+	}
+	l := &login{c: c, key: key, close: sconn.Close}
+	defer s.unregister(l)
+	if !s.register(l) {
+		return
+	}
+	recheckCtx, stopRecheck := context.WithCancel(s.baseCtx)
+	defer stopRecheck()
+	go s.recheck(recheckCtx, l, limits.KeyRecheck)
 
 	root, err := s.openOrgRoot(org)
 	if err != nil {
@@ -439,6 +533,10 @@ func newSessionID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// permKey is the ssh.Permissions ExtraData key of the ssh.PublicKey the
+// connection authenticated with, which the key re-check asks Keys about.
+const permKey = "rosterd-key"
 
 // idleConn closes the connection after a period without traffic in either
 // direction. Activity is a timestamp store per Read/Write; a timer checks it.

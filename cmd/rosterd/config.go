@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/rosterd/rosterd/sftpd"
 )
 
 // Config is everything `rosterd serve` can be told, with SPEC's defaults.
@@ -26,6 +28,7 @@ type Config struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 
 	Limits    LimitsConfig    `toml:"limits"`
+	HTTP      HTTPConfig      `toml:"http"`
 	Defaults  DefaultsConfig  `toml:"defaults"`
 	Retention RetentionConfig `toml:"retention"`
 	Delivery  DeliveryConfig  `toml:"delivery"`
@@ -47,6 +50,27 @@ type LimitsConfig struct {
 	// letting it grow to twice what is live. 0 = no limit. GOMEMLIMIT in
 	// the environment wins over it.
 	Memory Size `toml:"memory"`
+
+	// Connections that have not authenticated (SPEC §3): OpenSSH's
+	// MaxStartups "start:rate:full", a cap per IP address, and the time
+	// they get to authenticate.
+	MaxStartups           sftpd.Startups `toml:"max_startups"`
+	MaxStartupsPerAddress int            `toml:"max_startups_per_address"`
+	LoginGraceTime        Duration       `toml:"login_grace_time"`
+	// KeyRecheckInterval is how often an open SFTP session's key is
+	// checked against the store again (a removal through another instance
+	// reaches it within this time).
+	KeyRecheckInterval Duration `toml:"key_recheck_interval"`
+}
+
+// HTTPConfig is the [http] table: the HTTP listener's connection cap and
+// timeouts. They change only at a restart.
+type HTTPConfig struct {
+	MaxConnections    int      `toml:"max_connections"`
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	ReadTimeout       Duration `toml:"read_timeout"`
+	WriteTimeout      Duration `toml:"write_timeout"`
+	IdleTimeout       Duration `toml:"idle_timeout"`
 }
 
 // DefaultsConfig is the [defaults] table: organization settings that
@@ -106,6 +130,18 @@ func defaultConfig() Config {
 			MaxColumns:    512,
 			MaxFieldSize:  64 << 10,
 			Memory:        DefaultMemoryLimit,
+
+			MaxStartups:           sftpd.DefaultStartups,
+			MaxStartupsPerAddress: 10,
+			LoginGraceTime:        Duration(30 * time.Second),
+			KeyRecheckInterval:    Duration(time.Minute),
+		},
+		HTTP: HTTPConfig{
+			MaxConnections:    256,
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(time.Minute),
+			WriteTimeout:      Duration(time.Minute),
+			IdleTimeout:       Duration(30 * time.Second),
 		},
 		Defaults: DefaultsConfig{
 			InactiveUsers:          "keep",
@@ -244,6 +280,11 @@ func (c *Config) validate() error {
 		"limits.max_columns": int64(l.MaxColumns), "limits.max_field_size": int64(l.MaxFieldSize),
 		"retention.events": int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
 		"delivery.timeout": int64(c.Delivery.Timeout),
+
+		"limits.max_startups_per_address": int64(l.MaxStartupsPerAddress), "limits.login_grace_time": int64(l.LoginGraceTime),
+		"limits.key_recheck_interval": int64(l.KeyRecheckInterval), "http.max_connections": int64(c.HTTP.MaxConnections),
+		"http.read_header_timeout": int64(c.HTTP.ReadHeaderTimeout), "http.read_timeout": int64(c.HTTP.ReadTimeout),
+		"http.write_timeout": int64(c.HTTP.WriteTimeout), "http.idle_timeout": int64(c.HTTP.IdleTimeout),
 	}
 	for key, v := range positive {
 		if v <= 0 {

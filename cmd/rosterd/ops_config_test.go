@@ -155,6 +155,17 @@ ban_duration = "1m"
 max_columns = 64
 max_field_size = "1KiB"
 memory = "512MiB"
+max_startups = "5:50:20"
+max_startups_per_address = 3
+login_grace_time = "10s"
+key_recheck_interval = "30s"
+
+[http]
+max_connections = 64
+read_header_timeout = "5s"
+read_timeout = "30s"
+write_timeout = "30s"
+idle_timeout = "10s"
 
 [defaults]
 inactive_users = "delete"

@@ -160,6 +160,12 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Logger:    log,
 		Pipeline:  d.pipeline,
 		Deliverer: d.deliverer,
+		// Removing a key or an organization closes its SFTP sessions on
+		// this instance at once; other instances close theirs at their
+		// next key re-check (limits.key_recheck_interval).
+		Revoke:       d.sftp.Revoke,
+		ReadTimeout:  cfg.HTTP.ReadTimeout.D(),
+		WriteTimeout: cfg.HTTP.WriteTimeout.D(),
 	})
 	return d, nil
 }
@@ -187,7 +193,8 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		defer os.Remove(filepath.Join(d.cfg.Data, name))
 	}
 
-	hs := &http.Server{Handler: d.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	hs := newHTTPServer(d.cfg.HTTP, d.api, d.log)
+	httpLn = newLimitListener(httpLn, d.cfg.HTTP.MaxConnections, d.reg)
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -285,6 +292,7 @@ func (d *daemonState) reload(f *serveFlags) {
 	// Keys that need a restart keep their running values.
 	cfg.Data, cfg.SFTPAddr, cfg.HTTPAddr, cfg.LogFormat, cfg.APIToken, cfg.AllowSHA1RSA, cfg.Retention.Reports, cfg.Retention.Archive =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
+	cfg.HTTP = old.HTTP
 	d.cfg = cfg
 	if len(restart) > 0 {
 		d.log.Warn("configuration reloaded; these keys change only at restart", "keys", strings.Join(restart, ","))

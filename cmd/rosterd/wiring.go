@@ -22,6 +22,11 @@ func sftpLimits(cfg Config) sftpd.Limits {
 		BanFailures:   l.BanFailures,
 		BanWindow:     l.BanWindow.D(),
 		BanDuration:   l.BanDuration.D(),
+
+		MaxStartups:           l.MaxStartups,
+		MaxStartupsPerAddress: l.MaxStartupsPerAddress,
+		LoginGraceTime:        l.LoginGraceTime.D(),
+		KeyRecheck:            l.KeyRecheckInterval.D(),
 	}
 }
 
@@ -136,6 +141,11 @@ func needsRestart(old, cur Config) []string {
 		{"allow_sha1_rsa", cur.AllowSHA1RSA != old.AllowSHA1RSA},
 		{"retention.reports", cur.Retention.Reports != old.Retention.Reports},
 		{"retention.archive", cur.Retention.Archive != old.Retention.Archive},
+		{"http.max_connections", cur.HTTP.MaxConnections != old.HTTP.MaxConnections},
+		{"http.read_header_timeout", cur.HTTP.ReadHeaderTimeout != old.HTTP.ReadHeaderTimeout},
+		{"http.read_timeout", cur.HTTP.ReadTimeout != old.HTTP.ReadTimeout},
+		{"http.write_timeout", cur.HTTP.WriteTimeout != old.HTTP.WriteTimeout},
+		{"http.idle_timeout", cur.HTTP.IdleTimeout != old.HTTP.IdleTimeout},
 	} {
 		if k.changed {
 			keys = append(keys, k.key)

@@ -120,10 +120,18 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 		s.stateError(w, r, "organization "+org, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxPlanBody)
+	rc := http.NewResponseController(w)
+	body := r.Body
+	if s.cfg.ReadTimeout > 0 {
+		body = &renewingBody{ReadCloser: body, rc: rc, timeout: s.cfg.ReadTimeout}
+	}
+	r.Body = http.MaxBytesReader(w, body, maxPlanBody)
 	if err := r.ParseMultipartForm(32 << 20); err != nil {
 		s.error(w, r, http.StatusBadRequest, "invalid_request", "the body must be multipart/form-data with one part per file: "+err.Error(), nil)
 		return
+	}
+	if s.cfg.WriteTimeout > 0 {
+		rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	}
 	defer r.MultipartForm.RemoveAll()
 	var files []ingest.PlanFile
@@ -151,4 +159,18 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	rep.WriteJSON(w)
+}
+
+// renewingBody sets the connection's read deadline timeout ahead before
+// each read: a body of any size gets through as long as it keeps coming,
+// and a client that stalls for timeout is still cut off.
+type renewingBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (b *renewingBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	return b.ReadCloser.Read(p)
 }

@@ -76,7 +76,7 @@ func (s *Server) removeKey(w http.ResponseWriter, r *http.Request) {
 		s.stateError(w, r, "key "+fp+" of organization "+org, err)
 		return
 	}
-	s.log.Info("key removed", "org", org, "key_fp", fp)
+	s.log.Info("key removed", "org", org, "key_fp", fp, "sessions_closed", s.revoke(org, fp))
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -165,20 +165,21 @@ func (s *Server) patchOrg(w http.ResponseWriter, r *http.Request) {
 var errInvalid = errors.New("invalid")
 
 // deleteOrg removes the organization, its keys, snapshot and batches, and
-// its SFTP folder. Copies of every processed upload stay in the archive.
+// its SFTP folder, after closing its SFTP sessions. Copies of every processed upload stay in the archive.
 func (s *Server) deleteOrg(w http.ResponseWriter, r *http.Request) {
 	org := r.PathValue("org")
 	if err := s.cfg.DB.DeleteOrg(org); err != nil {
 		s.stateError(w, r, "organization "+org, err)
 		return
 	}
+	closed := s.revoke(org, "")
 	if s.cfg.OrgsRoot != "" && sftpd.ValidOrgName(org) {
 		if err := os.RemoveAll(filepath.Join(s.cfg.OrgsRoot, org)); err != nil {
 			s.internal(w, r, err)
 			return
 		}
 	}
-	s.log.Info("organization removed", "org", org)
+	s.log.Info("organization removed", "org", org, "sessions_closed", closed)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -35,6 +36,17 @@ type Config struct {
 	Deliverer *webhook.Deliverer
 	// Pipeline runs plans and approvals; nil answers 503 on those routes.
 	Pipeline *ingest.Pipeline
+	// Revoke closes the SFTP sessions of org that logged in with the key
+	// whose SHA256 fingerprint is keyFP, or all of org's sessions when
+	// keyFP is empty, and returns how many it closed (sftpd.Server.Revoke).
+	// It is called after a key or an organization is removed (SPEC §3),
+	// and reaches the sessions of this instance only; nil closes none.
+	Revoke func(org, keyFP string) int
+	// ReadTimeout and WriteTimeout are the HTTP server's. A plan body may
+	// be far larger than ReadTimeout lets through: the plan route renews
+	// the read deadline by ReadTimeout at each read of its body, and gives
+	// its answer WriteTimeout from the end of the body. Zero: not renewed.
+	ReadTimeout, WriteTimeout time.Duration
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -102,6 +114,14 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, status int, code,
 	var b errorBody
 	b.Error.Code, b.Error.Message = code, message
 	writeJSON(w, status, b)
+}
+
+// revoke closes the sessions of a removed key or organization.
+func (s *Server) revoke(org, keyFP string) int {
+	if s.cfg.Revoke == nil {
+		return 0
+	}
+	return s.cfg.Revoke(org, keyFP)
 }
 
 // internal answers 500 for an unexpected error.
