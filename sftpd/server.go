@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -157,6 +156,7 @@ func New(cfg Config) (*Server, error) {
 	s.bans = newBanList(func() time.Time { return s.now() })
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.SetLimits(cfg.Limits)
+	s.removeStaleUploads()
 	return s, nil
 }
 
@@ -411,7 +411,7 @@ func (s *Server) handleConn(nc net.Conn) {
 
 	root, err := s.openOrgRoot(org)
 	if err != nil {
-		log.Error("open organization folder", "err", err)
+		c.refuseFolder(chans, err)
 		return
 	}
 	defer root.Close()
@@ -447,17 +447,6 @@ func (s *Server) handleConn(nc net.Conn) {
 func (s *Server) refuse(log *slog.Logger, reason string, args ...any) {
 	s.metrics.refusals.WithLabelValues(reason).Inc()
 	log.Info("request refused", append([]any{"event", "refused", "reason", reason}, args...)...)
-}
-
-// openOrgRoot creates the organization folder and its reports/ subfolder
-// when missing and opens the folder as an os.Root, which confines every
-// file operation of the connection to it.
-func (s *Server) openOrgRoot(org string) (*os.Root, error) {
-	dir := filepath.Join(s.cfg.Root, org)
-	if err := os.MkdirAll(filepath.Join(dir, reportsDir), 0o750); err != nil {
-		return nil, err
-	}
-	return os.OpenRoot(dir)
 }
 
 func newSessionID() string {
