@@ -29,8 +29,9 @@ type Keys interface {
 
 // Uploads receives completion signals. Notify is called with the file name
 // as it sits in the organization's folder, after the file is in place: when
-// a handle written to that name is closed cleanly, and when a rename or
-// posix-rename targets that name. It is called for every such name in the
+// a handle that changed the file (created, truncated or wrote to it) is
+// closed cleanly, and when a rename or posix-rename targets that name; never
+// for a mode or time change (SPEC §3). It is called for every such name in the
 // folder's top level (never for reports/ or for the server's own temporary
 // names); the receiver decides which names it processes. Notify must not
 // block.
