@@ -147,10 +147,15 @@ func (p *Pipeline) archiveAndProcess(ctx context.Context, l *orgLoop, b state.Ba
 }
 
 // archiveFile copies one file of the organization's folder into dir,
-// hashing it. It refuses anything but a regular file: the daemon never
-// follows a symlink found in a folder (SPEC §3).
+// hashing it. It refuses anything but a regular file with one link in a
+// real organization folder: the daemon never follows a symlink found in a
+// folder, nor ingests a hard link (SPEC §3).
 func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state.BatchFile, error) {
-	root, err := os.OpenRoot(filepath.Join(p.cfg.OrgsRoot, org))
+	od, err := p.orgDir(org)
+	if err != nil {
+		return f, fmt.Errorf("archive %s: %w", f.Name, err)
+	}
+	root, err := os.OpenRoot(od)
 	if err != nil {
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
@@ -167,6 +172,15 @@ func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
 	defer in.Close()
+	st, err := in.Stat()
+	switch {
+	case err != nil:
+		return f, fmt.Errorf("archive %s: %w", f.Name, err)
+	case !os.SameFile(fi, st):
+		return f, fmt.Errorf("archive %s: %w", f.Name, errors.New("the file was replaced while it was opened"))
+	case linkCount(st) > 1:
+		return f, fmt.Errorf("archive %s: %w", f.Name, errHardLink)
+	}
 	out, err := os.OpenFile(filepath.Join(dir, f.Name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)

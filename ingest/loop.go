@@ -159,9 +159,10 @@ func (l *orgLoop) due(now time.Time) ([]pendingFile, time.Duration) {
 			continue
 		}
 		f.size, f.mtime = fi.Size(), fi.ModTime()
-		// Every write moves the modification time: a file is still once
-		// it is older than the window.
-		if d := f.mtime.Add(still).Sub(now); d > 0 {
+		// Every write, rename or attribute change moves the change time
+		// (the modification time a client may set to the past): a file
+		// is still once its change time is older than the window.
+		if d := changeTime(fi).Add(still).Sub(now); d > 0 {
 			later(min(d, still))
 		}
 	}

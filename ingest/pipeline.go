@@ -341,13 +341,24 @@ func (p *Pipeline) scan(org string) {
 	if err != nil {
 		return
 	}
-	ents, err := os.ReadDir(filepath.Join(p.cfg.OrgsRoot, org))
+	dir, err := p.orgDir(org)
+	if err != nil {
+		if errors.Is(err, errFolderLink) {
+			p.log.Warn("organization folder refused", "event", "refused", "org", org, "reason", err.Error())
+		}
+		return
+	}
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
 		if e.Type().IsRegular() {
 			if _, ok := s.kindOf(e.Name()); ok {
+				if fi, err := e.Info(); err == nil && linkCount(fi) > 1 {
+					p.log.Warn("file refused", "event", "refused", "org", org, "file", e.Name(), "reason", errHardLink.Error())
+					continue
+				}
 				p.note(org, e.Name(), false)
 			}
 		}

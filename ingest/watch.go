@@ -2,8 +2,12 @@ package ingest
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -77,4 +81,41 @@ func (w *watcher) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// changeTime is fi's change time (ctime): every write, rename, chmod and
+// time change moves it, and no client can set it, unlike the modification
+// time (pscp -p, put -p and rclone set an old one on what they upload).
+func changeTime(fi os.FileInfo) time.Time {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return time.Unix(st.Ctim.Unix())
+	}
+	return fi.ModTime()
+}
+
+// linkCount is the number of hard links of the file fi describes.
+func linkCount(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}
+
+var (
+	errHardLink   = errors.New("refused: the file has more than one hard link")
+	errFolderLink = errors.New("refused: the organization folder is a symbolic link")
+)
+
+// orgDir returns org's folder, refusing one that is not a real folder
+// (SPEC §3: an organization folder that is a symlink is never ingested).
+func (p *Pipeline) orgDir(org string) (string, error) {
+	dir := filepath.Join(p.cfg.OrgsRoot, org)
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", err
+	}
+	if !fi.IsDir() {
+		return "", errFolderLink
+	}
+	return dir, nil
 }

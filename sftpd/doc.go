@@ -16,9 +16,46 @@
 //
 // Every upload is staged in a hidden temporary file (TempPrefix) in the
 // organization folder and renamed onto its name when the client closes the
-// handle; a dropped connection discards it. Rename and posix-rename both
-// overwrite. reports/ is read-only; symlinks, hard links and folders cannot
-// be created and a symlink found in a folder is never followed.
+// handle; a dropped connection discards it. The staged file is made when
+// the handle first changes the content: at open when it creates or
+// truncates the file, else at the first write or size change (which first
+// copies the stored file: resume by offset or by append). Rename and
+// posix-rename both overwrite. reports/ is read-only; symlinks, hard links
+// and folders cannot be created and a symlink found in a folder is never
+// followed. A file with more than one hard link is never read, written,
+// renamed or chmod-ed, and an organization folder that is itself a symlink
+// is never served; both are refused and logged. Staging files left by a
+// daemon that crashed are removed by New, before any session.
+//
+// # Completions
+//
+// Uploads.Notify is called for exactly two things: a handle that changed
+// the file (created it, truncated it, wrote to it or changed its size)
+// closed cleanly, and a rename or posix-rename onto a name. Mode and time
+// changes never signal, whether by path or through a handle, and a handle
+// opened for writing that changed nothing (touch over sshfs opens for
+// writing, sets the times and closes) signals nothing: its mode and time
+// changes apply to the stored file in place.
+//
+// # Order of requests
+//
+// Requests on one handle take effect in the order the client sent them
+// (SPEC §3). pkg/sftp v1.13 runs reads and writes on concurrent workers
+// and everything else on one sequential worker, so the framer holds a
+// request back until the earlier ones it depends on are answered (see
+// order.go): a read or write waits for overlapping writes on its handle,
+// any other request on a handle for everything before it on that handle,
+// and setstat, rename and remove by path for everything in flight. Writes
+// to different ranges stay concurrent. Writes on a handle opened with
+// SSH_FXF_APPEND go to the end of the file, in the order sent, wherever
+// the client says it writes (as on OpenSSH).
+//
+// # Limits
+//
+// A session holds at most 256 handles (files and folders), the number
+// announced in limits@openssh.com; one more is answered with
+// SSH_FX_FAILURE "too many open handles". Handles are given back when
+// they are closed or the session ends.
 //
 // # Connections
 //
@@ -109,7 +146,12 @@
 //     from Keys.Authorize, a store that is briefly unreachable included.
 //   - fsync@openssh.com syncs the staged file; the rename at close is not
 //     followed by a directory sync.
-//   - SSH_FXF_APPEND is honoured by writing at the offsets the client sends
-//     (which is what OpenSSH's reput does); pkg/sftp writes concurrently,
-//     so true append-at-end semantics are not provided.
+//   - Hard links are checked when a file is opened or renamed: a link
+//     made to a file while a handle on it is open is noticed at the next
+//     open. Removing a hard-linked name is allowed (it is how the admin
+//     gets rid of one, and leaves the other name alone).
+//   - Overlapping writes on one handle are applied in the order sent, by
+//     waiting; a client that sends many of them loses concurrency, not
+//     data.
+//   - The handle limit is fixed at 256 per session, not configurable.
 package sftpd

@@ -2,6 +2,7 @@ package sftpd
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/pkg/sftp"
 )
@@ -40,4 +41,7 @@ var (
 	errGeneric       = failure("failure")
 	errIsDirectory   = failure("is a folder")
 	errUploadAborted = failure("upload aborted")
+	errHardLink      = denied("file has more than one link; refused")
+
+	errTooManyHandles = failure(fmt.Sprintf("too many open handles: at most %d per session; close some", maxOpenHandles))
 )

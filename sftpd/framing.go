@@ -2,6 +2,7 @@ package sftpd
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"sync"
 )
@@ -10,16 +11,28 @@ import (
 const (
 	fxpInit          = 1
 	fxpVersion       = 2
+	fxpOpen          = 3
 	fxpClose         = 4
+	fxpRead          = 5
+	fxpWrite         = 6
+	fxpFstat         = 8
+	fxpSetstat       = 9
 	fxpFsetstat      = 10
+	fxpRemove        = 13
+	fxpRename        = 18
 	fxpStatus        = 101
+	fxpHandle        = 102
 	fxpExtended      = 200
 	fxpExtendedReply = 201
 
+	fxfAppend = 0x04 // SSH_FXF_APPEND
+
 	extLimits      = "limits@openssh.com"
 	extFsync       = "fsync@openssh.com"
+	extPosixRename = "posix-rename@openssh.com"
 	sftpVersion    = 3
-	maxControlPkt  = 64 << 10 // INIT and EXTENDED packets are read whole up to this size
+	maxControlPkt  = 64 << 10 // small requests are read whole up to this size
+	maxHandleLen   = 256      // longest handle the framer parses (pkg/sftp's are decimal numbers)
 	maxOpenHandles = 256
 )
 
@@ -27,10 +40,17 @@ const (
 // deliberately absent (links are refused); pkg/sftp implements the first
 // two, the framer the last two.
 var extensions = [][2]string{
-	{"posix-rename@openssh.com", "1"},
+	{extPosixRename, "1"},
 	{"statvfs@openssh.com", "2"},
 	{extFsync, "1"},
 	{extLimits, "1"},
+}
+
+// wholeTypes are the request types the framer reads whole to order them
+// (see order) or to answer them; all are small.
+var wholeTypes = [256]bool{
+	fxpInit: true, fxpOpen: true, fxpClose: true, fxpRead: true, fxpFstat: true,
+	fxpSetstat: true, fxpFsetstat: true, fxpRemove: true, fxpRename: true, fxpExtended: true,
 }
 
 // framer sits between the SSH channel and pkg/sftp's request server and
@@ -42,12 +62,18 @@ var extensions = [][2]string{
 //     read 255 KiB per request instead of 32 KiB;
 //   - fsync@openssh.com is rewritten into an SSH_FXP_FSETSTAT with no
 //     attributes on the same handle, which the handlers treat as "sync
-//     this file" (pkg/sftp routes it to the path with ordered replies).
+//     this file";
+//   - requests are held back until the earlier requests they depend on
+//     are answered, and writes on append handles get their offsets, so
+//     that requests take effect in the order the client sent them (see
+//     order).
 //
-// Every other packet passes through: its 5-byte header is copied, its body
-// is read straight into pkg/sftp's buffer.
+// Of a WRITE only the header up to the data length is read here; the data
+// is read straight into pkg/sftp's buffer. Other small requests are read
+// whole; everything else passes through.
 type framer struct {
-	rw io.ReadWriteCloser
+	rw    io.ReadWriteCloser
+	order *order
 
 	// hold and release (optional) count SSH_FXP_CLOSE requests from the
 	// moment they are read until their reply is written, for Shutdown.
@@ -55,21 +81,32 @@ type framer struct {
 
 	// read side, used only by pkg/sftp's single reader goroutine
 	hdr    [5]byte
-	pend   []byte // bytes to hand out before reading rw again
-	remain uint32 // body bytes of the current packet still to pass through
+	wbuf   [5 + 8 + maxHandleLen + 12]byte // a WRITE's header, handle, offset and length
+	rbuf   []byte                          // a request read whole
+	pend   []byte                          // bytes to hand out before reading rw again
+	remain uint32                          // body bytes of the current packet still to pass through
 
 	// write side
 	mu       sync.Mutex
 	outHdr   [9]byte // length, type and id of the packet being written
 	outHdrN  int
 	outLeft  uint32              // bytes of the current outgoing packet still to come
+	outBody  []byte              // the start of a HANDLE reply's body (its handle)
+	wantBody bool                // collect outBody for the current packet
 	injected [][]byte            // replies waiting for a packet boundary
 	closes   map[uint32]struct{} // ids of CLOSE requests awaiting a reply
 }
 
-func newFramer(rw io.ReadWriteCloser) *framer { return &framer{rw: rw} }
+func newFramer(rw io.ReadWriteCloser) *framer { return &framer{rw: rw, order: newOrder()} }
 
-func (f *framer) Close() error { return f.rw.Close() }
+func (f *framer) Close() error {
+	f.order.stop()
+	return f.rw.Close()
+}
+
+// errSessionOver is returned by Read when the session ended while a
+// request waited for the ones before it.
+var errSessionOver = errors.New("sftp session over")
 
 func (f *framer) Read(p []byte) (int, error) {
 	for {
@@ -91,66 +128,141 @@ func (f *framer) Read(p []byte) (int, error) {
 		}
 		length := binary.BigEndian.Uint32(f.hdr[:4])
 		typ := f.hdr[4]
-		if length == 0 || (typ != fxpInit && typ != fxpExtended && typ != fxpClose) || length > maxControlPkt {
+		switch {
+		case length > 1 && typ == fxpWrite:
+			if err := f.readWrite(length - 1); err != nil {
+				return 0, err
+			}
+		case length > 0 && length <= maxControlPkt && wholeTypes[typ]:
+			if cap(f.rbuf) < int(4+length) {
+				f.rbuf = make([]byte, 4+length)
+			}
+			pkt := f.rbuf[:4+length]
+			copy(pkt, f.hdr[:])
+			if _, err := io.ReadFull(f.rw, pkt[5:]); err != nil {
+				return 0, err
+			}
+			if err := f.control(pkt); err != nil {
+				return 0, err
+			}
+		default:
 			// pkg/sftp rejects bad lengths itself.
 			f.pend = f.hdr[:]
 			if length > 0 {
 				f.remain = length - 1
 			}
-			continue
-		}
-		pkt := make([]byte, 4+length)
-		copy(pkt, f.hdr[:])
-		if _, err := io.ReadFull(f.rw, pkt[5:]); err != nil {
-			return 0, err
-		}
-		if err := f.control(pkt); err != nil {
-			return 0, err
 		}
 	}
 }
 
-// control handles a whole INIT or EXTENDED packet: it answers it, rewrites
-// it, or queues it unchanged for pkg/sftp.
+// readWrite reads a WRITE request up to its data (id, handle, offset,
+// data length), orders it, and leaves the data to pass through. body is
+// the packet length without the type byte.
+func (f *framer) readWrite(body uint32) error {
+	b := f.wbuf[:]
+	copy(b, f.hdr[:])
+	const fixed = 8 + 12 // id and handle length; offset and data length
+	if body < fixed {
+		f.pend, f.remain = b[:5], body
+		return nil
+	}
+	if _, err := io.ReadFull(f.rw, b[5:13]); err != nil {
+		return err
+	}
+	id := binary.BigEndian.Uint32(b[5:9])
+	hl := binary.BigEndian.Uint32(b[9:13])
+	if hl > maxHandleLen || body-fixed < hl {
+		f.pend, f.remain = b[:13], body-8
+		return nil
+	}
+	end := 13 + int(hl) + 12
+	if _, err := io.ReadFull(f.rw, b[13:end]); err != nil {
+		return err
+	}
+	handle := b[13 : 13+hl]
+	off := int64(binary.BigEndian.Uint64(b[13+hl:]))
+	f.remain = body - fixed - hl
+	n := int64(min(binary.BigEndian.Uint32(b[end-4:]), f.remain))
+	newOff, rewrite, ok := f.order.handleOp(id, handle, opWrite, off, n)
+	if !ok {
+		return errSessionOver
+	}
+	if rewrite {
+		binary.BigEndian.PutUint64(b[13+hl:], uint64(newOff))
+	}
+	f.pend = b[:end]
+	return nil
+}
+
+// control handles a request read whole: it answers it, rewrites it, or
+// orders it and queues it for pkg/sftp.
 func (f *framer) control(pkt []byte) error {
-	body := pkt[5:]
-	if pkt[4] == fxpInit {
+	typ, body := pkt[4], pkt[5:]
+	if typ == fxpInit {
 		return f.inject(versionPacket())
 	}
+	f.pend = pkt
 	id, rest, ok := takeUint32(body)
 	if !ok {
-		f.pend = pkt
 		return nil
 	}
-	if pkt[4] == fxpClose {
-		f.trackClose(id)
-		f.pend = pkt
-		return nil
-	}
-	name, rest, ok := takeString(rest)
-	if !ok {
-		f.pend = pkt
-		return nil
-	}
-	switch string(name) {
-	case extLimits:
-		return f.inject(limitsPacket(id))
-	case extFsync:
-		handle, _, ok := takeString(rest)
-		if !ok {
-			break
+	ordered := true
+	switch typ {
+	case fxpOpen:
+		if _, rest, ok := takeString(rest); ok {
+			if pflags, _, ok := takeUint32(rest); ok {
+				f.order.open(id, pflags&fxfAppend != 0)
+			}
 		}
-		// SSH_FXP_FSETSTAT id handle flags(0)
-		b := make([]byte, 0, 4+1+4+4+len(handle)+4)
-		b = binary.BigEndian.AppendUint32(b, uint32(1+4+4+len(handle)+4))
-		b = append(b, fxpFsetstat)
-		b = binary.BigEndian.AppendUint32(b, id)
-		b = appendString(b, handle)
-		b = binary.BigEndian.AppendUint32(b, 0)
-		f.pend = b
-		return nil
+	case fxpClose:
+		f.trackClose(id)
+		if handle, _, ok := takeString(rest); ok {
+			_, _, ordered = f.order.handleOp(id, handle, opOther, 0, 0)
+			f.order.closed(handle)
+		}
+	case fxpRead:
+		handle, rest, ok := takeString(rest)
+		if ok && len(rest) >= 12 {
+			off := int64(binary.BigEndian.Uint64(rest))
+			n := int64(binary.BigEndian.Uint32(rest[8:]))
+			_, _, ordered = f.order.handleOp(id, handle, opRead, off, n)
+		}
+	case fxpFstat, fxpFsetstat:
+		if handle, _, ok := takeString(rest); ok {
+			_, _, ordered = f.order.handleOp(id, handle, opOther, 0, 0)
+		}
+	case fxpSetstat, fxpRemove, fxpRename:
+		ordered = f.order.pathOp(id)
+	case fxpExtended:
+		name, rest, ok := takeString(rest)
+		if !ok {
+			return nil
+		}
+		switch string(name) {
+		case extLimits:
+			f.pend = nil
+			return f.inject(limitsPacket(id))
+		case extPosixRename:
+			ordered = f.order.pathOp(id)
+		case extFsync:
+			handle, _, ok := takeString(rest)
+			if !ok {
+				break
+			}
+			// SSH_FXP_FSETSTAT id handle flags(0)
+			b := make([]byte, 0, 4+1+4+4+len(handle)+4)
+			b = binary.BigEndian.AppendUint32(b, uint32(1+4+4+len(handle)+4))
+			b = append(b, fxpFsetstat)
+			b = binary.BigEndian.AppendUint32(b, id)
+			b = appendString(b, handle)
+			b = binary.BigEndian.AppendUint32(b, 0)
+			f.pend = b
+			_, _, ordered = f.order.handleOp(id, handle, opOther, 0, 0)
+		}
 	}
-	f.pend = pkt
+	if !ordered {
+		return errSessionOver
+	}
 	return nil
 }
 
@@ -196,6 +308,9 @@ func (f *framer) Write(p []byte) (int, error) {
 	defer f.mu.Unlock()
 	n, err := f.rw.Write(p)
 	f.track(p[:n])
+	if err != nil {
+		f.order.stop() // no reply will come: nothing may wait for one
+	}
 	if err == nil && f.outLeft == 0 && f.outHdrN == 0 {
 		for len(f.injected) > 0 {
 			if _, err = f.rw.Write(f.injected[0]); err != nil {
@@ -208,7 +323,8 @@ func (f *framer) Write(p []byte) (int, error) {
 }
 
 // track follows packet boundaries in the output. A packet's first 9 bytes
-// (length, type, id) are collected in outHdr; outLeft counts the rest.
+// (length, type, id) are collected in outHdr; outLeft counts the rest. Of
+// a HANDLE reply to an OPEN, the body (the handle) is collected too.
 // Called with mu held.
 func (f *framer) track(b []byte) {
 	for len(b) > 0 {
@@ -218,6 +334,9 @@ func (f *framer) track(b []byte) {
 			b = b[k:]
 			if f.outHdrN == len(f.outHdr) {
 				f.outLeft = binary.BigEndian.Uint32(f.outHdr[:4]) + 4 - uint32(len(f.outHdr))
+				f.outBody = f.outBody[:0]
+				f.wantBody = f.outHdr[4] == fxpHandle && f.outLeft <= 4+maxHandleLen &&
+					f.order.wantsHandle(binary.BigEndian.Uint32(f.outHdr[5:9]))
 				if f.outLeft == 0 {
 					f.packetDone()
 				}
@@ -225,6 +344,9 @@ func (f *framer) track(b []byte) {
 			continue
 		}
 		k := min(uint32(len(b)), f.outLeft)
+		if f.wantBody {
+			f.outBody = append(f.outBody, b[:k]...)
+		}
 		f.outLeft -= k
 		b = b[k:]
 		if f.outLeft == 0 {
@@ -233,13 +355,22 @@ func (f *framer) track(b []byte) {
 	}
 }
 
-// packetDone is called when a whole packet has been written.
+// packetDone is called when a whole packet has been written: the request
+// it answers took effect.
 func (f *framer) packetDone() {
 	f.outHdrN = 0
+	id := binary.BigEndian.Uint32(f.outHdr[5:9])
+	var handle []byte
+	if f.wantBody {
+		handle, _, _ = takeString(f.outBody)
+		if handle == nil {
+			handle = []byte{}
+		}
+	}
+	f.order.replied(id, handle)
 	if f.outHdr[4] != fxpStatus {
 		return
 	}
-	id := binary.BigEndian.Uint32(f.outHdr[5:9])
 	if _, ok := f.closes[id]; ok {
 		delete(f.closes, id)
 		if f.release != nil {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/pkg/sftp"
 )
@@ -67,8 +66,9 @@ func resolve(p string) (string, kind, error) {
 type orgFS struct {
 	c *conn
 
-	mu   sync.Mutex
-	open map[string][]*upload // staged uploads of this session by target name
+	mu      sync.Mutex
+	open    map[string][]*upload // uploads of this session by target name
+	handles int                  // open handles: files and folders
 }
 
 func newOrgFS(c *conn) *orgFS { return &orgFS{c: c, open: map[string][]*upload{}} }
@@ -114,6 +114,29 @@ func (f *orgFS) dropUpload(u *upload) {
 	}
 }
 
+// acquireHandle counts a new handle of the session against
+// maxOpenHandles (the number announced in limits@openssh.com; SPEC §3).
+// The returned release gives it back; calling it again does nothing.
+func (f *orgFS) acquireHandle(file string) (release func(), err error) {
+	f.mu.Lock()
+	full := f.handles >= maxOpenHandles
+	if !full {
+		f.handles++
+	}
+	f.mu.Unlock()
+	if full {
+		return nil, f.refuse("handle_limit", file, errTooManyHandles)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			f.handles--
+			f.mu.Unlock()
+		})
+	}, nil
+}
+
 func (f *orgFS) refuse(op, file string, err error) error {
 	f.c.refuse(op, "file", file, "err", err.Error())
 	return err
@@ -143,16 +166,58 @@ func (f *orgFS) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 			return nil, err
 		}
 	}
+	file, _, err := f.openStored("read", name)
+	if err != nil {
+		return nil, err
+	}
+	release, err := f.acquireHandle(name)
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	return readHandle{file, release}, nil
+}
+
+// readHandle is a file open for reading that holds one of the session's
+// handles until pkg/sftp closes it.
+type readHandle struct {
+	*os.File
+	release func()
+}
+
+func (h readHandle) Close() error {
+	defer h.release()
+	return h.File.Close()
+}
+
+// openStored opens a stored file for reading: never through a symlink,
+// only a regular file, and never one with more than one link. SPEC §3: a
+// hard link planted in a folder (to a file outside it, such as the data
+// directory's api_token) is never read, written or chmod-ed. The checks
+// are made on the opened file, so the name cannot be swapped in between.
+func (f *orgFS) openStored(op, name string) (*os.File, os.FileInfo, error) {
 	file, err := openNoFollow(f.c.root, name)
 	if err != nil {
-		return nil, f.translate("read", name, err)
+		return nil, nil, f.translate(op, name, err)
 	}
 	st, err := file.Stat()
-	if err != nil || !st.Mode().IsRegular() {
+	switch {
+	case err != nil || !st.Mode().IsRegular():
 		file.Close()
-		return nil, errNotRegular
+		return nil, nil, errNotRegular
+	case linkCount(st) > 1:
+		file.Close()
+		return nil, nil, f.refuse(op, name, errHardLink)
 	}
-	return file, nil
+	return file, st, nil
+}
+
+// linkCount is the number of hard links of the file st describes.
+func linkCount(st os.FileInfo) uint64 {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return uint64(sys.Nlink)
+	}
+	return 1
 }
 
 // Filewrite opens an upload (see upload).
@@ -172,14 +237,21 @@ func (f *orgFS) openUpload(r *sftp.Request) (*upload, error) {
 	case kindReports, kindReport:
 		return nil, f.refuse("write", name, errReadOnly)
 	}
+	release, err := f.acquireHandle(name)
+	if err != nil {
+		return nil, err
+	}
 	if !f.c.srv.beginUpload() {
+		release()
 		return nil, errShuttingDown
 	}
 	u, err := newUpload(f, name, r.Pflags())
 	if err != nil {
 		f.c.srv.endUpload()
+		release()
 		return nil, err
 	}
+	u.release = release
 	f.addUpload(u)
 	return u, nil
 }
@@ -208,10 +280,12 @@ func (f *orgFS) PosixRename(r *sftp.Request) error { return f.rename(r) }
 // setstat accepts mode and times and ignores ownership (SPEC §3). The mode
 // is kept readable and writable by the daemon and never executable or
 // special: (mode & 0644) | 0600. On a name this session is uploading, the
-// attributes apply to the staged file and so survive the rename into
-// place. A size change is allowed only on a staged upload: truncating a
-// stored file in place would bypass staging. With no attributes at all
-// (which is also how fsync@openssh.com arrives) it syncs the staged file.
+// attributes apply to that upload (see upload.setstat) and so survive the
+// rename into place. A size change is allowed only on an upload:
+// truncating a stored file in place would bypass staging. Attributes are
+// set through the opened file, never by name, and never on a file with
+// more than one link. A setstat never signals a completion (SPEC §3: mode
+// and time changes never start a batch).
 func (f *orgFS) setstat(r *sftp.Request) error {
 	name, k, err := resolve(r.Filepath)
 	if err != nil {
@@ -224,40 +298,37 @@ func (f *orgFS) setstat(r *sftp.Request) error {
 		return f.refuse("setstat", name, errReadOnly)
 	}
 	flags, attrs := r.AttrFlags(), r.Attributes()
-	target := name
-	u := f.staged(name)
-	if u != nil {
-		target = u.tmp
-		if !flags.Size && !flags.Permissions && !flags.Acmodtime {
-			return u.sync()
-		}
-	} else {
-		st, err := f.c.root.Lstat(name)
-		if err != nil {
-			return f.translate("setstat", name, err)
-		}
-		if !st.Mode().IsRegular() {
-			return errNotRegular
-		}
-		if flags.Size && int64(attrs.Size) != st.Size() {
-			return f.refuse("setstat", name, errTruncInPlace)
-		}
+	if u := f.staged(name); u != nil {
+		return u.setstat(flags, attrs)
 	}
-	if flags.Size && u != nil {
-		if err := u.truncate(int64(attrs.Size)); err != nil {
+	if !flags.Size && !flags.Permissions && !flags.Acmodtime {
+		return nil
+	}
+	file, st, err := f.openStored("setstat", name)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	if flags.Size && int64(attrs.Size) != st.Size() {
+		return f.refuse("setstat", name, errTruncInPlace)
+	}
+	if err := setAttrs(file, flags, attrs); err != nil {
+		return f.translate("setstat", name, err)
+	}
+	return nil
+}
+
+// setAttrs sets the mode and times a setstat carries on an open file.
+func setAttrs(file *os.File, flags sftp.FileAttrFlags, attrs *sftp.FileStat) error {
+	if flags.Permissions {
+		if err := file.Chmod(fs.FileMode(attrs.Mode)&0o644 | 0o600); err != nil {
 			return err
 		}
 	}
-	if flags.Permissions {
-		mode := fs.FileMode(attrs.Mode)&0o644 | 0o600
-		if err := f.c.root.Chmod(target, mode); err != nil {
-			return f.translate("setstat", name, err)
-		}
-	}
 	if flags.Acmodtime {
-		at, mt := time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)
-		if err := f.c.root.Chtimes(target, at, mt); err != nil {
-			return f.translate("setstat", name, err)
+		tv := []syscall.Timeval{{Sec: int64(attrs.Atime)}, {Sec: int64(attrs.Mtime)}}
+		if err := syscall.Futimes(int(file.Fd()), tv); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -294,8 +365,16 @@ func (f *orgFS) rename(r *sftp.Request) error {
 	if !st.Mode().IsRegular() {
 		return f.refuse("rename", from, errNotRegular)
 	}
-	if dst, err := f.c.root.Lstat(to); err == nil && dst.IsDir() {
-		return f.refuse("rename", to, errIsDirectory)
+	if linkCount(st) > 1 {
+		return f.refuse("rename", from, errHardLink)
+	}
+	if dst, err := f.c.root.Lstat(to); err == nil {
+		switch {
+		case dst.IsDir():
+			return f.refuse("rename", to, errIsDirectory)
+		case linkCount(dst) > 1:
+			return f.refuse("rename", to, errHardLink)
+		}
 	}
 	if err := f.c.root.Rename(from, to); err != nil {
 		return f.translate("rename", from, err)
@@ -368,7 +447,15 @@ func (f *orgFS) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 				return nil, err
 			}
 		}
-		return f.list(name)
+		infos, err := f.list(name)
+		if err != nil {
+			return nil, err
+		}
+		release, err := f.acquireHandle(name)
+		if err != nil {
+			return nil, err
+		}
+		return dirHandle{infos, release}, nil
 	case "Stat", "Lstat":
 		return f.stat(name, k)
 	case "Readlink":
@@ -411,7 +498,19 @@ func (f *orgFS) stat(name string, k kind) (sftp.ListerAt, error) {
 	return listerAt{st}, nil
 }
 
-func (f *orgFS) list(name string) (sftp.ListerAt, error) {
+// dirHandle is a folder listing that holds one of the session's handles
+// until pkg/sftp closes it.
+type dirHandle struct {
+	listerAt
+	release func()
+}
+
+func (d dirHandle) Close() error {
+	d.release()
+	return nil
+}
+
+func (f *orgFS) list(name string) (listerAt, error) {
 	d, err := f.c.root.Open(name)
 	if err != nil {
 		return nil, f.translate("list", name, err)

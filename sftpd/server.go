@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -30,8 +29,9 @@ type Keys interface {
 
 // Uploads receives completion signals. Notify is called with the file name
 // as it sits in the organization's folder, after the file is in place: when
-// a handle written to that name is closed cleanly, and when a rename or
-// posix-rename targets that name. It is called for every such name in the
+// a handle that changed the file (created, truncated or wrote to it) is
+// closed cleanly, and when a rename or posix-rename targets that name; never
+// for a mode or time change (SPEC §3). It is called for every such name in the
 // folder's top level (never for reports/ or for the server's own temporary
 // names); the receiver decides which names it processes. Notify must not
 // block.
@@ -200,6 +200,7 @@ func New(cfg Config) (*Server, error) {
 	s.bans = newBanList(func() time.Time { return s.now() })
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.SetLimits(cfg.Limits)
+	s.removeStaleUploads()
 	return s, nil
 }
 
@@ -479,7 +480,7 @@ func (s *Server) handleConn(nc net.Conn, ip string) {
 
 	root, err := s.openOrgRoot(org)
 	if err != nil {
-		log.Error("open organization folder", "err", err)
+		c.refuseFolder(chans, err)
 		return
 	}
 	defer root.Close()
@@ -515,17 +516,6 @@ func (s *Server) handleConn(nc net.Conn, ip string) {
 func (s *Server) refuse(log *slog.Logger, reason string, args ...any) {
 	s.metrics.refusals.WithLabelValues(reason).Inc()
 	log.Info("request refused", append([]any{"event", "refused", "reason", reason}, args...)...)
-}
-
-// openOrgRoot creates the organization folder and its reports/ subfolder
-// when missing and opens the folder as an os.Root, which confines every
-// file operation of the connection to it.
-func (s *Server) openOrgRoot(org string) (*os.Root, error) {
-	dir := filepath.Join(s.cfg.Root, org)
-	if err := os.MkdirAll(filepath.Join(dir, reportsDir), 0o750); err != nil {
-		return nil, err
-	}
-	return os.OpenRoot(dir)
 }
 
 func newSessionID() string {

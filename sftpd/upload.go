@@ -26,21 +26,38 @@ const maxHashPending = 32 << 20
 // organization folder and renamed onto its name only when the client closes
 // the handle cleanly; a dropped connection, a size-limit breach or a
 // shutdown discards it, so the previous file stays untouched and nothing is
-// signalled. Opening without truncation (resume, offset writes) first
-// copies the existing file into the temporary one.
+// signalled.
+//
+// The staged file is made when the handle first changes the content: at
+// open when it creates the file or truncates it, else at the first write
+// or size change, which first copies the stored file into it (resume,
+// offset writes, append). A handle that never changes the content (touch
+// over sshfs: open for writing, set the times, close; or a read-write
+// handle only read) stages nothing: its mode and time changes apply to
+// the stored file in place, and its close signals nothing, so it cannot
+// put back an older copy over a newer upload either.
+//
+// On a handle opened with SSH_FXF_APPEND, the framer (see order) gives
+// each write an offset relative to the end of the file when it was
+// staged, in the order the client sent the writes; WriteAt adds that end.
 //
 // pkg/sftp calls WriteAt from several goroutines and reuses the slice it
 // passes (WithRSAllocator), so nothing here keeps p after WriteAt returns.
 type upload struct {
-	fs    *orgFS
-	name  string // target name in the organization folder
-	tmp   string // staged name
-	file  *os.File
-	max   int64
-	start time.Time
+	fs      *orgFS
+	name    string // target name in the organization folder
+	max     int64
+	start   time.Time
+	appends bool     // opened with SSH_FXF_APPEND
+	orig    *os.File // the stored file the upload starts from; nil when it created or truncated it
+	release func()   // gives back the session's handle
 
 	mu       sync.Mutex
-	size     int64 // highest end offset written
+	tmp      string   // staged name
+	file     *os.File // staged file; nil until the content changes
+	base     int64    // append handles: where relative offset 0 is
+	appended int64    // append handles: bytes written so far
+	size     int64    // highest end offset written
 	hash     hash.Hash
 	hashed   int64            // prefix of the file fed to hash
 	pending  map[int64][]byte // out-of-order writes not hashed yet
@@ -65,47 +82,65 @@ func newUpload(f *orgFS, name string, flags sftp.FileOpenFlags) (*upload, error)
 			return nil, errIsDirectory
 		case !st.Mode().IsRegular():
 			return nil, errNotRegular
+		case linkCount(st) > 1:
+			return nil, f.refuse("write", name, errHardLink)
 		case flags.Excl:
 			return nil, errExists
 		}
 	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := TempPrefix + hex.EncodeToString(rnd[:])
-	file, err := f.c.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, f.translate("write", name, err)
-	}
 	u := &upload{
-		fs: f, name: name, tmp: tmp, file: file, max: f.c.srv.currentLimits().MaxUploadSize,
-		start: time.Now(), hash: sha256.New(), pending: map[int64][]byte{},
+		fs: f, name: name, max: f.c.srv.currentLimits().MaxUploadSize, start: time.Now(),
+		appends: flags.Append, hash: sha256.New(), pending: map[int64][]byte{},
 	}
 	if exists && !flags.Trunc {
-		if err := u.copyExisting(); err != nil {
-			u.discard()
+		u.orig, _, err = f.openStored("write", name)
+		if err != nil {
 			return nil, err
 		}
+		return u, nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err := u.stageLocked(); err != nil {
+		return nil, err
 	}
 	return u, nil
 }
 
-// copyExisting seeds the staged file with the current content, hashing it.
-func (u *upload) copyExisting() error {
-	old, err := openNoFollow(u.fs.c.root, u.name)
+// stageLocked makes the staged file, seeded with the stored file's content
+// and mode when the upload starts from it. Called with mu held.
+func (u *upload) stageLocked() error {
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	tmp := TempPrefix + hex.EncodeToString(rnd[:])
+	file, err := u.fs.c.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return u.fs.translate("write", u.name, err)
 	}
-	defer old.Close()
-	n, err := io.Copy(io.MultiWriter(u.file, u.hash), old)
-	if err != nil {
-		return u.fs.translate("write", u.name, err)
+	if u.orig != nil {
+		err := func() error {
+			st, err := u.orig.Stat()
+			if err != nil {
+				return err
+			}
+			if err := file.Chmod(st.Mode().Perm()); err != nil {
+				return err
+			}
+			n, err := io.Copy(io.MultiWriter(file, u.hash), io.NewSectionReader(u.orig, 0, st.Size()))
+			u.size, u.hashed, u.base = n, n, n
+			return err
+		}()
+		if err != nil {
+			file.Close()
+			u.fs.c.root.Remove(tmp)
+			return u.fs.translate("write", u.name, err)
+		}
 	}
-	u.size, u.hashed = n, n
+	u.tmp, u.file = tmp, file
 	return nil
 }
 
 func (u *upload) WriteAt(p []byte, off int64) (int, error) {
-	end := off + int64(len(p))
 	u.mu.Lock()
 	if u.failed != nil || u.closed {
 		err := u.failed
@@ -115,14 +150,27 @@ func (u *upload) WriteAt(p []byte, off int64) (int, error) {
 		}
 		return 0, err
 	}
+	if u.file == nil {
+		if err := u.stageLocked(); err != nil {
+			u.failed = err
+			u.mu.Unlock()
+			return 0, err
+		}
+	}
+	if u.appends {
+		off += u.base
+		u.appended += int64(len(p))
+	}
+	end := off + int64(len(p))
 	if off < 0 || end > u.max {
 		u.failed = failure(fmt.Sprintf("upload exceeds the size limit of %d bytes", u.max))
 		u.mu.Unlock()
 		return 0, u.failed
 	}
+	file := u.file
 	u.mu.Unlock()
 
-	n, err := u.file.WriteAt(p, off)
+	n, err := file.WriteAt(p, off)
 
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -170,7 +218,18 @@ func (u *upload) hashWrite(p []byte, off int64) {
 	}
 }
 
-func (u *upload) ReadAt(p []byte, off int64) (int, error) { return u.file.ReadAt(p, off) }
+func (u *upload) ReadAt(p []byte, off int64) (int, error) { return u.current().ReadAt(p, off) }
+
+// current is the file the handle reads and sets attributes on: the staged
+// file, or the stored one while nothing changed.
+func (u *upload) current() *os.File {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.file != nil {
+		return u.file
+	}
+	return u.orig
+}
 
 // TransferError is called by pkg/sftp when the connection ended with the
 // handle still open: the upload is then discarded by Close.
@@ -182,21 +241,42 @@ func (u *upload) TransferError(err error) {
 	u.mu.Unlock()
 }
 
-func (u *upload) stat() (os.FileInfo, error) { return u.file.Stat() }
+func (u *upload) stat() (os.FileInfo, error) { return u.current().Stat() }
 
-func (u *upload) sync() error {
-	if err := u.file.Sync(); err != nil {
-		return u.fs.translate("fsync", u.name, err)
+// setstat applies a setstat to the handle's file (see orgFS.setstat). A
+// size change stages the upload; mode and times go to the staged file, or
+// to the stored one in place while nothing changed; no attributes at all
+// (fsync@openssh.com) syncs it.
+func (u *upload) setstat(flags sftp.FileAttrFlags, attrs *sftp.FileStat) error {
+	if flags.Size {
+		if err := u.truncate(int64(attrs.Size)); err != nil {
+			return err
+		}
+	}
+	file := u.current()
+	if !flags.Size && !flags.Permissions && !flags.Acmodtime {
+		if err := file.Sync(); err != nil {
+			return u.fs.translate("fsync", u.name, err)
+		}
+		return nil
+	}
+	if err := setAttrs(file, flags, attrs); err != nil {
+		return u.fs.translate("setstat", u.name, err)
 	}
 	return nil
 }
 
 func (u *upload) truncate(size int64) error {
-	if size > u.max {
+	if size < 0 || size > u.max {
 		return failure(fmt.Sprintf("upload exceeds the size limit of %d bytes", u.max))
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.file == nil {
+		if err := u.stageLocked(); err != nil {
+			return err
+		}
+	}
 	if err := u.file.Truncate(size); err != nil {
 		return u.fs.translate("setstat", u.name, err)
 	}
@@ -204,11 +284,16 @@ func (u *upload) truncate(size int64) error {
 	if size < u.hashed {
 		u.rehash = true
 	}
+	if u.appends {
+		// Later appends go to the new end.
+		u.base = size - u.appended
+	}
 	return nil
 }
 
 // Close completes the upload: it renames the staged file onto its name and
-// signals it, or discards it if the transfer failed.
+// signals it, or discards it if the transfer failed. A handle that changed
+// nothing signals nothing.
 func (u *upload) Close() error {
 	u.mu.Lock()
 	if u.closed {
@@ -216,14 +301,24 @@ func (u *upload) Close() error {
 		return nil
 	}
 	u.closed = true
-	failed, aborted := u.failed, u.aborted
+	failed, aborted, staged := u.failed, u.aborted, u.file != nil
 	u.mu.Unlock()
 	defer u.fs.dropUpload(u)
 	defer u.fs.c.srv.endUpload()
+	defer u.release()
+	if u.orig != nil {
+		defer u.orig.Close()
+	}
 
 	log, m := u.fs.c.log, u.fs.c.srv.metrics
+	if !staged && failed == nil {
+		log.Debug("write handle closed without changes", "file", u.name)
+		return nil
+	}
 	if aborted != nil || failed != nil {
-		u.discard()
+		if staged {
+			u.discard()
+		}
 		result, reason := "aborted", fmt.Sprint(aborted)
 		if failed != nil {
 			result, reason = "failed", failed.Error()
