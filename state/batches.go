@@ -53,6 +53,18 @@ type Batch struct {
 	// Effective fingerprints the policy and limits the batch ran with
 	// (ingest compares it to recognize a repeated upload).
 	Effective string `json:"effective,omitempty"`
+	// Ignored are the files the batch set aside: candidates of a kind
+	// whose more recently completed file the batch took (SPEC §5).
+	Ignored []BatchFile `json:"ignored,omitempty"`
+	// Supersedes names the unfinished or held batches this one replaced.
+	Supersedes []string `json:"supersedes,omitempty"`
+	// Attempts counts the runs of the batch that failed for a reason
+	// outside its files (a full disk, an I/O error, a panic); LastError is
+	// the last such failure, for the operator; RetryAt is when the batch
+	// runs again while it waits (nil once it is final).
+	Attempts  int        `json:"attempts,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
+	RetryAt   *time.Time `json:"retry_at,omitempty"`
 }
 
 // BatchFile is one input file of a batch, as archived.
@@ -63,6 +75,12 @@ type BatchFile struct {
 	SHA256  string    `json:"sha256"`
 	Rows    int       `json:"rows"`
 	ModTime time.Time `json:"mod_time"`
+	// CompletedAt is when the file's upload completed (Completion): with
+	// Name, it identifies the completion.
+	CompletedAt time.Time `json:"completed_at,omitzero"`
+	// From names the superseded batch the file was taken over from: the
+	// newest file of its kind was in that batch, not in this upload.
+	From string `json:"from_batch,omitempty"`
 }
 
 // BatchCounts are the snapshot totals after the batch (or that the batch
