@@ -174,12 +174,14 @@ func (db *DB) ForgetCompletions(org string, names []string) error {
 //     processed, and the organization's newest completion moves forward;
 //   - every older held or unfinished (pending, processing) batch of the
 //     organization, back to the newest one applied, unchanged or
-//     rejected, becomes superseded by b; reports[id], when given, is
-//     stored as the report of such a batch.
+//     rejected, becomes superseded by b, and b.Supersedes names them; the
+//     report of each unfinished one is report(it) when report is not nil
+//     (a held one keeps its report, which the caller rewrites).
 //
-// It returns the batches it superseded, as they were. ErrNotFound when
-// the organization does not exist, ErrExists when b.ID does.
-func (db *DB) FormBatch(b Batch, reports map[string][]byte) ([]Batch, error) {
+// report runs inside the transaction: it must only build bytes. It
+// returns the batches superseded, as they were. ErrNotFound when the
+// organization does not exist, ErrExists when b.ID does.
+func (db *DB) FormBatch(b Batch, report func(superseded Batch) []byte) ([]Batch, error) {
 	if b.CreatedAt.IsZero() {
 		b.CreatedAt = db.now().UTC()
 	}
@@ -212,21 +214,27 @@ func (db *DB) FormBatch(b Batch, reports map[string][]byte) ([]Batch, error) {
 			}
 			if old.Status == BatchHeld || old.Status == BatchPending || old.Status == BatchProcessing {
 				superseded = append(superseded, old)
+				if old.Status != BatchHeld && report != nil {
+					if rep := report(old); rep != nil {
+						if err := reps.Put([]byte(old.ID), rep); err != nil {
+							return err
+						}
+					}
+				}
 				now := db.now().UTC()
 				old.Status, old.SupersededBy, old.FinishedAt, old.RetryAt = BatchSuperseded, b.ID, &now, nil
 				if err := putJSON(recs, k, old); err != nil {
 					return err
-				}
-				if rep := reports[old.ID]; rep != nil {
-					if err := reps.Put([]byte(old.ID), rep); err != nil {
-						return err
-					}
 				}
 				continue
 			}
 			if old.Status != BatchSuperseded {
 				break // older batches were settled before this one
 			}
+		}
+		b.Supersedes = nil
+		for i := len(superseded) - 1; i >= 0; i-- {
+			b.Supersedes = append(b.Supersedes, superseded[i].ID)
 		}
 		if err := putJSON(recs, []byte(b.ID), b); err != nil {
 			return err

@@ -31,7 +31,7 @@ func TestFormBatch(t *testing.T) {
 		{Name: "users_2.csv", Kind: "users", Size: 10, CompletedAt: t0.Add(2 * time.Second)},
 		{Name: "groups.csv", Kind: "groups", Size: 5, SHA256: "ab", CompletedAt: t0, From: "B4"},
 	}, Ignored: []BatchFile{{Name: "users.csv", Kind: "users", Size: 9, CompletedAt: t0.Add(time.Second)}}}
-	sup, err := db.FormBatch(b, map[string][]byte{"B4": []byte(`{"status":"superseded"}`)})
+	sup, err := db.FormBatch(b, func(s Batch) []byte { return []byte(`{"status":"superseded","was":"` + s.Status + `"}`) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,13 +42,16 @@ func TestFormBatch(t *testing.T) {
 	if diff := cmp.Diff([]string{"B4:processing", "B3:held"}, ids); diff != "" {
 		t.Errorf("superseded (-want +got):\n%s", diff)
 	}
+	if got, _ := db.Batch("acme", "B5"); !cmp.Equal(got.Supersedes, []string{"B3", "B4"}) {
+		t.Errorf("B5 supersedes %v; want [B3 B4]", got.Supersedes)
+	}
 	for id, want := range map[string]string{"B1": BatchProcessing, "B3": BatchSuperseded, "B4": BatchSuperseded, "B5": BatchPending} {
 		got, _ := db.Batch("acme", id)
 		if got.Status != want || (want == BatchSuperseded && got.SupersededBy != "B5") {
 			t.Errorf("batch %s = %s by %q; want %s", id, got.Status, got.SupersededBy, want)
 		}
 	}
-	if rep, err := db.BatchReport("acme", "B4"); err != nil || string(rep) != `{"status":"superseded"}` {
+	if rep, err := db.BatchReport("acme", "B4"); err != nil || string(rep) != `{"status":"superseded","was":"processing"}` {
 		t.Errorf("report of B4 = %s, %v", rep, err)
 	}
 	c, err := db.Completions("acme")

@@ -111,7 +111,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 			return nil, err
 		}
 	}
-	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
+	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), testStateOptions(os.Getenv))
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +131,10 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	}
 	ic := ingestConfig(cfg, d)
 	ic.OnApplied = d.deliverer.Wake
+	if err := applyTestHooks(os.Getenv, &ic); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if d.pipeline, err = ingest.New(ic); err != nil {
 		db.Close()
 		return nil, err
