@@ -96,10 +96,11 @@ func (p *Pipeline) archiveBatch(ctx context.Context, l *orgLoop, b state.Batch) 
 		return b, nil, fmt.Errorf("archive batch: %w", err)
 	}
 	p.log.Debug("batch archived", "org", l.org, "batch", b.ID, "archive", time.Since(start))
-	if _, err := p.db.RecordArchived(l.org, b.ID, kept); err != nil {
+	sb, err := p.db.RecordArchived(l.org, b.ID, kept)
+	if err != nil {
 		return b, nil, err
 	}
-	b.Files, b.Status = kept, state.BatchProcessing
+	b.Files, b.Status = sb.Files, state.BatchProcessing
 	return b, notes, nil
 }
 
@@ -156,7 +157,7 @@ func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state
 	if err != nil {
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
-	f.Size, f.SHA256, f.ModTime = n, hex.EncodeToString(h.Sum(nil)), fi.ModTime()
+	f.Size, f.SHA256, f.ModTime, f.ChangeTime = n, hex.EncodeToString(h.Sum(nil)), fi.ModTime(), changeTime(st)
 	return f, nil
 }
 

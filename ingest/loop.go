@@ -18,11 +18,8 @@ const minStill = time.Second
 
 // pendingFile is a file waiting for the organization's next batch.
 type pendingFile struct {
-	name    string
-	trusted bool // a completed upload (sftpd's Notify)
-	// completed is when a trusted file's upload last completed (its last
-	// Notify); an untrusted file's completion is its change time.
-	completed    time.Time
+	name         string
+	trusted      bool // a completed upload (sftpd's Notify)
 	size         int64
 	mtime, ctime time.Time // an untrusted file's, from its last stat
 }
@@ -109,7 +106,7 @@ func (l *orgLoop) add(name string, trusted bool) {
 		l.pending[name] = f
 	}
 	if trusted {
-		f.trusted, f.completed = true, now
+		f.trusted = true
 		l.last = now
 	} else if l.last.IsZero() {
 		l.last = now

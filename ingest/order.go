@@ -25,22 +25,32 @@ import (
 
 // The order of batches (SPEC §5): the directory never goes back in time.
 //
-// A completion is a file's upload finishing: for an SFTP upload the
-// moment sftpd signalled it (Notify); for a file the watcher or the scan
-// found, its change time (ctime), which every write and rename moves and
-// no client can set, unlike the modification time (put -p, rsync -t). A
-// batch takes completions the organization has not processed: the state
-// records, per organization, the newest completion processed under each
-// file name (size, modification time, SHA-256) and the newest completion
-// time of all (state.Completions). A found file is not taken when its
-// name's record matches it (same size and modification time, or same
-// size and content) or when it completed no later than the newest
-// completion processed; an SFTP completion is always new.
+// A completion is a file's upload finishing. Its time is the file's
+// change time (ctime) as the batch is formed, whether sftpd signalled it
+// (Notify, after its rename) or the watcher or the scan found it: every
+// write and rename moves the change time, no client can set it (unlike
+// the modification time: put -p, rsync -t), and it comes from one clock,
+// the file system's. (The time of Notify would come from the process's
+// clock, which the kernel's change times trail by up to a tick: a file
+// placed just after an SFTP upload could then seem older than it and be
+// dropped.) A later mode or time change only moves a completion later.
+//
+// A batch takes completions the organization has not processed: the
+// state records, per organization, the newest completion processed under
+// each file name (size, modification and change time, SHA-256) and the
+// newest completion time of each kind (state.Completions). A file is not
+// taken when its name's record shows the same bytes (a file the watcher
+// or the scan found: same size and modification time, or same size and
+// content; an SFTP upload: same size, modification and change time, that
+// is, a batch archived it already), nor when it completed before the
+// newest processed completion of its kind. Kinds are ordered apart: each
+// replaces its own part of the snapshot, so a late groups.csv is not
+// dropped for a newer users.csv.
 //
 // Of several candidates of one kind, the most recently completed wins;
-// on equal times, the name that sorts last (byte order: dated names sort
-// by date). The others are set aside: recorded as processed, and named
-// in the batch's report.
+// on equal times (the change time's tick), the name that sorts last (byte
+// order: dated names sort by date). The others are set aside: recorded
+// as processed, and named in the batch's report.
 //
 // Batches of one organization run one at a time, in the order they were
 // formed. A run that fails for a reason outside the files (outsideFiles,
@@ -68,7 +78,7 @@ type candidate struct {
 }
 
 // newer orders candidates: the later completion, then the name that sorts
-// last.
+// last (the order of state.Completion.After).
 func newer(a, b candidate) bool {
 	if c := a.completed.Compare(b.completed); c != 0 {
 		return c > 0
@@ -97,35 +107,40 @@ func choose(cands []candidate) (taken map[schema.Kind]candidate, ignored []candi
 }
 
 // candidates returns the settled files that are completions org has not
-// processed (see above), with their kinds and completion times.
-func (p *Pipeline) candidates(l *orgLoop, set settings, files []pendingFile, done state.Completions) []candidate {
-	var out []candidate
+// processed (see above), with their kinds and completion times; stale are
+// those that come before the last processed completion of their kind.
+func (p *Pipeline) candidates(l *orgLoop, set settings, files []pendingFile, done state.Completions) (out, stale []candidate) {
 	for _, f := range files {
 		k, ok := set.kindOf(f.name)
 		if !ok {
 			continue
 		}
 		c := candidate{name: f.name, kind: k, size: f.size, mtime: f.mtime, completed: f.ctime}
+		rec, seen := done.Files[f.name]
 		if f.trusted {
 			fi, err := l.stat(f.name)
 			if err != nil || !fi.Mode().IsRegular() {
 				continue // gone since it completed
 			}
-			c.size, c.mtime, c.completed = fi.Size(), fi.ModTime(), f.completed
-			out = append(out, c)
-			continue
-		}
-		if rec, ok := done.Files[f.name]; ok && p.sameFile(l.org, rec, c) {
+			c.size, c.mtime, c.completed = fi.Size(), fi.ModTime(), changeTime(fi)
+			if seen && !rec.ChangeTime.IsZero() && rec.Size == c.size && rec.ModTime.Equal(c.mtime) && rec.ChangeTime.Equal(c.completed) {
+				// The batch of an earlier completion of the name, which
+				// archived it after this upload replaced it, took these
+				// very bytes.
+				continue
+			}
+		} else if seen && p.sameFile(l.org, rec, c) {
 			continue // processed: the scan or the watcher saw it again
 		}
-		if !c.completed.After(done.Newest) {
-			p.log.Info("file not taken: it completed before the organization's last processed upload",
-				"org", l.org, "file", f.name, "completed", c.completed.UTC(), "last_processed", done.Newest.UTC())
+		if last, ok := done.Newest[string(k)]; ok && !newer(c, candidate{name: last.Name, completed: last.CompletedAt}) {
+			p.log.Info("file not taken: it completed before the last processed file of its kind",
+				"org", l.org, "file", f.name, "completed", c.completed.UTC(), "last_processed", last.Name, "last_completed", last.CompletedAt.UTC())
+			stale = append(stale, c)
 			continue
 		}
 		out = append(out, c)
 	}
-	return out
+	return out, stale
 }
 
 // sameFile reports whether c is the completion rec records: same size and
@@ -162,7 +177,10 @@ func (p *Pipeline) form(ctx context.Context, l *orgLoop, set settings, files []p
 		p.formFailed(l, files, err)
 		return
 	}
-	taken, ignored := choose(p.candidates(l, set, files, done))
+	cands, stale := p.candidates(l, set, files, done)
+	taken, ignored := choose(cands)
+	ignored = append(ignored, stale...)
+	slices.SortFunc(ignored, func(a, b candidate) int { return cmp.Compare(a.name, b.name) })
 	b := state.Batch{ID: ulid.Make().String(), Org: l.org, Status: state.BatchPending, CreatedAt: time.Now().UTC()}
 	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups} {
 		if c, ok := taken[k]; ok {
@@ -183,20 +201,30 @@ func (p *Pipeline) form(ctx context.Context, l *orgLoop, set settings, files []p
 		b.Ignored = append(b.Ignored, state.BatchFile{Name: c.name, Kind: string(c.kind), Size: c.size, ModTime: c.mtime, CompletedAt: c.completed})
 	}
 	if len(b.Files) == 0 || (len(taken) == 0 && files != nil) {
-		return // nothing new: a waiting batch goes on waiting
+		// Nothing new: a waiting batch goes on waiting; files set aside
+		// get a batch of their own, so that their report says why.
+		if len(b.Ignored) > 0 {
+			b.Files = nil
+			p.recordIgnored(l, b)
+		}
+		return
 	}
 	reports := map[string]*report.Report{}
-	sup, err := p.db.FormBatch(b, func(s state.Batch) []byte {
-		if i := slices.IndexFunc(older, func(o state.Batch) bool { return o.ID == s.ID }); i >= 0 {
-			s = older[i] // what the loop knows of its attempts
-		}
-		rep := supersededReport(s, b)
-		var js bytes.Buffer
-		if rep.WriteJSON(&js) != nil {
-			return nil
-		}
-		reports[s.ID] = rep
-		return js.Bytes()
+	var sup []state.Batch
+	err = p.protect(l.org, b.ID, func() (err error) {
+		sup, err = p.db.FormBatch(b, func(s state.Batch) []byte {
+			if i := slices.IndexFunc(older, func(o state.Batch) bool { return o.ID == s.ID }); i >= 0 {
+				s = older[i] // what the loop knows of its attempts
+			}
+			rep := supersededReport(s, b)
+			var js bytes.Buffer
+			if rep.WriteJSON(&js) != nil {
+				return nil
+			}
+			reports[s.ID] = rep
+			return js.Bytes()
+		})
+		return err
 	})
 	if err != nil {
 		p.formFailed(l, files, err)
@@ -224,6 +252,27 @@ func (p *Pipeline) form(ctx context.Context, l *orgLoop, set settings, files []p
 	}
 	p.log.Info("batch started", "org", l.org, "batch", b.ID, "files", len(b.Files))
 	p.runBatch(ctx, l, b, nil)
+}
+
+// recordIgnored records b, which only sets files aside, as ignored, and
+// writes its report. The files' completions are processed either way.
+func (p *Pipeline) recordIgnored(l *orgLoop, b state.Batch) {
+	rep := batchReport(b, state.BatchIgnored, orderNotes(b))
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		return
+	}
+	err := p.protect(l.org, b.ID, func() error { return p.db.RecordIgnored(b, js.Bytes()) })
+	if err != nil {
+		p.log.Warn("record ignored files", "org", l.org, "batch", b.ID, "err", err)
+		return
+	}
+	p.metrics.batches.WithLabelValues(state.BatchIgnored).Inc()
+	p.log.Info("files ignored: a later file of their kind was processed", "org", l.org, "batch", b.ID, "files", len(b.Ignored))
+	b.Status = state.BatchIgnored
+	if err := p.writeReport(l.org, b, rep); err != nil {
+		p.log.Warn("write report", "org", l.org, "batch", b.ID, "err", err)
+	}
 }
 
 // formFailed puts files back to form a batch later: the state could not
@@ -264,24 +313,33 @@ func (p *Pipeline) runBatch(ctx context.Context, l *orgLoop, b state.Batch, note
 
 // tryBatch is one run of b: archive it if pending, then process it. A
 // panic is recovered as the run's error.
-func (p *Pipeline) tryBatch(ctx context.Context, l *orgLoop, b *state.Batch, notes []string) (err error) {
+func (p *Pipeline) tryBatch(ctx context.Context, l *orgLoop, b *state.Batch, notes []string) error {
+	return p.protect(l.org, b.ID, func() (err error) {
+		notes = append(orderNotes(*b), notes...)
+		if b.Status == state.BatchPending {
+			var more []string
+			if *b, more, err = p.archiveBatch(ctx, l, *b); err != nil {
+				return err
+			}
+			notes = append(notes, more...)
+		}
+		b.RetryAt = nil
+		_, err = p.processArchived(ctx, l, *b, policyOverride{}, notes)
+		return err
+	})
+}
+
+// protect runs fn and turns a panic into its error, logged with the
+// stack: a bug met by one batch must not stop the daemon; the batch is
+// retried like after any failure outside its files.
+func (p *Pipeline) protect(org, batch string, fn func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
-			p.log.Error("batch panicked", "org", l.org, "batch", b.ID, "err", err, "stack", string(debug.Stack()))
+			p.log.Error("batch panicked", "org", org, "batch", batch, "err", err, "stack", string(debug.Stack()))
 		}
 	}()
-	notes = append(orderNotes(*b), notes...)
-	if b.Status == state.BatchPending {
-		var more []string
-		if *b, more, err = p.archiveBatch(ctx, l, *b); err != nil {
-			return err
-		}
-		notes = append(notes, more...)
-	}
-	b.RetryAt = nil
-	_, err = p.processArchived(ctx, l, *b, policyOverride{}, notes)
-	return err
+	return fn()
 }
 
 // failed records a failed run of b and makes it wait for its retry.
@@ -291,18 +349,26 @@ func (p *Pipeline) failed(l *orgLoop, b state.Batch, err error) {
 	d := p.backoff(b.Attempts)
 	at := time.Now().Add(d).UTC()
 	b.RetryAt = &at
+	rep := retryReport(b)
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		p.log.Error("encode report", "org", l.org, "batch", b.ID, "err", err)
+	}
+	switch rerr := p.db.RecordFailure(b, js.Bytes()); {
+	case errors.Is(rerr, state.ErrBatchFinished):
+		// It failed after it was final (merging its overlay): nothing
+		// to retry; the next apply finishes the merge.
+		p.log.Warn("batch failed after it was finished", "org", l.org, "batch", b.ID, "err", err)
+		p.setWaiting(l, nil)
+		return
+	case rerr != nil:
+		p.log.Warn("record the batch's failure", "org", l.org, "batch", b.ID, "err", rerr)
+	}
 	p.metrics.retries.Inc()
 	p.log.Warn("batch failed; it is retried", "org", l.org, "batch", b.ID, "status", b.Status,
 		"attempt", b.Attempts, "retry_in", d, "err", err)
-	rep := retryReport(b)
-	var js bytes.Buffer
-	if rep.WriteJSON(&js) == nil {
-		if err := p.db.RecordFailure(b, js.Bytes()); err != nil {
-			p.log.Warn("record the batch's failure", "org", l.org, "batch", b.ID, "err", err)
-		}
-		if err := p.writeReport(l.org, b, rep); err != nil {
-			p.log.Warn("write report", "org", l.org, "batch", b.ID, "err", err)
-		}
+	if err := p.writeReport(l.org, b, rep); err != nil {
+		p.log.Warn("write report", "org", l.org, "batch", b.ID, "err", err)
 	}
 	l.retryAt = at
 	p.setWaiting(l, &b)
@@ -365,7 +431,7 @@ func (p *Pipeline) newestOutcome(org string) string {
 		}
 		for _, b := range page {
 			switch b.Status {
-			case state.BatchPending, state.BatchProcessing, state.BatchSuperseded:
+			case state.BatchPending, state.BatchProcessing, state.BatchSuperseded, state.BatchIgnored:
 			default:
 				return b.ID
 			}
@@ -455,6 +521,10 @@ func orderNotes(b state.Batch) []string {
 		winner := ""
 		if i := slices.IndexFunc(b.Files, func(w state.BatchFile) bool { return w.Kind == f.Kind }); i >= 0 {
 			winner = b.Files[i].Name
+		}
+		if winner == "" {
+			notes = append(notes, fmt.Sprintf("%s was ignored: a %s file that completed later was processed before it.", f.Name, f.Kind))
+			continue
 		}
 		notes = append(notes, fmt.Sprintf("%s was ignored: %s, completed later, is this batch's %s file.", f.Name, winner, f.Kind))
 	}

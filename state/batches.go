@@ -19,13 +19,14 @@ const (
 	BatchRejected   = "rejected"  // errors: nothing changed
 	BatchHeld       = "held"      // the deletion guard stopped it; approve or upload again
 	BatchSuperseded = "superseded"
+	BatchIgnored    = "ignored" // files set aside, nothing processed (RecordIgnored)
 )
 
 // BatchFinished reports whether status is final: nothing will run the
 // batch again. Held is not final (it can be approved).
 func BatchFinished(status string) bool {
 	switch status {
-	case BatchApplied, BatchUnchanged, BatchRejected, BatchSuperseded:
+	case BatchApplied, BatchUnchanged, BatchRejected, BatchSuperseded, BatchIgnored:
 		return true
 	}
 	return false
@@ -81,6 +82,10 @@ type BatchFile struct {
 	// From names the superseded batch the file was taken over from: the
 	// newest file of its kind was in that batch, not in this upload.
 	From string `json:"from_batch,omitempty"`
+	// ChangeTime is the file's change time (ctime) when it was archived:
+	// with its size and modification time, it recognizes those bytes in
+	// the folder (a completion whose bytes a batch already archived).
+	ChangeTime time.Time `json:"change_time,omitzero"`
 }
 
 // BatchCounts are the snapshot totals after the batch (or that the batch
@@ -178,7 +183,7 @@ func (db *DB) CreateBatch(b Batch) (superseded []string, err error) {
 				}
 				superseded = append(superseded, old.ID)
 			}
-			if BatchFinished(old.Status) && old.Status != BatchSuperseded {
+			if BatchFinished(old.Status) && old.Status != BatchSuperseded && old.Status != BatchIgnored {
 				break // older batches were settled before this one
 			}
 		}

@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -14,11 +15,12 @@ import (
 // one transaction over the batch, its completions and the batches it
 // supersedes, so a SQL store can implement it the same way.
 //
-// completions/ORG/ holds "newest" (the newest completion time the
-// organization has processed, RFC 3339) and a "files" bucket: file name ->
-// Completion (JSON), the newest completion processed under that name. A
-// database written before completions existed is seeded at Open from its
-// batch records (seedCompletions).
+// completions/ORG/ holds a "newest" bucket: kind -> the newest Completion
+// of that kind the organization has processed (JSON), and a "files"
+// bucket: file name -> Completion (JSON), the newest completion processed
+// under that name. Completions are ordered by CompletedAt, then by Name
+// (byte order; Completion.After). A database written before completions
+// existed is seeded at Open from its batch records (seedCompletions).
 
 var (
 	bucketCompletions = []byte("completions")
@@ -31,22 +33,34 @@ var (
 // was taken. CompletedAt and Name identify it.
 type Completion struct {
 	Name    string    `json:"name"`
+	Kind    string    `json:"kind"`
 	Size    int64     `json:"size"`
 	ModTime time.Time `json:"mod_time"`
 	// SHA256 is set once the file is archived ("" while it is not, and
 	// for a file set aside, which is never read).
-	SHA256      string    `json:"sha256,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	// ChangeTime is the archived file's change time (zero before).
+	ChangeTime  time.Time `json:"change_time,omitzero"`
 	CompletedAt time.Time `json:"completed_at"`
 	// Batch is the batch that took the file or set it aside.
 	Batch   string `json:"batch"`
 	Ignored bool   `json:"ignored,omitempty"`
 }
 
+// After reports whether c comes after o in completion order: a later
+// CompletedAt, or the same and a name that sorts after o's.
+func (c Completion) After(o Completion) bool {
+	if d := c.CompletedAt.Compare(o.CompletedAt); d != 0 {
+		return d > 0
+	}
+	return c.Name > o.Name
+}
+
 // Completions is an organization's record of processed completions.
 type Completions struct {
-	// Newest is the newest completion time processed (zero: none): a file
-	// completed no later than this is never taken again.
-	Newest time.Time
+	// Newest is the newest completion processed, per kind (absent: none):
+	// a file of the kind that does not come after it is never taken.
+	Newest map[string]Completion
 	// Files is the newest completion processed per file name.
 	Files map[string]Completion
 }
@@ -74,16 +88,42 @@ func complBuckets(tx *bolt.Tx, org string) (root, files *bolt.Bucket, err error)
 	return root, files, nil
 }
 
-func readNewest(root *bolt.Bucket) time.Time {
-	var t time.Time
-	if root != nil {
-		t.UnmarshalText(root.Get(complNewest))
+func readNewest(root *bolt.Bucket) map[string]Completion {
+	out := map[string]Completion{}
+	if b := root.Bucket(complNewest); b != nil {
+		b.ForEach(func(k, v []byte) error {
+			var c Completion
+			if json.Unmarshal(v, &c) == nil {
+				out[string(k)] = c
+			}
+			return nil
+		})
 	}
-	return t
+	return out
 }
 
-// recordCompletionsTx records c in org's completions and moves Newest
-// forward to c's completion times.
+// raiseNewest moves org's newest completion of each kind forward to the
+// times of cs.
+func raiseNewest(root *bolt.Bucket, cs []Completion) error {
+	b, err := root.CreateBucketIfNotExists(complNewest)
+	if err != nil {
+		return err
+	}
+	newest := readNewest(root)
+	for _, c := range cs {
+		if c.Kind == "" || !c.After(newest[c.Kind]) {
+			continue
+		}
+		newest[c.Kind] = c
+		if err := putJSON(b, []byte(c.Kind), c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordCompletionsTx records cs in org's completions and moves Newest
+// forward to their completion times.
 func recordCompletionsTx(tx *bolt.Tx, org string, cs []Completion) error {
 	if len(cs) == 0 {
 		return nil
@@ -92,7 +132,6 @@ func recordCompletionsTx(tx *bolt.Tx, org string, cs []Completion) error {
 	if err != nil {
 		return err
 	}
-	newest := readNewest(root)
 	for _, c := range cs {
 		if old := files.Get([]byte(c.Name)); old != nil {
 			var o Completion
@@ -103,20 +142,13 @@ func recordCompletionsTx(tx *bolt.Tx, org string, cs []Completion) error {
 		if err := putJSON(files, []byte(c.Name), c); err != nil {
 			return err
 		}
-		if c.CompletedAt.After(newest) {
-			newest = c.CompletedAt
-		}
 	}
-	raw, err := newest.UTC().MarshalText()
-	if err != nil {
-		return err
-	}
-	return root.Put(complNewest, raw)
+	return raiseNewest(root, cs)
 }
 
 // Completions returns org's record of processed completions.
 func (db *DB) Completions(org string) (Completions, error) {
-	out := Completions{Files: map[string]Completion{}}
+	out := Completions{Newest: map[string]Completion{}, Files: map[string]Completion{}}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		root, files, err := complBuckets(tx, org)
 		if err != nil || root == nil {
@@ -228,7 +260,7 @@ func (db *DB) FormBatch(b Batch, report func(superseded Batch) []byte) ([]Batch,
 				}
 				continue
 			}
-			if old.Status != BatchSuperseded {
+			if old.Status != BatchSuperseded && old.Status != BatchIgnored {
 				break // older batches were settled before this one
 			}
 		}
@@ -242,11 +274,11 @@ func (db *DB) FormBatch(b Batch, report func(superseded Batch) []byte) ([]Batch,
 		var cs []Completion
 		for _, f := range b.Files {
 			if f.From == "" {
-				cs = append(cs, Completion{Name: f.Name, Size: f.Size, ModTime: f.ModTime, SHA256: f.SHA256, CompletedAt: f.CompletedAt, Batch: b.ID})
+				cs = append(cs, Completion{Name: f.Name, Kind: f.Kind, Size: f.Size, ModTime: f.ModTime, SHA256: f.SHA256, ChangeTime: f.ChangeTime, CompletedAt: f.CompletedAt, Batch: b.ID})
 			}
 		}
 		for _, f := range b.Ignored {
-			cs = append(cs, Completion{Name: f.Name, Size: f.Size, ModTime: f.ModTime, CompletedAt: f.CompletedAt, Batch: b.ID, Ignored: true})
+			cs = append(cs, Completion{Name: f.Name, Kind: f.Kind, Size: f.Size, ModTime: f.ModTime, CompletedAt: f.CompletedAt, Batch: b.ID, Ignored: true})
 		}
 		return recordCompletionsTx(tx, b.Org, cs)
 	})
@@ -256,11 +288,56 @@ func (db *DB) FormBatch(b Batch, report func(superseded Batch) []byte) ([]Batch,
 	return superseded, nil
 }
 
+// RecordIgnored records b, a batch that took no file and only sets
+// completions aside (b.Ignored: files of a kind whose later completion was
+// already processed), as ignored with its report, and records those
+// completions as processed. It supersedes nothing. ErrNotFound when the
+// organization does not exist, ErrExists when b.ID does.
+func (db *DB) RecordIgnored(b Batch, report []byte) error {
+	if b.CreatedAt.IsZero() {
+		b.CreatedAt = db.now().UTC()
+	}
+	if b.FinishedAt == nil {
+		now := db.now().UTC()
+		b.FinishedAt = &now
+	}
+	b.Status = BatchIgnored
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketOrgs).Get([]byte(b.Org)) == nil {
+			return ErrNotFound
+		}
+		recs, reps, err := batchBuckets(tx, b.Org)
+		if err != nil {
+			return err
+		}
+		if recs.Get([]byte(b.ID)) != nil {
+			return ErrExists
+		}
+		if err := putJSON(recs, []byte(b.ID), b); err != nil {
+			return err
+		}
+		if err := reps.Put([]byte(b.ID), report); err != nil {
+			return err
+		}
+		var cs []Completion
+		for _, f := range b.Ignored {
+			cs = append(cs, Completion{Name: f.Name, Kind: f.Kind, Size: f.Size, ModTime: f.ModTime, CompletedAt: f.CompletedAt, Batch: b.ID, Ignored: true})
+		}
+		return recordCompletionsTx(tx, b.Org, cs)
+	})
+	if err != nil {
+		return fmt.Errorf("record ignored batch %s: %w", b.ID, err)
+	}
+	return nil
+}
+
 // RecordArchived records that a pending batch's files are archived: the
 // batch becomes processing with files (sizes and hashes as archived), and
 // the completion record of each file, when it is still that file's
-// completion, takes its archived size, time and hash. ErrBatchFinished
-// when the batch is final.
+// completion, takes its archived size, times and hash. A file whose
+// ChangeTime is after its CompletedAt was replaced between the batch's
+// forming and its archive: the batch holds the newer completion, whose
+// time is its ChangeTime. ErrBatchFinished when the batch is final.
 func (db *DB) RecordArchived(org, id string, files []BatchFile) (Batch, error) {
 	var b Batch
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
@@ -277,25 +354,32 @@ func (db *DB) RecordArchived(org, id string, files []BatchFile) (Batch, error) {
 		if BatchFinished(b.Status) {
 			return ErrBatchFinished
 		}
-		b.Files, b.Status = files, BatchProcessing
-		if err := putJSON(recs, []byte(id), b); err != nil {
-			return err
-		}
-		_, cf, err := complBuckets(tx, org)
+		root, cf, err := complBuckets(tx, org)
 		if err != nil {
 			return err
 		}
-		for _, f := range files {
+		files = slices.Clone(files)
+		var moved []Completion
+		for i, f := range files {
 			var c Completion
-			if getJSON(cf, []byte(f.Name), &c) != nil || !c.CompletedAt.Equal(f.CompletedAt) {
+			current := getJSON(cf, []byte(f.Name), &c) == nil && c.CompletedAt.Equal(f.CompletedAt)
+			if f.ChangeTime.After(f.CompletedAt) {
+				files[i].CompletedAt = f.ChangeTime
+			}
+			if !current {
 				continue
 			}
-			c.Size, c.ModTime, c.SHA256 = f.Size, f.ModTime, f.SHA256
+			c.Size, c.ModTime, c.SHA256, c.ChangeTime, c.CompletedAt = f.Size, f.ModTime, f.SHA256, f.ChangeTime, files[i].CompletedAt
 			if err := putJSON(cf, []byte(f.Name), c); err != nil {
 				return err
 			}
+			moved = append(moved, c)
 		}
-		return nil
+		if err := raiseNewest(root, moved); err != nil {
+			return err
+		}
+		b.Files, b.Status = files, BatchProcessing
+		return putJSON(recs, []byte(id), b)
 	})
 	if err != nil {
 		return Batch{}, fmt.Errorf("record archived batch %s: %w", id, err)
@@ -370,9 +454,10 @@ func (db *DB) SupersedeBatch(org, id, by string, report []byte) (Batch, error) {
 
 // seedCompletions fills the completion record of every organization that
 // has batches but no record (a database written before completions
-// existed): each name's newest archived file, and the newest batch's
-// creation time as the newest completion (a batch is created after its
-// files completed). It runs inside Open's transaction.
+// existed): each name's newest archived file, and per kind the creation
+// time of the newest batch with a file of the kind as the newest
+// completion (a batch is created after its files completed). It runs
+// inside Open's transaction.
 func seedCompletions(tx *bolt.Tx) error {
 	var orgs []string
 	err := tx.Bucket(bucketBatches).ForEachBucket(func(org []byte) error {
@@ -389,16 +474,23 @@ func seedCompletions(tx *bolt.Tx) error {
 		if err != nil {
 			return err
 		}
+		root, files, err := complBuckets(tx, org)
+		if err != nil {
+			return err
+		}
 		var cs []Completion
-		err = recs.ForEach(func(k, v []byte) error {
+		err = recs.ForEach(func(k, v []byte) error { // oldest first: a later batch replaces
 			var b Batch
 			if err := json.Unmarshal(v, &b); err != nil {
 				return fmt.Errorf("decode batch %s: %w", k, err)
 			}
-			cs = append(cs, Completion{Name: "", CompletedAt: b.CreatedAt, Batch: b.ID})
 			for _, f := range b.Files {
+				c := Completion{Name: f.Name, Kind: f.Kind, Size: f.Size, ModTime: f.ModTime, SHA256: f.SHA256, CompletedAt: b.CreatedAt, Batch: b.ID}
+				cs = append(cs, c)
 				if f.SHA256 != "" {
-					cs = append(cs, Completion{Name: f.Name, Size: f.Size, ModTime: f.ModTime, SHA256: f.SHA256, CompletedAt: b.CreatedAt, Batch: b.ID})
+					if err := putJSON(files, []byte(f.Name), c); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -406,26 +498,7 @@ func seedCompletions(tx *bolt.Tx) error {
 		if err != nil {
 			return err
 		}
-		root, files, err := complBuckets(tx, org)
-		if err != nil {
-			return err
-		}
-		var newest time.Time
-		for _, c := range cs { // oldest batch first: a later one replaces
-			if c.CompletedAt.After(newest) {
-				newest = c.CompletedAt
-			}
-			if c.Name != "" {
-				if err := putJSON(files, []byte(c.Name), c); err != nil {
-					return err
-				}
-			}
-		}
-		raw, err := newest.UTC().MarshalText()
-		if err != nil {
-			return err
-		}
-		if err := root.Put(complNewest, raw); err != nil {
+		if err := raiseNewest(root, cs); err != nil {
 			return err
 		}
 	}

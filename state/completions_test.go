@@ -58,8 +58,8 @@ func TestFormBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Newest.Equal(t0.Add(2*time.Second)) || len(c.Files) != 2 || !c.Files["users.csv"].Ignored || c.Files["users_2.csv"].Batch != "B5" {
-		t.Errorf("completions = %+v; want users_2.csv taken, users.csv ignored, newest %v", c, t0.Add(2*time.Second))
+	if !c.Newest["users"].CompletedAt.Equal(t0.Add(2*time.Second)) || c.Newest["groups"].Name != "" || len(c.Files) != 2 || !c.Files["users.csv"].Ignored || c.Files["users_2.csv"].Batch != "B5" {
+		t.Errorf("completions = %+v; want users_2.csv taken, users.csv ignored, newest users %v, no groups (taken over)", c, t0.Add(2*time.Second))
 	}
 
 	// Archiving fills in the hash of the completion it still records.
@@ -85,7 +85,7 @@ func TestFormBatch(t *testing.T) {
 	if err := db.ForgetCompletions("acme", []string{"users.csv"}); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ = db.Completions("acme"); len(c.Files) != 1 || c.Newest.IsZero() {
+	if c, _ = db.Completions("acme"); len(c.Files) != 1 || c.Newest["users"].Name != "users_2.csv" {
 		t.Errorf("after ForgetCompletions = %+v; want users_2.csv only, newest kept", c)
 	}
 }
@@ -140,7 +140,7 @@ func TestSeedCompletions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Newest.Equal(t0.Add(time.Hour)) || c.Files["users.csv"].SHA256 != "bb" {
+	if !c.Newest["users"].CompletedAt.Equal(t0.Add(time.Hour)) || c.Files["users.csv"].SHA256 != "bb" {
 		t.Errorf("seeded completions = %+v; want users.csv of B2 and newest %v", c, t0.Add(time.Hour))
 	}
 }

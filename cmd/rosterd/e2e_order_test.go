@@ -132,7 +132,11 @@ func TestE2EStaleFileNotRetakenAtRestart(t *testing.T) {
 			} else {
 				os.WriteFile(first, []byte(titleCSV(last)), 0o600)
 			}
-			if out, ok := sftpBatch(t, d, key, "acme", "put "+p+" "+tc.older+"\nput "+first+" "+tc.steps[0]+"\n"); !ok {
+			// Two sessions: the second file completes a clear tick later.
+			if out, ok := sftpBatch(t, d, key, "acme", "put "+p+" "+tc.older+"\n"); !ok {
+				t.Fatalf("put: %s", out)
+			}
+			if out, ok := sftpBatch(t, d, key, "acme", "put "+first+" "+tc.steps[0]+"\n"); !ok {
 				t.Fatalf("put: %s", out)
 			}
 			b := d.waitFinal("acme", "")
