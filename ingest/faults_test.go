@@ -101,7 +101,8 @@ func (c *chaos) hook(point string) error {
 }
 
 // faultSteps is the number of steps of TestFaultSequence:
-// ROSTERD_FAULT_STEPS, else 240 (60 with -short).
+// ROSTERD_FAULT_STEPS, else 240 (120 under the race detector, 60 with
+// -short).
 func faultSteps(t *testing.T) int {
 	if v := os.Getenv("ROSTERD_FAULT_STEPS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -110,8 +111,11 @@ func faultSteps(t *testing.T) int {
 		}
 		return n
 	}
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		return 60
+	case raceEnabled:
+		return 120
 	}
 	return 240
 }

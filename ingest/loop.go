@@ -211,14 +211,16 @@ func (l *orgLoop) run(ctx context.Context) {
 			l.p.resume(ctx, l, resume)
 			continue
 		}
+		// Settled files first: their batch supersedes a waiting one, whose
+		// retry would otherwise keep them waiting.
 		now := time.Now()
-		if l.waiting != nil && !now.Before(l.retryAt) {
-			l.p.retry(ctx, l)
-			continue
-		}
 		files, wait := l.due(now)
 		if files != nil {
 			l.process(ctx, files)
+			continue
+		}
+		if l.waiting != nil && !now.Before(l.retryAt) {
+			l.p.retry(ctx, l)
 			continue
 		}
 		if l.waiting != nil {
