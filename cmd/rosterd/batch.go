@@ -28,6 +28,11 @@ type batchView struct {
 	Errors     int                     `json:"errors"`
 	Warnings   int                     `json:"warnings"`
 	Report     json.RawMessage         `json:"report"`
+	// A batch that failed for a reason outside its files (SPEC §5).
+	Attempts     int        `json:"attempts"`
+	LastError    string     `json:"last_error"`
+	RetryAt      *time.Time `json:"retry_at"`
+	SupersededBy string     `json:"superseded_by"`
 }
 
 const batchUsage = "batch list ORG | batch show ORG BATCH [--json] | batch approve ORG BATCH"
@@ -100,6 +105,12 @@ func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func changeSummary(b batchView) string {
+	if b.RetryAt != nil {
+		return fmt.Sprintf("failed %d times, retried at %s: %s", b.Attempts, b.RetryAt.Format(time.RFC3339), b.LastError)
+	}
+	if b.SupersededBy != "" {
+		return "superseded by " + b.SupersededBy
+	}
 	if b.Status == "held" || b.Status == "rejected" {
 		if b.Reason != "" {
 			return b.Reason
@@ -126,7 +137,24 @@ func changeSummary(b batchView) string {
 }
 
 // printBatchReport prints a batch's stored report as text (or its JSON).
+// The text begins with what the operator needs beyond the customer's
+// report: failed attempts and their last error, and the superseding
+// batch.
 func printBatchReport(w io.Writer, b batchView, asJSON bool) error {
+	if !asJSON {
+		if b.Attempts > 0 {
+			fmt.Fprintf(w, "Attempts:     %d failed (outside the files); last error: %s\n", b.Attempts, b.LastError)
+			if b.RetryAt != nil {
+				fmt.Fprintf(w, "Next attempt: %s\n", b.RetryAt.UTC().Format(time.DateTime+" UTC"))
+			}
+		}
+		if b.SupersededBy != "" {
+			fmt.Fprintf(w, "Superseded:   by batch %s\n", b.SupersededBy)
+		}
+		if b.Attempts > 0 || b.SupersededBy != "" {
+			fmt.Fprintln(w)
+		}
+	}
 	if len(b.Report) == 0 {
 		fmt.Fprintf(w, "batch %s is %s; it has no report yet\n", b.ID, b.Status)
 		return nil

@@ -8,10 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -282,6 +285,12 @@ func TestE2EFullDiskBatchSuperseded(t *testing.T) {
 			if bv.Attempts < 1 || bv.LastError == "" || (bv.Status != "pending" && bv.Status != "processing") {
 				t.Errorf("batch B = %+v; want pending or processing with attempts and last_error", bv)
 			}
+			if out, code := d.CLI("", "batch", "show", "acme", bID); code != 0 || !strings.Contains(out, "no space left on device") || !strings.Contains(out, "retried automatically") {
+				t.Errorf("batch show of the waiting batch = %d:\n%s\nwant its last error and the report saying it is retried", code, out)
+			}
+			if m := metric(t, d, "rosterd_ingest_batches_waiting"); m != 1 {
+				t.Errorf("rosterd_ingest_batches_waiting = %v; want 1", m)
+			}
 
 			// Free the space; C.
 			os.Remove(filler)
@@ -310,8 +319,30 @@ func TestE2EFullDiskBatchSuperseded(t *testing.T) {
 			if n := len(d.logLines("redoing interrupted batch")); n != 0 {
 				t.Errorf("%d batches redone at start-up; want none", n)
 			}
+			if out, code := d.CLI("", "batch", "list", "acme"); code != 0 || !strings.Contains(out, "superseded by "+c.ID) {
+				t.Errorf("batch list = %d:\n%s\nwant B superseded by %s", code, out, c.ID)
+			}
 		})
 	}
+}
+
+// metric returns the value of an unlabelled metric from /metrics.
+func metric(t *testing.T, d *testDaemon, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + d.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for l := range strings.SplitSeq(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // fill writes path until the file system is full, then gives back
