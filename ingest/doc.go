@@ -27,7 +27,7 @@
 // and nothing older is applied after it. At start-up an interrupted batch
 // older than a batch with an outcome is superseded, never redone. The
 // operations ingest asks of the state are per batch (FormBatch,
-// RecordArchived, RecordFailure, SupersedeBatch, RecordIgnored, the
+// RecordArchived, RecordFailure, SupersedeBatch, RecordSetAside, the
 // applies), each one transaction.
 //
 // It does not deliver events (ingest/webhook), serve HTTP (ingest/httpapi)

@@ -262,7 +262,7 @@ func (p *Pipeline) recordIgnored(l *orgLoop, b state.Batch) {
 	if err := rep.WriteJSON(&js); err != nil {
 		return
 	}
-	err := p.protect(l.org, b.ID, func() error { return p.db.RecordIgnored(b, js.Bytes()) })
+	err := p.protect(l.org, b.ID, func() error { return p.db.RecordSetAside(b, js.Bytes()) })
 	if err != nil {
 		p.log.Warn("record ignored files", "org", l.org, "batch", b.ID, "err", err)
 		return

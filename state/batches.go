@@ -19,7 +19,7 @@ const (
 	BatchRejected   = "rejected"  // errors: nothing changed
 	BatchHeld       = "held"      // the deletion guard stopped it; approve or upload again
 	BatchSuperseded = "superseded"
-	BatchIgnored    = "ignored" // files set aside, nothing processed (RecordIgnored)
+	BatchIgnored    = "ignored" // files set aside, nothing processed (RecordSetAside)
 )
 
 // BatchFinished reports whether status is final: nothing will run the

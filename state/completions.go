@@ -288,12 +288,13 @@ func (db *DB) FormBatch(b Batch, report func(superseded Batch) []byte) ([]Batch,
 	return superseded, nil
 }
 
-// RecordIgnored records b, a batch that took no file and only sets
+// RecordSetAside records b, a batch that took no file and only sets
 // completions aside (b.Ignored: files of a kind whose later completion was
 // already processed), as ignored with its report, and records those
-// completions as processed. It supersedes nothing. ErrNotFound when the
-// organization does not exist, ErrExists when b.ID does.
-func (db *DB) RecordIgnored(b Batch, report []byte) error {
+// completions as processed, so that no restart offers them again. It
+// supersedes nothing. ErrNotFound when the organization does not exist,
+// ErrExists when b.ID does.
+func (db *DB) RecordSetAside(b Batch, report []byte) error {
 	if b.CreatedAt.IsZero() {
 		b.CreatedAt = db.now().UTC()
 	}
@@ -326,7 +327,7 @@ func (db *DB) RecordIgnored(b Batch, report []byte) error {
 		return recordCompletionsTx(tx, b.Org, cs)
 	})
 	if err != nil {
-		return fmt.Errorf("record ignored batch %s: %w", b.ID, err)
+		return fmt.Errorf("record set-aside batch %s: %w", b.ID, err)
 	}
 	return nil
 }

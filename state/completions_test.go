@@ -187,3 +187,29 @@ func TestFaultFailsApply(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordSetAside: files set aside get an ignored batch with its
+// report and are recorded as processed; a waiting batch stays waiting.
+func TestRecordSetAside(t *testing.T) {
+	db := openTestOrg(t, "acme")
+	if _, err := db.FormBatch(Batch{ID: "B1", Org: "acme", Status: BatchPending}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	b := Batch{ID: "B2", Org: "acme", Ignored: []BatchFile{{Name: "Users.CSV", Kind: "users", Size: 3, CompletedAt: t0}}}
+	if err := db.RecordSetAside(b, []byte(`{"status":"ignored"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Batch("acme", "B2"); got.Status != BatchIgnored || got.FinishedAt == nil {
+		t.Errorf("B2 = %+v; want ignored and finished", got)
+	}
+	if got, _ := db.Batch("acme", "B1"); got.Status != BatchPending {
+		t.Errorf("B1 = %s; want still pending", got.Status)
+	}
+	if c, _ := db.Completions("acme"); !c.Files["Users.CSV"].Ignored || !c.Newest["users"].CompletedAt.Equal(t0) {
+		t.Errorf("completions = %+v; want Users.CSV recorded as ignored", c)
+	}
+	if err := db.RecordSetAside(b, nil); !errors.Is(err, ErrExists) {
+		t.Errorf("RecordSetAside twice = %v; want ErrExists", err)
+	}
+}
