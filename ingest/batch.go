@@ -477,7 +477,8 @@ func buildReport(b state.Batch, r *diffResult, o outcome, notes []string) *repor
 	}
 	rep.FromChecker(r.checker)
 	for _, f := range b.Files {
-		rep.Files = append(rep.Files, report.File{Name: f.Name, Kind: schema.Kind(f.Kind), Size: f.Size, SHA256: f.SHA256, Rows: f.Rows})
+		rep.Files = append(rep.Files, report.File{Name: f.Name, Kind: schema.Kind(f.Kind), Size: f.Size, SHA256: f.SHA256, Rows: f.Rows,
+			ErrorRows: r.results[schema.Kind(f.Kind)].ErrorRows})
 	}
 	if len(r.issues) > 0 {
 		rep.Issues = append(slices.Clone(r.issues), rep.Issues...)

@@ -20,7 +20,8 @@
 //	  "created_at": "2026-11-22T01:02:03Z",
 //	  "files": [                           // always an array
 //	    {"name": "users.csv", "kind": "users",   // kind: users|user_groups|groups
-//	     "size": 1204, "sha256": "3f2a...", "rows": 12}   // rows: data rows read, header and blank lines excluded
+//	     "size": 1204, "sha256": "3f2a...", "rows": 12,   // rows: data rows read, header and blank lines excluded
+//	     "rows_with_errors": 0}            // of rows, those with at least one error
 //	  ],
 //	  "counts": {"users": 12, "groups": 3, "memberships": 14},
 //	                                       // in the batch's valid rows, or in the snapshot after applying
@@ -43,10 +44,17 @@
 //	}
 //
 // The text report says the same in plain words: a headline with the
-// outcome (VALID, NOT VALID, APPLIED, HELD, ...), the batch, the files, the
-// counts, the changes (for a batch, or when any is non-zero), the notes,
+// outcome (VALID, NOT VALID, APPLIED, HELD, ...), the batch, the files
+// (with rows read, valid and with errors when there are errors), the
+// counts (not for files with errors: nothing is counted then), the
+// changes (for a batch, or when any is non-zero), the notes,
 // then one line per issue (`error    users.csv line 9, column user_id:
 // message`) and, when more than 1,000, the counts by code.
+//
+// Every value taken from an upload (file and column names, values,
+// messages quoting them, notes) is shown through Visible in the text and
+// the issues CSV, so control characters appear escaped (\x1b); the JSON
+// escapes them as \u001b, C1 and bidirectional controls included.
 //
 // The issues CSV has the columns file, line, column, value, code,
 // severity, message; it starts with a UTF-8 BOM and uses CRLF so that

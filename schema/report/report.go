@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"time"
@@ -43,6 +44,9 @@ type File struct {
 	Size   int64       `json:"size"`
 	SHA256 string      `json:"sha256"` // lower-case hex
 	Rows   int         `json:"rows"`
+	// ErrorRows are the rows of Rows with at least one error; the others
+	// are valid (schema.FileResult.ErrorRows).
+	ErrorRows int `json:"rows_with_errors"`
 }
 
 // Counts are the numbers of users, groups and memberships: in the batch's
@@ -106,9 +110,14 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	if v.Files == nil {
 		v.Files = []File{}
 	}
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	return enc.Encode(&v)
+	if err := enc.Encode(&v); err != nil {
+		return err
+	}
+	_, err := w.Write(escapeJSONControls(buf.Bytes()))
+	return err
 }
 
 // FromChecker fills r's issues (Issues, IssuesTotal, IssueCounts) and

@@ -20,10 +20,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	errs, warns := r.errorsWarnings()
 	fmt.Fprintf(bw, "%s\n", r.headline(errs, warns))
 	if r.BatchID != "" {
-		fmt.Fprintf(bw, "Batch:        %s\n", r.BatchID)
+		fmt.Fprintf(bw, "Batch:        %s\n", Visible(r.BatchID))
 	}
 	if r.OrganizationID != "" {
-		fmt.Fprintf(bw, "Organization: %s\n", r.OrganizationID)
+		fmt.Fprintf(bw, "Organization: %s\n", Visible(r.OrganizationID))
 	}
 	if !r.CreatedAt.IsZero() {
 		fmt.Fprintf(bw, "Checked:      %s\n", r.CreatedAt.UTC().Format(time.DateTime+" UTC"))
@@ -33,11 +33,22 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Files) == 0 {
 		fmt.Fprintf(bw, "  (none)\n")
 	}
+	failed := r.Status == StatusInvalid || r.Status == "rejected"
 	for _, f := range r.Files {
-		fmt.Fprintf(bw, "  %s (%s): %s, %s, SHA-256 %s\n", f.Name, f.Kind, plural(f.Rows, "row"), plural64(f.Size, "byte"), f.SHA256)
+		rows := plural(f.Rows, "row")
+		if (failed || f.ErrorRows > 0) && f.Rows > 0 {
+			// SPEC §5, issue 12 case 8: what the file held, not what the
+			// directory would.
+			rows = fmt.Sprintf("%s read: %s valid, %s with errors;", plural(f.Rows, "row"), num(f.Rows-f.ErrorRows), num(f.ErrorRows))
+		} else {
+			rows += ","
+		}
+		fmt.Fprintf(bw, "  %s (%s): %s %s, SHA-256 %s\n", Visible(f.Name), f.Kind, rows, plural64(f.Size, "byte"), f.SHA256)
 	}
 
-	fmt.Fprintf(bw, "\nCounts: %s, %s, %s\n", plural(r.Counts.Users, "user"), plural(r.Counts.Groups, "group"), plural(r.Counts.Memberships, "membership"))
+	if !failed {
+		fmt.Fprintf(bw, "\nCounts: %s, %s, %s\n", plural(r.Counts.Users, "user"), plural(r.Counts.Groups, "group"), plural(r.Counts.Memberships, "membership"))
+	}
 	if r.Status != StatusValid && r.Status != StatusInvalid || !r.Changes.zero() {
 		c := r.Changes
 		fmt.Fprintf(bw, "\nChanges:\n")
@@ -49,14 +60,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Notes) > 0 {
 		fmt.Fprintf(bw, "\nNotes:\n")
 		for _, n := range r.Notes {
-			fmt.Fprintf(bw, "  - %s\n", n)
+			fmt.Fprintf(bw, "  - %s\n", Visible(n))
 		}
 	}
 
 	if len(r.Issues) > 0 {
 		fmt.Fprintf(bw, "\nErrors and warnings (%s):\n", num(r.IssuesTotal))
 		for _, is := range r.Issues {
-			fmt.Fprintf(bw, "  %-7s  %s: %s\n", is.Severity, where(is), oneLine(is.Message))
+			fmt.Fprintf(bw, "  %-7s  %s: %s\n", is.Severity, where(is), Visible(is.Message))
 		}
 	}
 	if r.IssuesTotal > len(r.Issues) {
@@ -111,7 +122,7 @@ func (r *Report) headline(errs, warns int) string {
 
 // where renders an issue's place: `users.csv line 9, column user_id`.
 func where(is schema.Issue) string {
-	s := is.File
+	s := Visible(is.File)
 	if is.Line > 0 {
 		s += " line " + strconv.Itoa(is.Line)
 	}
@@ -119,13 +130,9 @@ func where(is schema.Issue) string {
 		if is.Line > 0 {
 			s += ","
 		}
-		s += " column " + is.Column
+		s += " column " + Visible(is.Column)
 	}
 	return s
-}
-
-func oneLine(s string) string {
-	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
 }
 
 func capital(s string) string {

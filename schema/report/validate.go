@@ -86,7 +86,7 @@ func Validate(inputs []Input, lim schema.Limits, now time.Time) (*Report, error)
 		if err := hashRest(src, h); err != nil {
 			return nil, fmt.Errorf("read %s: %w", f.Name, err)
 		}
-		r.Files = append(r.Files, File{Name: f.Name, Kind: f.Kind, Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil)), Rows: res.Rows})
+		r.Files = append(r.Files, File{Name: f.Name, Kind: f.Kind, Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil)), Rows: res.Rows, ErrorRows: res.ErrorRows})
 	}
 	r.FromChecker(c)
 	r.Status = StatusValid
