@@ -36,6 +36,9 @@ type Settings struct {
 	InactiveUsers string `json:"inactive_users,omitempty"`
 	// Settle is the organization's settle window as a Go duration string.
 	Settle string `json:"settle,omitempty"`
+	// StorageQuota is the organization's storage quota in bytes (its
+	// folder, reports and archive; SPEC §3); nil = the daemon's.
+	StorageQuota *int64 `json:"storage_quota,omitempty"`
 }
 
 // CreateOrg stores a new organization. It returns ErrExists if the name is
