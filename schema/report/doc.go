@@ -15,7 +15,7 @@
 //	  "version": 1,                        // this shape; bumped on incompatible change
 //	  "batch_id": "01JD...",               // absent for rosterd validate
 //	  "organization_id": "acme",           // absent for rosterd validate
-//	  "status": "applied",                 // pending|processing|applied|unchanged|rejected|held|superseded,
+//	  "status": "applied",                 // pending|processing|applied|unchanged|rejected|held|superseded|ignored,
 //	                                       // or valid|invalid for rosterd validate
 //	  "created_at": "2026-11-22T01:02:03Z",
 //	  "files": [                           // always an array
@@ -40,14 +40,26 @@
 //	  ],
 //	  "issues_total": 1,                   // all issues, listed or not
 //	  "issue_counts": {"duplicate_user_id": 1},  // all issues by code; absent when there are none
-//	  "notes": ["..."]                     // optional sentences for the admin (why a batch is held, ...)
+//	  "notes": ["..."],                    // optional sentences for the admin (why a batch is held, what to do)
+//	  "operator_notes": ["..."],           // optional, for the operator only (the command that approves a
+//	                                       // held batch); absent from the copy in the organization's folder
+//	  "removed_users_total": 250,          // held batches: how many users it would delete or deactivate
+//	  "removed_users": [                   // ... and who, last, one per line: all of them in the report
+//	                                       // files, the first 1,000 in the stored report the API serves
+//	    {"change":"deleted","id":"E1001","email":"ann@example.com","first_name":"Ann","last_name":"Lee"}
+//	  ]
 //	}
+//
+// An ignored report (a .csv upload whose name is not processed) has one
+// file with only name and size, no counts or changes to speak of, and
+// notes on the names that are processed and how to ask for a pattern.
 //
 // The text report says the same in plain words: a headline with the
 // outcome (VALID, NOT VALID, APPLIED, HELD, ...), the batch, the files
 // (with rows read, valid and with errors when there are errors), the
 // counts (not for files with errors: nothing is counted then), the
-// changes (for a batch, or when any is non-zero), the notes,
+// changes (for a batch, or when any is non-zero), the notes, the
+// operator's notes, the first 100 users a held batch would remove,
 // then one line per issue (`error    users.csv line 9, column user_id:
 // message`) and, when more than 1,000, the counts by code.
 //

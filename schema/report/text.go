@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/rosterd/rosterd/schema"
@@ -34,7 +35,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(bw, "  (none)\n")
 	}
 	failed := r.Status == StatusInvalid || r.Status == "rejected"
+	notice := r.Status == "ignored" // nothing was read
 	for _, f := range r.Files {
+		if notice {
+			fmt.Fprintf(bw, "  %s: %s, not read\n", Visible(f.Name), plural64(f.Size, "byte"))
+			continue
+		}
 		rows := plural(f.Rows, "row")
 		if (failed || f.ErrorRows > 0) && f.Rows > 0 {
 			// SPEC §5, issue 12 case 8: what the file held, not what the
@@ -46,10 +52,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(bw, "  %s (%s): %s %s, SHA-256 %s\n", Visible(f.Name), f.Kind, rows, plural64(f.Size, "byte"), f.SHA256)
 	}
 
-	if !failed {
+	if !failed && !notice {
 		fmt.Fprintf(bw, "\nCounts: %s, %s, %s\n", plural(r.Counts.Users, "user"), plural(r.Counts.Groups, "group"), plural(r.Counts.Memberships, "membership"))
 	}
-	if r.Status != StatusValid && r.Status != StatusInvalid || !r.Changes.zero() {
+	if !notice && (r.Status != StatusValid && r.Status != StatusInvalid || !r.Changes.zero()) {
 		c := r.Changes
 		fmt.Fprintf(bw, "\nChanges:\n")
 		fmt.Fprintf(bw, "  users:       %s created, %s updated, %s deactivated, %s deleted\n", num(c.UsersCreated), num(c.UsersUpdated), num(c.UsersDeactivated), num(c.UsersDeleted))
@@ -62,6 +68,17 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, n := range r.Notes {
 			fmt.Fprintf(bw, "  - %s\n", Visible(n))
 		}
+	}
+
+	if len(r.OperatorNotes) > 0 {
+		fmt.Fprintf(bw, "\nFor the operator:\n")
+		for _, n := range r.OperatorNotes {
+			fmt.Fprintf(bw, "  - %s\n", Visible(n))
+		}
+	}
+
+	if r.RemovedUsersTotal > 0 || len(r.RemovedUsers) > 0 {
+		r.writeRemoved(bw)
 	}
 
 	if len(r.Issues) > 0 {
@@ -89,6 +106,27 @@ func (r *Report) WriteText(w io.Writer) error {
 	return bw.Flush()
 }
 
+// writeRemoved lists the first MaxRemovedText users a held batch would
+// delete or deactivate.
+func (r *Report) writeRemoved(w io.Writer) {
+	total := max(r.RemovedUsersTotal, len(r.RemovedUsers))
+	list := r.RemovedUsers[:min(len(r.RemovedUsers), MaxRemovedText)]
+	what := "would delete or deactivate"
+	if r.Status != "held" {
+		what = "would have deleted or deactivated"
+	}
+	if len(list) < total {
+		fmt.Fprintf(w, "\nUsers this batch %s (the first %s of %s; the JSON report lists them all):\n", what, num(len(list)), num(total))
+	} else {
+		fmt.Fprintf(w, "\nUsers this batch %s (%s):\n", what, num(total))
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, u := range list {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", u.Change, Visible(u.ID), Visible(u.Email), Visible(strings.TrimSpace(u.FirstName+" "+u.LastName)))
+	}
+	tw.Flush()
+}
+
 // headline states the outcome in plain words.
 func (r *Report) headline(errs, warns int) string {
 	var s string
@@ -107,6 +145,8 @@ func (r *Report) headline(errs, warns int) string {
 		s = "HELD: the files are valid but were not applied, because they would remove many users. See the notes below."
 	case "superseded":
 		s = "SUPERSEDED: a newer upload replaced this batch before it was applied; nothing was changed by this one."
+	case "ignored":
+		s = "IGNORED: the file below was uploaded, but its name is not one that is processed here, so nothing was changed. See the notes below."
 	case "pending":
 		s = "PENDING: the files are waiting to be processed."
 	case "processing":
