@@ -159,6 +159,9 @@ max_startups = "5:50:20"
 max_startups_per_address = 3
 login_grace_time = "10s"
 key_recheck_interval = "30s"
+storage_quota = "20GiB"
+min_free_space = "512MiB"
+min_free_percent = 1.0
 
 [http]
 max_connections = 64
@@ -178,6 +181,7 @@ groups_patterns = ["groups_*.csv"]
 [retention]
 events = "24h"
 archive = "240h"
+archive_batches = 5
 reports = 10
 
 [delivery]
