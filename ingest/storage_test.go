@@ -200,3 +200,16 @@ func TestArchivePrunedToQuota(t *testing.T) {
 		t.Errorf("Admit after pruning = %v", err)
 	}
 }
+
+// TestOrgQuotaSetting: an organization's storage_quota setting wins over
+// the daemon's.
+func TestOrgQuotaSetting(t *testing.T) {
+	small := int64(1 << 20)
+	e := newEnvWith(t, "acme", state.Settings{StorageQuota: &small}, DefaultDefaults, func(c *Config) { c.StorageQuota = 1 << 40 })
+	if err := e.p.Space().Admit("acme", 2<<20); !errors.Is(err, ErrQuota) || !strings.Contains(err.Error(), "quota of 1 MiB") {
+		t.Errorf("Admit(2 MiB) under a 1 MiB organization quota = %v; want ErrQuota naming 1 MiB", err)
+	}
+	if err := e.p.Space().Admit("acme", 512<<10); err != nil {
+		t.Errorf("Admit(512 KiB) under a 1 MiB organization quota = %v", err)
+	}
+}
