@@ -37,6 +37,9 @@ func (p *Pipeline) noteIgnored(org string, set settings, files []pendingFile) {
 		if _, ok := set.kindOf(f.name); ok {
 			continue
 		}
+		if _, err := os.Lstat(filepath.Join(p.cfg.OrgsRoot, org, f.name)); err != nil {
+			continue // renamed away (uploaded under a temporary name) or removed
+		}
 		if err := p.recordIgnored(org, set, f.name); err != nil {
 			p.log.Error("record ignored upload", "org", org, "file", f.name, "err", err)
 		}
@@ -54,6 +57,7 @@ func (p *Pipeline) recordIgnored(org string, set settings, name string) error {
 	if fi, err := os.Lstat(filepath.Join(p.cfg.OrgsRoot, org, name)); err == nil {
 		size = fi.Size()
 	}
+
 	b.Files = []state.BatchFile{{Name: name, Size: size}}
 	notes, operator := ignoredNotes(org, set, name)
 	rep := &report.Report{

@@ -189,6 +189,7 @@ func TestIgnoredUploadReport(t *testing.T) {
 	// name: its own notice. Not .csv: nothing.
 	e.upload("USERS-2026-12-03.CSV", usersCSV(1, 3, nil))
 	e.upload("notes.txt", []byte("hello"))
+	e.p.Notify(e.org, "renamed-away.csv") // a temporary name, gone by now
 	e.upload("export.csv", usersCSV(1, 3, nil))
 	next := e.waitBatch(ign.ID, 10*time.Second)
 	if next.Status != state.BatchIgnored || next.Files[0].Name != "export.csv" {
