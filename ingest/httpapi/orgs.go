@@ -140,15 +140,15 @@ func (s *Server) patchOrg(w http.ResponseWriter, r *http.Request) {
 	}
 	var msg string
 	o, err := s.cfg.DB.UpdateOrg(r.PathValue("org"), func(o *state.Org) error {
-		dec := json.NewDecoder(bytes.NewReader(req.Settings))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&o.Settings); err != nil {
-			msg = "settings: " + err.Error()
+		merged, m := mergeSettings(o.Settings, req.Settings)
+		if m != "" {
+			msg = m
 			return errInvalid
 		}
-		if msg = validateSettings(o.Settings); msg != "" {
+		if msg = validateSettings(merged); msg != "" {
 			return errInvalid
 		}
+		o.Settings = merged
 		return nil
 	})
 	switch {
@@ -163,6 +163,46 @@ func (s *Server) patchOrg(w http.ResponseWriter, r *http.Request) {
 }
 
 var errInvalid = errors.New("invalid")
+
+// mergeSettings applies a PATCH's settings object to cur, field by field
+// in their JSON form: a field set to null is removed, so that it returns
+// to the daemon default whatever its Go type (decoding null into a
+// string would leave it alone), and any other value replaces the stored
+// one. It returns a message for the client when patch is not an object
+// of known settings.
+func mergeSettings(cur state.Settings, patch json.RawMessage) (state.Settings, string) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(patch, &fields); err != nil || fields == nil {
+		return cur, "settings: must be an object of settings, such as {\"inactive_users\": \"delete\"}"
+	}
+	// Unknown names and wrong types are refused, nulls included.
+	dec := json.NewDecoder(bytes.NewReader(patch))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(new(state.Settings)); err != nil {
+		return cur, "settings: " + err.Error()
+	}
+	stored, err := json.Marshal(cur)
+	if err != nil {
+		return cur, "settings: " + err.Error()
+	}
+	var merged map[string]json.RawMessage
+	if err := json.Unmarshal(stored, &merged); err != nil {
+		return cur, "settings: " + err.Error()
+	}
+	for k, v := range fields {
+		if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			delete(merged, k)
+			continue
+		}
+		merged[k] = v
+	}
+	b, _ := json.Marshal(merged)
+	var out state.Settings
+	if err := json.Unmarshal(b, &out); err != nil {
+		return cur, "settings: " + err.Error()
+	}
+	return out, ""
+}
 
 // deleteOrg removes the organization, its keys, snapshot and batches, and
 // its SFTP folder, after closing its SFTP sessions. Copies of every processed upload stay in the archive.
