@@ -98,8 +98,18 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	// The database first: its lock keeps a second daemon from touching a
+	// data directory that one already runs on.
+	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
+	if errors.Is(err, state.ErrLocked) {
+		return nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
+	}
+	if err != nil {
+		return nil, err
+	}
 	hostKeys, err := sftpd.LoadHostKeys(filepath.Join(cfg.Data, "host_keys"))
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	for _, k := range hostKeys {
@@ -108,12 +118,9 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	token := cfg.APIToken
 	if token == "" {
 		if token, err = loadOrCreateToken(filepath.Join(cfg.Data, fileAPIToken)); err != nil {
+			db.Close()
 			return nil, err
 		}
-	}
-	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
-	if err != nil {
-		return nil, err
 	}
 	d := &daemonState{cfg: cfg, log: log, db: db, orgsRoot: filepath.Join(cfg.Data, "orgs")}
 	if err := os.MkdirAll(d.orgsRoot, 0o700); err != nil {
