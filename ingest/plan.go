@@ -156,5 +156,7 @@ func (p *Pipeline) Plan(ctx context.Context, org string, files []PlanFile) (*rep
 	if o.status == state.BatchHeld {
 		notes = notes[:len(notes)-1] // no batch to approve
 	}
-	return buildReport(b, o.res, o, notes), nil
+	rep := buildReport(b, o.res, o, notes)
+	rep.DryRun = true
+	return rep, nil
 }

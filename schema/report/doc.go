@@ -39,11 +39,13 @@
 //	  ],
 //	  "issues_total": 1,                   // all issues, listed or not
 //	  "issue_counts": {"duplicate_user_id": 1},  // all issues by code; absent when there are none
-//	  "notes": ["..."]                     // optional sentences for the admin (why a batch is held, ...)
+//	  "notes": ["..."],                    // optional sentences for the admin (why a batch is held, ...)
+//	  "dry_run": true                      // only in a plan's report: status is what the files would get
 //	}
 //
 // The text report says the same in plain words: a headline with the
-// outcome (VALID, NOT VALID, APPLIED, HELD, ...), the batch, the files, the
+// outcome (VALID, NOT VALID, APPLIED, HELD, ...; a plan's starts "PLAN:
+// these files would ..."), the batch, the files, the
 // counts, the changes (for a batch, or when any is non-zero), the notes,
 // then one line per issue (`error    users.csv line 9, column user_id:
 // message`) and, when more than 1,000, the counts by code.

@@ -34,6 +34,9 @@ type Report struct {
 	IssuesTotal    int            `json:"issues_total"`
 	IssueCounts    map[string]int `json:"issue_counts,omitempty"`
 	Notes          []string       `json:"notes,omitempty"` // e.g. why a batch is held and how to release it
+	// DryRun marks the report of a plan (`rosterd plan`, POST .../plan):
+	// Status is the outcome the files would have, and nothing was applied.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // File describes one file of the batch.
