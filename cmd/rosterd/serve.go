@@ -87,6 +87,9 @@ type daemonState struct {
 	pipeline  *ingest.Pipeline
 	deliverer *webhook.Deliverer
 	audit     *auditSink
+	// info is what GET /v1/status says of the daemon; set once both
+	// listeners are up.
+	info atomic.Pointer[httpapi.DaemonInfo]
 }
 
 // openDaemon prepares the data directory, host keys, API token, state and
@@ -173,6 +176,12 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Revoke:       d.sftp.Revoke,
 		ReadTimeout:  cfg.HTTP.ReadTimeout.D(),
 		WriteTimeout: cfg.HTTP.WriteTimeout.D(),
+		Daemon: func() httpapi.DaemonInfo {
+			if info := d.info.Load(); info != nil {
+				return *info
+			}
+			return httpapi.DaemonInfo{Version: version()}
+		},
 	})
 	return d, nil
 }
@@ -200,6 +209,9 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		defer os.Remove(filepath.Join(d.cfg.Data, name))
 	}
 
+	d.info.Store(&httpapi.DaemonInfo{Version: version(), StartedAt: time.Now().UTC(), Listeners: []httpapi.Listener{
+		{Name: "sftp", Address: sftpLn.Addr().String()}, {Name: "http", Address: httpLn.Addr().String()},
+	}})
 	hs := newHTTPServer(d.cfg.HTTP, d.api, d.log)
 	httpLn = newLimitListener(httpLn, d.cfg.HTTP.MaxConnections, d.reg)
 	errc := make(chan error, 2)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
 )
@@ -23,16 +24,64 @@ func (s *Server) routeOrgs() {
 	s.handle("DELETE /v1/organizations/{org}", s.deleteOrg)
 }
 
-// Organization is the API's view of an organization.
+// Organization is the API's view of an organization. Settings are its
+// own choices only; the answers about one organization (GET, PATCH) add
+// EffectiveSettings and Counts.
 type Organization struct {
 	Object    string         `json:"object"`
 	ID        string         `json:"id"`
 	Settings  state.Settings `json:"settings"`
 	CreatedAt time.Time      `json:"created_at"`
+	// EffectiveSettings are the settings in force: its own, else the
+	// daemon's [defaults].
+	EffectiveSettings *EffectiveSettings `json:"effective_settings,omitempty"`
+	// Counts are the users (and how many are active), groups and
+	// memberships of its snapshot.
+	Counts *state.SnapshotCounts `json:"counts,omitempty"`
+}
+
+// EffectiveSettings are every organization setting with the value in
+// force, in the same names and forms as state.Settings.
+type EffectiveSettings struct {
+	UsersPatterns          []string `json:"users_patterns"`
+	UserGroupsPatterns     []string `json:"user_groups_patterns"`
+	GroupsPatterns         []string `json:"groups_patterns"`
+	DeleteThresholdPercent float64  `json:"delete_threshold_percent"`
+	DeleteThresholdCount   int      `json:"delete_threshold_count"`
+	InactiveUsers          string   `json:"inactive_users"`
+	Settle                 string   `json:"settle"`
 }
 
 func orgView(o state.Org) Organization {
 	return Organization{Object: "organization", ID: o.Name, Settings: o.Settings, CreatedAt: o.CreatedAt}
+}
+
+// orgDetail is orgView with the effective settings and the snapshot's
+// counts.
+func (s *Server) orgDetail(o state.Org) (Organization, error) {
+	v := orgView(o)
+	d := ingest.DefaultDefaults
+	if s.cfg.Pipeline != nil {
+		d = s.cfg.Pipeline.Defaults()
+	}
+	e := d.Effective(o.Settings)
+	list := func(l []string) []string {
+		if l == nil {
+			return []string{}
+		}
+		return l
+	}
+	v.EffectiveSettings = &EffectiveSettings{
+		UsersPatterns: list(e.UsersPatterns), UserGroupsPatterns: list(e.UserGroupsPatterns), GroupsPatterns: list(e.GroupsPatterns),
+		DeleteThresholdPercent: e.DeleteThresholdPercent, DeleteThresholdCount: e.DeleteThresholdCount,
+		InactiveUsers: e.InactiveUsers, Settle: e.Settle.String(),
+	}
+	c, err := s.cfg.DB.SnapshotCounts(o.Name)
+	if err != nil {
+		return v, err
+	}
+	v.Counts = &c
+	return v, nil
 }
 
 func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
@@ -121,7 +170,12 @@ func (s *Server) getOrg(w http.ResponseWriter, r *http.Request) {
 		s.stateError(w, r, "organization "+r.PathValue("org"), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, orgView(o))
+	v, err := s.orgDetail(o)
+	if err != nil {
+		s.stateError(w, r, "organization "+o.Name, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // patchOrg merges the given settings into the stored ones: a field present
@@ -158,7 +212,12 @@ func (s *Server) patchOrg(w http.ResponseWriter, r *http.Request) {
 		s.stateError(w, r, "organization "+r.PathValue("org"), err)
 	default:
 		s.log.Info("organization settings changed", "org", o.Name)
-		writeJSON(w, http.StatusOK, orgView(o))
+		v, err := s.orgDetail(o)
+		if err != nil {
+			s.stateError(w, r, "organization "+o.Name, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
 }
 

@@ -47,6 +47,9 @@ type Config struct {
 	// the read deadline by ReadTimeout at each read of its body, and gives
 	// its answer WriteTimeout from the end of the body. Zero: not renewed.
 	ReadTimeout, WriteTimeout time.Duration
+	// Daemon describes the running daemon (version, start, listeners)
+	// for GET /v1/status; nil leaves them out.
+	Daemon func() DaemonInfo
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -70,6 +73,7 @@ func New(cfg Config) *Server {
 	s.routeDirectory()
 	s.routeWebhooks()
 	s.routeAudit()
+	s.routeStatus()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, http.StatusNotFound, "not_found", "no such endpoint", nil)
 	})
