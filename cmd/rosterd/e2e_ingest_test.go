@@ -16,10 +16,11 @@ import (
 )
 
 type e2eBatch struct {
-	ID      string         `json:"id"`
-	Status  string         `json:"status"`
-	Changes report.Changes `json:"changes"`
-	Files   []struct {
+	ID        string         `json:"id"`
+	Status    string         `json:"status"`
+	CreatedAt time.Time      `json:"created_at"`
+	Changes   report.Changes `json:"changes"`
+	Files     []struct {
 		Name   string `json:"name"`
 		SHA256 string `json:"sha256"`
 	} `json:"files"`

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,18 +34,35 @@ import (
 	"github.com/rosterd/rosterd/state"
 )
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newServeFlags()
-	pos, err := parseFlags(f.fs, args, stderr)
-	if err != nil {
-		return err
+// serveCommand is `rosterd serve` (SPEC §2).
+func serveCommand() *command {
+	return &command{
+		name: "serve", summary: "run the daemon: SFTP, HTTP API, ingest and webhook delivery",
+		about: "Run the daemon: the SFTP server the organizations upload to, the HTTP API,\n" +
+			"the ingest of completed uploads into batches, and webhook delivery. State is\n" +
+			"kept in the data directory (created 0700 on first start); one daemon at a\n" +
+			"time may use a data directory. It logs to standard error and runs until\n" +
+			"SIGTERM or SIGINT, letting uploads in flight finish (shutdown_timeout, 30s);\n" +
+			"SIGHUP re-reads the config file.\n\n" +
+			"Each flag also comes from the environment and from the config file: a flag\n" +
+			"beats the environment, which beats the file, which beats the default.\n" +
+			"docs/configuration.md lists every key.",
+		example: "rosterd serve --demo\n" +
+			"rosterd serve --config /etc/rosterd/rosterd.toml\n" +
+			"ROSTERD_DATA=/var/lib/rosterd rosterd serve --sftp-addr :22 --http-addr 127.0.0.1:8080",
+		setup: func(fs *flag.FlagSet) action {
+			f := registerServeFlags(fs)
+			return func(ctx context.Context, std stdio, args []string) error {
+				return runServe(ctx, f, std.out, std.err)
+			}
+		},
 	}
-	if len(pos) > 0 {
-		return usageError("serve takes no arguments, got %q", pos)
-	}
+}
+
+func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(f, os.Getenv)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return &ExitCodeError{Code: 2, Err: fmt.Errorf("configuration: %w", err)}
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	setMemoryLimit(cfg, log)
