@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,9 +55,10 @@ type Config struct {
 
 // Server is the HTTP API. It is an http.Handler.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes []string // the patterns registered, "GET /v1/events"
 }
 
 // New returns the API handler.
@@ -84,9 +86,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// Routes returns the patterns of every route the server registers, such
+// as "GET /v1/events", in the order they were registered: what
+// docs/openapi.json describes.
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
+
+// route registers a route without authentication.
+func (s *Server) route(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	s.mux.HandleFunc(pattern, h)
+}
+
 // handle registers an authenticated /v1 route.
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	s.route(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="rosterd"`)
 			s.error(w, r, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token", nil)
