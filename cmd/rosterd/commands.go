@@ -245,7 +245,7 @@ func runCommand(ctx context.Context, c *command, args, common []string, std stdi
 	switch {
 	case len(pos) < c.minArgs:
 		return c.usageFail(std.err, "missing arguments: want %s", c.args)
-	case c.maxArgs >= 0 && len(pos) > c.maxArgs && c.maxArgs == 0:
+	case c.maxArgs == 0 && len(pos) > 0:
 		return c.usageFail(std.err, "takes no arguments, got %q", pos)
 	case c.maxArgs >= 0 && len(pos) > c.maxArgs:
 		return c.usageFail(std.err, "too many arguments %q: want %s", pos, c.args)
@@ -316,21 +316,6 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-}
-
-// parseFlags is parseArgs for tests of a flag set: it prints fs's
-// defaults on -h and returns an *ExitCodeError for -h (0) and for a bad
-// flag (2).
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
-	fs.SetOutput(stderr)
-	pos, err := parseArgs(fs, args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return nil, &ExitCodeError{Code: 0}
-	case err != nil:
-		return nil, &ExitCodeError{Code: 2}
-	}
-	return pos, nil
 }
 
 // flagMessage words a flag parsing error with the flag as it is written

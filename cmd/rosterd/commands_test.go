@@ -215,3 +215,17 @@ func TestWriteFlagsListsDefaults(t *testing.T) {
 		t.Errorf("writeFlags (-want +got):\n%s", diff)
 	}
 }
+
+func TestSettingText(t *testing.T) {
+	for _, tt := range []struct {
+		v    any
+		want string
+	}{
+		{nil, "-"}, {[]any{}, "-"}, {[]any{"a*.csv", "b?.csv"}, "a*.csv,b?.csv"}, {20.0, "20"}, {35.5, "35.5"},
+		{"keep", "keep"}, {"bad\x1b[31m", `bad\x1b[31m`}, {true, "true"},
+	} {
+		if got := settingText(tt.v); got != tt.want {
+			t.Errorf("settingText(%#v) = %q; want %q", tt.v, got, tt.want)
+		}
+	}
+}

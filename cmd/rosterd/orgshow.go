@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 )
 
 // orgShowCommand is `rosterd org show ORG`.
@@ -150,13 +151,13 @@ func settingText(v any) string {
 	return string(b)
 }
 
-// escapeControl shows control characters escaped (SPEC §5).
+// escapeControl shows control characters escaped, as \x1b (SPEC §5).
 func escapeControl(s string) string {
-	q := strconv.QuoteToGraphic(s)
-	if q[1:len(q)-1] == strings.ReplaceAll(s, `"`, `\"`) {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
 		return s
 	}
-	return q
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 // orgSetCommand is `rosterd org set ORG KEY=VALUE...`.
