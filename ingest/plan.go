@@ -156,5 +156,10 @@ func (p *Pipeline) Plan(ctx context.Context, org string, files []PlanFile) (*rep
 	if o.status == state.BatchHeld {
 		more = more[:len(more)-1] // no batch to approve
 	}
-	return buildReport(b, o.res, o, append(notes, more...))
+	rep, err := buildReport(b, o.res, o, append(notes, more...))
+	if err != nil {
+		return nil, err
+	}
+	rep.DryRun = true
+	return rep, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,38 +29,55 @@ func (e *ExitCodeError) Error() string {
 
 func (e *ExitCodeError) Unwrap() error { return e.Err }
 
-// runValidate is `rosterd validate [--json] [--kind K] [--issues-csv FILE]
-// FILE...`: it checks local CSV files as one batch and prints the report an
-// upload of them would get (SPEC §2, §5). Exit 0 valid (warnings allowed),
-// 1 invalid, 2 usage or I/O error. Flags may also follow the file names.
+// validateCommand is `rosterd validate [--json] [--kind K] [--issues-csv
+// FILE] FILE...`: it checks local CSV files as one batch and prints the
+// report an upload of them would get (SPEC §2, §5). Exit 0 valid
+// (warnings allowed), 1 invalid, 2 usage or I/O error. Flags may also
+// follow the file names.
+func validateCommand() *command {
+	return &command{
+		name: "validate", args: "FILE...", summary: "check CSV files offline and print the report an upload would get",
+		about: "Check CSV files the way an upload would be checked and print the report.\n" +
+			"The kind comes from the file name (users*.csv, user_groups*.csv, groups*.csv)\n" +
+			"unless --kind is given. Several files are checked together as one batch\n" +
+			"(memberships against the users). It needs no daemon.\n" +
+			"Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or I/O error.",
+		example: "rosterd validate users.csv user_groups.csv groups.csv\n" +
+			"rosterd validate --kind users export_20261122.csv\n" +
+			"rosterd validate --json --issues-csv issues.csv users.csv\n" +
+			"rosterd validate --config /etc/rosterd/rosterd.toml users.csv",
+		minArgs: 1, maxArgs: -1,
+		setup: func(fs *flag.FlagSet) action {
+			var o validateOpts
+			fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of text")
+			fs.StringVar(&o.kind, "kind", "", "the `KIND` of every FILE: users, user_groups or groups (default: from each file's name)")
+			fs.StringVar(&o.issuesCSV, "issues-csv", "", "also write the issues to this CSV `FILE`, for a spreadsheet")
+			fs.StringVar(&o.config, "config", "", "check with the [limits] of this config `FILE` ($ROSTERD_CONFIG; default: the built-in limits)")
+			fs.String("data", "", "a data `DIR`, accepted like every command's; validate reads no daemon state")
+			return func(ctx context.Context, std stdio, files []string) error {
+				return o.run(ctx, files, std.out)
+			}
+		},
+	}
+}
+
+// runValidate runs `rosterd validate` with args.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	jsonOut := fs.Bool("json", false, "print the report as JSON instead of text")
-	kind := fs.String("kind", "", "the kind of every FILE: users, user_groups or groups (default: from each file's name)")
-	issuesCSV := fs.String("issues-csv", "", "also write the issues to this CSV file, for a spreadsheet")
-	configPath := fs.String("config", "", "check with the [limits] of this config file ($ROSTERD_CONFIG; default: the built-in limits)")
-	fs.String("data", "", "accepted like every command's; validate reads no daemon state")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: rosterd validate [--json] [--kind users|user_groups|groups] [--issues-csv FILE] [--config FILE] FILE...\n\n"+
-			"Check CSV files the way an upload would be checked and print the report.\n"+
-			"The kind comes from the file name (users*.csv, user_groups*.csv, groups*.csv)\n"+
-			"unless --kind is given. Several files are checked together as one batch.\n"+
-			"Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or I/O error.\n\n")
-		fs.PrintDefaults()
-	}
-	files, err := parseFlags(fs, args, stderr)
-	if err != nil {
-		return err
-	}
-	if len(files) == 0 {
-		fs.Usage()
-		return &ExitCodeError{Code: 2, Err: errors.New("validate: no files given")}
-	}
-	k := schema.Kind(*kind)
+	return runCommand(ctx, validateCommand(), args, nil, stdio{out: stdout, err: stderr})
+}
+
+// validateOpts are validate's flags.
+type validateOpts struct {
+	json                    bool
+	kind, issuesCSV, config string
+}
+
+func (o *validateOpts) run(ctx context.Context, files []string, stdout io.Writer) error {
+	k := schema.Kind(o.kind)
 	switch k {
 	case "", schema.Users, schema.UserGroups, schema.Groups:
 	default:
-		return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: --kind %q: want users, user_groups or groups", *kind)}
+		return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: --kind %q: want users, user_groups or groups", o.kind)}
 	}
 	inputs := make([]report.Input, 0, len(files))
 	for _, name := range files {
@@ -76,7 +92,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return &ExitCodeError{Code: 2, Err: err}
 	}
 	var lim schema.Limits
-	if p := first(*configPath, os.Getenv("ROSTERD_CONFIG")); p != "" {
+	if p := first(o.config, os.Getenv("ROSTERD_CONFIG")); p != "" {
 		cfg := defaultConfig()
 		if err := readConfigFile(p, &cfg); err != nil {
 			return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: %w", err)}
@@ -90,7 +106,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: %w", err)}
 	}
-	if *jsonOut {
+	if o.json {
 		err = rep.WriteJSON(stdout)
 	} else {
 		err = rep.WriteText(stdout)
@@ -98,8 +114,8 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: write report: %w", err)}
 	}
-	if *issuesCSV != "" {
-		f, err := os.Create(*issuesCSV)
+	if o.issuesCSV != "" {
+		f, err := os.Create(o.issuesCSV)
 		if err == nil {
 			err = rep.WriteIssuesCSV(f)
 			if cerr := f.Close(); err == nil {

@@ -41,6 +41,7 @@
 //	  "issues_total": 1,                   // all issues, listed or not
 //	  "issue_counts": {"duplicate_user_id": 1},  // all issues by code; absent when there are none
 //	  "notes": ["..."],                    // optional sentences for the admin (why a batch is held, what to do)
+//	  "dry_run": true,                     // only in a plan's report: status is what the files would get
 //	  "operator_notes": ["..."],           // optional, for the operator only (the command that approves a
 //	                                       // held batch); absent from the copy in the organization's folder
 //	  "removed_users_total": 250,          // held batches: how many users it would delete or deactivate
@@ -55,7 +56,8 @@
 // notes on the names that are processed and how to ask for a pattern.
 //
 // The text report says the same in plain words: a headline with the
-// outcome (VALID, NOT VALID, APPLIED, HELD, ...), the batch, the files
+// outcome (VALID, NOT VALID, APPLIED, HELD, ...; a plan's starts "PLAN:
+// these files would ..."), the batch, the files
 // (with rows read, valid and with errors when there are errors), the
 // counts (not for files with errors: nothing is counted then), the
 // changes (for a batch, or when any is non-zero), the notes, the
