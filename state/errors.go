@@ -11,4 +11,10 @@ var (
 	// ErrNewerSchema is returned by Open when the database was written by a
 	// newer rosterd.
 	ErrNewerSchema = errors.New("database written by a newer rosterd")
+	// ErrLinkExpired and ErrLinkRevoked are returned when a setup link
+	// past its expiry or revoked is used.
+	ErrLinkExpired = errors.New("setup link expired")
+	ErrLinkRevoked = errors.New("setup link revoked")
+	// ErrOrgGone is returned when a setup link's organization was removed.
+	ErrOrgGone = errors.New("organization removed")
 )

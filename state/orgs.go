@@ -36,6 +36,10 @@ type Settings struct {
 	InactiveUsers string `json:"inactive_users,omitempty"`
 	// Settle is the organization's settle window as a Go duration string.
 	Settle string `json:"settle,omitempty"`
+	// SetupAllKeys lets the admin see and remove, on the setup page, the
+	// keys the operator added too (SPEC §10); unset, only those added
+	// through setup links.
+	SetupAllKeys *bool `json:"setup_all_keys,omitempty"`
 }
 
 // CreateOrg stores a new organization. It returns ErrExists if the name is
@@ -115,7 +119,8 @@ func (db *DB) UpdateOrg(name string, fn func(*Org) error) (Org, error) {
 	return o, nil
 }
 
-// DeleteOrg removes the organization with its keys, snapshot and batches.
+// DeleteOrg removes the organization with its keys, snapshot, batches,
+// audit trail and setup links.
 // Its events stay in the feed until retention removes them, so consumers
 // still receive what was emitted before the removal.
 func (db *DB) DeleteOrg(name string) error {
@@ -128,6 +133,9 @@ func (db *DB) DeleteOrg(name string) error {
 			if err := tx.Bucket(top).DeleteBucket([]byte(name)); err != nil && err != bolt.ErrBucketNotFound {
 				return err
 			}
+		}
+		if err := deleteSetupLinksTx(tx, name); err != nil {
+			return err
 		}
 		return b.Delete([]byte(name))
 	})

@@ -47,6 +47,10 @@ type Config struct {
 	// the read deadline by ReadTimeout at each read of its body, and gives
 	// its answer WriteTimeout from the end of the body. Zero: not renewed.
 	ReadTimeout, WriteTimeout time.Duration
+	// PublicURL is where users reach the daemon's pages
+	// ("https://rosterd.example.com"), for the URLs of setup links; ""
+	// takes the scheme and host of the request that creates the link.
+	PublicURL string
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -70,6 +74,9 @@ func New(cfg Config) *Server {
 	s.routeDirectory()
 	s.routeWebhooks()
 	s.routeAudit()
+	s.routeSetupLinks()
+	s.routeSetup()
+	s.routeSummary()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, http.StatusNotFound, "not_found", "no such endpoint", nil)
 	})
