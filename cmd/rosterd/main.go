@@ -21,6 +21,7 @@ const usage = `usage: rosterd COMMAND [flags]
   validate [--json] [--kind K] FILE...  check CSV files offline
   plan --org ORG FILE...              dry run against the running daemon's snapshot
   org add ORG [--key FILE|-] | org list | org remove ORG
+  org invite ORG [--expires 7d] [--create]   a setup link for the organization's admin
   key add ORG FILE|- | key list ORG | key remove ORG FINGERPRINT
   batch list ORG | batch show ORG BATCH | batch approve ORG BATCH
   version

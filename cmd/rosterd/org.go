@@ -21,6 +21,9 @@ type orgView struct {
 }
 
 func runOrg(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "invite" {
+		return runOrgInvite(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 {
 		return usageError("org add ORG [--key FILE|-] | org list | org remove ORG")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/ingest/httpapi"
+	"github.com/rosterd/rosterd/ingest/web"
 	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
@@ -87,6 +89,9 @@ type daemonState struct {
 	pipeline  *ingest.Pipeline
 	deliverer *webhook.Deliverer
 	audit     *auditSink
+	web       *web.Server
+	tls       *tls.Config  // nil: plain HTTP
+	sftpAddr  atomic.Value // string: the SFTP listener's address, once listening
 }
 
 // openDaemon prepares the data directory, host keys, API token, state and
@@ -166,7 +171,15 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Revoke:       d.sftp.Revoke,
 		ReadTimeout:  cfg.HTTP.ReadTimeout.D(),
 		WriteTimeout: cfg.HTTP.WriteTimeout.D(),
+		PublicURL:    cfg.Console.PublicURL,
 	})
+	if d.tls, err = loadTLS(cfg); err == nil {
+		d.web, err = d.newWeb(token, hostKeys)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -185,15 +198,22 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		sftpLn.Close()
 		return fmt.Errorf("listen http: %w", err)
 	}
-	addrFiles := map[string]string{fileSFTPAddr: sftpLn.Addr().String(), fileHTTPAddr: httpLn.Addr().String()}
+	d.sftpAddr.Store(sftpLn.Addr().String())
+	addrFiles := map[string]string{fileSFTPAddr: sftpLn.Addr().String(), fileHTTPAddr: httpScheme(d.tls) + httpLn.Addr().String()}
+	if d.tls != nil {
+		// The client subcommands trust exactly this certificate on the
+		// loopback address, whatever names it is issued for.
+		addrFiles[fileHTTPCert] = certPEM(d.tls)
+	}
 	for name, addr := range addrFiles {
-		if err := os.WriteFile(filepath.Join(d.cfg.Data, name), []byte(addr+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(d.cfg.Data, name), []byte(strings.TrimSuffix(addr, "\n")+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 		defer os.Remove(filepath.Join(d.cfg.Data, name))
 	}
 
-	hs := newHTTPServer(d.cfg.HTTP, d.api, d.log)
+	hs := newHTTPServer(d.cfg.HTTP, d.httpHandler(), d.log)
+	hs.TLSConfig = d.tls
 	httpLn = newLimitListener(httpLn, d.cfg.HTTP.MaxConnections, d.reg)
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
@@ -203,7 +223,11 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		}
 	})
 	wg.Go(func() {
-		if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := hs.Serve
+		if d.tls != nil {
+			serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+		}
+		if err := serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	})
@@ -293,6 +317,7 @@ func (d *daemonState) reload(f *serveFlags) {
 	cfg.Data, cfg.SFTPAddr, cfg.HTTPAddr, cfg.LogFormat, cfg.APIToken, cfg.AllowSHA1RSA, cfg.Retention.Reports, cfg.Retention.Archive =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
 	cfg.HTTP = old.HTTP
+	cfg.TLSCert, cfg.TLSKey, cfg.Console, cfg.Operators = old.TLSCert, old.TLSKey, old.Console, old.Operators
 	d.cfg = cfg
 	if len(restart) > 0 {
 		d.log.Warn("configuration reloaded; these keys change only at restart", "keys", strings.Join(restart, ","))
