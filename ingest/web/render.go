@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/rosterd/rosterd/schema/report"
 )
@@ -29,6 +30,17 @@ var funcs = template.FuncMap{
 	"path":      pathEscape,
 	"changeSum": changeSum,
 	"list":      func(v ...string) []string { return v },
+	"sentence":  sentence,
+}
+
+// sentence starts s with a capital letter: the API's messages are
+// written to follow a colon, a page shows them on their own.
+func sentence(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 func parsePages() (*pages, error) {

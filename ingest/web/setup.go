@@ -190,6 +190,12 @@ type checkPage struct {
 	PlanNote string
 }
 
+// PlanIssues says whether the dry run found issues that validation alone
+// did not (such as memberships of users only the snapshot has).
+func (d *checkPage) PlanIssues() bool {
+	return d.Plan != nil && d.Validate != nil && d.Plan.IssuesTotal != d.Validate.IssuesTotal
+}
+
 // setupCheck validates the uploaded files as `rosterd validate` would and
 // runs the dry run against the organization's snapshot as `rosterd plan`
 // would, applying nothing.
