@@ -51,24 +51,26 @@ func (d *daemonState) newWeb(token string, hostKeys []ssh.Signer) (*web.Server, 
 	for i, k := range hostKeys {
 		pubs[i] = k.PublicKey()
 	}
+	// Read now, not from d.cfg later: a reload replaces d.cfg while pages
+	// are served (and these keys change only at a restart anyway).
+	public, listen := d.cfg.Console.PublicSFTPAddr, d.cfg.SFTPAddr
 	return web.New(web.Config{
 		API:       d.api,
 		Token:     token,
 		Operators: ops,
 		HostKeys:  pubs,
 		SFTPAddr: func() string {
-			if a := d.cfg.Console.PublicSFTPAddr; a != "" {
-				return a
+			if public != "" {
+				return public
 			}
 			if a, ok := d.sftpAddr.Load().(string); ok {
 				return a
 			}
-			return d.cfg.SFTPAddr
+			return listen
 		},
-		Limits:       schemaLimits(d.cfg),
-		MaxCheckSize: int64(d.cfg.Limits.MaxUploadSize),
-		SessionTTL:   d.cfg.Console.SessionTimeout.D(),
-		Logger:       d.log,
+		Limits:     schemaLimits(d.cfg),
+		SessionTTL: d.cfg.Console.SessionTimeout.D(),
+		Logger:     d.log,
 	})
 }
 

@@ -73,6 +73,16 @@ func TestBrowserOnboarding(t *testing.T) {
 		}
 	}
 	admin.shot("setup-page")
+	// On a phone: the page fits the screen's width (tables scroll inside
+	// their own box).
+	phone := admin.tab()
+	phone.step("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	phone.open(link)
+	if w, err := chromedp.Run(phone.ctx, chromedp.Evaluate[int]("document.documentElement.scrollWidth")); err != nil || w > 390 {
+		wide, _ := chromedp.Run(phone.ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("body *")).filter(e => !e.closest(".scroll") && e.getBoundingClientRect().right > 392).map(e => e.tagName + "." + e.className + "#" + e.id + " " + Math.round(e.getBoundingClientRect().right)).join(", ")`))
+		t.Errorf("setup page on a 390 px wide screen is %d px wide (%v); want no sideways scrolling; too wide: %s", w, err, wide)
+	}
+	phone.shot("setup-phone")
 
 	key := sftptest.GenerateKey(t, dir, "id_ed25519")
 	pub := strings.TrimSpace(string(key.AuthorizedKey)) + " hr-export@acme"

@@ -311,6 +311,7 @@ func (d *daemonState) reload(f *serveFlags) {
 	d.sftp.SetLimits(sftpLimits(cfg))
 	d.pipeline.SetDefaults(ingestDefaults(cfg))
 	d.pipeline.SetLimits(schemaLimits(cfg))
+	d.web.SetLimits(schemaLimits(cfg))
 	d.reloadDelivery(cfg)
 	setMemoryLimit(cfg, d.log)
 	// Keys that need a restart keep their running values.

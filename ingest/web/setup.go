@@ -266,7 +266,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request, t checkTarget) {
 		defer f.Close()
 		inputs = append(inputs, report.Input{Name: fh.Filename, Kind: kind, R: f})
 	}
-	rep, err := report.Validate(inputs, s.cfg.Limits, time.Now())
+	rep, err := report.Validate(inputs, *s.limits.Load(), time.Now())
 	if err != nil {
 		if errors.Is(err, report.ErrUnknownKind) || errors.Is(err, report.ErrSameKind) {
 			v.Error = strings.Replace(err.Error(), "give --kind", "choose the kind of file", 1)

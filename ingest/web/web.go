@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -36,10 +37,11 @@ type Config struct {
 	// SFTPAddr returns the host:port admins connect to. A host of
 	// 0.0.0.0, :: or none is replaced by the host the page was asked for.
 	SFTPAddr func() string
-	// Limits are the limits a file is checked with on the setup page (as
-	// `rosterd validate --config` would with the daemon's config).
+	// Limits are the limits a file is checked with (as `rosterd validate
+	// --config` would with the daemon's config); SetLimits changes them.
 	Limits schema.Limits
-	// MaxCheckSize bounds a file checked on the setup page; 0 = 64 MiB.
+	// MaxCheckSize bounds each file checked on a page; 0 = 64 MiB. A
+	// larger file is checked with `rosterd plan`.
 	MaxCheckSize int64
 	// SessionTTL is how long a console session lasts after sign-in; 0 =
 	// 12 hours.
@@ -62,7 +64,12 @@ type Server struct {
 	pages    *pages
 	sessions *sessions
 	static   http.Handler
+	limits   atomic.Pointer[schema.Limits]
 }
+
+// SetLimits changes the limits files are checked with (a reload of the
+// daemon's configuration). Safe while pages are served.
+func (s *Server) SetLimits(l schema.Limits) { s.limits.Store(&l) }
 
 // New returns the pages' handler.
 func New(cfg Config) (*Server, error) {
@@ -84,6 +91,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.SFTPAddr = func() string { return "" }
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), sessions: newSessions(cfg.SessionTTL)}
+	s.SetLimits(cfg.Limits)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
