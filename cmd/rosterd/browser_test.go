@@ -198,6 +198,27 @@ func (b *browser) shot(name string) string {
 	return path
 }
 
+// readmeImage writes what the tab shows (the window, not the whole page)
+// as DIR/name.png when $ROSTERD_README_IMAGES names DIR: the README's
+// pictures are made by `ROSTERD_README_IMAGES=$PWD/docs/images go test
+// ./cmd/rosterd -run TestBrowserOnboarding`.
+func (b *browser) readmeImage(name string) {
+	b.t.Helper()
+	dir := os.Getenv("ROSTERD_README_IMAGES")
+	if dir == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // signIn signs the tab in to the console of d with the API token.
 func (b *browser) signIn(d *testDaemon) {
 	b.t.Helper()

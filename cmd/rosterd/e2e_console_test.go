@@ -138,6 +138,8 @@ func TestBrowserOnboarding(t *testing.T) {
 		return strings.Contains(admin.text("#status"), "applied") && strings.Contains(admin.text("#uploads"), "users.csv")
 	})
 	admin.shot("setup-status")
+	admin.open(link)
+	admin.readmeImage("setup")
 	admin.submit("#status table a")
 	if !strings.Contains(admin.page(), "Users added") {
 		t.Errorf("the batch's report page:\n%s", admin.page())
@@ -148,6 +150,7 @@ func TestBrowserOnboarding(t *testing.T) {
 		t.Errorf("the console's page of acme lacks the batch or the admin's key:\n%s", op.page())
 	}
 	op.shot("console-org")
+	op.readmeImage("console")
 	op.open("http://" + d.HTTPAddr + "/console/")
 	if !strings.Contains(op.text("#orgs"), "acme") {
 		t.Errorf("the overview lacks acme:\n%s", op.page())
