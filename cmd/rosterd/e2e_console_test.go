@@ -481,3 +481,35 @@ func TestSetupLinkReachesOnlyItsOrganization(t *testing.T) {
 		t.Error("the token is in the daemon's log")
 	}
 }
+
+// TestOrgInvite: `rosterd org invite` prints a link once; without
+// --create it needs the organization; with it, the first opening creates
+// the organization; a lifetime beyond 90 days is refused.
+func TestOrgInvite(t *testing.T) {
+	d := startDaemon(t, daemonOpts{})
+	if out, code := d.CLI("", "org", "invite", "newco"); code == 0 || !strings.Contains(out, "give --create") {
+		t.Errorf("org invite of an unknown organization = %d %q; want a failure suggesting --create", code, out)
+	}
+	if out, code := d.CLI("", "org", "invite", "newco", "--create", "--expires", "91d"); code == 0 || !strings.Contains(out, "90d") {
+		t.Errorf("org invite --expires 91d = %d %q; want a refusal naming the bound", code, out)
+	}
+	out, code := d.CLI("", "org", "invite", "newco", "--create", "--expires", "36h")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	link := lines[len(lines)-1]
+	if code != 0 || !strings.HasPrefix(link, "http://"+d.HTTPAddr+"/setup/") || !strings.Contains(lines[0], "for newco, valid until") {
+		t.Fatalf("org invite newco --create = %d %q", code, out)
+	}
+	if list, _ := d.CLI("", "org", "list"); strings.Contains(list, "newco") {
+		t.Errorf("newco exists before its link is opened:\n%s", list)
+	}
+	if resp, err := http.Get(link); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("open the link: %v %v", resp, err)
+	}
+	if list, _ := d.CLI("", "org", "list"); !strings.Contains(list, "newco") {
+		t.Errorf("newco does not exist after its link was opened:\n%s", list)
+	}
+	tok := link[strings.LastIndex(link, "/")+1:]
+	if strings.Contains(d.Logs(), tok) {
+		t.Error("the token is in the daemon's log")
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,6 +47,10 @@ func runOrgInvite(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	body := map[string]any{"expires_in": *expires, "create_organization": *create}
 	if err := c.do(ctx, http.MethodPost, "/v1/organizations/"+url.PathEscape(pos[0])+"/setup_links", jsonBody(body), "application/json", &l); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return fmt.Errorf("invite %s: no such organization; give --create to have the link create it", pos[0])
+		}
 		return fmt.Errorf("invite %s: %w", pos[0], err)
 	}
 	fmt.Fprintf(stdout, "setup link %s for %s, valid until %s:\n%s\n", l.ID, pos[0], l.ExpiresAt.UTC().Format(time.RFC3339), l.URL)

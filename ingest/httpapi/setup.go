@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -178,7 +179,24 @@ func (s *Server) setupBatch(w http.ResponseWriter, r *http.Request, l state.Setu
 		s.stateError(w, r, "batch "+id, err)
 		return
 	}
+	v.Report = adminReport(v.Report)
 	writeJSON(w, http.StatusOK, v)
+}
+
+// adminReport is a stored report as the organization's admin reads it in
+// /reports/: without the notes meant for the operator (operator_notes,
+// such as the command that approves a held batch).
+func adminReport(raw json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil || m["operator_notes"] == nil {
+		return raw
+	}
+	delete(m, "operator_notes")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return raw
+	}
+	return out
 }
 
 func (s *Server) setupAddKeys(w http.ResponseWriter, r *http.Request, l state.SetupLink) {

@@ -337,3 +337,14 @@ func TestSummary(t *testing.T) {
 		t.Errorf("summary of an unknown organization = %d; want 404", st)
 	}
 }
+
+func TestAdminReportLeavesOutOperatorNotes(t *testing.T) {
+	raw := []byte(`{"status":"held","notes":["upload again or ask"],"operator_notes":["rosterd batch approve acme B1"]}`)
+	got := string(adminReport(raw))
+	if strings.Contains(got, "operator_notes") || strings.Contains(got, "rosterd batch approve") || !strings.Contains(got, "upload again") {
+		t.Errorf("adminReport = %s", got)
+	}
+	if got := string(adminReport([]byte(`{"status":"applied"}`))); got != `{"status":"applied"}` {
+		t.Errorf("adminReport without operator notes = %s; want it unchanged", got)
+	}
+}

@@ -123,15 +123,24 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := strings.TrimSpace(r.PostFormValue("operator"))
-	who, ok := s.authenticate(name, r.PostFormValue("secret"))
 	next := r.PostFormValue("next")
-	if !ok {
-		s.log.Warn("console: sign-in refused", "remote_addr", r.RemoteAddr, "operator", name)
+	refuse := func(status int, msg string) {
 		tok := randomToken()
 		s.setCookie(w, r, signinCookie, tok, 3600)
 		d := signinData{Next: next, Operators: len(s.cfg.Operators) > 0, Name: name}
-		s.render(w, http.StatusUnauthorized, "signin", view{Title: "Sign in", Console: true, Static: consoleStatic, CSRF: tok, Data: d,
-			Error: "wrong token, or wrong operator name or password"})
+		s.render(w, status, "signin", view{Title: "Sign in", Console: true, Static: consoleStatic, CSRF: tok, Data: d, Error: msg})
+	}
+	ip := remoteIP(r)
+	if !s.signins.allowed(ip) {
+		s.log.Warn("console: sign-in refused: too many failures from the address", "remote_addr", r.RemoteAddr, "operator", name)
+		refuse(http.StatusTooManyRequests, "too many failed sign-ins from your address: try again in a few minutes")
+		return
+	}
+	who, ok := s.authenticate(name, r.PostFormValue("secret"))
+	if !ok {
+		s.signins.failed(ip)
+		s.log.Warn("console: sign-in refused", "remote_addr", r.RemoteAddr, "operator", name)
+		refuse(http.StatusUnauthorized, "wrong token, or wrong operator name or password")
 		return
 	}
 	sess := s.sessions.create(who)

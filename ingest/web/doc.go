@@ -21,7 +21,8 @@
 // Secure when the request came over TLS or X-Forwarded-Proto says https);
 // a CSRF token per session in every form, checked on every POST (the
 // sign-in form uses a double-submit cookie); sessions end at sign-out or
-// after Config.SessionTTL. The setup page has no cookie: its address holds
+// after Config.SessionTTL; an address that fails to sign in 10 times in
+// 10 minutes is refused for a while (limiter.go). The setup page has no cookie: its address holds
 // the token, so no other site can make a browser act on it without the
 // token, and every response says Referrer-Policy: no-referrer so that the
 // address is not sent on.

@@ -190,7 +190,10 @@ func changeSum(c report.Changes) string {
 // the people a held batch would delete).
 type reportView struct {
 	report.Report
-	Tables []table
+	// OperatorNotes are for the operator's eyes (the console shows them;
+	// the API leaves them out of what a setup link reads).
+	OperatorNotes []string `json:"operator_notes"`
+	Tables        []table
 }
 
 // table is a list of objects from a report, with the keys of its objects
@@ -205,6 +208,7 @@ type table struct {
 var knownReportFields = map[string]bool{
 	"version": true, "batch_id": true, "organization_id": true, "status": true, "created_at": true, "files": true,
 	"counts": true, "changes": true, "issues": true, "issues_total": true, "issue_counts": true, "notes": true,
+	"operator_notes": true,
 }
 
 // parseReport reads a report's JSON for a page.
@@ -213,6 +217,11 @@ func parseReport(raw []byte) (*reportView, error) {
 	if err := json.Unmarshal(raw, &v.Report); err != nil {
 		return nil, fmt.Errorf("decode report: %w", err)
 	}
+	var op struct {
+		Notes []string `json:"operator_notes"`
+	}
+	json.Unmarshal(raw, &op)
+	v.OperatorNotes = op.Notes
 	var top []kv
 	if err := decodeObject(raw, &top); err != nil {
 		return nil, err

@@ -63,6 +63,7 @@ type Server struct {
 	mux      *http.ServeMux
 	pages    *pages
 	sessions *sessions
+	signins  *signinLimiter
 	static   http.Handler
 	limits   atomic.Pointer[schema.Limits]
 }
@@ -90,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SFTPAddr == nil {
 		cfg.SFTPAddr = func() string { return "" }
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), sessions: newSessions(cfg.SessionTTL)}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), sessions: newSessions(cfg.SessionTTL), signins: newSigninLimiter()}
 	s.SetLimits(cfg.Limits)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
