@@ -77,7 +77,7 @@ func (s *Server) loadSetup(w http.ResponseWriter, r *http.Request) (*setupData, 
 	d := &setupData{Token: tok, Base: "/setup/" + tok, Columns: columnDocs}
 	if err := s.get(r, tok, "/v1/setup", &d.Setup); err != nil {
 		if !s.setupLinkError(w, err) {
-			s.render(w, http.StatusInternalServerError, "setup_gone", view{Title: "The setup page is not available", Static: setupStatic, Error: s.errorMessage(err)})
+			s.render(w, http.StatusInternalServerError, "setup_error", view{Title: "The setup page is not available", Static: setupStatic, Error: s.errorMessage(err)})
 		}
 		return nil, false
 	}
@@ -155,7 +155,7 @@ func (s *Server) setupBatch(w http.ResponseWriter, r *http.Request) {
 	var b batchJSON
 	if err := s.get(r, tok, "/v1/setup/batches/"+pathEscape(r.PathValue("id")), &b); err != nil {
 		if !s.setupLinkError(w, err) {
-			s.render(w, http.StatusNotFound, "setup_gone", view{Title: "No such batch", Static: setupStatic, Error: s.errorMessage(err)})
+			s.render(w, http.StatusNotFound, "setup_error", view{Title: "No such batch", Static: setupStatic, Error: s.errorMessage(err)})
 		}
 		return
 	}
