@@ -51,6 +51,7 @@ type EffectiveSettings struct {
 	InactiveUsers          string   `json:"inactive_users"`
 	Settle                 string   `json:"settle"`
 	StorageQuota           int64    `json:"storage_quota"` // bytes; 0 or less: none
+	SetupAllKeys           bool     `json:"setup_all_keys"`
 }
 
 func orgView(o state.Org) Organization {
@@ -77,6 +78,7 @@ func (s *Server) orgDetail(o state.Org) (Organization, error) {
 		DeleteThresholdPercent: e.DeleteThresholdPercent, DeleteThresholdCount: e.DeleteThresholdCount,
 		InactiveUsers: e.InactiveUsers, Settle: e.Settle.String(),
 		StorageQuota: ingest.DefaultStorageQuota,
+		SetupAllKeys: o.Settings.SetupAllKeys != nil && *o.Settings.SetupAllKeys,
 	}
 	if s.cfg.Pipeline != nil {
 		v.EffectiveSettings.StorageQuota = s.cfg.Pipeline.QuotaOf(o.Name)

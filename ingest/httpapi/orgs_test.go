@@ -58,6 +58,7 @@ func TestPatchNullResetsEverySetting(t *testing.T) {
 		"inactive_users":           `"delete"`,
 		"settle":                   `"1m0s"`,
 		"storage_quota":            `1073741824`,
+		"setup_all_keys":           `true`,
 	}
 	st := reflect.TypeFor[state.Settings]()
 	for i := range st.NumField() {
