@@ -139,7 +139,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		return nil, err
 	}
 	for _, k := range hostKeys {
-		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", hostKeyLine(k.PublicKey()))
+		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", sftpd.KeygenLine(k.PublicKey(), ""))
 	}
 	token := cfg.APIToken
 	if token == "" {
@@ -395,21 +395,6 @@ func (k keyAuth) Authorize(ctx context.Context, org string, key ssh.PublicKey) e
 		return errors.New("unknown organization or key")
 	}
 	return nil
-}
-
-// hostKeyLine renders a host key's fingerprint as ssh-keygen -lf does,
-// e.g. "256 SHA256:... (ED25519)".
-func hostKeyLine(k ssh.PublicKey) string {
-	bits, name := 0, strings.ToUpper(strings.TrimPrefix(k.Type(), "ssh-"))
-	if ck, ok := k.(ssh.CryptoPublicKey); ok {
-		switch pk := ck.CryptoPublicKey().(type) {
-		case interface{ Size() int }: // *rsa.PublicKey
-			bits = pk.Size() * 8
-		default:
-			bits = 256
-		}
-	}
-	return fmt.Sprintf("%d %s (%s)", bits, sftpd.Fingerprint(k), name)
 }
 
 // loadOrCreateToken reads the API token file, creating it (0600) with 32

@@ -1,15 +1,13 @@
 package web
 
 import (
-	"crypto/ecdsa"
-	"crypto/rsa"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
 
-	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/rosterd/rosterd/sftpd"
 )
 
 // Connection is what an admin's SFTP client needs: where to connect, as
@@ -44,29 +42,8 @@ func (s *Server) connection(r *http.Request, user string) Connection {
 	var lines []string
 	for _, k := range s.cfg.HostKeys {
 		lines = append(lines, knownhosts.Line([]string{c.HostPattern}, k))
-		c.Fingerprints = append(c.Fingerprints, KeygenLine(k, c.HostPattern))
+		c.Fingerprints = append(c.Fingerprints, sftpd.KeygenLine(k, c.HostPattern))
 	}
 	c.KnownHosts = strings.Join(lines, "\n") + "\n"
 	return c
-}
-
-// KeygenLine renders a key's fingerprint as `ssh-keygen -lf` prints it
-// for a file holding the key with the given comment: bits, SHA256
-// fingerprint, comment, type.
-func KeygenLine(k ssh.PublicKey, comment string) string {
-	bits, name := 0, strings.ToUpper(strings.TrimPrefix(k.Type(), "ssh-"))
-	if ck, ok := k.(ssh.CryptoPublicKey); ok {
-		switch pk := ck.CryptoPublicKey().(type) {
-		case *rsa.PublicKey:
-			bits = pk.N.BitLen()
-		case *ecdsa.PublicKey:
-			bits, name = pk.Curve.Params().BitSize, "ECDSA"
-		default:
-			bits = 256 // ed25519
-		}
-	}
-	if comment == "" {
-		comment = "no comment"
-	}
-	return fmt.Sprintf("%d %s %s (%s)", bits, ssh.FingerprintSHA256(k), comment, name)
 }
