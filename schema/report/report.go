@@ -33,16 +33,33 @@ type Report struct {
 	Issues         []schema.Issue `json:"issues"`
 	IssuesTotal    int            `json:"issues_total"`
 	IssueCounts    map[string]int `json:"issue_counts,omitempty"`
-	Notes          []string       `json:"notes,omitempty"` // e.g. why a batch is held and how to release it
+	Notes          []string       `json:"notes,omitempty"`   // e.g. why a batch is held and how to release it
+	Mapping        *Mapping       `json:"mapping,omitempty"` // the organization's mapping, when the files were read with one
 }
 
-// File describes one file of the batch.
+// Mapping is how the files were read under an organization's mapping
+// (SPEC §4, exports as they come): how each column of each file whose
+// header the mapping changed was read, the status value map and the date
+// format of employment_start_date.
+type Mapping struct {
+	Columns      []schema.ColumnRead `json:"columns,omitempty"`
+	StatusValues map[string]string   `json:"status_values,omitempty"`
+	DateFormat   string              `json:"date_format,omitempty"`
+}
+
+// File describes one file of the batch. For a compressed or encrypted
+// upload, Name, Size and SHA256 are those of the file as uploaded, Inner
+// the CSV file inside it, InnerSize the CSV's bytes and Decoded how it was
+// read ("gzip", "decrypted with key ..., signed by ...").
 type File struct {
-	Name   string      `json:"name"`
-	Kind   schema.Kind `json:"kind"`
-	Size   int64       `json:"size"`
-	SHA256 string      `json:"sha256"` // lower-case hex
-	Rows   int         `json:"rows"`
+	Name      string      `json:"name"`
+	Kind      schema.Kind `json:"kind"`
+	Size      int64       `json:"size"`
+	SHA256    string      `json:"sha256"` // lower-case hex
+	Rows      int         `json:"rows"`
+	Inner     string      `json:"inner,omitempty"`
+	InnerSize int64       `json:"inner_size,omitempty"`
+	Decoded   string      `json:"decoded,omitempty"`
 }
 
 // Counts are the numbers of users, groups and memberships: in the batch's
@@ -122,4 +139,7 @@ func (r *Report) FromChecker(c *schema.Checker) {
 	}
 	st := c.Stats()
 	r.Counts = Counts{Users: st.Users, Groups: st.Groups, Memberships: st.Memberships}
+	if m := c.Mapping(); m != nil {
+		r.Mapping = &Mapping{Columns: c.ColumnsRead(), StatusValues: m.StatusValues(), DateFormat: m.DateFormat()}
+	}
 }
