@@ -369,6 +369,10 @@ func (c *Checker) fatal(s *scan, err error) (bool, error) {
 	case errors.Is(err, errFileTooLarge):
 		c.issue(0, "", nil, CodeFileTooLarge, SeverityError,
 			fmt.Sprintf("the file is larger than the limit of %s: split it or ask the operator to raise the limit", sizeText(c.lim.MaxFileSize)))
+	case errors.As(err, new(*InputError)):
+		var ie *InputError
+		errors.As(err, &ie)
+		c.issue(0, "", nil, ie.Code, SeverityError, ie.Message)
 	case errors.Is(err, errLineTooLong):
 		c.issue(s.errLine, "", nil, CodeLineTooLong, SeverityError,
 			fmt.Sprintf("this line is longer than any valid row could be (over %s); the file is probably not a CSV export", sizeText(int64(s.rd.maxLine))))

@@ -336,3 +336,20 @@ func quoteOr(names []string) string {
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
+
+// String describes the mapping in a stable form (sorted), the same for
+// the same settings: "" for nil.
+func (m *Mapping) String() string {
+	if m == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, k := range sortedKeys(m.columns) {
+		fmt.Fprintf(&b, "column %q=%q;", k, m.columns[k])
+	}
+	for _, k := range sortedKeys(m.values) {
+		fmt.Fprintf(&b, "status %q=%q;", k, m.values[k])
+	}
+	fmt.Fprintf(&b, "date %q", m.DateFormat())
+	return b.String()
+}

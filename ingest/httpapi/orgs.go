@@ -9,8 +9,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
 )
@@ -140,6 +142,7 @@ func (s *Server) patchOrg(w http.ResponseWriter, r *http.Request) {
 	}
 	var msg string
 	o, err := s.cfg.DB.UpdateOrg(r.PathValue("org"), func(o *state.Org) error {
+		clearReplacedMaps(&o.Settings, req.Settings)
 		dec := json.NewDecoder(bytes.NewReader(req.Settings))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o.Settings); err != nil {
@@ -210,5 +213,28 @@ func validateSettings(st state.Settings) string {
 			return fmt.Sprintf(`settings.settle: %q is not a duration such as "10s" or "0s"`, st.Settle)
 		}
 	}
+	if _, err := schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat); err != nil {
+		var me *schema.MappingError
+		if errors.As(err, &me) {
+			return "settings." + strings.Join(me.Problems, "; settings.")
+		}
+		return "settings: " + err.Error()
+	}
 	return ""
+}
+
+// clearReplacedMaps empties the map settings that raw sets, so that a
+// PATCH replaces a map as a whole, like any other setting, instead of
+// adding its entries to the stored ones (what decoding into a map does).
+func clearReplacedMaps(st *state.Settings, raw json.RawMessage) {
+	var present map[string]json.RawMessage
+	if json.Unmarshal(raw, &present) != nil {
+		return
+	}
+	if _, ok := present["columns"]; ok {
+		st.Columns = nil
+	}
+	if _, ok := present["status_values"]; ok {
+		st.StatusValues = nil
+	}
 }

@@ -170,8 +170,18 @@ func (s *seekHasher) Seek(off int64, whence int) (int64, error) {
 	return p, err
 }
 
-// hashRest feeds h the rest of the file that src has not hashed.
+// hashRest feeds h the rest of the file that src has not hashed. An
+// *schema.InputError of a decoded input is the checker's to report: the
+// rest of such a file cannot be read.
 func hashRest(src io.Reader, h *hashCounter) error {
+	err := hashRestErr(src, h)
+	if errors.As(err, new(*schema.InputError)) {
+		return nil
+	}
+	return err
+}
+
+func hashRestErr(src io.Reader, h *hashCounter) error {
 	if s, ok := src.(*seekHasher); ok {
 		if _, err := s.Seek(s.start+h.n, io.SeekStart); err != nil {
 			return err
