@@ -126,7 +126,7 @@ func notDecrypted(err error, name string, own openpgp.EntityList, to []uint64, o
 	switch {
 	case errors.Is(err, errPassphrase):
 		return &schema.InputError{Code: schema.CodeNotDecrypted, Message: fmt.Sprintf(
-			"%s is encrypted with a passphrase (gpg --symmetric), not to the organization's key: encrypt it to the organization's public key instead (gpg --encrypt --recipient %s)", n, own[0].PrimaryKey.KeyIdString())}
+			"%s is encrypted with a passphrase (gpg --symmetric), not to the organization's key: encrypt it to the organization's public key instead (gpg --encrypt --recipient %s)", n, fingerprint(newest(own)))}
 	case errors.Is(err, pgperrors.ErrKeyIncorrect) && len(to) > 0 && !slices.ContainsFunc(to, func(id uint64) bool { return slices.Contains(ours, id) }):
 		ids := make([]string, len(to))
 		for i, id := range to {
@@ -134,10 +134,10 @@ func notDecrypted(err error, name string, own openpgp.EntityList, to []uint64, o
 		}
 		return &schema.InputError{Code: schema.CodeNotDecrypted, Message: fmt.Sprintf(
 			"%s is not encrypted to this organization's key: it is encrypted to key %s, and the organization's key is %s. Encrypt it to the public key that `rosterd org pgp %s` shows (an old or another organization's key was used)",
-			n, strings.Join(ids, ", "), keyName(own[0]), org)}
+			n, strings.Join(ids, ", "), keyName(newest(own)), org)}
 	case errors.Is(err, pgperrors.ErrKeyIncorrect):
 		return &schema.InputError{Code: schema.CodeNotDecrypted, Message: fmt.Sprintf(
-			"%s is addressed to the organization's key but could not be decrypted with it (the wrong key, or the file is damaged): encrypt the file again to key %s and upload it", n, keyName(own[0]))}
+			"%s is addressed to the organization's key but could not be decrypted with it (the wrong key, or the file is damaged): encrypt the file again to key %s and upload it", n, keyName(newest(own)))}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return &schema.InputError{Code: schema.CodeCorruptFile, Message: fmt.Sprintf(
 			"%s ends too early to be an OpenPGP-encrypted file (it is empty or the upload was cut off): upload it again", n)}
@@ -232,7 +232,7 @@ func (s *sigReader) verdict() *schema.InputError {
 		if s.ps.require {
 			ie = &schema.InputError{Code: schema.CodeBadSignature, Message: fmt.Sprintf(
 				"%s is not signed, and the organization accepts only files signed by one of its signing keys (%s): sign it when encrypting (gpg --sign --encrypt --local-user YOUR-KEY --recipient %s)",
-				n, signerList(s.signers), fingerprint(s.own[len(s.own)-1]))}
+				n, signerList(s.signers), fingerprint(newest(s.own)))}
 		}
 		desc += ", not signed"
 	}
@@ -282,3 +282,7 @@ func userID(e *openpgp.Entity) string {
 	}
 	return first
 }
+
+// newest is the organization's newest key (keys are added at the end),
+// the one customers encrypt to.
+func newest(own openpgp.EntityList) *openpgp.Entity { return own[len(own)-1] }
