@@ -90,9 +90,10 @@ type PlanFile struct {
 
 // PlanOptions change a dry run: Mapping, when not nil, reads the files
 // with it instead of the organization's mapping (to try a mapping before
-// setting it).
+// setting it); NoMapping reads them as they come.
 type PlanOptions struct {
-	Mapping *schema.Mapping
+	Mapping   *schema.Mapping
+	NoMapping bool
 }
 
 // Plan is the dry run behind `rosterd plan`: the files go through the same
@@ -111,7 +112,7 @@ func (p *Pipeline) PlanWith(ctx context.Context, org string, files []PlanFile, o
 	if err != nil {
 		return nil, err
 	}
-	if opt.Mapping != nil {
+	if opt.Mapping != nil || opt.NoMapping {
 		set.mapping = opt.Mapping
 	}
 	files, zipNotes, err := p.planZips(set, files)

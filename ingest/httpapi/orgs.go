@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
@@ -211,6 +212,11 @@ func validateSettings(st state.Settings) string {
 	if st.Settle != "" {
 		if d, err := time.ParseDuration(st.Settle); err != nil || d < 0 {
 			return fmt.Sprintf(`settings.settle: %q is not a duration such as "10s" or "0s"`, st.Settle)
+		}
+	}
+	if st.PGPKeyFile != "" {
+		if err := ingest.CheckPGPKeyFile(st.PGPKeyFile); err != nil {
+			return "settings.pgp_key_file: " + err.Error()
 		}
 	}
 	if _, err := schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat); err != nil {

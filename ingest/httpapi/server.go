@@ -70,6 +70,7 @@ func New(cfg Config) *Server {
 	s.routeDirectory()
 	s.routeWebhooks()
 	s.routeAudit()
+	s.routePGP()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, http.StatusNotFound, "not_found", "no such endpoint", nil)
 	})
