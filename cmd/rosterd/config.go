@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/sftpd"
 )
 
@@ -45,6 +46,9 @@ type LimitsConfig struct {
 	BanDuration   Duration `toml:"ban_duration"`
 	MaxColumns    int      `toml:"max_columns"`
 	MaxFieldSize  Size     `toml:"max_field_size"`
+	// MaxCompressionRatio is how many times its size a compressed or
+	// encrypted upload may expand before it is refused as a zip bomb.
+	MaxCompressionRatio int `toml:"max_compression_ratio"`
 	// Memory is the Go runtime's soft memory limit (runtime/debug.SetMemoryLimit):
 	// the garbage collector works harder as the heap nears it instead of
 	// letting it grow to twice what is live. 0 = no limit. GOMEMLIMIT in
@@ -130,6 +134,8 @@ func defaultConfig() Config {
 			MaxColumns:    512,
 			MaxFieldSize:  64 << 10,
 			Memory:        DefaultMemoryLimit,
+
+			MaxCompressionRatio: ingest.DefaultMaxCompressionRatio,
 
 			MaxStartups:           sftpd.DefaultStartups,
 			MaxStartupsPerAddress: 10,
@@ -278,7 +284,8 @@ func (c *Config) validate() error {
 		"limits.idle_timeout": int64(l.IdleTimeout), "limits.ban_failures": int64(l.BanFailures),
 		"limits.ban_window": int64(l.BanWindow), "limits.ban_duration": int64(l.BanDuration),
 		"limits.max_columns": int64(l.MaxColumns), "limits.max_field_size": int64(l.MaxFieldSize),
-		"retention.events": int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
+		"limits.max_compression_ratio": int64(l.MaxCompressionRatio),
+		"retention.events":             int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
 		"delivery.timeout": int64(c.Delivery.Timeout),
 
 		"limits.max_startups_per_address": int64(l.MaxStartupsPerAddress), "limits.login_grace_time": int64(l.LoginGraceTime),

@@ -48,6 +48,8 @@ func ingestConfig(cfg Config, d *daemonState) ingest.Config {
 		ArchiveKeep: cfg.Retention.Archive.D(),
 		Logger:      d.log,
 		Registerer:  d.reg,
+
+		MaxCompressionRatio: cfg.Limits.MaxCompressionRatio,
 	}
 }
 
@@ -146,6 +148,7 @@ func needsRestart(old, cur Config) []string {
 		{"http.read_timeout", cur.HTTP.ReadTimeout != old.HTTP.ReadTimeout},
 		{"http.write_timeout", cur.HTTP.WriteTimeout != old.HTTP.WriteTimeout},
 		{"http.idle_timeout", cur.HTTP.IdleTimeout != old.HTTP.IdleTimeout},
+		{"limits.max_compression_ratio", cur.Limits.MaxCompressionRatio != old.Limits.MaxCompressionRatio},
 	} {
 		if k.changed {
 			keys = append(keys, k.key)
