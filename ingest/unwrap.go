@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/schema/report"
@@ -137,7 +138,7 @@ func openDecoded(ctx context.Context, path string, f *state.BatchFile, o decodeO
 			fh.Close()
 			return nil, err
 		}
-		return d, nil
+		return newReadAhead(d), nil
 	}
 }
 
@@ -385,4 +386,106 @@ func byteSize(n int64) string {
 func reportFile(f state.BatchFile) report.File {
 	return report.File{Name: f.Name, Kind: schema.Kind(f.Kind), Size: f.Size, SHA256: f.SHA256, Rows: f.Rows,
 		Inner: f.Inner, InnerSize: f.InnerSize, Decoded: f.Decoded}
+}
+
+// readAhead decodes on a goroutine of its own, a few buffers ahead of
+// the reader: decompressing and decrypting cost about as much CPU as the
+// checker's own reading, and would otherwise lengthen its reading
+// goroutine, which the whole pipeline waits on. Memory: aheadBufs buffers
+// of aheadSize. Close stops the goroutine and waits for it, so that
+// nothing reads the archived copy afterwards, and the decoded file's
+// description (BatchFile.Decoded, InnerSize) is complete and safe to
+// read once Close has returned.
+type readAhead struct {
+	d    *decoded
+	full chan aheadBuf
+	free chan []byte
+	stop chan struct{}
+	done chan struct{}
+	buf  []byte // the buffer being read, to give back
+	cur  []byte // its unread part
+	err  error  // what ended the text, once reached
+	n    int64  // bytes given to the reader
+	size int64  // the text's size when known, else -1
+	once sync.Once
+}
+
+type aheadBuf struct {
+	b   []byte
+	err error
+}
+
+const (
+	aheadBufs = 4
+	aheadSize = 256 << 10
+)
+
+func newReadAhead(d *decoded) *readAhead {
+	r := &readAhead{d: d, size: d.size, full: make(chan aheadBuf, aheadBufs), free: make(chan []byte, aheadBufs),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for range aheadBufs {
+		r.free <- make([]byte, aheadSize)
+	}
+	go r.run()
+	return r
+}
+
+func (r *readAhead) run() {
+	defer close(r.done)
+	for {
+		var b []byte
+		select {
+		case b = <-r.free:
+		case <-r.stop:
+			return
+		}
+		n := 0
+		var err error
+		for n < len(b) && err == nil {
+			var k int
+			k, err = r.d.Read(b[n:])
+			n += k
+		}
+		select {
+		case r.full <- aheadBuf{b[:n], err}:
+		case <-r.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (r *readAhead) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.buf != nil {
+			r.free <- r.buf[:cap(r.buf)] // never blocks: aheadBufs places
+		}
+		ab := <-r.full
+		r.buf, r.cur, r.err = ab.b, ab.b, ab.err
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	r.n += int64(n)
+	return n, nil
+}
+
+// Len tells the checker how much text is left when the wrapping says
+// (see decoded.Len); -1 when it is not known.
+func (r *readAhead) Len() int {
+	if r.size < 0 {
+		return -1
+	}
+	return int(max(r.size-r.n, 0))
+}
+
+// Close stops the decoding goroutine, waits for it and closes the file.
+func (r *readAhead) Close() error {
+	r.once.Do(func() { close(r.stop) })
+	<-r.done
+	return r.d.Close()
 }

@@ -44,7 +44,7 @@ func (p *Pipeline) planOpen(ctx context.Context, set settings, open func() (io.R
 			rc.Close()
 			return nil, err
 		}
-		return d, nil
+		return newReadAhead(d), nil
 	}
 }
 
