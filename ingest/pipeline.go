@@ -45,8 +45,24 @@ type Config struct {
 	Limits      schema.Limits
 	// ReportsKept is how many batches' reports stay in ORG/reports/; 0 = 100.
 	ReportsKept int
-	// ArchiveKeep is how long archive copies are kept; 0 = forever.
-	ArchiveKeep time.Duration
+	// An organization's archive copies are kept while they are younger
+	// than ArchiveKeep or among its newest ArchiveBatches, whichever keeps
+	// more (held and unfinished batches always). ArchiveKeep 0 = 90 days,
+	// negative = forever; ArchiveBatches 0 = 30.
+	ArchiveKeep    time.Duration
+	ArchiveBatches int
+	// Disk space (SPEC §3; see Space): uploads are refused while the file
+	// system of OrgsRoot, or of DataDir when it is another one, has less
+	// free than MinFree bytes or MinFreePercent of its size, whichever is
+	// larger (0 = DefaultMinFree, DefaultMinFreePercent), and while an
+	// organization holds StorageQuota bytes (0 = DefaultStorageQuota,
+	// negative = no quota; an organization's storage_quota setting wins).
+	// Statfs reads a file system's free and total bytes; nil = statfs(2).
+	DataDir        string
+	MinFree        int64
+	MinFreePercent float64
+	StorageQuota   int64
+	Statfs         func(path string) (avail, total uint64, err error)
 	// OnApplied is called after a batch with events committed (it wakes
 	// delivery); it must not block.
 	OnApplied func(org string)
@@ -96,10 +112,12 @@ type Pipeline struct {
 	metrics *metrics
 
 	pgpMu sync.Mutex // serializes changes to the OpenPGP key files
+	space *Space
 
 	mu       sync.Mutex
 	defaults Defaults
 	limits   schema.Limits
+	quota    int64 // default storage quota
 	loops    map[string]*orgLoop
 	run      *runState // nil until Run starts and after it returns
 }
@@ -124,14 +142,65 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	switch {
+	case cfg.ArchiveKeep == 0:
+		cfg.ArchiveKeep = DefaultArchiveKeep
+	case cfg.ArchiveKeep < 0:
+		cfg.ArchiveKeep = 0 // forever
+	}
+	if cfg.ArchiveBatches <= 0 {
+		cfg.ArchiveBatches = DefaultArchiveBatches
+	}
+	if cfg.StorageQuota == 0 {
+		cfg.StorageQuota = DefaultStorageQuota
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{
+	p := &Pipeline{
 		cfg: cfg, db: cfg.DB, log: cfg.Logger, metrics: m,
-		defaults: cfg.Defaults, limits: cfg.Limits, loops: map[string]*orgLoop{},
-	}, nil
+		defaults: cfg.Defaults, limits: cfg.Limits, quota: cfg.StorageQuota, loops: map[string]*orgLoop{},
+	}
+	p.space = newSpace(cfg, p.quotaOf)
+	if err := p.space.register(cfg.Registerer); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Default archive retention (Config.ArchiveKeep, ArchiveBatches).
+const (
+	DefaultArchiveKeep    = 90 * 24 * time.Hour
+	DefaultArchiveBatches = 30
+)
+
+// Space returns the pipeline's disk-space limits: what sftpd asks before
+// and during uploads (sftpd.Storage) and /readyz asks (LowDisk).
+func (p *Pipeline) Space() *Space { return p.space }
+
+// quotaOf is org's storage quota in bytes: its own setting, else the
+// daemon's; 0 or less = none.
+func (p *Pipeline) quotaOf(org string) int64 {
+	if o, err := p.db.Org(org); err == nil && o.Settings.StorageQuota != nil {
+		return *o.Settings.StorageQuota
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.quota
+}
+
+// SetSpaceLimits replaces the free-space threshold and the default
+// storage quota (SIGHUP reload), as Config's MinFree, MinFreePercent and
+// StorageQuota.
+func (p *Pipeline) SetSpaceLimits(minFree int64, minPercent float64, quota int64) {
+	p.space.setLimits(minFree, minPercent)
+	if quota == 0 {
+		quota = DefaultStorageQuota
+	}
+	p.mu.Lock()
+	p.quota = quota
+	p.mu.Unlock()
 }
 
 // SetDefaults replaces the daemon defaults (SIGHUP reload); batches that

@@ -162,7 +162,7 @@ func (p *Pipeline) PlanWith(ctx context.Context, org string, files []PlanFile, o
 	if err != nil {
 		return nil, err
 	}
-	defer o.res.close()
+	defer o.close()
 	b := state.Batch{Org: org, Status: o.status, CreatedAt: time.Now().UTC(), Changes: o.res.changes, Counts: o.res.counts}
 	for i, in := range inputs {
 		bf := *decoded[i]
@@ -174,9 +174,9 @@ func (p *Pipeline) PlanWith(ctx context.Context, org string, files []PlanFile, o
 	}
 	notes := []string{"Dry run (rosterd plan): nothing was applied; this is what the files would do."}
 	notes = append(notes, zipNotes...)
-	notes = append(notes, outcomeNotes(o, o.res, b)...)
+	more, _ := outcomeNotes(o, o.res, b)
 	if o.status == state.BatchHeld {
-		notes = notes[:len(notes)-1] // no batch to approve
+		more = more[:len(more)-1] // no batch to approve
 	}
-	return buildReport(b, o.res, o, notes), nil
+	return buildReport(b, o.res, o, append(notes, more...))
 }

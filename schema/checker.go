@@ -30,7 +30,13 @@ type Checker struct {
 	nfile  int
 	cur    *FileResult
 	rowErr bool
-	utf8OK bool // no invalid UTF-8 reported yet in this file
+	// The current row: whether one is open and its first line. An error
+	// on an earlier line (the first row of a duplicate, found when the
+	// window is flushed) marks that line in flagged instead.
+	inRow    bool
+	rowStart int
+	flagged  map[int]struct{}
+	utf8OK   bool // no invalid UTF-8 reported yet in this file
 
 	held     issueHeap
 	seq      int
@@ -150,6 +156,7 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 	c.file = file
 	c.nfile++
 	c.cur = res
+	c.inRow, c.rowStart, c.flagged = false, 0, nil
 	c.utf8OK = true
 	size := remaining(r)
 	br, enc := openText(&sizeReader{r: r, limit: c.lim.MaxFileSize})
@@ -394,11 +401,40 @@ func sizeText(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
+// endRow counts the row just read among the rows with errors if it has
+// one (FileResult.ErrorRows).
+func (c *Checker) endRow() {
+	if c.inRow && c.rowErr {
+		c.countErrorRow(c.rowStart)
+	}
+	c.inRow = false
+}
+
+// flagRow counts an earlier row that an issue found later gave an error,
+// once however many issues name it.
+func (c *Checker) flagRow(line int) {
+	if _, dup := c.flagged[line]; dup {
+		return
+	}
+	if c.flagged == nil {
+		c.flagged = map[int]struct{}{}
+	}
+	c.flagged[line] = struct{}{}
+	c.countErrorRow(line)
+}
+
+func (c *Checker) countErrorRow(line int) {
+	if c.cur.ErrorRows < c.cur.Rows {
+		c.cur.ErrorRows++
+	}
+}
+
 // next reads the next data row. It returns false at the end of the file or
 // when the file cannot be read further. On true, c.rowErr tells whether the
 // row already has an error that makes its fields unusable (rules are then
 // skipped).
 func (c *Checker) next(s *scan) (ok, usable bool, err error) {
+	c.endRow()
 	if s.p == nil {
 		s.p, s.rec = startPipe(s.rd), &s.view
 	}
@@ -412,6 +448,7 @@ func (c *Checker) next(s *scan) (ok, usable bool, err error) {
 	rec := s.rec
 	c.cur.Rows++
 	c.rowErr = false
+	c.inRow, c.rowStart = true, rec.line
 	if c.cur.Rows == estimateAfter && s.presize != nil {
 		if n := s.estimate(c.cur.Rows); n > 0 {
 			s.presize(n)

@@ -130,7 +130,11 @@ func (c *Checker) issueRefill(line int, column string, value []byte, code string
 	if sev == SeverityError {
 		c.errors++
 		c.cur.Errors++
-		c.rowErr = true
+		if c.inRow && line >= c.rowStart || line <= 0 {
+			c.rowErr = true
+		} else {
+			c.flagRow(line) // an earlier row (the first of a duplicate)
+		}
 	} else {
 		c.warnings++
 		c.cur.Warnings++

@@ -40,8 +40,9 @@ var userRoles = func() map[string]int {
 // start of the file and, if there are duplicate emails, Users seeks back
 // and reads the file again up to the last line whose spelling an issue
 // needs (see doc.go); without Seek those issues say less.
-func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileResult, error) {
-	var res FileResult
+func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (res FileResult, err error) {
+	// res is named: the duplicates found when the windows are flushed,
+	// after the last row, still count in it.
 	c.haveUsers = true
 	src := rereadable(r)
 	emailCol := -1

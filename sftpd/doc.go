@@ -27,6 +27,11 @@
 // is never served; both are refused and logged. Staging files left by a
 // daemon that crashed are removed by New, before any session.
 //
+// Config.Storage (when set) admits uploads by disk space and quota: it is
+// asked at open for writing and before each AdmitChunk bytes an upload
+// writes; a refusal is an SFTP failure with its message, and an upload
+// refused half-way is discarded. sftpd knows nothing of what it measures.
+//
 // # Completions
 //
 // Uploads.Notify is called for exactly two things: a handle that changed

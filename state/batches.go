@@ -19,13 +19,18 @@ const (
 	BatchRejected   = "rejected"  // errors: nothing changed
 	BatchHeld       = "held"      // the deletion guard stopped it; approve or upload again
 	BatchSuperseded = "superseded"
+	// BatchIgnored records a completed .csv upload that no name or pattern
+	// processes (SPEC §5): a notice, never a batch of the snapshot. It
+	// never supersedes a held batch nor counts as the last batch of an
+	// organization (RecordIgnored).
+	BatchIgnored = "ignored"
 )
 
 // BatchFinished reports whether status is final: nothing will run the
 // batch again. Held is not final (it can be approved).
 func BatchFinished(status string) bool {
 	switch status {
-	case BatchApplied, BatchUnchanged, BatchRejected, BatchSuperseded:
+	case BatchApplied, BatchUnchanged, BatchRejected, BatchSuperseded, BatchIgnored:
 		return true
 	}
 	return false
@@ -166,7 +171,7 @@ func (db *DB) CreateBatch(b Batch) (superseded []string, err error) {
 				}
 				superseded = append(superseded, old.ID)
 			}
-			if BatchFinished(old.Status) && old.Status != BatchSuperseded {
+			if BatchFinished(old.Status) && old.Status != BatchSuperseded && old.Status != BatchIgnored {
 				break // older batches were settled before this one
 			}
 		}

@@ -51,6 +51,9 @@ type Settings struct {
 	// RequireSignature makes OpenPGP uploads valid only when signed by
 	// one of the organization's signing keys.
 	RequireSignature bool `json:"require_signature,omitempty"`
+	// StorageQuota is the organization's storage quota in bytes (its
+	// folder, reports and archive; SPEC §3); nil = the daemon's.
+	StorageQuota *int64 `json:"storage_quota,omitempty"`
 }
 
 // CreateOrg stores a new organization. It returns ErrExists if the name is

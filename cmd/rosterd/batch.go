@@ -71,7 +71,7 @@ func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			for _, b := range page.Data {
 				var names []string
 				for _, f := range b.Files {
-					names = append(names, f.Name)
+					names = append(names, report.Visible(f.Name))
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.ID, b.Status, b.CreatedAt.Format(time.RFC3339), strings.Join(names, ","), changeSummary(b))
 			}
@@ -102,7 +102,7 @@ func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func changeSummary(b batchView) string {
 	if b.Status == "held" || b.Status == "rejected" {
 		if b.Reason != "" {
-			return b.Reason
+			return report.Visible(b.Reason)
 		}
 	}
 	ch := b.Changes

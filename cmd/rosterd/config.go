@@ -49,6 +49,14 @@ type LimitsConfig struct {
 	// MaxCompressionRatio is how many times its size a compressed or
 	// encrypted upload may expand before it is refused as a zip bomb.
 	MaxCompressionRatio int `toml:"max_compression_ratio"`
+	// Disk space (SPEC §3): uploads are refused while the file system of
+	// the organization folders (or of the data directory) has less free
+	// than MinFreeSpace or MinFreePercent of its size, whichever is
+	// larger, and while an organization holds StorageQuota (its folder,
+	// reports and archive; its storage_quota setting wins).
+	StorageQuota   Size    `toml:"storage_quota"`
+	MinFreeSpace   Size    `toml:"min_free_space"`
+	MinFreePercent float64 `toml:"min_free_percent"`
 	// Memory is the Go runtime's soft memory limit (runtime/debug.SetMemoryLimit):
 	// the garbage collector works harder as the heap nears it instead of
 	// letting it grow to twice what is live. 0 = no limit. GOMEMLIMIT in
@@ -90,9 +98,12 @@ type DefaultsConfig struct {
 
 // RetentionConfig is the [retention] table.
 type RetentionConfig struct {
-	Events  Duration `toml:"events"`
-	Archive Duration `toml:"archive"`
-	Reports int      `toml:"reports"`
+	Events Duration `toml:"events"`
+	// An archive copy is kept while it is younger than Archive ("0s":
+	// forever) or among its organization's newest ArchiveBatches.
+	Archive        Duration `toml:"archive"`
+	ArchiveBatches int      `toml:"archive_batches"`
+	Reports        int      `toml:"reports"`
 }
 
 // DeliveryConfig is the [delivery] table (SPEC §7).
@@ -136,6 +147,9 @@ func defaultConfig() Config {
 			Memory:        DefaultMemoryLimit,
 
 			MaxCompressionRatio: ingest.DefaultMaxCompressionRatio,
+			StorageQuota:   ingest.DefaultStorageQuota,
+			MinFreeSpace:   ingest.DefaultMinFree,
+			MinFreePercent: ingest.DefaultMinFreePercent,
 
 			MaxStartups:           sftpd.DefaultStartups,
 			MaxStartupsPerAddress: 10,
@@ -155,8 +169,10 @@ func defaultConfig() Config {
 			DeleteThresholdCount:   10,
 		},
 		Retention: RetentionConfig{
-			Events:  Duration(30 * 24 * time.Hour),
-			Reports: 100,
+			Events:         Duration(30 * 24 * time.Hour),
+			Archive:        Duration(ingest.DefaultArchiveKeep),
+			ArchiveBatches: ingest.DefaultArchiveBatches,
+			Reports:        100,
 		},
 		Delivery: DeliveryConfig{Timeout: Duration(10 * time.Second)},
 	}
@@ -285,7 +301,8 @@ func (c *Config) validate() error {
 		"limits.ban_window": int64(l.BanWindow), "limits.ban_duration": int64(l.BanDuration),
 		"limits.max_columns": int64(l.MaxColumns), "limits.max_field_size": int64(l.MaxFieldSize),
 		"limits.max_compression_ratio": int64(l.MaxCompressionRatio),
-		"retention.events":             int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
+		"retention.events": int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
+		"retention.archive_batches": int64(c.Retention.ArchiveBatches), "limits.storage_quota": int64(l.StorageQuota),
 		"delivery.timeout": int64(c.Delivery.Timeout),
 
 		"limits.max_startups_per_address": int64(l.MaxStartupsPerAddress), "limits.login_grace_time": int64(l.LoginGraceTime),
@@ -300,6 +317,9 @@ func (c *Config) validate() error {
 	}
 	if l.Memory != 0 && l.Memory < 32<<20 {
 		bad("limits.memory", "%d bytes is too small to run a batch: give at least 32MiB, or 0 for no limit", l.Memory)
+	}
+	if l.MinFreePercent < 0 || l.MinFreePercent >= 100 {
+		bad("limits.min_free_percent", "%v is not between 0 and 100", l.MinFreePercent)
 	}
 	if c.Retention.Archive < 0 {
 		bad("retention.archive", "must not be negative (0 keeps archives forever)")

@@ -154,11 +154,15 @@ ban_window = "1m"
 ban_duration = "1m"
 max_columns = 64
 max_field_size = "1KiB"
+max_compression_ratio = 50
 memory = "512MiB"
 max_startups = "5:50:20"
 max_startups_per_address = 3
 login_grace_time = "10s"
 key_recheck_interval = "30s"
+storage_quota = "20GiB"
+min_free_space = "512MiB"
+min_free_percent = 1.0
 
 [http]
 max_connections = 64
@@ -178,6 +182,7 @@ groups_patterns = ["groups_*.csv"]
 [retention]
 events = "24h"
 archive = "240h"
+archive_batches = 5
 reports = 10
 
 [delivery]

@@ -141,6 +141,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Root:         d.orgsRoot,
 		Keys:         keyAuth{db},
 		Uploads:      d.pipeline,
+		Storage:      d.pipeline.Space(),
 		Audit:        d.openAudit(),
 		Limits:       sftpLimits(cfg),
 		AllowSHA1RSA: cfg.AllowSHA1RSA,
@@ -157,6 +158,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		OrgsRoot:  d.orgsRoot,
 		Gatherer:  d.reg,
 		Ready:     d.ready.Load,
+		Space:     d.pipeline.Space(),
 		Logger:    log,
 		Pipeline:  d.pipeline,
 		Deliverer: d.deliverer,
@@ -287,11 +289,13 @@ func (d *daemonState) reload(f *serveFlags) {
 	d.sftp.SetLimits(sftpLimits(cfg))
 	d.pipeline.SetDefaults(ingestDefaults(cfg))
 	d.pipeline.SetLimits(schemaLimits(cfg))
+	d.pipeline.SetSpaceLimits(spaceLimits(cfg))
 	d.reloadDelivery(cfg)
 	setMemoryLimit(cfg, d.log)
 	// Keys that need a restart keep their running values.
 	cfg.Data, cfg.SFTPAddr, cfg.HTTPAddr, cfg.LogFormat, cfg.APIToken, cfg.AllowSHA1RSA, cfg.Retention.Reports, cfg.Retention.Archive =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
+	cfg.Retention.ArchiveBatches = old.Retention.ArchiveBatches
 	cfg.HTTP = old.HTTP
 	d.cfg = cfg
 	if len(restart) > 0 {

@@ -39,18 +39,42 @@ func schemaLimits(cfg Config) schema.Limits {
 }
 
 func ingestConfig(cfg Config, d *daemonState) ingest.Config {
+	keep := cfg.Retention.Archive.D()
+	if keep == 0 {
+		keep = -1 // "0s": forever
+	}
+	minFree, minPercent, quota := spaceLimits(cfg)
 	return ingest.Config{
-		DB:          d.db,
-		OrgsRoot:    d.orgsRoot,
-		Defaults:    ingestDefaults(cfg),
-		Limits:      schemaLimits(cfg),
-		ReportsKept: cfg.Retention.Reports,
-		ArchiveKeep: cfg.Retention.Archive.D(),
-		Logger:      d.log,
-		Registerer:  d.reg,
+		DB:             d.db,
+		OrgsRoot:       d.orgsRoot,
+		Defaults:       ingestDefaults(cfg),
+		Limits:         schemaLimits(cfg),
+		ReportsKept:    cfg.Retention.Reports,
+		ArchiveKeep:    keep,
+		ArchiveBatches: cfg.Retention.ArchiveBatches,
+		DataDir:        cfg.Data,
+		MinFree:        minFree,
+		MinFreePercent: minPercent,
+		StorageQuota:   quota,
+		Logger:         d.log,
+		Registerer:     d.reg,
 
 		MaxCompressionRatio: cfg.Limits.MaxCompressionRatio,
 	}
+}
+
+// spaceLimits are the disk-space limits of [limits] as ingest takes them:
+// there, 0 is the default and a negative value none.
+func spaceLimits(cfg Config) (minFree int64, minPercent float64, quota int64) {
+	l := cfg.Limits
+	minFree, minPercent, quota = int64(l.MinFreeSpace), l.MinFreePercent, int64(l.StorageQuota)
+	if minFree == 0 {
+		minFree = -1
+	}
+	if minPercent == 0 {
+		minPercent = -1
+	}
+	return minFree, minPercent, quota
 }
 
 // ingestDefaults are the organization settings of [defaults] and the
@@ -143,6 +167,7 @@ func needsRestart(old, cur Config) []string {
 		{"allow_sha1_rsa", cur.AllowSHA1RSA != old.AllowSHA1RSA},
 		{"retention.reports", cur.Retention.Reports != old.Retention.Reports},
 		{"retention.archive", cur.Retention.Archive != old.Retention.Archive},
+		{"retention.archive_batches", cur.Retention.ArchiveBatches != old.Retention.ArchiveBatches},
 		{"http.max_connections", cur.HTTP.MaxConnections != old.HTTP.MaxConnections},
 		{"http.read_header_timeout", cur.HTTP.ReadHeaderTimeout != old.HTTP.ReadHeaderTimeout},
 		{"http.read_timeout", cur.HTTP.ReadTimeout != old.HTTP.ReadTimeout},

@@ -15,6 +15,12 @@ func (s *Server) routeHealth() {
 			s.error(w, r, http.StatusServiceUnavailable, "not_ready", "starting up or shutting down", nil)
 			return
 		}
+		if s.cfg.Space != nil {
+			if err := s.cfg.Space.LowDisk(); err != nil {
+				s.error(w, r, http.StatusServiceUnavailable, "low_disk", err.Error(), nil)
+				return
+			}
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if s.cfg.Gatherer != nil {

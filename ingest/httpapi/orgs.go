@@ -209,6 +209,9 @@ func validateSettings(st state.Settings) string {
 	default:
 		return fmt.Sprintf(`settings.inactive_users: %q is not "keep" or "delete"`, st.InactiveUsers)
 	}
+	if q := st.StorageQuota; q != nil && *q <= 0 {
+		return fmt.Sprintf("settings.storage_quota: %d is not a positive number of bytes", *q)
+	}
 	if st.Settle != "" {
 		if d, err := time.ParseDuration(st.Settle); err != nil || d < 0 {
 			return fmt.Sprintf(`settings.settle: %q is not a duration such as "10s" or "0s"`, st.Settle)

@@ -30,7 +30,10 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the daemon is ready (both listeners up,
 	// startup scan done); nil means always ready.
-	Ready  func() bool
+	Ready func() bool
+	// Space, when set, makes /readyz answer not ready, with the reason,
+	// while the disk is low (uploads are refused then; SPEC §3).
+	Space  *ingest.Space
 	Logger *slog.Logger
 	// Deliverer serves /v1/webhooks and redelivery; nil answers 503.
 	Deliverer *webhook.Deliverer

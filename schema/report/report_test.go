@@ -65,14 +65,62 @@ func TestBatchReportGolden(t *testing.T) {
 		Issues: []schema.Issue{
 			{File: "user_groups.csv", Line: 12, Code: "duplicate_membership", Severity: schema.SeverityWarning, Message: `user "E1001" in group "Sales" already appears on line 4; the repeat is ignored`},
 		},
-		IssuesTotal: 1,
-		IssueCounts: map[string]int{"duplicate_membership": 1},
-		Notes:       []string{"This batch would delete 250 of 1,430 active users (17%), more than the threshold. Approve it with `rosterd batch approve acme 01JDXK2Q7T9Y3M4N5P6R7S8T9V`, through the API, or upload the files again."},
+		IssuesTotal:       1,
+		IssueCounts:       map[string]int{"duplicate_membership": 1},
+		Notes:             []string{"This batch would delete 250 of 1,430 active users (17%), more than the threshold. Upload the files again, or ask the operator to approve batch 01JDXK2Q7T9Y3M4N5P6R7S8T9V."},
+		OperatorNotes:     []string{"Release it with `rosterd batch approve acme 01JDXK2Q7T9Y3M4N5P6R7S8T9V`."},
+		RemovedUsersTotal: 251,
+		RemovedUsers: []RemovedUser{
+			{Change: Deactivated, ID: "E1001", Email: "ann.lee@example.com", FirstName: "Ann", LastName: "Lee"},
+			{Change: Deleted, ID: "E1002", Email: "bo@example.com", FirstName: "Bo\x1b[2J", LastName: "Li"},
+			{Change: Deleted, ID: "E1003", Email: "cy@example.com", FirstName: "Cy", LastName: ""},
+		},
 	}
 	txt, js, csv := render(t, r)
 	golden(t, "testdata/batch-held.txt", txt)
 	golden(t, "testdata/batch-held.json", js)
 	golden(t, "testdata/batch-held-issues.csv", csv)
+	var back Report
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(*r, back); diff != "" {
+		t.Errorf("JSON round trip (-report +decoded):\n%s", diff)
+	}
+	var cust bytes.Buffer
+	r.ForCustomer().WriteText(&cust)
+	if strings.Contains(cust.String(), "rosterd batch approve") || !strings.Contains(string(txt), "rosterd batch approve") {
+		t.Errorf("the operator's notes are in the customer's copy, or missing from the operator's:\n%s", cust.String())
+	}
+}
+
+// TestRemovedUsersStreamed: WriteJSON streams AllRemoved in place of
+// RemovedUsers, one user per line, and the result decodes to all of them.
+func TestRemovedUsersStreamed(t *testing.T) {
+	r := &Report{Version: Version, Status: "held", CreatedAt: testTime, RemovedUsersTotal: 5000,
+		RemovedUsers: []RemovedUser{{Change: Deleted, ID: "U0"}}}
+	r.AllRemoved = func(yield func(RemovedUser) error) error {
+		for i := range 5000 {
+			if err := yield(RemovedUser{Change: Deleted, ID: fmt.Sprintf("U%d", i), Email: fmt.Sprintf("u%d@x.com", i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var js bytes.Buffer
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatalf("streamed JSON does not decode: %v", err)
+	}
+	if len(back.RemovedUsers) != 5000 || back.RemovedUsers[4999].ID != "U4999" {
+		t.Errorf("decoded %d removed users; want 5000", len(back.RemovedUsers))
+	}
+	if n := bytes.Count(js.Bytes(), []byte("\n    {\"change\"")); n != 5000 {
+		t.Errorf("%d users on lines of their own; want 5000", n)
+	}
 }
 
 func TestValidateGolden(t *testing.T) {

@@ -105,9 +105,9 @@ func ValidateWith(inputs []Input, opt Options, now time.Time) (*Report, error) {
 		if err := hashRest(src, h); err != nil {
 			return nil, fmt.Errorf("read %s: %w", f.Name, err)
 		}
-		file := File{Name: f.Name, Kind: f.Kind, Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil)), Rows: res.Rows}
+		file := File{Name: f.Name, Kind: f.Kind, Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil)), Rows: res.Rows, ErrorRows: res.ErrorRows}
 		if o := f.Outer; o != nil {
-			file = File{Name: o.Name, Kind: f.Kind, Size: o.Size, SHA256: o.SHA256, Rows: res.Rows, Inner: f.Name, InnerSize: h.n, Decoded: o.Decoded}
+			file.Name, file.Size, file.SHA256, file.Inner, file.InnerSize, file.Decoded = o.Name, o.Size, o.SHA256, f.Name, h.n, o.Decoded
 		}
 		r.Files = append(r.Files, file)
 	}
