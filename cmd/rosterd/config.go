@@ -147,9 +147,9 @@ func defaultConfig() Config {
 			Memory:        DefaultMemoryLimit,
 
 			MaxCompressionRatio: ingest.DefaultMaxCompressionRatio,
-			StorageQuota:   ingest.DefaultStorageQuota,
-			MinFreeSpace:   ingest.DefaultMinFree,
-			MinFreePercent: ingest.DefaultMinFreePercent,
+			StorageQuota:        ingest.DefaultStorageQuota,
+			MinFreeSpace:        ingest.DefaultMinFree,
+			MinFreePercent:      ingest.DefaultMinFreePercent,
 
 			MaxStartups:           sftpd.DefaultStartups,
 			MaxStartupsPerAddress: 10,
@@ -301,7 +301,7 @@ func (c *Config) validate() error {
 		"limits.ban_window": int64(l.BanWindow), "limits.ban_duration": int64(l.BanDuration),
 		"limits.max_columns": int64(l.MaxColumns), "limits.max_field_size": int64(l.MaxFieldSize),
 		"limits.max_compression_ratio": int64(l.MaxCompressionRatio),
-		"retention.events": int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
+		"retention.events":             int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
 		"retention.archive_batches": int64(c.Retention.ArchiveBatches), "limits.storage_quota": int64(l.StorageQuota),
 		"delivery.timeout": int64(c.Delivery.Timeout),
 

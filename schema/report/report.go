@@ -35,7 +35,7 @@ type Report struct {
 	Issues         []schema.Issue `json:"issues"`
 	IssuesTotal    int            `json:"issues_total"`
 	IssueCounts    map[string]int `json:"issue_counts,omitempty"`
-	Notes          []string       `json:"notes,omitempty"` // for whoever reads the report: why a batch is held, what to do
+	Notes          []string       `json:"notes,omitempty"`   // for whoever reads the report: why a batch is held, what to do
 	Mapping        *Mapping       `json:"mapping,omitempty"` // the organization's mapping, when the files were read with one
 	// OperatorNotes are for the operator only, such as the command that
 	// approves a held batch: the organization's admin cannot run it. The
