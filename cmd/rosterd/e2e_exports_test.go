@@ -124,23 +124,30 @@ func TestE2EEncryptedAndMappedExports(t *testing.T) {
 
 	t.Run("workday encrypted", func(t *testing.T) {
 		cfg := sftpOrg(t, d, "workday")
-		var info struct {
-			Keys []struct {
-				Fingerprint string `json:"fingerprint"`
-				PublicKey   string `json:"public_key"`
-			} `json:"keys"`
+		out, code := d.CLI("", "org", "pgp", "workday")
+		if code != 0 || !strings.Contains(out, "OpenPGP key for encrypted uploads (made now)") || !strings.Contains(out, "-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+			t.Fatalf("org pgp: %d\n%s", code, out)
 		}
-		if code := d.API("POST", "/v1/organizations/workday/pgp", map[string]string{"algorithm": "rsa"}, &info); code != 201 || len(info.Keys) != 1 {
-			t.Fatalf("POST pgp: %d %+v", code, info)
+		pubKey, code := d.CLI("", "org", "pgp", "workday", "--key-only")
+		if code != 0 || !strings.HasPrefix(pubKey, "-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+			t.Fatalf("org pgp --key-only: %d\n%s", code, pubKey)
 		}
-		gpg(t, "--import", write("workday.asc", info.Keys[0].PublicKey))
+		gpg(t, "--import", write("workday.asc", pubKey))
 		gpg(t, "--quick-gen-key", "Workday Integration <workday@acme.test>", "rsa3072", "sign", "never")
-		pub := gpg(t, "--armor", "--export", "workday@acme.test")
-		if code := d.API("POST", "/v1/organizations/workday/pgp/signers", map[string]string{"public_key": string(pub)}, nil); code != 201 {
-			t.Fatalf("POST signer: %d", code)
+		signer := write("signer.asc", string(gpg(t, "--armor", "--export", "workday@acme.test")))
+		if out, code := d.CLI("", "org", "pgp", "workday", "--add-signer", signer); code != 0 || !strings.Contains(out, "Workday Integration <workday@acme.test>") {
+			t.Fatalf("org pgp --add-signer: %d\n%s", code, out)
 		}
 		if code := d.API("PATCH", "/v1/organizations/workday", map[string]any{"settings": map[string]any{"require_signature": true, "users_patterns": []string{"WorkdayDemog*.csv"}}}, nil); code != 200 {
 			t.Fatalf("PATCH: %d", code)
+		}
+		var info struct {
+			Keys []struct {
+				Fingerprint string `json:"fingerprint"`
+			} `json:"keys"`
+		}
+		if code := d.API("GET", "/v1/organizations/workday/pgp", nil, &info); code != 200 || len(info.Keys) != 1 {
+			t.Fatalf("GET pgp: %d %+v", code, info)
 		}
 		fp := info.Keys[0].Fingerprint
 		// Workday's delivery: binary, compressed, signed, AES-256.
@@ -208,6 +215,15 @@ func TestE2EEncryptedAndMappedExports(t *testing.T) {
 		}
 		if bytes.Contains(b.Report, []byte("123-45-6789")) {
 			t.Error("the report shows a dropped column's value")
+		}
+		// The customer checks the next export with the organization's
+		// mapping, offline, and plans one with a mapping not set yet.
+		if out, code := d.CLI("", "validate", "--org", "bamboo", "--kind", "users", filepath.Join(local, "bamboo.csv")); code != 0 || !strings.Contains(out, `"Employee #"`) {
+			t.Errorf("validate --org bamboo: %d\n%s", code, out)
+		}
+		ex := "../../examples/exports/bamboohr/"
+		if out, code := d.CLI("", "plan", "--org", "plain", "--mapping", ex+"mapping.toml", ex+"users.csv"); code != 0 || !strings.Contains(out, "read as user_id") || !strings.Contains(out, "6 created") {
+			t.Errorf("plan --mapping: %d\n%s", code, out)
 		}
 	})
 }

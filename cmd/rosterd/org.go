@@ -22,7 +22,10 @@ type orgView struct {
 
 func runOrg(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("org add ORG [--key FILE|-] | org list | org remove ORG")
+		return usageError("org add ORG [--key FILE|-] | org list | org remove ORG | org pgp ORG")
+	}
+	if args[0] == "pgp" {
+		return runOrgPGP(ctx, args[1:], stdin, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("org "+args[0], flag.ContinueOnError)
 	opts := clientFlags(fs)

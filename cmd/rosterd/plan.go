@@ -25,6 +25,7 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	opts := clientFlags(fs)
 	org := fs.String("org", "", "the organization whose snapshot the files are compared with (required)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
+	mappingPath := fs.String("mapping", "", "read the files with this mapping (TOML: columns, status_values, date_format) instead of the organization's")
 	files, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -37,6 +38,16 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return &ExitCodeError{Code: 2, Err: err}
 		}
 	}
+	var mapping []byte
+	if *mappingPath != "" {
+		m, _, err := readMappingFile(*mappingPath)
+		if err != nil {
+			return &ExitCodeError{Code: 2, Err: fmt.Errorf("plan: %w", err)}
+		}
+		if mapping, err = json.Marshal(m); err != nil {
+			return err
+		}
+	}
 	c, err := opts.client()
 	if err != nil {
 		return err
@@ -44,6 +55,12 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
+		if mapping != nil {
+			if err := mw.WriteField("mapping", string(mapping)); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
 		pw.CloseWithError(writeParts(mw, files))
 	}()
 	var raw json.RawMessage

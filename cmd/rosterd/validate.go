@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/rosterd/rosterd/schema"
@@ -40,9 +39,11 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	kind := fs.String("kind", "", "the kind of every FILE: users, user_groups or groups (default: from each file's name)")
 	issuesCSV := fs.String("issues-csv", "", "also write the issues to this CSV file, for a spreadsheet")
 	configPath := fs.String("config", "", "check with the [limits] of this config file ($ROSTERD_CONFIG; default: the built-in limits)")
-	fs.String("data", "", "accepted like every command's; validate reads no daemon state")
+	mappingPath := fs.String("mapping", "", "read the files with this mapping (TOML: columns, status_values, date_format, as the organization's settings)")
+	org := fs.String("org", "", "read the files with this organization's mapping, fetched from the running daemon")
+	opts := clientFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: rosterd validate [--json] [--kind users|user_groups|groups] [--issues-csv FILE] [--config FILE] FILE...\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: rosterd validate [--json] [--kind users|user_groups|groups] [--issues-csv FILE] [--config FILE] [--mapping FILE | --org ORG] FILE...\n\n"+
 			"Check CSV files the way an upload would be checked and print the report.\n"+
 			"The kind comes from the file name (users*.csv, user_groups*.csv, groups*.csv)\n"+
 			"unless --kind is given. Several files are checked together as one batch.\n"+
@@ -63,19 +64,28 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	default:
 		return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: --kind %q: want users, user_groups or groups", *kind)}
 	}
-	inputs := make([]report.Input, 0, len(files))
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
+	var mapping *schema.Mapping
+	switch {
+	case *mappingPath != "" && *org != "":
+		return &ExitCodeError{Code: 2, Err: errors.New("validate: give --mapping or --org, not both")}
+	case *mappingPath != "":
+		if _, mapping, err = readMappingFile(*mappingPath); err != nil {
 			return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: %w", err)}
 		}
-		defer f.Close()
-		inputs = append(inputs, report.Input{Name: filepath.Base(name), Kind: k, R: f})
+	case *org != "":
+		c, err := opts.client()
+		if err != nil {
+			return err
+		}
+		if mapping, err = fetchMapping(ctx, c, *org); err != nil {
+			return fmt.Errorf("validate: %w", err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return &ExitCodeError{Code: 2, Err: err}
 	}
 	var lim schema.Limits
+	ratio := 0
 	if p := first(*configPath, os.Getenv("ROSTERD_CONFIG")); p != "" {
 		cfg := defaultConfig()
 		if err := readConfigFile(p, &cfg); err != nil {
@@ -84,12 +94,19 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err := cfg.validate(); err != nil {
 			return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: config %s: %w", p, err)}
 		}
-		lim = schemaLimits(cfg)
+		lim, ratio = schemaLimits(cfg), cfg.Limits.MaxCompressionRatio
 	}
-	rep, err := report.Validate(inputs, lim, time.Now())
+	// .gz and .zip files are read as an upload of them would be.
+	inputs, notes, closeAll, err := validateInputs(files, k, ratio)
 	if err != nil {
 		return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: %w", err)}
 	}
+	defer closeAll()
+	rep, err := report.ValidateWith(inputs, report.Options{Limits: lim, Mapping: mapping}, time.Now())
+	if err != nil {
+		return &ExitCodeError{Code: 2, Err: fmt.Errorf("validate: %w", err)}
+	}
+	rep.Notes = append(rep.Notes, notes...)
 	if *jsonOut {
 		err = rep.WriteJSON(stdout)
 	} else {
