@@ -320,6 +320,16 @@ func (p *Pipeline) GeneratePGPKey(org, algorithm string, rotate bool) (info PGPI
 	if err != nil {
 		return info, false, fmt.Errorf("generate an OpenPGP key for %s: %w", org, err)
 	}
+	// go-crypto lists "uncompressed" first (against compression side
+	// channels, which files at rest do not have), and GnuPG follows the
+	// recipient's order: exports would travel at full size. Ask for
+	// ZLIB, then ZIP, then none.
+	for _, id := range e.Identities {
+		id.SelfSignature.PreferredCompression = []uint8{uint8(packet.CompressionZLIB), uint8(packet.CompressionZIP), uint8(packet.CompressionNone)}
+		if err := id.SelfSignature.SignUserId(id.UserId.Id, e.PrimaryKey, e.PrivateKey, cfg); err != nil {
+			return info, false, fmt.Errorf("generate an OpenPGP key for %s: %w", org, err)
+		}
+	}
 	own = append(own, e)
 	var buf bytes.Buffer
 	w, err := armor.Encode(&buf, openpgp.PrivateKeyType, nil)

@@ -357,3 +357,18 @@ func TestPGPKeys(t *testing.T) {
 		t.Error("CheckPGPKeyFile(relative path) accepted")
 	}
 }
+
+// TestPGPKeyAsksForCompression checks that GnuPG compresses a file it
+// encrypts to the organization's key with its default options: CSV
+// exports would otherwise travel at several times their size.
+func TestPGPKeyAsksForCompression(t *testing.T) {
+	pe := newPGPEnv(t, "ecc")
+	big := []byte(exportUsers + strings.Repeat("E9,x@example.com,Xavier,Example,Sales\n", 2000))
+	data := pe.g.encrypt("users.csv", big, "--recipient", pe.orgFP, "--encrypt")
+	if len(data) > len(big)/4 {
+		t.Errorf("gpg --encrypt made %d bytes of %d: not compressed", len(data), len(big))
+	}
+	if text, ie, _ := decodeBytes(t, "users.csv.gpg", data, pe.opts()); ie != nil || !bytes.Equal(text, big) {
+		t.Errorf("decode: %+v, %d bytes", ie, len(text))
+	}
+}

@@ -192,7 +192,7 @@ func writeExportVariants(work string, n int) (map[string]string, []byte, error) 
 		return nil, nil, err
 	}
 	os.Remove(mapped)
-	e, err := openpgp.NewEntity("bench uploads", "rosterd", "", &packet.Config{Algorithm: packet.PubKeyAlgoRSA, RSABits: 3072})
+	e, err := openpgp.NewEntity("bench uploads", "rosterd", "", &packet.Config{Algorithm: packet.PubKeyAlgoRSA, RSABits: 3072, DefaultCompressionAlgo: packet.CompressionZIP})
 	if err != nil {
 		return nil, nil, err
 	}
