@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -332,4 +333,44 @@ func itoa(i int) string {
 			return string(b[n:])
 		}
 	}
+}
+
+// FuzzMappedUsers reads any bytes as a users.csv under a mapping with a
+// status value map and each date format: never a panic; every user the
+// callback gets is complete, and its employment_start_date is empty or
+// YYYY-MM-DD (a value the format cannot read is an issue, not a user).
+func FuzzMappedUsers(f *testing.F) {
+	seeds(f)
+	f.Add([]byte("Employee ID,Mail,Given,Family,Start,State\nE1,a@x.com,A,B,03/01/2024,On Leave\nE2,b@x.com,C,D,2/30/2024,x\n"))
+	f.Add([]byte("Employee ID,Mail,Given,Family,Start\nE1,a@x.com,A,B,45352\nE2,b@x.com,C,D,20240301\n"))
+	formats := []string{"MM/DD/YYYY", "DD.MM.YYYY", "YYYYMMDD", "excel", "YYYY MM DD"}
+	maps := make([]*Mapping, len(formats))
+	for i, df := range formats {
+		m, err := NewMapping(map[string]string{"Employee ID": "user_id", "Mail": "email", "Given": "first_name", "Family": "last_name", "Start": "employment_start_date", "State": "status", "Secret": "drop", "Extra": "custom:x"},
+			map[string]string{"On Leave": "active", "Gone": "inactive"}, df)
+		if err != nil {
+			f.Fatal(err)
+		}
+		maps[i] = m
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, m := range maps {
+			c := NewChecker(fuzzLimits, nil)
+			c.SetMapping(m)
+			if _, err := c.Users(bytes.NewReader(in), "users.csv", func(u *User) error {
+				if u.ID == "" || u.Email == "" || u.FirstName == "" || u.LastName == "" {
+					t.Errorf("callback got an incomplete user %+v", u)
+				}
+				if d := u.Known[EmploymentStartDate]; d != "" && !isISODate([]byte(d)) {
+					if ok, form := dateForm([]byte(d)); ok || form == "" {
+						t.Errorf("callback got employment_start_date %q, neither ISO nor a reported other form", d)
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			checkIssues(t, c, in)
+		}
+	})
 }
