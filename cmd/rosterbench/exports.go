@@ -174,12 +174,10 @@ func writeExportVariants(work string, n int) (map[string]string, []byte, error) 
 			}
 			return []byte(strings.Join(cols, ",") + "\r\n")
 		}
-		// The 9th field is employment_start_date, YYYY-MM-DD.
-		j := 0
-		for range 8 {
-			j += bytes.IndexByte(line[j:], ',') + 1
-		}
-		if d := line[j:]; len(d) > 10 && d[4] == '-' && d[7] == '-' {
+		// employment_start_date is the only field that is a whole
+		// YYYY-MM-DD date.
+		if j := schemabench.ISODateField(line); j >= 0 {
+			d := line[j:]
 			us := append(append(append(append([]byte{}, d[5:7]...), '/'), d[8:10]...), '/')
 			us = append(us, d[0:4]...)
 			copy(line[j:j+10], us)
