@@ -162,7 +162,7 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg: cfg, db: cfg.DB, log: cfg.Logger, metrics: m,
 		defaults: cfg.Defaults, limits: cfg.Limits, quota: cfg.StorageQuota, loops: map[string]*orgLoop{},
 	}
-	p.space = newSpace(cfg, p.quotaOf)
+	p.space = newSpace(cfg, p.QuotaOf)
 	if err := p.space.register(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -179,9 +179,9 @@ const (
 // and during uploads (sftpd.Storage) and /readyz asks (LowDisk).
 func (p *Pipeline) Space() *Space { return p.space }
 
-// quotaOf is org's storage quota in bytes: its own setting, else the
+// QuotaOf is org's storage quota in bytes: its own setting, else the
 // daemon's; 0 or less = none.
-func (p *Pipeline) quotaOf(org string) int64 {
+func (p *Pipeline) QuotaOf(org string) int64 {
 	if o, err := p.db.Org(org); err == nil && o.Settings.StorageQuota != nil {
 		return *o.Settings.StorageQuota
 	}
@@ -239,47 +239,63 @@ type settings struct {
 // settingsFor resolves org's effective settings: its own value, else the
 // daemon default.
 func (p *Pipeline) settingsFor(org string) (settings, error) {
-	p.mu.Lock()
-	d := p.defaults
-	p.mu.Unlock()
 	o, err := p.db.Org(org)
 	if err != nil {
 		return settings{}, err
 	}
-	st := o.Settings
-	s := settings{settle: d.Settle, pct: d.DeleteThresholdPercent, count: d.DeleteThresholdCount, inactive: d.InactiveUsers}
-	if st.Settle != "" {
-		if v, err := time.ParseDuration(st.Settle); err == nil && v >= 0 {
-			s.settle = v
-		}
-	}
-	if st.DeleteThresholdPercent != nil {
-		s.pct = *st.DeleteThresholdPercent
-	}
-	if st.DeleteThresholdCount != nil {
-		s.count = *st.DeleteThresholdCount
-	}
-	if st.InactiveUsers != "" {
-		s.inactive = st.InactiveUsers
-	}
-	pick := func(own, def []string) []string {
-		if len(own) > 0 {
-			return own
-		}
-		return def
-	}
-	s.patterns = map[schema.Kind][]string{
-		schema.Users:      pick(st.UsersPatterns, d.UsersPatterns),
-		schema.UserGroups: pick(st.UserGroupsPatterns, d.UserGroupsPatterns),
-		schema.Groups:     pick(st.GroupsPatterns, d.GroupsPatterns),
-	}
+	e := p.Defaults().Effective(o.Settings)
+	s := settings{settle: e.Settle, pct: e.DeleteThresholdPercent, count: e.DeleteThresholdCount, inactive: e.InactiveUsers,
+		patterns: map[schema.Kind][]string{
+			schema.Users:      e.UsersPatterns,
+			schema.UserGroups: e.UserGroupsPatterns,
+			schema.Groups:     e.GroupsPatterns,
+		}}
 	// The API checked the mapping when it was set; one that no longer
 	// compiles (a stored record edited by hand) is logged and not used.
+	st := o.Settings
 	if s.mapping, err = schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat); err != nil {
 		p.log.Error("organization mapping ignored: it is not valid", "org", org, "err", err)
 	}
 	s.pgp = p.pgpSettings(org, st)
 	return s, nil
+}
+
+// Defaults returns the daemon defaults in force.
+func (p *Pipeline) Defaults() Defaults {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.defaults
+}
+
+// Effective returns the settings in force for an organization whose own
+// settings are own: each of its own values, else d's. A value the API
+// would refuse (a bad settle duration) falls back to d's.
+func (d Defaults) Effective(own state.Settings) Defaults {
+	e := d
+	if own.Settle != "" {
+		if v, err := time.ParseDuration(own.Settle); err == nil && v >= 0 {
+			e.Settle = v
+		}
+	}
+	if own.DeleteThresholdPercent != nil {
+		e.DeleteThresholdPercent = *own.DeleteThresholdPercent
+	}
+	if own.DeleteThresholdCount != nil {
+		e.DeleteThresholdCount = *own.DeleteThresholdCount
+	}
+	if own.InactiveUsers != "" {
+		e.InactiveUsers = own.InactiveUsers
+	}
+	if len(own.UsersPatterns) > 0 {
+		e.UsersPatterns = own.UsersPatterns
+	}
+	if len(own.UserGroupsPatterns) > 0 {
+		e.UserGroupsPatterns = own.UserGroupsPatterns
+	}
+	if len(own.GroupsPatterns) > 0 {
+		e.GroupsPatterns = own.GroupsPatterns
+	}
+	return e
 }
 
 func (s settings) policy() policy {

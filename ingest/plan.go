@@ -178,5 +178,10 @@ func (p *Pipeline) PlanWith(ctx context.Context, org string, files []PlanFile, o
 	if o.status == state.BatchHeld {
 		more = more[:len(more)-1] // no batch to approve
 	}
-	return buildReport(b, o.res, o, append(notes, more...))
+	rep, err := buildReport(b, o.res, o, append(notes, more...))
+	if err != nil {
+		return nil, err
+	}
+	rep.DryRun = true
+	return rep, nil
 }

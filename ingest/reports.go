@@ -298,7 +298,7 @@ func (p *Pipeline) pruneArchive(org, current string) {
 		}
 		kept = append(kept, id)
 	}
-	quota := p.quotaOf(org)
+	quota := p.QuotaOf(org)
 	if quota <= 0 {
 		return
 	}

@@ -87,14 +87,15 @@ type framer struct {
 	remain uint32                          // body bytes of the current packet still to pass through
 
 	// write side
-	mu       sync.Mutex
-	outHdr   [9]byte // length, type and id of the packet being written
-	outHdrN  int
-	outLeft  uint32              // bytes of the current outgoing packet still to come
-	outBody  []byte              // the start of a HANDLE reply's body (its handle)
-	wantBody bool                // collect outBody for the current packet
-	injected [][]byte            // replies waiting for a packet boundary
-	closes   map[uint32]struct{} // ids of CLOSE requests awaiting a reply
+	mu         sync.Mutex
+	outHdr     [9]byte // length, type and id of the packet being written
+	outHdrN    int
+	outLeft    uint32              // bytes of the current outgoing packet still to come
+	outBody    []byte              // the start of a HANDLE reply's body (its handle)
+	wantBody   bool                // collect outBody for the current packet
+	injected   [][]byte            // replies waiting for a packet boundary
+	closes     map[uint32]struct{} // ids of CLOSE requests awaiting a reply
+	closesDone []uint32            // CLOSE replies tracked in the Write in progress
 }
 
 func newFramer(rw io.ReadWriteCloser) *framer { return &framer{rw: rw, order: newOrder()} }
@@ -306,11 +307,24 @@ func (f *framer) inject(pkt []byte) error {
 func (f *framer) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// The replies are tracked before they are written: once the bytes
+	// are out, the client may send requests that depend on them (a WRITE
+	// on the handle of a HANDLE reply), and order must know the handle by
+	// then. A request whose reply is produced has taken effect.
+	f.track(p)
 	n, err := f.rw.Write(p)
-	f.track(p[:n])
 	if err != nil {
 		f.order.stop() // no reply will come: nothing may wait for one
 	}
+	// Shutdown may close the connection once a close is released, so a
+	// close's reply is released only after it is written.
+	for _, id := range f.closesDone {
+		delete(f.closes, id)
+		if f.release != nil {
+			f.release()
+		}
+	}
+	f.closesDone = f.closesDone[:0]
 	if err == nil && f.outLeft == 0 && f.outHdrN == 0 {
 		for len(f.injected) > 0 {
 			if _, err = f.rw.Write(f.injected[0]); err != nil {
@@ -372,10 +386,7 @@ func (f *framer) packetDone() {
 		return
 	}
 	if _, ok := f.closes[id]; ok {
-		delete(f.closes, id)
-		if f.release != nil {
-			f.release()
-		}
+		f.closesDone = append(f.closesDone, id)
 	}
 }
 

@@ -306,6 +306,29 @@ func (db *DB) Batches(org, after string, limit int) ([]Batch, error) {
 // organization, oldest first per organization: the work a crash or a
 // shutdown interrupted.
 func (db *DB) UnfinishedBatches() ([]Batch, error) {
+	out, err := db.batchesWhere(func(status string) bool {
+		return status == BatchPending || status == BatchProcessing
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished batches: %w", err)
+	}
+	return out, nil
+}
+
+// OpenBatches returns every organization's batches that are not final
+// (BatchFinished): pending, processing and held ones, for a status view.
+// It reads every batch record, so it costs one pass over the batches.
+func (db *DB) OpenBatches() ([]Batch, error) {
+	out, err := db.batchesWhere(func(status string) bool { return !BatchFinished(status) })
+	if err != nil {
+		return nil, fmt.Errorf("list open batches: %w", err)
+	}
+	return out, nil
+}
+
+// batchesWhere returns the batches of every organization whose status
+// keep accepts, per organization in id order.
+func (db *DB) batchesWhere(keep func(status string) bool) ([]Batch, error) {
 	var out []Batch
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBatches).ForEachBucket(func(org []byte) error {
@@ -318,17 +341,14 @@ func (db *DB) UnfinishedBatches() ([]Batch, error) {
 				if err := json.Unmarshal(v, &b); err != nil {
 					return fmt.Errorf("decode batch %s: %w", k, err)
 				}
-				if b.Status == BatchPending || b.Status == BatchProcessing {
+				if keep(b.Status) {
 					out = append(out, b)
 				}
 				return nil
 			})
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list unfinished batches: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // FinishBatch stores a batch's final record and its report without

@@ -11,4 +11,8 @@ var (
 	// ErrNewerSchema is returned by Open when the database was written by a
 	// newer rosterd.
 	ErrNewerSchema = errors.New("database written by a newer rosterd")
+	// ErrLocked is returned by Open when another process holds the
+	// database open: bbolt takes an exclusive file lock for the life of
+	// the DB, so two daemons can never share one data directory.
+	ErrLocked = errors.New("database is in use by another process")
 )

@@ -112,6 +112,19 @@ func (db *DB) Orgs(after string, limit int) ([]Org, error) {
 	return out, nil
 }
 
+// OrgCount returns the number of organizations.
+func (db *DB) OrgCount() (int, error) {
+	var n int
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketOrgs).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count organizations: %w", err)
+	}
+	return n, nil
+}
+
 // UpdateOrg applies fn to the stored organization in one transaction.
 // fn must not change the name.
 func (db *DB) UpdateOrg(name string, fn func(*Org) error) (Org, error) {

@@ -29,14 +29,15 @@ func (e *apiError) Error() string { return e.Message }
 
 // clientOpts are the flags every client subcommand takes.
 type clientOpts struct {
-	data, httpAddr string
+	data, httpAddr, config string
 }
 
-// clientFlags registers --data and --http-addr on fs.
+// clientFlags registers --data, --http-addr and --config on fs.
 func clientFlags(fs *flag.FlagSet) *clientOpts {
 	o := &clientOpts{}
-	fs.StringVar(&o.data, "data", "", "data directory of the daemon ($ROSTERD_DATA, default ./rosterd-data)")
-	fs.StringVar(&o.httpAddr, "http-addr", "", "the daemon's HTTP address ($ROSTERD_HTTP_ADDR; default: what the daemon wrote into the data directory)")
+	fs.StringVar(&o.data, "data", "", "the daemon's data `DIR` ($ROSTERD_DATA; default: data in the config file, else ./rosterd-data)")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "the daemon's HTTP `host:port` ($ROSTERD_HTTP_ADDR; default: what the daemon wrote into the data directory)")
+	fs.StringVar(&o.config, "config", "", "the daemon's config `FILE`, read for data and api_token ($ROSTERD_CONFIG)")
 	return o
 }
 
@@ -57,7 +58,13 @@ type apiClient struct {
 // client finds the daemon's address and token: flag, then environment,
 // then the files the daemon wrote into the data directory.
 func (o *clientOpts) client() (*apiClient, error) {
-	data := first(o.data, os.Getenv("ROSTERD_DATA"), "./rosterd-data")
+	var cfg Config
+	if path := first(o.config, os.Getenv("ROSTERD_CONFIG")); path != "" {
+		if err := readConfigFile(path, &cfg); err != nil {
+			return nil, &ExitCodeError{Code: 2, Err: err}
+		}
+	}
+	data := first(o.data, os.Getenv("ROSTERD_DATA"), cfg.Data, "./rosterd-data")
 	addr := first(o.httpAddr, os.Getenv("ROSTERD_HTTP_ADDR"))
 	if addr == "" {
 		b, err := os.ReadFile(filepath.Join(data, fileHTTPAddr))
@@ -66,7 +73,7 @@ func (o *clientOpts) client() (*apiClient, error) {
 		}
 		addr = strings.TrimSpace(string(b))
 	}
-	token := os.Getenv("ROSTERD_API_TOKEN")
+	token := first(os.Getenv("ROSTERD_API_TOKEN"), cfg.APIToken)
 	if token == "" {
 		b, err := os.ReadFile(filepath.Join(data, fileAPIToken))
 		if err != nil {
@@ -125,28 +132,4 @@ func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader,
 func jsonBody(v any) io.Reader {
 	b, _ := json.Marshal(v)
 	return strings.NewReader(string(b))
-}
-
-// parseFlags parses args with fs, printing usage on -h, and returns the
-// positional arguments wherever the flags stood.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
-	fs.SetOutput(stderr)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, &ExitCodeError{Code: 0}
-			}
-			return nil, &ExitCodeError{Code: 2}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }

@@ -188,16 +188,21 @@ type serveFlags struct {
 }
 
 func newServeFlags() *serveFlags {
-	f := &serveFlags{fs: flag.NewFlagSet("serve", flag.ContinueOnError)}
-	f.fs.StringVar(&f.config, "config", "", "TOML config file ($ROSTERD_CONFIG)")
-	f.fs.StringVar(&f.data, "data", "", "data directory ($ROSTERD_DATA, default ./rosterd-data)")
-	f.fs.StringVar(&f.sftpAddr, "sftp-addr", "", "SFTP listen address ($ROSTERD_SFTP_ADDR, default 127.0.0.1:2022)")
-	f.fs.StringVar(&f.httpAddr, "http-addr", "", "HTTP listen address ($ROSTERD_HTTP_ADDR, default 127.0.0.1:8080)")
-	f.fs.StringVar(&f.settle, "settle", "", "settle window before a batch starts ($ROSTERD_SETTLE, default 10s)")
-	f.fs.StringVar(&f.logFormat, "log-format", "", "log format: auto, text or json ($ROSTERD_LOG_FORMAT)")
-	f.fs.StringVar(&f.webhookURL, "webhook-url", "", "one webhook endpoint for all organizations ($ROSTERD_WEBHOOK_URL)")
-	f.fs.StringVar(&f.webhookSecret, "webhook-secret", "", "its secret, whsec_... ($ROSTERD_WEBHOOK_SECRET)")
-	f.fs.BoolVar(&f.demo, "demo", false, "create organization demo with a client key on first start")
+	return registerServeFlags(flag.NewFlagSet("serve", flag.ContinueOnError))
+}
+
+// registerServeFlags registers serve's flags on fs.
+func registerServeFlags(fs *flag.FlagSet) *serveFlags {
+	f := &serveFlags{fs: fs}
+	fs.StringVar(&f.config, "config", "", "TOML config `FILE` ($ROSTERD_CONFIG); examples/rosterd.toml documents every key")
+	fs.StringVar(&f.data, "data", "", "data `DIR` ($ROSTERD_DATA; config key data; default ./rosterd-data)")
+	fs.StringVar(&f.sftpAddr, "sftp-addr", "", "SFTP listen `host:port` ($ROSTERD_SFTP_ADDR; config key sftp_addr; default 127.0.0.1:2022)")
+	fs.StringVar(&f.httpAddr, "http-addr", "", "HTTP listen `host:port` ($ROSTERD_HTTP_ADDR; config key http_addr; default 127.0.0.1:8080)")
+	fs.StringVar(&f.settle, "settle", "", "settle window before a batch starts, a `duration` such as 10s or 0s ($ROSTERD_SETTLE; config key settle; default 10s)")
+	fs.StringVar(&f.logFormat, "log-format", "", "log `format`: auto (text on a terminal, JSON otherwise), text or json ($ROSTERD_LOG_FORMAT; config key log_format; default auto)")
+	fs.StringVar(&f.webhookURL, "webhook-url", "", "one webhook endpoint `URL` for all organizations ($ROSTERD_WEBHOOK_URL; config: [[webhook]])")
+	fs.StringVar(&f.webhookSecret, "webhook-secret", "", "that endpoint's `secret`, whsec_ and base64 ($ROSTERD_WEBHOOK_SECRET)")
+	fs.BoolVar(&f.demo, "demo", false, "on the first start, create organization demo with a client key pair and print the sftp command to try it")
 	return f
 }
 

@@ -235,28 +235,41 @@ func printPGP(w io.Writer, org string, info ingest.PGPInfo, made bool) error {
 	return err
 }
 
-// runOrgPGP is `rosterd org pgp ORG [flags]`.
-func runOrgPGP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	const use = "org pgp ORG [--algorithm rsa|ecc] [--rotate] [--key-only] [--json] [--add-signer FILE|-] [--remove-signer FINGERPRINT]"
-	fs := flag.NewFlagSet("org pgp", flag.ContinueOnError)
-	opts := clientFlags(fs)
-	var o pgpOpts
-	fs.StringVar(&o.algorithm, "algorithm", "rsa", "the key pair to make: rsa (RSA 3072, which every OpenPGP tool takes) or ecc (Curve25519)")
-	fs.BoolVar(&o.rotate, "rotate", false, "make a new key pair beside the existing one (files encrypted to the old one still decrypt)")
-	fs.BoolVar(&o.keyOnly, "key-only", false, "print only the armoured public key, to send to the customer")
-	fs.BoolVar(&o.jsonOut, "json", false, "print the set-up as JSON")
-	fs.StringVar(&o.addSigner, "add-signer", "", "add the customer's public signing key from FILE (armoured or binary; - reads stdin)")
-	fs.StringVar(&o.removeSigner, "remove-signer", "", "remove the signing key with this fingerprint")
-	pos, err := parseFlags(fs, args, stderr)
-	if err != nil {
-		return err
+// orgPGPCommand is `rosterd org pgp ORG` (SPEC §2).
+func orgPGPCommand() *command {
+	return &command{
+		name: "org pgp", args: "ORG", summary: "the organization's OpenPGP key for encrypted uploads",
+		about: "Make the organization's OpenPGP key pair if it has none, and show it with the\n" +
+			"public key for the customer to encrypt their uploads to (users.csv.gpg,\n" +
+			"users.csv.asc). The private key stays in the data directory (pgp/ORG/, 0600),\n" +
+			"unless the organization's pgp_key_file setting names the operator's own.\n" +
+			"--add-signer and --remove-signer manage the customer's signing keys, which\n" +
+			"the setting require_signature=true makes mandatory.",
+		example: "rosterd org pgp acme\n" +
+			"rosterd org pgp acme --key-only > acme-rosterd.asc\n" +
+			"rosterd org pgp acme --algorithm ecc --rotate\n" +
+			"rosterd org pgp acme --add-signer hr-signing.asc\n" +
+			"rosterd org set acme require_signature=true",
+		minArgs: 1, maxArgs: 1,
+		setup: func(fs *flag.FlagSet) action {
+			opts := clientFlags(fs)
+			var o pgpOpts
+			fs.StringVar(&o.algorithm, "algorithm", "rsa", "the key pair to make: rsa (RSA 3072, which every OpenPGP tool takes) or ecc (Curve25519)")
+			fs.BoolVar(&o.rotate, "rotate", false, "make a new key pair beside the existing one (files encrypted to the old one still decrypt)")
+			fs.BoolVar(&o.keyOnly, "key-only", false, "print only the armoured public key, to send to the customer")
+			fs.BoolVar(&o.jsonOut, "json", false, "print the set-up as JSON")
+			fs.StringVar(&o.addSigner, "add-signer", "", "add the customer's public signing key from `FILE` (armoured or binary; - reads standard input)")
+			fs.StringVar(&o.removeSigner, "remove-signer", "", "remove the signing key with this `FINGERPRINT`")
+			return func(ctx context.Context, std stdio, args []string) error {
+				if o.addSigner != "" && o.removeSigner != "" {
+					return usageError("give --add-signer or --remove-signer, not both")
+				}
+				c, err := opts.client()
+				if err != nil {
+					return err
+				}
+				return orgPGP(ctx, c, args[0], o, std.in, std.out)
+			}
+		},
 	}
-	if len(pos) != 1 || o.addSigner != "" && o.removeSigner != "" {
-		return usageError(use)
-	}
-	c, err := opts.client()
-	if err != nil {
-		return err
-	}
-	return orgPGP(ctx, c, pos[0], o, stdin, stdout)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,18 +34,35 @@ import (
 	"github.com/rosterd/rosterd/state"
 )
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newServeFlags()
-	pos, err := parseFlags(f.fs, args, stderr)
-	if err != nil {
-		return err
+// serveCommand is `rosterd serve` (SPEC §2).
+func serveCommand() *command {
+	return &command{
+		name: "serve", summary: "run the daemon: SFTP, HTTP API, ingest and webhook delivery",
+		about: "Run the daemon: the SFTP server the organizations upload to, the HTTP API,\n" +
+			"the ingest of completed uploads into batches, and webhook delivery. State is\n" +
+			"kept in the data directory (created 0700 on first start); one daemon at a\n" +
+			"time may use a data directory. It logs to standard error and runs until\n" +
+			"SIGTERM or SIGINT, letting uploads in flight finish (shutdown_timeout, 30s);\n" +
+			"SIGHUP re-reads the config file.\n\n" +
+			"Each flag also comes from the environment and from the config file: a flag\n" +
+			"beats the environment, which beats the file, which beats the default.\n" +
+			"docs/configuration.md lists every key.",
+		example: "rosterd serve --demo\n" +
+			"rosterd serve --config /etc/rosterd/rosterd.toml\n" +
+			"ROSTERD_DATA=/var/lib/rosterd rosterd serve --sftp-addr :22 --http-addr 127.0.0.1:8080",
+		setup: func(fs *flag.FlagSet) action {
+			f := registerServeFlags(fs)
+			return func(ctx context.Context, std stdio, args []string) error {
+				return runServe(ctx, f, std.out, std.err)
+			}
+		},
 	}
-	if len(pos) > 0 {
-		return usageError("serve takes no arguments, got %q", pos)
-	}
+}
+
+func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(f, os.Getenv)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return &ExitCodeError{Code: 2, Err: fmt.Errorf("configuration: %w", err)}
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	setMemoryLimit(cfg, log)
@@ -87,6 +105,9 @@ type daemonState struct {
 	pipeline  *ingest.Pipeline
 	deliverer *webhook.Deliverer
 	audit     *auditSink
+	// info is what GET /v1/status says of the daemon; set once both
+	// listeners are up.
+	info atomic.Pointer[httpapi.DaemonInfo]
 }
 
 // openDaemon prepares the data directory, host keys, API token, state and
@@ -98,8 +119,18 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	// The database first: its lock keeps a second daemon from touching a
+	// data directory that one already runs on.
+	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
+	if errors.Is(err, state.ErrLocked) {
+		return nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
+	}
+	if err != nil {
+		return nil, err
+	}
 	hostKeys, err := sftpd.LoadHostKeys(filepath.Join(cfg.Data, "host_keys"))
 	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	for _, k := range hostKeys {
@@ -108,12 +139,9 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	token := cfg.APIToken
 	if token == "" {
 		if token, err = loadOrCreateToken(filepath.Join(cfg.Data, fileAPIToken)); err != nil {
+			db.Close()
 			return nil, err
 		}
-	}
-	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
-	if err != nil {
-		return nil, err
 	}
 	d := &daemonState{cfg: cfg, log: log, db: db, orgsRoot: filepath.Join(cfg.Data, "orgs")}
 	if err := os.MkdirAll(d.orgsRoot, 0o700); err != nil {
@@ -168,6 +196,12 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Revoke:       d.sftp.Revoke,
 		ReadTimeout:  cfg.HTTP.ReadTimeout.D(),
 		WriteTimeout: cfg.HTTP.WriteTimeout.D(),
+		Daemon: func() httpapi.DaemonInfo {
+			if info := d.info.Load(); info != nil {
+				return *info
+			}
+			return httpapi.DaemonInfo{Version: version()}
+		},
 	})
 	return d, nil
 }
@@ -195,6 +229,9 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		defer os.Remove(filepath.Join(d.cfg.Data, name))
 	}
 
+	d.info.Store(&httpapi.DaemonInfo{Version: version(), StartedAt: time.Now().UTC(), Listeners: []httpapi.Listener{
+		{Name: "sftp", Address: sftpLn.Addr().String()}, {Name: "http", Address: httpLn.Addr().String()},
+	}})
 	hs := newHTTPServer(d.cfg.HTTP, d.api, d.log)
 	httpLn = newLimitListener(httpLn, d.cfg.HTTP.MaxConnections, d.reg)
 	errc := make(chan error, 2)

@@ -10,9 +10,11 @@
 // logged instead.
 //
 // Each area registers its routes from its own file (orgs.go, keys.go,
-// health.go, batches.go, events.go, directory.go, webhooks.go, audit.go).
-// GET /v1/organizations/{org}/audit, the SFTP audit trail, is an addition
-// to SPEC §8's list.
+// health.go, batches.go, events.go, directory.go, webhooks.go, audit.go,
+// status.go). GET /v1/organizations/{org}/audit, the SFTP audit trail, and
+// GET /v1/status, behind `rosterd status`, are additions to SPEC §8's
+// list. docs/openapi.json describes every route; a test keeps the two in
+// step.
 //
 // Only cmd/rosterd imports this package.
 package httpapi

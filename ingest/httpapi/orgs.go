@@ -26,16 +26,86 @@ func (s *Server) routeOrgs() {
 	s.handle("DELETE /v1/organizations/{org}", s.deleteOrg)
 }
 
-// Organization is the API's view of an organization.
+// Organization is the API's view of an organization. Settings are its
+// own choices only; the answers about one organization (GET, PATCH) add
+// EffectiveSettings and Counts.
 type Organization struct {
 	Object    string         `json:"object"`
 	ID        string         `json:"id"`
 	Settings  state.Settings `json:"settings"`
 	CreatedAt time.Time      `json:"created_at"`
+	// EffectiveSettings are the settings in force: its own, else the
+	// daemon's [defaults].
+	EffectiveSettings *EffectiveSettings `json:"effective_settings,omitempty"`
+	// Counts are the users (and how many are active), groups and
+	// memberships of its snapshot.
+	Counts *state.SnapshotCounts `json:"counts,omitempty"`
+}
+
+// EffectiveSettings are every organization setting with the value in
+// force, in the same names and forms as state.Settings.
+type EffectiveSettings struct {
+	UsersPatterns          []string `json:"users_patterns"`
+	UserGroupsPatterns     []string `json:"user_groups_patterns"`
+	GroupsPatterns         []string `json:"groups_patterns"`
+	DeleteThresholdPercent float64  `json:"delete_threshold_percent"`
+	DeleteThresholdCount   int      `json:"delete_threshold_count"`
+	InactiveUsers          string   `json:"inactive_users"`
+	Settle                 string   `json:"settle"`
+	StorageQuota           int64    `json:"storage_quota"` // bytes; 0 or less: none
+	// How the organization's exports are read, and its OpenPGP uploads
+	// (no daemon default: an empty map or "" is none).
+	Columns          map[string]string `json:"columns"`
+	StatusValues     map[string]string `json:"status_values"`
+	DateFormat       string            `json:"date_format"`
+	PGPKeyFile       string            `json:"pgp_key_file"`
+	RequireSignature bool              `json:"require_signature"`
 }
 
 func orgView(o state.Org) Organization {
 	return Organization{Object: "organization", ID: o.Name, Settings: o.Settings, CreatedAt: o.CreatedAt}
+}
+
+// orgDetail is orgView with the effective settings and the snapshot's
+// counts.
+func (s *Server) orgDetail(o state.Org) (Organization, error) {
+	v := orgView(o)
+	d := ingest.DefaultDefaults
+	if s.cfg.Pipeline != nil {
+		d = s.cfg.Pipeline.Defaults()
+	}
+	e := d.Effective(o.Settings)
+	list := func(l []string) []string {
+		if l == nil {
+			return []string{}
+		}
+		return l
+	}
+	v.EffectiveSettings = &EffectiveSettings{
+		UsersPatterns: list(e.UsersPatterns), UserGroupsPatterns: list(e.UserGroupsPatterns), GroupsPatterns: list(e.GroupsPatterns),
+		DeleteThresholdPercent: e.DeleteThresholdPercent, DeleteThresholdCount: e.DeleteThresholdCount,
+		InactiveUsers: e.InactiveUsers, Settle: e.Settle.String(),
+		StorageQuota: ingest.DefaultStorageQuota,
+		Columns:      o.Settings.Columns, StatusValues: o.Settings.StatusValues, DateFormat: o.Settings.DateFormat,
+		PGPKeyFile: o.Settings.PGPKeyFile, RequireSignature: o.Settings.RequireSignature,
+	}
+	if v.EffectiveSettings.Columns == nil {
+		v.EffectiveSettings.Columns = map[string]string{}
+	}
+	if v.EffectiveSettings.StatusValues == nil {
+		v.EffectiveSettings.StatusValues = map[string]string{}
+	}
+	if s.cfg.Pipeline != nil {
+		v.EffectiveSettings.StorageQuota = s.cfg.Pipeline.QuotaOf(o.Name)
+	} else if q := o.Settings.StorageQuota; q != nil {
+		v.EffectiveSettings.StorageQuota = *q
+	}
+	c, err := s.cfg.DB.SnapshotCounts(o.Name)
+	if err != nil {
+		return v, err
+	}
+	v.Counts = &c
+	return v, nil
 }
 
 func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +194,12 @@ func (s *Server) getOrg(w http.ResponseWriter, r *http.Request) {
 		s.stateError(w, r, "organization "+r.PathValue("org"), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, orgView(o))
+	v, err := s.orgDetail(o)
+	if err != nil {
+		s.stateError(w, r, "organization "+o.Name, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // patchOrg merges the given settings into the stored ones: a field present
@@ -143,16 +218,15 @@ func (s *Server) patchOrg(w http.ResponseWriter, r *http.Request) {
 	}
 	var msg string
 	o, err := s.cfg.DB.UpdateOrg(r.PathValue("org"), func(o *state.Org) error {
-		clearReplacedMaps(&o.Settings, req.Settings)
-		dec := json.NewDecoder(bytes.NewReader(req.Settings))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&o.Settings); err != nil {
-			msg = "settings: " + err.Error()
+		merged, m := mergeSettings(o.Settings, req.Settings)
+		if m != "" {
+			msg = m
 			return errInvalid
 		}
-		if msg = validateSettings(o.Settings); msg != "" {
+		if msg = validateSettings(merged); msg != "" {
 			return errInvalid
 		}
+		o.Settings = merged
 		return nil
 	})
 	switch {
@@ -162,11 +236,56 @@ func (s *Server) patchOrg(w http.ResponseWriter, r *http.Request) {
 		s.stateError(w, r, "organization "+r.PathValue("org"), err)
 	default:
 		s.log.Info("organization settings changed", "org", o.Name)
-		writeJSON(w, http.StatusOK, orgView(o))
+		v, err := s.orgDetail(o)
+		if err != nil {
+			s.stateError(w, r, "organization "+o.Name, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
 }
 
 var errInvalid = errors.New("invalid")
+
+// mergeSettings applies a PATCH's settings object to cur, field by field
+// in their JSON form: a field set to null is removed, so that it returns
+// to the daemon default whatever its Go type (decoding null into a
+// string would leave it alone), and any other value replaces the stored
+// one. It returns a message for the client when patch is not an object
+// of known settings.
+func mergeSettings(cur state.Settings, patch json.RawMessage) (state.Settings, string) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(patch, &fields); err != nil || fields == nil {
+		return cur, "settings: must be an object of settings, such as {\"inactive_users\": \"delete\"}"
+	}
+	// Unknown names and wrong types are refused, nulls included.
+	dec := json.NewDecoder(bytes.NewReader(patch))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(new(state.Settings)); err != nil {
+		return cur, "settings: " + err.Error()
+	}
+	stored, err := json.Marshal(cur)
+	if err != nil {
+		return cur, "settings: " + err.Error()
+	}
+	var merged map[string]json.RawMessage
+	if err := json.Unmarshal(stored, &merged); err != nil {
+		return cur, "settings: " + err.Error()
+	}
+	for k, v := range fields {
+		if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			delete(merged, k)
+			continue
+		}
+		merged[k] = v
+	}
+	b, _ := json.Marshal(merged)
+	var out state.Settings
+	if err := json.Unmarshal(b, &out); err != nil {
+		return cur, "settings: " + err.Error()
+	}
+	return out, ""
+}
 
 // deleteOrg removes the organization, its keys, snapshot and batches, and
 // its SFTP folder, after closing its SFTP sessions. Copies of every processed upload stay in the archive.
@@ -230,20 +349,4 @@ func validateSettings(st state.Settings) string {
 		return "settings: " + err.Error()
 	}
 	return ""
-}
-
-// clearReplacedMaps empties the map settings that raw sets, so that a
-// PATCH replaces a map as a whole, like any other setting, instead of
-// adding its entries to the stored ones (what decoding into a map does).
-func clearReplacedMaps(st *state.Settings, raw json.RawMessage) {
-	var present map[string]json.RawMessage
-	if json.Unmarshal(raw, &present) != nil {
-		return
-	}
-	if _, ok := present["columns"]; ok {
-		st.Columns = nil
-	}
-	if _, ok := present["status_values"]; ok {
-		st.StatusValues = nil
-	}
 }

@@ -108,6 +108,11 @@ type EndpointStatus struct {
 	DisabledReason string     `json:"disabled_reason,omitempty"`
 	Failed         int        `json:"failed"`
 	Pending        int        `json:"pending"`
+	// LagSeconds is the age of the oldest event the endpoint is sending
+	// or retrying now (0 when it is caught up); LagByOrganization the same
+	// for each organization with an event in flight.
+	LagSeconds        float64            `json:"lag_seconds"`
+	LagByOrganization map[string]float64 `json:"lag_by_organization,omitempty"`
 }
 
 // Endpoints returns the configured endpoints in id order.
@@ -123,6 +128,7 @@ func (d *Deliverer) Endpoints() ([]EndpointStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	lags := d.lags()
 	out := make([]EndpointStatus, 0, len(eps))
 	for _, e := range eps {
 		st, err := d.db.Endpoint(e.ID)
@@ -144,6 +150,15 @@ func (d *Deliverer) Endpoints() ([]EndpointStatus, error) {
 		if st.Disabled {
 			t := st.DisabledAt
 			s.DisabledAt = &t
+		}
+		for k, l := range lags {
+			if k.endpoint == e.ID {
+				if s.LagByOrganization == nil {
+					s.LagByOrganization = map[string]float64{}
+				}
+				s.LagByOrganization[k.org] = l.Seconds()
+				s.LagSeconds = max(s.LagSeconds, l.Seconds())
+			}
 		}
 		out = append(out, s)
 	}

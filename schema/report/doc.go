@@ -49,6 +49,7 @@
 //	    "columns": [{"file": "users.csv", "column": "Employee #", "read_as": "user_id"}],
 //	                                       // read_as: a column, "custom:NAME" or "drop"
 //	    "status_values": {"Terminated": "inactive"}, "date_format": "MM/DD/YYYY"},
+//	  "dry_run": true,                     // only in a plan's report: status is what the files would get
 //	  "operator_notes": ["..."],           // optional, for the operator only (the command that approves a
 //	                                       // held batch); absent from the copy in the organization's folder
 //	  "removed_users_total": 250,          // held batches: how many users it would delete or deactivate
@@ -63,7 +64,8 @@
 // notes on the names that are processed and how to ask for a pattern.
 //
 // The text report says the same in plain words: a headline with the
-// outcome (VALID, NOT VALID, APPLIED, HELD, ...), the batch, the files
+// outcome (VALID, NOT VALID, APPLIED, HELD, ...; a plan's starts "PLAN:
+// these files would ..."), the batch, the files
 // (with rows read, valid and with errors when there are errors), the
 // counts (not for files with errors: nothing is counted then), the
 // changes (for a batch, or when any is non-zero), the notes, the

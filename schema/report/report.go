@@ -35,8 +35,11 @@ type Report struct {
 	Issues         []schema.Issue `json:"issues"`
 	IssuesTotal    int            `json:"issues_total"`
 	IssueCounts    map[string]int `json:"issue_counts,omitempty"`
-	Notes          []string       `json:"notes,omitempty"`   // for whoever reads the report: why a batch is held, what to do
-	Mapping        *Mapping       `json:"mapping,omitempty"` // the organization's mapping, when the files were read with one
+	Notes          []string       `json:"notes,omitempty"` // for whoever reads the report: why a batch is held, what to do
+	// DryRun marks the report of a plan (`rosterd plan`, POST .../plan):
+	// Status is the outcome the files would have, and nothing was applied.
+	DryRun  bool     `json:"dry_run,omitempty"`
+	Mapping *Mapping `json:"mapping,omitempty"` // the organization's mapping, when the files were read with one
 	// OperatorNotes are for the operator only, such as the command that
 	// approves a held batch: the organization's admin cannot run it. The
 	// stored report (the API, rosterd batch show) and the archive copy

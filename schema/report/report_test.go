@@ -283,3 +283,37 @@ func TestValidateMappedGolden(t *testing.T) {
 	golden(t, "testdata/validate-mapped.txt", txt)
 	golden(t, "testdata/validate-mapped.json", js)
 }
+
+// TestPlanHeadline checks that a dry run's report never says the files
+// were applied: each outcome reads "PLAN: these files would ...".
+func TestPlanHeadline(t *testing.T) {
+	tests := []struct {
+		status string
+		errs   int
+		want   string
+	}{
+		{"applied", 0, "PLAN: these files would be applied and make the changes below. Nothing was changed yet."},
+		{"unchanged", 0, "PLAN: these files would change nothing: they are valid and match what is already there."},
+		{"rejected", 2, "PLAN: these files would be rejected: they have 2 errors. Fix them before uploading; nothing was changed."},
+		{"held", 0, "PLAN: these files would be held: they are valid but would remove many users, so an operator would have to approve them. See the notes below. Nothing was changed."},
+	}
+	for _, tt := range tests {
+		r := &Report{Version: Version, Status: tt.status, DryRun: true, CreatedAt: testTime, IssuesTotal: tt.errs}
+		for range tt.errs {
+			r.Issues = append(r.Issues, schema.Issue{File: "users.csv", Line: 2, Code: "invalid_email", Severity: schema.SeverityError, Message: "bad"})
+		}
+		var buf bytes.Buffer
+		if err := r.WriteText(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := strings.Cut(buf.String(), "\n"); got != tt.want {
+			t.Errorf("dry run %s: headline = %q; want %q", tt.status, got, tt.want)
+		}
+		r.DryRun = false
+		buf.Reset()
+		r.WriteText(&buf)
+		if strings.HasPrefix(buf.String(), "PLAN") {
+			t.Errorf("batch %s: headline = %q; want no PLAN", tt.status, buf.String())
+		}
+	}
+}

@@ -141,6 +141,36 @@ func (r *Report) writeRemoved(w io.Writer) {
 // headline states the outcome in plain words.
 func (r *Report) headline(errs, warns int) string {
 	var s string
+	switch {
+	case r.DryRun:
+		s = r.planHeadline(errs)
+	default:
+		s = r.outcomeHeadline(errs)
+	}
+	if warns > 0 {
+		s += fmt.Sprintf(" %s listed below do%s not block.", capital(plural(warns, "warning")), map[bool]string{true: "es", false: ""}[warns == 1])
+	}
+	return s
+}
+
+// planHeadline says what the files of a dry run would do.
+func (r *Report) planHeadline(errs int) string {
+	switch r.Status {
+	case "applied":
+		return "PLAN: these files would be applied and make the changes below. Nothing was changed yet."
+	case "unchanged":
+		return "PLAN: these files would change nothing: they are valid and match what is already there."
+	case "rejected":
+		return fmt.Sprintf("PLAN: these files would be rejected: they have %s. Fix them before uploading; nothing was changed.", plural(errs, "error"))
+	case "held":
+		return "PLAN: these files would be held: they are valid but would remove many users, so an operator would have to approve them. See the notes below. Nothing was changed."
+	}
+	return "PLAN: these files would be " + r.Status + ". Nothing was changed."
+}
+
+// outcomeHeadline states what happened to the files.
+func (r *Report) outcomeHeadline(errs int) string {
+	var s string
 	switch r.Status {
 	case StatusValid:
 		s = "VALID: the files can be uploaded as they are."
@@ -164,9 +194,6 @@ func (r *Report) headline(errs, warns int) string {
 		s = "PROCESSING: the files are being processed."
 	default:
 		s = strings.ToUpper(r.Status) + "."
-	}
-	if warns > 0 {
-		s += fmt.Sprintf(" %s listed below do%s not block.", capital(plural(warns, "warning")), map[bool]string{true: "es", false: ""}[warns == 1])
 	}
 	return s
 }
