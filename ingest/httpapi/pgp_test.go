@@ -7,8 +7,14 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/schema/report"
@@ -164,4 +170,25 @@ func TestPlanWithMapping(t *testing.T) {
 	if code, b := plan(`{"columns": {"Employee ID": "id"}}`); code != 400 || !bytes.Contains(b, []byte(`mapping.columns: \"Employee ID\" is mapped onto \"id\"`)) {
 		t.Errorf("plan with a bad mapping = %d %s; want 400 naming it", code, b)
 	}
+}
+
+// testPGPKeyFile writes an OpenPGP private key (Curve25519, no
+// passphrase) that the pgp_key_file setting accepts, and returns its path.
+func testPGPKeyFile(t *testing.T) string {
+	t.Helper()
+	e, err := openpgp.NewEntity("test", "", "", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, _ := armor.Encode(&buf, openpgp.PrivateKeyType, nil)
+	if err := e.SerializePrivateWithoutSigning(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	path := filepath.Join(t.TempDir(), "private.asc")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
