@@ -123,7 +123,11 @@ func NewMapping(columns, statusValues map[string]string, dateFormat string) (*Ma
 		}
 		for _, k := range sortedKeys(onto) {
 			if srcs := onto[k]; len(srcs) > 1 {
-				probs = append(probs, fmt.Sprintf("columns: %s are all mapped onto %s: a column can be read from one source only", quoteList(srcs), k))
+				all := "all"
+				if len(srcs) == 2 {
+					all = "both"
+				}
+				probs = append(probs, fmt.Sprintf("columns: %s are %s mapped onto %s: a column can be read from one source only", quoteList(srcs), all, k))
 			}
 		}
 	}

@@ -190,8 +190,25 @@ func TestE2EEncryptedAndMappedExports(t *testing.T) {
 			"status_values": map[string]string{"Terminated": "inactive"},
 			"date_format":   "MM/DD/YYYY",
 		}
+		// The columns one entry at a time with the client, the rest with
+		// the API.
+		cols := settings["columns"].(map[string]string)
+		args := []string{"org", "set", "bamboo"}
+		for src, to := range cols {
+			args = append(args, "columns."+src+"="+to)
+		}
+		if out, code := d.CLI("", append(args, "columns.Nope=user_id", "columns.Nope=")...); code != 0 {
+			t.Fatalf("org set columns: %d\n%s", code, out)
+		}
+		delete(settings, "columns")
 		if code := d.API("PATCH", "/v1/organizations/bamboo", map[string]any{"settings": settings}, nil); code != 200 {
 			t.Fatalf("PATCH mapping: %d", code)
+		}
+		if out, code := d.CLI("", "org", "set", "bamboo", "columns.Mail=email"); code == 0 || !strings.Contains(out, `"Mail" and "Work Email" are both mapped onto email`) {
+			t.Errorf("org set a second source onto email: %d\n%s", code, out)
+		}
+		if out, code := d.CLI("", "org", "show", "bamboo"); code != 0 || !strings.Contains(out, `"Employee #":"user_id"`) || !strings.Contains(out, "MM/DD/YYYY") {
+			t.Errorf("org show: %d\n%s", code, out)
 		}
 		write("bamboo.csv", "Employee #,First Name,Last Name,Work Email,Department,Employment Status,Hire Date,SSN\n"+
 			"E1,Ana,Álvarez,ana@acme.test,Engineering,Active,03/01/2021,123-45-6789\n"+

@@ -75,7 +75,7 @@ func TestMappingSettings(t *testing.T) {
 		"date_format": "soon",
 	}}, &e)
 	for _, w := range []string{
-		`settings.columns: "Employee ID" and "Worker ID" are all mapped onto user_id`,
+		`settings.columns: "Employee ID" and "Worker ID" are both mapped onto user_id`,
 		`settings.columns: "Mail" is mapped onto "e-mail", which is not a column`,
 		`settings.date_format: "soon" is not a date format`,
 	} {
