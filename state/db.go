@@ -29,6 +29,7 @@ var (
 	bucketDeliveries = []byte("deliveries")
 	bucketAudit      = []byte("audit")
 	bucketEventOrgs  = []byte("event_orgs") // per-organization event index (events.go)
+	bucketSetupLinks = []byte("setup_links")
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -36,7 +37,7 @@ var (
 // topBuckets are created at Open. perOrgBuckets hold one nested bucket per
 // organization, removed with it.
 var (
-	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit, bucketEventOrgs}
+	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit, bucketEventOrgs, bucketSetupLinks}
 	perOrgBuckets = [][]byte{bucketKeys, bucketSnapshots, bucketBatches, bucketAudit}
 )
 

@@ -15,4 +15,10 @@ var (
 	// database open: bbolt takes an exclusive file lock for the life of
 	// the DB, so two daemons can never share one data directory.
 	ErrLocked = errors.New("database is in use by another process")
+	// ErrLinkExpired and ErrLinkRevoked are returned when a setup link
+	// past its expiry or revoked is used.
+	ErrLinkExpired = errors.New("setup link expired")
+	ErrLinkRevoked = errors.New("setup link revoked")
+	// ErrOrgGone is returned when a setup link's organization was removed.
+	ErrOrgGone = errors.New("organization removed")
 )

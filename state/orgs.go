@@ -54,6 +54,10 @@ type Settings struct {
 	// StorageQuota is the organization's storage quota in bytes (its
 	// folder, reports and archive; SPEC §3); nil = the daemon's.
 	StorageQuota *int64 `json:"storage_quota,omitempty"`
+	// SetupAllKeys lets the admin see and remove, on the setup page, the
+	// keys the operator added too (SPEC §10); unset, only those added
+	// through setup links.
+	SetupAllKeys *bool `json:"setup_all_keys,omitempty"`
 }
 
 // CreateOrg stores a new organization. It returns ErrExists if the name is
@@ -146,7 +150,8 @@ func (db *DB) UpdateOrg(name string, fn func(*Org) error) (Org, error) {
 	return o, nil
 }
 
-// DeleteOrg removes the organization with its keys, snapshot and batches.
+// DeleteOrg removes the organization with its keys, snapshot, batches,
+// audit trail and setup links.
 // Its events stay in the feed until retention removes them, so consumers
 // still receive what was emitted before the removal.
 func (db *DB) DeleteOrg(name string) error {
@@ -159,6 +164,9 @@ func (db *DB) DeleteOrg(name string) error {
 			if err := tx.Bucket(top).DeleteBucket([]byte(name)); err != nil && err != bolt.ErrBucketNotFound {
 				return err
 			}
+		}
+		if err := deleteSetupLinksTx(tx, name); err != nil {
+			return err
 		}
 		return b.Delete([]byte(name))
 	})

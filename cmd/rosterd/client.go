@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // errNoDaemon is returned by the client subcommands when no daemon answers
@@ -81,11 +80,11 @@ func (o *clientOpts) client() (*apiClient, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	return &apiClient{
-		base:  "http://" + addr,
-		token: token,
-		http:  &http.Client{Timeout: 5 * time.Minute},
-	}, nil
+	base, hc, err := httpClient(data, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &apiClient{base: base, token: token, http: hc}, nil
 }
 
 // do sends a request and decodes a 2xx JSON answer into out (if not nil).
@@ -104,7 +103,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader,
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return fmt.Errorf("%w at %s", errNoDaemon, strings.TrimPrefix(c.base, "http://"))
+			return fmt.Errorf("%w at %s", errNoDaemon, strings.TrimPrefix(strings.TrimPrefix(c.base, "http://"), "https://"))
 		}
 		return err
 	}

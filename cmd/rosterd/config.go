@@ -27,6 +27,10 @@ type Config struct {
 	APIToken        string   `toml:"api_token"`
 	AllowSHA1RSA    bool     `toml:"allow_sha1_rsa"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// TLSCert and TLSKey are PEM files: set, the HTTP listener (API,
+	// console, setup pages) speaks HTTPS only.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
 
 	Limits    LimitsConfig    `toml:"limits"`
 	HTTP      HTTPConfig      `toml:"http"`
@@ -34,6 +38,31 @@ type Config struct {
 	Retention RetentionConfig `toml:"retention"`
 	Delivery  DeliveryConfig  `toml:"delivery"`
 	Webhooks  []WebhookConfig `toml:"webhook"`
+
+	// The web console and setup pages (SPEC §10).
+	Console   ConsoleConfig    `toml:"console"`
+	Operators []OperatorConfig `toml:"operator"`
+}
+
+// ConsoleConfig is the [console] table: the web console and the setup
+// pages (SPEC §10).
+type ConsoleConfig struct {
+	// PublicURL is where people reach the HTTP listener
+	// ("https://rosterd.example.com"), for setup links; empty: the scheme
+	// and host of the request that creates the link.
+	PublicURL string `toml:"public_url"`
+	// PublicSFTPAddr is the host:port the setup page tells admins to
+	// connect to; empty: sftp_addr, with the page's host when sftp_addr
+	// has none.
+	PublicSFTPAddr string   `toml:"public_sftp_addr"`
+	SessionTimeout Duration `toml:"session_timeout"`
+}
+
+// OperatorConfig is one [[operator]]: a person who may sign in to the
+// console with a password, besides the API token.
+type OperatorConfig struct {
+	Name         string `toml:"name"`
+	PasswordHash string `toml:"password_hash"`
 }
 
 // LimitsConfig is the [limits] table (SPEC §3, §4).
@@ -175,6 +204,7 @@ func defaultConfig() Config {
 			Reports:        100,
 		},
 		Delivery: DeliveryConfig{Timeout: Duration(10 * time.Second)},
+		Console:  ConsoleConfig{SessionTimeout: Duration(12 * time.Hour)},
 	}
 }
 
@@ -229,6 +259,8 @@ func loadConfig(f *serveFlags, getenv func(string) string) (Config, error) {
 		{"settle", f.settle, "ROSTERD_SETTLE", func(v string) error { return cfg.Settle.UnmarshalText([]byte(v)) }},
 		{"log_format", f.logFormat, "ROSTERD_LOG_FORMAT", str(&cfg.LogFormat)},
 		{"api_token", "", "ROSTERD_API_TOKEN", str(&cfg.APIToken)},
+		{"tls_cert", "", "ROSTERD_TLS_CERT", str(&cfg.TLSCert)},
+		{"tls_key", "", "ROSTERD_TLS_KEY", str(&cfg.TLSKey)},
 		{"webhook-url", f.webhookURL, "ROSTERD_WEBHOOK_URL", str(&hookURL)},
 		{"webhook-secret", f.webhookSecret, "ROSTERD_WEBHOOK_SECRET", str(&hookSecret)},
 	}
@@ -308,7 +340,7 @@ func (c *Config) validate() error {
 		"limits.max_compression_ratio": int64(l.MaxCompressionRatio),
 		"retention.events":             int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
 		"retention.archive_batches": int64(c.Retention.ArchiveBatches), "limits.storage_quota": int64(l.StorageQuota),
-		"delivery.timeout": int64(c.Delivery.Timeout),
+		"delivery.timeout": int64(c.Delivery.Timeout), "console.session_timeout": int64(c.Console.SessionTimeout),
 
 		"limits.max_startups_per_address": int64(l.MaxStartupsPerAddress), "limits.login_grace_time": int64(l.LoginGraceTime),
 		"limits.key_recheck_interval": int64(l.KeyRecheckInterval), "http.max_connections": int64(c.HTTP.MaxConnections),
@@ -346,6 +378,10 @@ func (c *Config) validate() error {
 			bad(fmt.Sprintf("delivery.schedule[%d]", i), "must be positive")
 		}
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert", "tls_cert and tls_key go together: give both files or neither")
+	}
+	c.validateConsole(bad)
 	for i, w := range c.Webhooks {
 		key := fmt.Sprintf("webhook[%d]", i)
 		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {

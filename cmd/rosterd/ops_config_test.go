@@ -144,6 +144,8 @@ log_format = "text"
 api_token = "changed-token"
 allow_sha1_rsa = true
 shutdown_timeout = "5s"
+tls_cert = "/elsewhere/cert.pem"
+tls_key = "/elsewhere/key.pem"
 
 [limits]
 max_upload_size = "10MiB"
@@ -195,6 +197,15 @@ url = "http://127.0.0.1:9/hook"
 secret = "whsec_c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ="
 organizations = ["acme"]
 signature = "workos"
+
+[console]
+public_url = "https://rosterd.example.com"
+public_sftp_addr = "sftp.example.com:22"
+session_timeout = "1h"
+
+[[operator]]
+name = "alice"
+password_hash = "$2b$04$RyECdZtel9BG4UDjufiBveIkNiiVK8HtrnuHzk7z6VyuKQ9AzGOEi"
 `
 
 // restartKeys returns the keys examples/rosterd.toml marks "[restart]" in

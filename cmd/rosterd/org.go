@@ -36,10 +36,10 @@ type keyView struct {
 	CreatedAt   time.Time `json:"created_at"`
 }
 
-// orgCommand is `rosterd org add|list|remove|show|set|pgp` (SPEC §2).
+// orgCommand is `rosterd org add|list|remove|show|set|invite|pgp` (SPEC §2).
 func orgCommand() *command {
 	return &command{
-		name: "org", summary: "create, list, show, change and remove organizations",
+		name: "org", summary: "create, list, show, change, invite and remove organizations",
 		about: "An organization is one customer. Its name is the SSH user name its uploads\n" +
 			"log in with and the name of its SFTP folder: 1 to 63 lowercase letters,\n" +
 			"digits and dashes, starting with a letter or digit. These commands talk to\n" +
@@ -121,6 +121,7 @@ func orgCommand() *command {
 			},
 			orgShowCommand(),
 			orgSetCommand(),
+			orgInviteCommand(),
 			orgPGPCommand(),
 		},
 	}

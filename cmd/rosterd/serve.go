@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/ingest/httpapi"
+	"github.com/rosterd/rosterd/ingest/web"
 	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
@@ -107,7 +109,10 @@ type daemonState struct {
 	audit     *auditSink
 	// info is what GET /v1/status says of the daemon; set once both
 	// listeners are up.
-	info atomic.Pointer[httpapi.DaemonInfo]
+	info     atomic.Pointer[httpapi.DaemonInfo]
+	web      *web.Server
+	tls      *tls.Config  // nil: plain HTTP
+	sftpAddr atomic.Value // string: the SFTP listener's address, once listening
 }
 
 // openDaemon prepares the data directory, host keys, API token, state and
@@ -202,7 +207,15 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 			}
 			return httpapi.DaemonInfo{Version: version()}
 		},
+		PublicURL: cfg.Console.PublicURL,
 	})
+	if d.tls, err = loadTLS(cfg); err == nil {
+		d.web, err = d.newWeb(token, hostKeys)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -221,9 +234,15 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		sftpLn.Close()
 		return fmt.Errorf("listen http: %w", err)
 	}
-	addrFiles := map[string]string{fileSFTPAddr: sftpLn.Addr().String(), fileHTTPAddr: httpLn.Addr().String()}
+	d.sftpAddr.Store(sftpLn.Addr().String())
+	addrFiles := map[string]string{fileSFTPAddr: sftpLn.Addr().String(), fileHTTPAddr: httpScheme(d.tls) + httpLn.Addr().String()}
+	if d.tls != nil {
+		// The client subcommands trust exactly this certificate on the
+		// loopback address, whatever names it is issued for.
+		addrFiles[fileHTTPCert] = certPEM(d.tls)
+	}
 	for name, addr := range addrFiles {
-		if err := os.WriteFile(filepath.Join(d.cfg.Data, name), []byte(addr+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(d.cfg.Data, name), []byte(strings.TrimSuffix(addr, "\n")+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 		defer os.Remove(filepath.Join(d.cfg.Data, name))
@@ -232,7 +251,8 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 	d.info.Store(&httpapi.DaemonInfo{Version: version(), StartedAt: time.Now().UTC(), Listeners: []httpapi.Listener{
 		{Name: "sftp", Address: sftpLn.Addr().String()}, {Name: "http", Address: httpLn.Addr().String()},
 	}})
-	hs := newHTTPServer(d.cfg.HTTP, d.api, d.log)
+	hs := newHTTPServer(d.cfg.HTTP, d.httpHandler(), d.log)
+	hs.TLSConfig = d.tls
 	httpLn = newLimitListener(httpLn, d.cfg.HTTP.MaxConnections, d.reg)
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
@@ -242,7 +262,11 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		}
 	})
 	wg.Go(func() {
-		if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := hs.Serve
+		if d.tls != nil {
+			serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+		}
+		if err := serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	})
@@ -327,6 +351,7 @@ func (d *daemonState) reload(f *serveFlags) {
 	d.pipeline.SetDefaults(ingestDefaults(cfg))
 	d.pipeline.SetLimits(schemaLimits(cfg))
 	d.pipeline.SetSpaceLimits(spaceLimits(cfg))
+	d.web.SetLimits(schemaLimits(cfg))
 	d.reloadDelivery(cfg)
 	setMemoryLimit(cfg, d.log)
 	// Keys that need a restart keep their running values.
@@ -334,6 +359,7 @@ func (d *daemonState) reload(f *serveFlags) {
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
 	cfg.Retention.ArchiveBatches = old.Retention.ArchiveBatches
 	cfg.HTTP = old.HTTP
+	cfg.TLSCert, cfg.TLSKey, cfg.Console, cfg.Operators = old.TLSCert, old.TLSKey, old.Console, old.Operators
 	d.cfg = cfg
 	if len(restart) > 0 {
 		d.log.Warn("configuration reloaded; these keys change only at restart", "keys", strings.Join(restart, ","))

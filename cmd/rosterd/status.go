@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,14 +24,18 @@ type statusView struct {
 	Organizations int         `json:"organizations"`
 	Batches       []batchView `json:"batches"`
 	Webhooks      []struct {
-		ID                string             `json:"id"`
-		URL               string             `json:"url"`
-		Enabled           bool               `json:"enabled"`
-		DisabledReason    string             `json:"disabled_reason"`
-		Pending           int                `json:"pending"`
-		Failed            int                `json:"failed"`
-		LagSeconds        float64            `json:"lag_seconds"`
-		LagByOrganization map[string]float64 `json:"lag_by_organization"`
+		ID             string  `json:"id"`
+		URL            string  `json:"url"`
+		Enabled        bool    `json:"enabled"`
+		DisabledReason string  `json:"disabled_reason"`
+		Pending        int     `json:"pending"`
+		Failed         int     `json:"failed"`
+		LagSeconds     float64 `json:"lag_seconds"`
+		Lag            []struct {
+			Org        string  `json:"organization_id"`
+			Pending    int     `json:"pending"`
+			LagSeconds float64 `json:"lag_seconds"`
+		} `json:"lag"`
 	} `json:"webhooks"`
 }
 
@@ -119,13 +122,8 @@ func (st statusView) write(w io.Writer, now time.Time) {
 			}
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", e.ID, e.URL, state, e.Pending, e.Failed, lagText(e.LagSeconds))
-		orgs := make([]string, 0, len(e.LagByOrganization))
-		for org := range e.LagByOrganization {
-			orgs = append(orgs, org)
-		}
-		sort.Strings(orgs)
-		for _, org := range orgs {
-			fmt.Fprintf(tw, "  \t  %s\t\t\t\t%s\n", org, lagText(e.LagByOrganization[org]))
+		for _, l := range e.Lag { // in organization order
+			fmt.Fprintf(tw, "  \t  %s\t\t%d\t\t%s\n", l.Org, l.Pending, lagText(l.LagSeconds))
 		}
 	}
 	tw.Flush()

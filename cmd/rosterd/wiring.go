@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/rosterd/rosterd/ingest"
@@ -174,6 +175,13 @@ func needsRestart(old, cur Config) []string {
 		{"http.write_timeout", cur.HTTP.WriteTimeout != old.HTTP.WriteTimeout},
 		{"http.idle_timeout", cur.HTTP.IdleTimeout != old.HTTP.IdleTimeout},
 		{"limits.max_compression_ratio", cur.Limits.MaxCompressionRatio != old.Limits.MaxCompressionRatio},
+		{"tls_cert", cur.TLSCert != old.TLSCert},
+		{"tls_key", cur.TLSKey != old.TLSKey},
+		{"console.public_url", cur.Console.PublicURL != old.Console.PublicURL},
+		{"console.public_sftp_addr", cur.Console.PublicSFTPAddr != old.Console.PublicSFTPAddr},
+		{"console.session_timeout", cur.Console.SessionTimeout != old.Console.SessionTimeout},
+		{"operator.name", !slices.EqualFunc(cur.Operators, old.Operators, func(a, b OperatorConfig) bool { return a.Name == b.Name })},
+		{"operator.password_hash", !slices.EqualFunc(cur.Operators, old.Operators, func(a, b OperatorConfig) bool { return a.PasswordHash == b.PasswordHash })},
 	} {
 		if k.changed {
 			keys = append(keys, k.key)

@@ -53,6 +53,7 @@ type EffectiveSettings struct {
 	InactiveUsers          string   `json:"inactive_users"`
 	Settle                 string   `json:"settle"`
 	StorageQuota           int64    `json:"storage_quota"` // bytes; 0 or less: none
+	SetupAllKeys           bool     `json:"setup_all_keys"`
 	// How the organization's exports are read, and its OpenPGP uploads
 	// (no daemon default: an empty map or "" is none).
 	Columns          map[string]string `json:"columns"`
@@ -86,6 +87,7 @@ func (s *Server) orgDetail(o state.Org) (Organization, error) {
 		DeleteThresholdPercent: e.DeleteThresholdPercent, DeleteThresholdCount: e.DeleteThresholdCount,
 		InactiveUsers: e.InactiveUsers, Settle: e.Settle.String(),
 		StorageQuota: ingest.DefaultStorageQuota,
+		SetupAllKeys: o.Settings.SetupAllKeys != nil && *o.Settings.SetupAllKeys,
 		Columns:      o.Settings.Columns, StatusValues: o.Settings.StatusValues, DateFormat: o.Settings.DateFormat,
 		PGPKeyFile: o.Settings.PGPKeyFile, RequireSignature: o.Settings.RequireSignature,
 	}

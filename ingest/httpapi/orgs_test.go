@@ -64,6 +64,7 @@ func TestPatchNullResetsEverySetting(t *testing.T) {
 		"date_format":              `"MM/DD/YYYY"`,
 		"pgp_key_file":             strconv.Quote(testPGPKeyFile(t)),
 		"require_signature":        `true`,
+		"setup_all_keys":           `true`,
 	}
 	st := reflect.TypeFor[state.Settings]()
 	for i := range st.NumField() {

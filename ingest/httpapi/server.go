@@ -54,6 +54,10 @@ type Config struct {
 	// Daemon describes the running daemon (version, start, listeners)
 	// for GET /v1/status; nil leaves them out.
 	Daemon func() DaemonInfo
+	// PublicURL is where users reach the daemon's pages
+	// ("https://rosterd.example.com"), for the URLs of setup links; ""
+	// takes the scheme and host of the request that creates the link.
+	PublicURL string
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -80,6 +84,9 @@ func New(cfg Config) *Server {
 	s.routeAudit()
 	s.routePGP()
 	s.routeStatus()
+	s.routeSetupLinks()
+	s.routeSetup()
+	s.routeSummary()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, http.StatusNotFound, "not_found", "no such endpoint", nil)
 	})

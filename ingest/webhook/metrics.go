@@ -111,17 +111,32 @@ func (d *Deliverer) lags() map[wkey]time.Duration {
 
 // pending counts each endpoint's events not yet delivered or failed.
 func (d *Deliverer) pending(eps []*endpoint) (map[string]int, error) {
-	orgs, err := d.knownOrgs(eps)
+	byOrg, err := d.pendingByOrg(eps)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]int{}
+	for k, n := range byOrg {
+		out[k.endpoint] += n
+	}
+	return out, nil
+}
+
+// pendingByOrg counts the events not yet delivered or failed of each
+// endpoint and organization it covers, with the cursor each count is from.
+func (d *Deliverer) pendingByOrg(eps []*endpoint) (map[wkey]int, error) {
+	orgs, err := d.knownOrgs(eps)
+	if err != nil {
+		return nil, err
+	}
+	out := map[wkey]int{}
 	for _, e := range eps {
 		for _, org := range orgs {
 			if !e.covers(org) {
 				continue
 			}
-			c, err := d.cursor(wkey{e.ID, org})
+			k := wkey{e.ID, org}
+			c, err := d.cursor(k)
 			if err != nil {
 				return nil, err
 			}
@@ -129,7 +144,7 @@ func (d *Deliverer) pending(eps []*endpoint) (map[string]int, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[e.ID] += n
+			out[k] = n
 		}
 	}
 	return out, nil
