@@ -3,20 +3,15 @@ package httpapi
 // docs/openapi.json against the server: every route the server registers
 // is described and every described route is served, methods and path
 // parameters included; the described security matches what the server
-// asks; and real answers, from a real pipeline over the example files,
-// have the documented status codes and shapes, with no field left out of
-// the description.
+// asks (the API token, a setup link's token, or none); and real answers,
+// from a real pipeline over the example files, have the documented status
+// codes and shapes, with no field left out of the description
+// (TestOpenAPIAnswers, in openapi_answers_test.go, which also checks the
+// query parameters and accepted JSON bodies it sends).
 
 import (
-	"bytes"
-	"compress/gzip"
-	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,12 +21,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/crypto/ssh"
 
-	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/state"
 )
 
@@ -52,10 +44,11 @@ type openAPI struct {
 
 // operation is one method of a path.
 type operation struct {
-	OperationID string         `json:"operationId"`
-	Parameters  []any          `json:"parameters"`
-	Security    *[]any         `json:"security"`
-	Responses   map[string]any `json:"responses"`
+	OperationID string          `json:"operationId"`
+	Parameters  []any           `json:"parameters"`
+	Security    *[]any          `json:"security"`
+	RequestBody json.RawMessage `json:"requestBody"`
+	Responses   map[string]any  `json:"responses"`
 }
 
 var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -120,6 +113,24 @@ func (doc *openAPI) resolve(v any) (any, error) {
 	return nil, fmt.Errorf("$ref chain too long")
 }
 
+// securitySchemes returns the names of the security schemes op accepts
+// (its own security, else the document's), sorted.
+func (doc *openAPI) securitySchemes(op operation) []string {
+	reqs := op.Security
+	if reqs == nil {
+		top, _ := doc.raw.(map[string]any)["security"].([]any)
+		reqs = &top
+	}
+	var out []string
+	for _, r := range *reqs {
+		for name := range r.(map[string]any) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // servedRoutes returns the server's routes as "GET /v1/x/{id}" (a
 // wildcard {name...} written {name}, as OpenAPI writes it).
 func servedRoutes(s *Server) map[string]string {
@@ -172,17 +183,32 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		if _, pattern := s.mux.Handler(req); strings.ReplaceAll(pattern, "...}", "}") != route && served[route] != "" {
 			t.Errorf("%s %s is answered by %q; want the route %s", method, concrete, pattern, route)
 		}
-		// Security as the server has it: /v1 wants the token, the rest not.
+		// Security as the server has it: /v1 wants the operator's token,
+		// except /v1/setup, which refuses it and wants a setup link's;
+		// the rest wants none.
 		if served[route] != "" {
 			rec := httptest.NewRecorder()
 			s.ServeHTTP(rec, httptest.NewRequest(method, concrete, nil))
 			needsToken := rec.Code == http.StatusUnauthorized
-			open := op.Security != nil && len(*op.Security) == 0
+			req := httptest.NewRequest(method, concrete, nil)
+			req.Header.Set("Authorization", "Bearer "+dirTestToken)
+			rec = httptest.NewRecorder()
+			s.ServeHTTP(rec, req)
+			refusesOperator := rec.Code == http.StatusUnauthorized
+			schemes := doc.securitySchemes(op)
+			defined, _ := doc.raw.(map[string]any)["components"].(map[string]any)["securitySchemes"].(map[string]any)
+			for _, name := range schemes {
+				if defined[name] == nil {
+					t.Errorf("%s: security scheme %q is not in components.securitySchemes", route, name)
+				}
+			}
 			switch {
-			case needsToken && open:
-				t.Errorf("%s needs the bearer token (401 without it), but docs/openapi.json gives it \"security\": []", route)
-			case !needsToken && !open:
-				t.Errorf("%s answers %d without a token, but docs/openapi.json requires the bearer token: give it \"security\": []", route, rec.Code)
+			case !needsToken && len(schemes) > 0:
+				t.Errorf("%s answers without a token, but docs/openapi.json requires %v: give it \"security\": []", route, schemes)
+			case refusesOperator && !slices.Equal(schemes, []string{"setupLink"}):
+				t.Errorf("%s refuses the API token (401 with it); docs/openapi.json gives it the schemes %v; want [setupLink]", route, schemes)
+			case needsToken && !refusesOperator && !slices.Equal(schemes, []string{"bearerAuth"}):
+				t.Errorf("%s needs the API token (401 without it); docs/openapi.json gives it the schemes %v; want [bearerAuth]", route, schemes)
 			}
 		}
 		if op.OperationID == "" {
@@ -340,191 +366,4 @@ func jsonType(v any, t string) bool {
 		return ok
 	}
 	return false
-}
-
-// TestOpenAPIAnswers sends real requests to a server with a real pipeline
-// over the example files and checks each answer against the described
-// operation: the status is one it lists, and the JSON body has the shape
-// of the schema given for that status.
-func TestOpenAPIAnswers(t *testing.T) {
-	doc := readOpenAPI(t)
-	ops := doc.operations(t)
-	root := t.TempDir()
-	db, err := state.Open(filepath.Join(root, "rosterd.db"), &state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	orgs := filepath.Join(root, "orgs")
-	p, err := ingest.New(ingest.Config{DB: db, OrgsRoot: orgs, Defaults: ingest.Defaults{Settle: 0, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done; db.Close() }()
-	s := New(Config{DB: db, Token: dirTestToken, OrgsRoot: orgs, Pipeline: p, Gatherer: prometheus.NewRegistry(),
-		Daemon: func() DaemonInfo {
-			return DaemonInfo{Version: "v1.0.0", StartedAt: time.Now(), Listeners: []Listener{{"sftp", "127.0.0.1:2022"}, {"http", "127.0.0.1:8080"}}}
-		}})
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-
-	checked := map[string]bool{}
-	call := func(method, path, contentType string, body []byte, wantStatus int) []byte {
-		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+dirTestToken)
-		if contentType != "" {
-			req.Header.Set("Content-Type", contentType)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != wantStatus {
-			t.Fatalf("%s %s = %d %s; want %d", method, path, resp.StatusCode, raw, wantStatus)
-		}
-		_, pattern := s.mux.Handler(httptest.NewRequest(method, path, nil))
-		route := strings.ReplaceAll(pattern, "...}", "}")
-		op, ok := ops[route]
-		if !ok {
-			t.Errorf("%s %s: route %q is not described", method, path, route)
-			return raw
-		}
-		checked[route] = true
-		r, ok := op.Responses[fmt.Sprint(resp.StatusCode)]
-		if !ok {
-			t.Errorf("%s %s answered %d, which docs/openapi.json does not list for %s", method, path, resp.StatusCode, route)
-			return raw
-		}
-		r, err = doc.resolve(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		content, _ := r.(map[string]any)["content"].(map[string]any)
-		js, _ := content["application/json"].(map[string]any)
-		if js == nil {
-			if len(bytes.TrimSpace(raw)) > 0 && content == nil {
-				t.Errorf("%s %s: a body, but docs/openapi.json describes none for %d", method, path, resp.StatusCode)
-			}
-			return raw
-		}
-		var v any
-		if err := json.Unmarshal(raw, &v); err != nil {
-			t.Fatalf("%s %s: not JSON: %v", method, path, err)
-		}
-		for _, e := range doc.schemaCheck(fmt.Sprintf("%s %s (%d)", method, path, resp.StatusCode), js["schema"], v) {
-			t.Error(e)
-		}
-		return raw
-	}
-
-	// An organization with the example files applied.
-	call("POST", "/v1/organizations", "application/json", []byte(`{"name":"acme","settings":{"inactive_users":"keep"}}`), 201)
-	call("POST", "/v1/organizations", "application/json", []byte(`{"name":"acme"}`), 409)
-	for _, name := range []string{"users.csv", "groups.csv", "user_groups.csv"} {
-		b, err := os.ReadFile(filepath.Join("../../examples/csv/valid", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		placeFile(t, filepath.Join(orgs, "acme"), name, string(b))
-	}
-	var batchID string
-	deadline := time.Now().Add(20 * time.Second)
-	for batchID == "" {
-		var page batchPage
-		dirGet(t, srv, "GET", "/v1/organizations/acme/batches", &page)
-		if len(page.Data) > 0 && page.Data[0].Status == state.BatchApplied && page.Data[0].Counts.Memberships > 0 {
-			batchID = page.Data[0].ID
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the example files were not applied: %+v", page.Data)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	call("GET", "/healthz", "", nil, 200)
-	call("GET", "/readyz", "", nil, 200)
-	call("GET", "/metrics", "", nil, 200)
-	call("GET", "/v1/status", "", nil, 200)
-	call("GET", "/v1/organizations", "", nil, 200)
-	call("GET", "/v1/organizations?limit=0", "", nil, 400)
-	call("GET", "/v1/organizations/acme", "", nil, 200)
-	call("GET", "/v1/organizations/nope", "", nil, 404)
-	call("PATCH", "/v1/organizations/acme", "application/json", []byte(`{"settings":{"settle":"0s","users_patterns":["users_*.csv"],"delete_threshold_percent":null}}`), 200)
-	call("PATCH", "/v1/organizations/acme", "application/json", []byte(`{"settings":{"nope":1}}`), 400)
-
-	pub, _, _ := ed25519.GenerateKey(rand.Reader)
-	sshPub, _ := ssh.NewPublicKey(pub)
-	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " hr@acme"
-	body, _ := json.Marshal(map[string]string{"public_key": key})
-	call("POST", "/v1/organizations/acme/keys", "application/json", body, 201)
-	call("POST", "/v1/organizations/acme/keys", "application/json", []byte(`{"public_key":"nope"}`), 400)
-	call("GET", "/v1/organizations/acme/keys", "", nil, 200)
-	call("DELETE", "/v1/organizations/acme/keys/"+strings.ReplaceAll(strings.ReplaceAll(ssh.FingerprintSHA256(sshPub), "/", "%2F"), "+", "%2B"), "", nil, 204)
-
-	call("GET", "/v1/organizations/acme/users", "", nil, 200)
-	call("GET", "/v1/organizations/acme/users?state=inactive", "", nil, 200)
-	call("GET", "/v1/organizations/acme/users?state=gone", "", nil, 400)
-	call("GET", "/v1/organizations/acme/users/E1001", "", nil, 200)
-	call("GET", "/v1/organizations/acme/users/nope", "", nil, 404)
-	call("GET", "/v1/organizations/acme/users/E1001/groups", "", nil, 200)
-	call("GET", "/v1/organizations/acme/groups", "", nil, 200)
-	call("GET", "/v1/organizations/acme/groups/G-ENG", "", nil, 200)
-	call("GET", "/v1/organizations/acme/groups/G-ENG/users", "", nil, 200)
-	call("GET", "/v1/organizations/acme/batches", "", nil, 200)
-	call("GET", "/v1/organizations/acme/batches/"+batchID, "", nil, 200)
-	call("POST", "/v1/organizations/acme/batches/"+batchID+"/approve", "", nil, 409)
-	call("GET", "/v1/organizations/acme/audit?order=asc", "", nil, 200)
-	call("GET", "/v1/organizations/acme/audit?order=up", "", nil, 400)
-	call("GET", "/v1/events?organization_id=acme&limit=1000", "", nil, 200)
-	call("GET", "/v1/webhooks", "", nil, 503)
-	call("GET", "/v1/webhooks/x/failed", "", nil, 503)
-	call("POST", "/v1/events/x/redeliver", "", nil, 503)
-
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	fw, _ := mw.CreateFormFile("users", "export.csv")
-	fmt.Fprint(fw, "user_id,email,first_name,last_name\nE1,a@example.com,A,B\n")
-	mw.Close()
-	call("POST", "/v1/organizations/acme/plan", mw.FormDataContentType(), buf.Bytes(), 200)
-	buf.Reset()
-	mw = multipart.NewWriter(&buf)
-	fw, _ = mw.CreateFormFile("file", "export.csv")
-	fmt.Fprint(fw, "user_id\n")
-	mw.Close()
-	call("POST", "/v1/organizations/acme/plan", mw.FormDataContentType(), buf.Bytes(), 400)
-
-	// Exports as they come: a mapping, a compressed plan, OpenPGP keys.
-	call("PATCH", "/v1/organizations/acme", "application/json", []byte(`{"settings":{"columns":{"Employee ID":"user_id"},"status_values":{"Terminated":"inactive"},"date_format":"MM/DD/YYYY","require_signature":false}}`), 200)
-	buf.Reset()
-	mw = multipart.NewWriter(&buf)
-	fw, _ = mw.CreateFormFile("file", "users.csv.gz")
-	zw := gzip.NewWriter(fw)
-	fmt.Fprint(zw, "Employee ID,email,first_name,last_name,status\nE1,a@example.com,A,B,Terminated\n")
-	zw.Close()
-	mw.WriteField("mapping", `{"columns":{"Employee ID":"user_id"},"status_values":{"Terminated":"inactive"}}`)
-	mw.Close()
-	call("POST", "/v1/organizations/acme/plan", mw.FormDataContentType(), buf.Bytes(), 200)
-	call("GET", "/v1/organizations/acme/pgp", "", nil, 200)
-	pgpInfo := call("POST", "/v1/organizations/acme/pgp", "application/json", []byte(`{"algorithm":"ecc"}`), 201)
-	call("POST", "/v1/organizations/acme/pgp", "application/json", nil, 200)
-	var info ingest.PGPInfo
-	json.Unmarshal(pgpInfo, &info)
-	signer, _ := json.Marshal(map[string]string{"public_key": info.Keys[0].PublicKey})
-	call("POST", "/v1/organizations/acme/pgp/signers", "application/json", signer, 201)
-	call("POST", "/v1/organizations/acme/pgp/signers", "application/json", []byte(`{"public_key":"nope"}`), 400)
-	call("DELETE", "/v1/organizations/acme/pgp/signers/"+info.Keys[0].Fingerprint, "", nil, 204)
-
-	call("POST", "/v1/organizations", "application/json", []byte(`{"name":"globex"}`), 201)
-	call("DELETE", "/v1/organizations/globex", "", nil, 204)
-
-	for route := range servedRoutes(s) {
-		if !checked[route] {
-			t.Errorf("%s: no request of this test reaches it; add one, so its answers are checked against docs/openapi.json", route)
-		}
-	}
 }

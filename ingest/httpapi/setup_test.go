@@ -110,7 +110,13 @@ func TestSetupLinkLifecycle(t *testing.T) {
 	if st := call(t, srv, l.Token, "GET", "/v1/organizations/acme", nil, nil); st != http.StatusUnauthorized {
 		t.Errorf("GET /v1/organizations/acme with a setup token = %d; want 401", st)
 	}
-	if st := call(t, srv, l.Token[:42]+"A", "GET", "/v1/setup", nil, nil); st != http.StatusUnauthorized {
+	// A well-formed token that is not the link's: its last character
+	// changed (one of 16 values, so "A" alone is the same token once in 16).
+	wrong := l.Token[:42] + "A"
+	if wrong == l.Token {
+		wrong = l.Token[:42] + "E"
+	}
+	if st := call(t, srv, wrong, "GET", "/v1/setup", nil, nil); st != http.StatusUnauthorized {
 		t.Errorf("GET /v1/setup with a wrong token = %d; want 401", st)
 	}
 
