@@ -71,7 +71,7 @@ func (p *Pipeline) newBatch(ctx context.Context, l *orgLoop, files []pendingFile
 		return
 	}
 	b := state.Batch{ID: ulid.Make().String(), Org: l.org, Status: state.BatchPending, CreatedAt: time.Now().UTC()}
-	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups} {
+	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups, kindZip} {
 		if f, ok := byKind[k]; ok {
 			b.Files = append(b.Files, state.BatchFile{Name: f.name, Kind: string(k)})
 		}
@@ -132,6 +132,7 @@ func (p *Pipeline) archiveAndProcess(ctx context.Context, l *orgLoop, b state.Ba
 		p.log.Error("archive batch", "org", l.org, "batch", b.ID, "err", err)
 		return
 	}
+	kept, notes = p.expandZips(l.org, dir, kept, notes)
 	p.log.Debug("batch archived", "org", l.org, "batch", b.ID, "archive", time.Since(start))
 	b, err := p.db.UpdateBatch(l.org, b.ID, func(sb *state.Batch) error {
 		sb.Files, sb.Status = kept, state.BatchProcessing
@@ -322,15 +323,10 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	b.Effective = fp
 	dir := p.archiveDir(l.org, b.ID)
 	inputs := make([]input, 0, len(b.Files))
-	for _, f := range b.Files {
-		path := filepath.Join(dir, f.Name)
-		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: f.Name, open: func() (io.ReadCloser, error) {
-			fh, err := os.Open(path)
-			if err != nil {
-				return nil, err
-			}
-			return ctxFile{ctxReader{ctx, fh}, fh}, nil
-		}})
+	for i, f := range b.Files {
+		// Compressed and encrypted uploads are decoded (unwrap.go).
+		open := openDecoded(ctx, filepath.Join(dir, f.Name), &b.Files[i], p.decodeOpts(set))
+		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: csvName(f), open: open})
 	}
 	tDiff := time.Now()
 	var o outcome
@@ -516,8 +512,9 @@ func buildReport(b state.Batch, r *diffResult, o outcome, notes []string) (*repo
 	}
 	rep.FromChecker(r.checker)
 	for _, f := range b.Files {
-		rep.Files = append(rep.Files, report.File{Name: f.Name, Kind: schema.Kind(f.Kind), Size: f.Size, SHA256: f.SHA256, Rows: f.Rows,
-			ErrorRows: r.results[schema.Kind(f.Kind)].ErrorRows})
+		rf := reportFile(f)
+		rf.ErrorRows = r.results[schema.Kind(f.Kind)].ErrorRows
+		rep.Files = append(rep.Files, rf)
 	}
 	if len(r.issues) > 0 {
 		rep.Issues = append(slices.Clone(r.issues), rep.Issues...)

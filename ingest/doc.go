@@ -16,6 +16,14 @@
 // It does not deliver events (ingest/webhook), serve HTTP (ingest/httpapi)
 // or accept uploads (sftpd).
 //
+// Exports as they come (SPEC §4): an organization's mapping reaches the
+// checker through the batch's policy; .gz, .zip and OpenPGP (.gpg, .pgp,
+// .asc) uploads are archived as uploaded and decoded from the archive copy
+// each time the batch is read, streamed, on a goroutine of their own
+// (unwrap.go, unwrap_zip.go, pgp.go); the organization's OpenPGP keys are
+// files under Config.KeysRoot (pgp_keys.go). What cannot be decoded is a
+// schema.InputError: the file's error in the report, not a retry.
+//
 // Reports: the organization's copy in ORG/reports/ is Report.ForCustomer
 // (no operator's notes); the stored report and the archive copy keep them.
 // A held batch lists who would go (removed.go). A completed .csv upload

@@ -77,6 +77,12 @@ type Config struct {
 	// StageTxChanges is the number of changes per staging transaction;
 	// 0 = state.DefaultStageTxChanges.
 	StageTxChanges int
+	// KeysRoot holds the organizations' OpenPGP keys (pgp_keys.go);
+	// "" = OrgsRoot/../pgp.
+	KeysRoot string
+	// MaxCompressionRatio is how many times its size a compressed or
+	// encrypted upload may expand (unwrap.go); 0 = DefaultMaxCompressionRatio.
+	MaxCompressionRatio int
 }
 
 // DefaultStageAbove is Config.StageAbove's default. A direct apply
@@ -105,6 +111,7 @@ type Pipeline struct {
 	log     *slog.Logger
 	metrics *metrics
 
+	pgpMu sync.Mutex // serializes changes to the OpenPGP key files
 	space *Space
 
 	mu       sync.Mutex
@@ -225,6 +232,8 @@ type settings struct {
 	count    int
 	inactive string
 	patterns map[schema.Kind][]string
+	mapping  *schema.Mapping // nil: files are read as they come
+	pgp      pgpSettings
 }
 
 // settingsFor resolves org's effective settings: its own value, else the
@@ -235,12 +244,20 @@ func (p *Pipeline) settingsFor(org string) (settings, error) {
 		return settings{}, err
 	}
 	e := p.Defaults().Effective(o.Settings)
-	return settings{settle: e.Settle, pct: e.DeleteThresholdPercent, count: e.DeleteThresholdCount, inactive: e.InactiveUsers,
+	s := settings{settle: e.Settle, pct: e.DeleteThresholdPercent, count: e.DeleteThresholdCount, inactive: e.InactiveUsers,
 		patterns: map[schema.Kind][]string{
 			schema.Users:      e.UsersPatterns,
 			schema.UserGroups: e.UserGroupsPatterns,
 			schema.Groups:     e.GroupsPatterns,
-		}}, nil
+		}}
+	// The API checked the mapping when it was set; one that no longer
+	// compiles (a stored record edited by hand) is logged and not used.
+	st := o.Settings
+	if s.mapping, err = schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat); err != nil {
+		p.log.Error("organization mapping ignored: it is not valid", "org", org, "err", err)
+	}
+	s.pgp = p.pgpSettings(org, st)
+	return s, nil
 }
 
 // Defaults returns the daemon defaults in force.
@@ -282,12 +299,22 @@ func (d Defaults) Effective(own state.Settings) Defaults {
 }
 
 func (s settings) policy() policy {
-	return policy{inactiveDelete: s.inactive == "delete", guard: true, pct: s.pct, count: s.count}
+	return policy{inactiveDelete: s.inactive == "delete", guard: true, pct: s.pct, count: s.count, mapping: s.mapping, decode: s.pgp.String()}
 }
 
 // kindOf says which kind of file name is for an organization: one of the
-// canonical names (case-insensitive, SPEC §3) or a match of its patterns.
+// canonical names (case-insensitive, SPEC §3) or a match of its patterns,
+// for the name itself or, for a compressed or encrypted upload, the name
+// without its suffixes (unwrap.go); kindZip for a zip of such files.
 func (s settings) kindOf(name string) (schema.Kind, bool) {
+	if k, ok := s.plainKindOf(name); ok {
+		return k, true
+	}
+	return s.wrappedKindOf(name)
+}
+
+// plainKindOf is kindOf for the name as it is.
+func (s settings) plainKindOf(name string) (schema.Kind, bool) {
 	lower := strings.ToLower(name)
 	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups} {
 		if lower == string(k)+".csv" {

@@ -68,6 +68,12 @@ type BatchFile struct {
 	SHA256  string    `json:"sha256"`
 	Rows    int       `json:"rows"`
 	ModTime time.Time `json:"mod_time"`
+	// Inner is the CSV file inside a compressed or encrypted upload (the
+	// member of a zip, set before processing, selects it); InnerSize its
+	// bytes and Decoded how it was read, for the report.
+	Inner     string `json:"inner,omitempty"`
+	InnerSize int64  `json:"inner_size,omitempty"`
+	Decoded   string `json:"decoded,omitempty"`
 }
 
 // BatchCounts are the snapshot totals after the batch (or that the batch

@@ -36,6 +36,21 @@ type Settings struct {
 	InactiveUsers string `json:"inactive_users,omitempty"`
 	// Settle is the organization's settle window as a Go duration string.
 	Settle string `json:"settle,omitempty"`
+	// Columns, StatusValues and DateFormat are how the organization's
+	// exports are read (SPEC §4, exports as they come): source header to
+	// canonical column ("custom:NAME", "drop"), status value to active or
+	// inactive, and the date format of employment_start_date. The HTTP
+	// API checks them (schema.NewMapping) before they are stored.
+	Columns      map[string]string `json:"columns,omitempty"`
+	StatusValues map[string]string `json:"status_values,omitempty"`
+	DateFormat   string            `json:"date_format,omitempty"`
+	// PGPKeyFile is the path of the organization's OpenPGP private key
+	// when the operator keeps it outside the data directory; "" means the
+	// key `rosterd org pgp` made in the data directory.
+	PGPKeyFile string `json:"pgp_key_file,omitempty"`
+	// RequireSignature makes OpenPGP uploads valid only when signed by
+	// one of the organization's signing keys.
+	RequireSignature bool `json:"require_signature,omitempty"`
 	// StorageQuota is the organization's storage quota in bytes (its
 	// folder, reports and archive; SPEC §3); nil = the daemon's.
 	StorageQuota *int64 `json:"storage_quota,omitempty"`

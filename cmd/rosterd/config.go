@@ -75,6 +75,9 @@ type LimitsConfig struct {
 	BanDuration   Duration `toml:"ban_duration"`
 	MaxColumns    int      `toml:"max_columns"`
 	MaxFieldSize  Size     `toml:"max_field_size"`
+	// MaxCompressionRatio is how many times its size a compressed or
+	// encrypted upload may expand before it is refused as a zip bomb.
+	MaxCompressionRatio int `toml:"max_compression_ratio"`
 	// Disk space (SPEC §3): uploads are refused while the file system of
 	// the organization folders (or of the data directory) has less free
 	// than MinFreeSpace or MinFreePercent of its size, whichever is
@@ -172,9 +175,10 @@ func defaultConfig() Config {
 			MaxFieldSize:  64 << 10,
 			Memory:        DefaultMemoryLimit,
 
-			StorageQuota:   ingest.DefaultStorageQuota,
-			MinFreeSpace:   ingest.DefaultMinFree,
-			MinFreePercent: ingest.DefaultMinFreePercent,
+			MaxCompressionRatio: ingest.DefaultMaxCompressionRatio,
+			StorageQuota:        ingest.DefaultStorageQuota,
+			MinFreeSpace:        ingest.DefaultMinFree,
+			MinFreePercent:      ingest.DefaultMinFreePercent,
 
 			MaxStartups:           sftpd.DefaultStartups,
 			MaxStartupsPerAddress: 10,
@@ -333,7 +337,8 @@ func (c *Config) validate() error {
 		"limits.idle_timeout": int64(l.IdleTimeout), "limits.ban_failures": int64(l.BanFailures),
 		"limits.ban_window": int64(l.BanWindow), "limits.ban_duration": int64(l.BanDuration),
 		"limits.max_columns": int64(l.MaxColumns), "limits.max_field_size": int64(l.MaxFieldSize),
-		"retention.events": int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
+		"limits.max_compression_ratio": int64(l.MaxCompressionRatio),
+		"retention.events":             int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
 		"retention.archive_batches": int64(c.Retention.ArchiveBatches), "limits.storage_quota": int64(l.StorageQuota),
 		"delivery.timeout": int64(c.Delivery.Timeout), "console.session_timeout": int64(c.Console.SessionTimeout),
 

@@ -235,7 +235,7 @@ func TestE2EOperatorCommands(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"nope=1"}, 2, `unknown setting "nope": the settings are delete_threshold_count,`},
+		{[]string{"nope=1"}, 2, `unknown setting "nope": the settings are columns, date_format, delete_threshold_count,`},
 		{[]string{"delete_threshold_count=many"}, 2, `delete_threshold_count: "many" is not a number`},
 		{[]string{"settle=soon"}, 1, `settings.settle: "soon" is not a duration`},
 		{[]string{"inactive_users=archive"}, 1, `settings.inactive_users: "archive" is not "keep" or "delete"`},

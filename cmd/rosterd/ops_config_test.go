@@ -156,6 +156,7 @@ ban_window = "1m"
 ban_duration = "1m"
 max_columns = 64
 max_field_size = "1KiB"
+max_compression_ratio = 50
 memory = "512MiB"
 max_startups = "5:50:20"
 max_startups_per_address = 3

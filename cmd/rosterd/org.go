@@ -36,7 +36,7 @@ type keyView struct {
 	CreatedAt   time.Time `json:"created_at"`
 }
 
-// orgCommand is `rosterd org add|list|remove|show|set|invite` (SPEC §2).
+// orgCommand is `rosterd org add|list|remove|show|set|invite|pgp` (SPEC §2).
 func orgCommand() *command {
 	return &command{
 		name: "org", summary: "create, list, show, change, invite and remove organizations",
@@ -122,6 +122,7 @@ func orgCommand() *command {
 			orgShowCommand(),
 			orgSetCommand(),
 			orgInviteCommand(),
+			orgPGPCommand(),
 		},
 	}
 }

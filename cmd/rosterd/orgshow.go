@@ -146,6 +146,12 @@ func settingText(v any) string {
 		return strconv.FormatFloat(v, 'f', -1, 64)
 	case string:
 		return escapeControl(v)
+	case map[string]any:
+		if len(v) == 0 {
+			return "-"
+		}
+		b, _ := json.Marshal(v)
+		return escapeControl(string(b))
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -178,10 +184,22 @@ func orgSetCommand() *command {
 			"  inactive_users\n" +
 			"      keep (an inactive user stays, with state inactive) or delete\n" +
 			"  settle\n" +
-			"      the settle window before a batch starts",
+			"      the settle window before a batch starts\n" +
+			"  columns, status_values\n" +
+			"      how the organization's exports are read: its column names to rosterd's\n" +
+			"      (a column, custom:NAME or drop) and its status words to active or\n" +
+			"      inactive; a JSON object, or one entry with columns.NAME=VALUE\n" +
+			"  date_format\n" +
+			"      how employment_start_date is written: MM/DD/YYYY, DD.MM.YYYY, YYYYMMDD,\n" +
+			"      excel, ...\n" +
+			"  pgp_key_file, require_signature\n" +
+			"      the operator's own OpenPGP private key (an absolute path; default: the\n" +
+			"      one rosterd org pgp makes), and whether uploads must be signed",
 		example: "rosterd org set acme inactive_users=delete 'users_patterns=users_*.csv,Workday*.csv'\n" +
 			"rosterd org set acme delete_threshold_percent=35 settle=30s\n" +
-			"rosterd org set acme settle=          # back to the daemon's default",
+			"rosterd org set acme settle=          # back to the daemon's default\n" +
+			"rosterd org set acme 'columns.Employee ID=user_id' 'columns.Work Email=email' date_format=MM/DD/YYYY\n" +
+			"rosterd org set acme 'status_values={\"Terminated\": \"inactive\", \"On Leave\": \"active\"}'",
 		minArgs: 2, maxArgs: -1,
 		setup: func(fs *flag.FlagSet) action {
 			opts := clientFlags(fs)
@@ -229,6 +247,27 @@ func parseSettings(pairs []string, effective map[string]any) (map[string]json.Ra
 		if !ok || key == "" {
 			return nil, usageError("%q is not KEY=VALUE", p)
 		}
+		if base, entry, dotted := strings.Cut(key, "."); dotted {
+			// One entry of a map setting: columns.SSN=drop, columns.SSN=
+			// to remove it. The rest of the map is kept.
+			if cur, isMap := effective[base].(map[string]any); isMap {
+				m := map[string]string{}
+				if prev, ok := out[base]; ok {
+					json.Unmarshal(prev, &m)
+				} else {
+					for k, v := range cur {
+						m[k] = fmt.Sprint(v)
+					}
+				}
+				if val = strings.TrimSpace(val); val == "" {
+					delete(m, entry)
+				} else {
+					m[entry] = val
+				}
+				out[base], _ = json.Marshal(m)
+				continue
+			}
+		}
 		cur, ok := effective[key]
 		if !ok {
 			return nil, usageError("unknown setting %q: the settings are %s", key, strings.Join(known, ", "))
@@ -270,6 +309,12 @@ func settingJSON(cur any, val string) (json.RawMessage, error) {
 			return nil, fmt.Errorf("%q is not a number", val)
 		}
 		return json.RawMessage(val), nil
+	case map[string]any:
+		var m map[string]string
+		if err := json.Unmarshal([]byte(val), &m); err != nil {
+			return nil, fmt.Errorf("%q is not a JSON object of names, such as {\"Employee ID\": \"user_id\"} (or set one entry with KEY.NAME=VALUE)", val)
+		}
+		return json.Marshal(m)
 	case bool:
 		b, err := strconv.ParseBool(val)
 		if err != nil {

@@ -32,18 +32,22 @@ func planCommand() *command {
 			"Nothing is applied or stored and no event is sent. The files are checked\n" +
 			"together as one batch. The kind of each file comes from its name (users*.csv,\n" +
 			"user_groups*.csv, groups*.csv, or the organization's name patterns) unless\n" +
-			"--kind says.\n" +
+			"--kind says. Compressed and encrypted files are read as uploads are, and\n" +
+			"--mapping FILE (TOML: columns, status_values, date_format) reads them with\n" +
+			"that mapping instead of the organization's, to try one before it is set.\n" +
 			"Exit status: 0 the files would be applied, change nothing or be held;\n" +
 			"1 they would be rejected; 2 usage or I/O error, or no daemon running.",
 		example: "rosterd plan --org acme users.csv user_groups.csv\n" +
 			"rosterd plan --org acme --kind users export_20261122.csv\n" +
-			"rosterd plan --org acme --json users.csv",
+			"rosterd plan --org acme --json users.csv\n" +
+			"rosterd plan --org acme --mapping mapping.toml users.csv.gpg",
 		minArgs: 1, maxArgs: -1,
 		setup: func(fs *flag.FlagSet) action {
 			opts := clientFlags(fs)
 			org := fs.String("org", "", "the organization whose snapshot the files are compared with (required)")
 			kind := fs.String("kind", "", "the `KIND` of every FILE: users, user_groups or groups (default: from each file's name)")
 			jsonOut := fs.Bool("json", false, "print the report as JSON")
+			mappingPath := fs.String("mapping", "", "read the files with the mapping in this TOML `FILE` instead of the organization's")
 			return func(ctx context.Context, std stdio, files []string) error {
 				if *org == "" {
 					return usageError("--org ORG is required")
@@ -54,13 +58,25 @@ func planCommand() *command {
 				default:
 					return usageError("--kind %q: want users, user_groups or groups", *kind)
 				}
-				return runPlan(ctx, opts, *org, k, *jsonOut, files, std.out)
+				var mapping []byte
+				if *mappingPath != "" {
+					m, _, err := readMappingFile(*mappingPath)
+					if err != nil {
+						return &ExitCodeError{Code: 2, Err: fmt.Errorf("plan: %w", err)}
+					}
+					if mapping, err = json.Marshal(m); err != nil {
+						return err
+					}
+				}
+				return runPlan(ctx, opts, *org, k, mapping, *jsonOut, files, std.out)
 			}
 		},
 	}
 }
 
-func runPlan(ctx context.Context, opts *clientOpts, org string, kind schema.Kind, jsonOut bool, files []string, stdout io.Writer) error {
+// runPlan sends the files, and the mapping (JSON) when not nil, to the
+// daemon's plan route and prints the report.
+func runPlan(ctx context.Context, opts *clientOpts, org string, kind schema.Kind, mapping []byte, jsonOut bool, files []string, stdout io.Writer) error {
 	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
 			return &ExitCodeError{Code: 2, Err: err}
@@ -73,6 +89,12 @@ func runPlan(ctx context.Context, opts *clientOpts, org string, kind schema.Kind
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
+		if mapping != nil {
+			if err := mw.WriteField("mapping", string(mapping)); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
 		pw.CloseWithError(writeParts(mw, kind, files))
 	}()
 	var raw json.RawMessage

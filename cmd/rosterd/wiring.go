@@ -59,6 +59,8 @@ func ingestConfig(cfg Config, d *daemonState) ingest.Config {
 		StorageQuota:   quota,
 		Logger:         d.log,
 		Registerer:     d.reg,
+
+		MaxCompressionRatio: cfg.Limits.MaxCompressionRatio,
 	}
 }
 
@@ -172,6 +174,7 @@ func needsRestart(old, cur Config) []string {
 		{"http.read_timeout", cur.HTTP.ReadTimeout != old.HTTP.ReadTimeout},
 		{"http.write_timeout", cur.HTTP.WriteTimeout != old.HTTP.WriteTimeout},
 		{"http.idle_timeout", cur.HTTP.IdleTimeout != old.HTTP.IdleTimeout},
+		{"limits.max_compression_ratio", cur.Limits.MaxCompressionRatio != old.Limits.MaxCompressionRatio},
 		{"tls_cert", cur.TLSCert != old.TLSCert},
 		{"tls_key", cur.TLSKey != old.TLSKey},
 		{"console.public_url", cur.Console.PublicURL != old.Console.PublicURL},

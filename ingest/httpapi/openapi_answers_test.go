@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -246,6 +247,27 @@ func TestOpenAPIAnswers(t *testing.T) {
 	fmt.Fprint(fw, "user_id\n")
 	mw.Close()
 	call("POST", "/v1/organizations/acme/plan", mw.FormDataContentType(), buf.Bytes(), 400)
+
+	// Exports as they come: a mapping, a compressed plan, OpenPGP keys.
+	call("PATCH", "/v1/organizations/acme", "application/json", []byte(`{"settings":{"columns":{"Employee ID":"user_id"},"status_values":{"Terminated":"inactive"},"date_format":"MM/DD/YYYY","require_signature":false}}`), 200)
+	buf.Reset()
+	mw = multipart.NewWriter(&buf)
+	fw, _ = mw.CreateFormFile("file", "users.csv.gz")
+	zw := gzip.NewWriter(fw)
+	fmt.Fprint(zw, "Employee ID,email,first_name,last_name,status\nE1,a@example.com,A,B,Terminated\n")
+	zw.Close()
+	mw.WriteField("mapping", `{"columns":{"Employee ID":"user_id"},"status_values":{"Terminated":"inactive"}}`)
+	mw.Close()
+	call("POST", "/v1/organizations/acme/plan", mw.FormDataContentType(), buf.Bytes(), 200)
+	call("GET", "/v1/organizations/acme/pgp", "", nil, 200)
+	pgpInfo := call("POST", "/v1/organizations/acme/pgp", "application/json", []byte(`{"algorithm":"ecc"}`), 201)
+	call("POST", "/v1/organizations/acme/pgp", "application/json", nil, 200)
+	var info ingest.PGPInfo
+	json.Unmarshal(pgpInfo, &info)
+	signer, _ := json.Marshal(map[string]string{"public_key": info.Keys[0].PublicKey})
+	call("POST", "/v1/organizations/acme/pgp/signers", "application/json", signer, 201)
+	call("POST", "/v1/organizations/acme/pgp/signers", "application/json", []byte(`{"public_key":"nope"}`), 400)
+	call("DELETE", "/v1/organizations/acme/pgp/signers/"+info.Keys[0].Fingerprint, "", nil, 204)
 
 	call("POST", "/v1/organizations", "application/json", []byte(`{"name":"globex"}`), 201)
 	call("DELETE", "/v1/organizations/globex", "", nil, 204)

@@ -9,9 +9,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rosterd/rosterd/ingest"
+	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
 )
@@ -52,6 +54,13 @@ type EffectiveSettings struct {
 	Settle                 string   `json:"settle"`
 	StorageQuota           int64    `json:"storage_quota"` // bytes; 0 or less: none
 	SetupAllKeys           bool     `json:"setup_all_keys"`
+	// How the organization's exports are read, and its OpenPGP uploads
+	// (no daemon default: an empty map or "" is none).
+	Columns          map[string]string `json:"columns"`
+	StatusValues     map[string]string `json:"status_values"`
+	DateFormat       string            `json:"date_format"`
+	PGPKeyFile       string            `json:"pgp_key_file"`
+	RequireSignature bool              `json:"require_signature"`
 }
 
 func orgView(o state.Org) Organization {
@@ -79,6 +88,14 @@ func (s *Server) orgDetail(o state.Org) (Organization, error) {
 		InactiveUsers: e.InactiveUsers, Settle: e.Settle.String(),
 		StorageQuota: ingest.DefaultStorageQuota,
 		SetupAllKeys: o.Settings.SetupAllKeys != nil && *o.Settings.SetupAllKeys,
+		Columns:      o.Settings.Columns, StatusValues: o.Settings.StatusValues, DateFormat: o.Settings.DateFormat,
+		PGPKeyFile: o.Settings.PGPKeyFile, RequireSignature: o.Settings.RequireSignature,
+	}
+	if v.EffectiveSettings.Columns == nil {
+		v.EffectiveSettings.Columns = map[string]string{}
+	}
+	if v.EffectiveSettings.StatusValues == nil {
+		v.EffectiveSettings.StatusValues = map[string]string{}
 	}
 	if s.cfg.Pipeline != nil {
 		v.EffectiveSettings.StorageQuota = s.cfg.Pipeline.QuotaOf(o.Name)
@@ -320,6 +337,18 @@ func validateSettings(st state.Settings) string {
 		if d, err := time.ParseDuration(st.Settle); err != nil || d < 0 {
 			return fmt.Sprintf(`settings.settle: %q is not a duration such as "10s" or "0s"`, st.Settle)
 		}
+	}
+	if st.PGPKeyFile != "" {
+		if err := ingest.CheckPGPKeyFile(st.PGPKeyFile); err != nil {
+			return "settings.pgp_key_file: " + err.Error()
+		}
+	}
+	if _, err := schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat); err != nil {
+		var me *schema.MappingError
+		if errors.As(err, &me) {
+			return "settings." + strings.Join(me.Problems, "; settings.")
+		}
+		return "settings: " + err.Error()
 	}
 	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,6 +59,11 @@ func TestPatchNullResetsEverySetting(t *testing.T) {
 		"inactive_users":           `"delete"`,
 		"settle":                   `"1m0s"`,
 		"storage_quota":            `1073741824`,
+		"columns":                  `{"Employee ID":"user_id"}`,
+		"status_values":            `{"Terminated":"inactive"}`,
+		"date_format":              `"MM/DD/YYYY"`,
+		"pgp_key_file":             strconv.Quote(testPGPKeyFile(t)),
+		"require_signature":        `true`,
 		"setup_all_keys":           `true`,
 	}
 	st := reflect.TypeFor[state.Settings]()

@@ -82,6 +82,7 @@ func New(cfg Config) *Server {
 	s.routeDirectory()
 	s.routeWebhooks()
 	s.routeAudit()
+	s.routePGP()
 	s.routeStatus()
 	s.routeSetupLinks()
 	s.routeSetup()

@@ -22,6 +22,10 @@
 //	    {"name": "users.csv", "kind": "users",   // kind: users|user_groups|groups
 //	     "size": 1204, "sha256": "3f2a...", "rows": 12,   // rows: data rows read, header and blank lines excluded
 //	     "rows_with_errors": 0}            // of rows, those with at least one error
+//	    // a compressed or encrypted upload also has "inner" (the CSV file
+//	    // inside), "inner_size" (its bytes) and "decoded" ("gzip-compressed",
+//	    // "decrypted with key ..., signed by ..."); size and sha256 are the
+//	    // uploaded file's
 //	  ],
 //	  "counts": {"users": 12, "groups": 3, "memberships": 14},
 //	                                       // in the batch's valid rows, or in the snapshot after applying
@@ -41,6 +45,10 @@
 //	  "issues_total": 1,                   // all issues, listed or not
 //	  "issue_counts": {"duplicate_user_id": 1},  // all issues by code; absent when there are none
 //	  "notes": ["..."],                    // optional sentences for the admin (why a batch is held, what to do)
+//	  "mapping": {                         // when the files were read with the organization's mapping
+//	    "columns": [{"file": "users.csv", "column": "Employee #", "read_as": "user_id"}],
+//	                                       // read_as: a column, "custom:NAME" or "drop"
+//	    "status_values": {"Terminated": "inactive"}, "date_format": "MM/DD/YYYY"},
 //	  "dry_run": true,                     // only in a plan's report: status is what the files would get
 //	  "operator_notes": ["..."],           // optional, for the operator only (the command that approves a
 //	                                       // held batch); absent from the copy in the organization's folder

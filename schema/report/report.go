@@ -38,7 +38,8 @@ type Report struct {
 	Notes          []string       `json:"notes,omitempty"` // for whoever reads the report: why a batch is held, what to do
 	// DryRun marks the report of a plan (`rosterd plan`, POST .../plan):
 	// Status is the outcome the files would have, and nothing was applied.
-	DryRun bool `json:"dry_run,omitempty"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+	Mapping *Mapping `json:"mapping,omitempty"` // the organization's mapping, when the files were read with one
 	// OperatorNotes are for the operator only, such as the command that
 	// approves a held batch: the organization's admin cannot run it. The
 	// stored report (the API, rosterd batch show) and the archive copy
@@ -90,7 +91,20 @@ func (r *Report) ForCustomer() *Report {
 	return &c
 }
 
-// File describes one file of the batch.
+// Mapping is how the files were read under an organization's mapping
+// (SPEC §4, exports as they come): how each column of each file whose
+// header the mapping changed was read, the status value map and the date
+// format of employment_start_date.
+type Mapping struct {
+	Columns      []schema.ColumnRead `json:"columns,omitempty"`
+	StatusValues map[string]string   `json:"status_values,omitempty"`
+	DateFormat   string              `json:"date_format,omitempty"`
+}
+
+// File describes one file of the batch. For a compressed or encrypted
+// upload, Name, Size and SHA256 are those of the file as uploaded, Inner
+// the CSV file inside it, InnerSize the CSV's bytes and Decoded how it was
+// read ("gzip", "decrypted with key ..., signed by ...").
 type File struct {
 	Name   string      `json:"name"`
 	Kind   schema.Kind `json:"kind"`
@@ -99,7 +113,10 @@ type File struct {
 	Rows   int         `json:"rows"`
 	// ErrorRows are the rows of Rows with at least one error; the others
 	// are valid (schema.FileResult.ErrorRows).
-	ErrorRows int `json:"rows_with_errors"`
+	ErrorRows int    `json:"rows_with_errors"`
+	Inner     string `json:"inner,omitempty"`
+	InnerSize int64  `json:"inner_size,omitempty"`
+	Decoded   string `json:"decoded,omitempty"`
 }
 
 // Counts are the numbers of users, groups and memberships: in the batch's
@@ -229,4 +246,7 @@ func (r *Report) FromChecker(c *schema.Checker) {
 	}
 	st := c.Stats()
 	r.Counts = Counts{Users: st.Users, Groups: st.Groups, Memberships: st.Memberships}
+	if m := c.Mapping(); m != nil {
+		r.Mapping = &Mapping{Columns: c.ColumnsRead(), StatusValues: m.StatusValues(), DateFormat: m.DateFormat()}
+	}
 }

@@ -254,6 +254,36 @@ func TestExamples(t *testing.T) {
 	}
 }
 
+// TestValidateMappedGolden is the report of a BambooHR-style export read
+// with an organization's mapping, one file of it compressed: the files
+// name the upload and the CSV inside, and a section says how each column
+// was read.
+func TestValidateMappedGolden(t *testing.T) {
+	m, err := schema.NewMapping(map[string]string{
+		"Employee #": "user_id", "Work Email": "email", "First Name": "first_name", "Last Name": "last_name",
+		"Department": "department_name", "Location": "work_address_locality", "Employment Status": "status",
+		"Hire Date": "employment_start_date", "Pronouns": "custom:pronouns", "SSN": "drop",
+	}, map[string]string{"Terminated": "inactive", "On Leave": "active"}, "MM/DD/YYYY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "Employee #,First Name,Last Name,Work Email,Department,Location,Employment Status,Hire Date,SSN,Pronouns\n" +
+		"101,Ann,Lee,ann@example.com,Sales,Lyon,Active,03/01/2021,123-45-6789,she/her\n" +
+		"102,Bob,Ray,bob@example.com,R&D,Oslo,On Leave,12/31/2019,987-65-4321,\n" +
+		"103,Cy,Ng,cy@example.com,R&D,Oslo,Retired,2/30/2020,,\n"
+	groups := "group_name,description\nSales,The sales team\n"
+	r, err := ValidateWith([]Input{
+		{Name: "users.csv", R: strings.NewReader(users), Outer: &File{Name: "users.csv.gz", Size: 230, SHA256: strings.Repeat("ef", 32), Decoded: "gzip-compressed"}},
+		{Name: "groups.csv", R: strings.NewReader(groups)},
+	}, Options{Mapping: m}, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, js, _ := render(t, r)
+	golden(t, "testdata/validate-mapped.txt", txt)
+	golden(t, "testdata/validate-mapped.json", js)
+}
+
 // TestPlanHeadline checks that a dry run's report never says the files
 // were applied: each outcome reads "PLAN: these files would ...".
 func TestPlanHeadline(t *testing.T) {

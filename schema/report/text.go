@@ -49,8 +49,19 @@ func (r *Report) WriteText(w io.Writer) error {
 		} else {
 			rows += ","
 		}
-		fmt.Fprintf(bw, "  %s (%s): %s %s, SHA-256 %s\n", Visible(f.Name), f.Kind, rows, plural64(f.Size, "byte"), f.SHA256)
+		if f.Inner == "" {
+			fmt.Fprintf(bw, "  %s (%s): %s %s, SHA-256 %s\n", Visible(f.Name), f.Kind, rows, plural64(f.Size, "byte"), f.SHA256)
+			continue
+		}
+		// A compressed or encrypted upload: the file as uploaded, the CSV
+		// file inside and how it was read.
+		fmt.Fprintf(bw, "  %s → %s (%s): %s %s (%s inside), SHA-256 %s\n", Visible(f.Name), Visible(f.Inner), f.Kind, rows,
+			plural64(f.Size, "byte"), plural64(f.InnerSize, "byte"), f.SHA256)
+		if f.Decoded != "" {
+			fmt.Fprintf(bw, "    %s\n", Visible(f.Decoded))
+		}
 	}
+	r.writeMapping(bw)
 
 	if !failed && !notice {
 		fmt.Fprintf(bw, "\nCounts: %s, %s, %s\n", plural(r.Counts.Users, "user"), plural(r.Counts.Groups, "group"), plural(r.Counts.Memberships, "membership"))
@@ -233,4 +244,49 @@ func num64(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// writeMapping writes how the files were read under the organization's
+// mapping, when they were.
+func (r *Report) writeMapping(w io.Writer) {
+	m := r.Mapping
+	if m == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nRead with the organization's settings:\n")
+	if len(m.Columns) == 0 {
+		fmt.Fprintf(w, "  columns: no column was mapped (every header is read as it is)\n")
+	}
+	width := 0
+	for _, c := range m.Columns {
+		width = max(width, len(c.File)+len(fmt.Sprintf("%q", c.Column))+1)
+	}
+	for _, c := range m.Columns {
+		src := fmt.Sprintf("%s %q", c.File, c.Column)
+		var how string
+		switch {
+		case c.ReadAs == schema.Drop:
+			how = "dropped"
+		case strings.HasPrefix(c.ReadAs, schema.CustomPrefix):
+			how = "kept as custom attribute " + strconv.Quote(c.ReadAs[len(schema.CustomPrefix):])
+		default:
+			how = "read as " + c.ReadAs
+		}
+		fmt.Fprintf(w, "  %-*s  %s\n", width, src, how)
+	}
+	if len(m.StatusValues) > 0 {
+		keys := make([]string, 0, len(m.StatusValues))
+		for k := range m.StatusValues {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%q read as %s", k, m.StatusValues[k])
+		}
+		fmt.Fprintf(w, "  status values: %s\n", strings.Join(parts, ", "))
+	}
+	if m.DateFormat != "" {
+		fmt.Fprintf(w, "  employment_start_date: read as %s\n", m.DateFormat)
+	}
 }
