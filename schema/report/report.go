@@ -186,7 +186,10 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	}
 	v.RemovedUsers, v.AllRemoved = nil, nil
 	var buf bytes.Buffer
+	// Reports are read as text too: "Workday <hr@example.com>" stays as
+	// written, not \u003c...\u003e (nothing renders them as HTML unescaped).
 	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(&v); err != nil {
 		return err
@@ -212,9 +215,12 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	bw.Write(escapeJSONControls(head))
 	bw.WriteString(",\n  \"removed_users\": [")
 	n := 0
+	var line bytes.Buffer
+	lenc := json.NewEncoder(&line)
+	lenc.SetEscapeHTML(false)
 	err := each(func(u RemovedUser) error {
-		line, err := json.Marshal(u)
-		if err != nil {
+		line.Reset()
+		if err := lenc.Encode(u); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -222,7 +228,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		}
 		n++
 		bw.WriteString("\n    ")
-		_, err = bw.Write(escapeJSONControls(line))
+		_, err := bw.Write(escapeJSONControls(bytes.TrimSuffix(line.Bytes(), []byte("\n"))))
 		return err
 	})
 	if err != nil {
