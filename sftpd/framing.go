@@ -87,14 +87,15 @@ type framer struct {
 	remain uint32                          // body bytes of the current packet still to pass through
 
 	// write side
-	mu       sync.Mutex
-	outHdr   [9]byte // length, type and id of the packet being written
-	outHdrN  int
-	outLeft  uint32              // bytes of the current outgoing packet still to come
-	outBody  []byte              // the start of a HANDLE reply's body (its handle)
-	wantBody bool                // collect outBody for the current packet
-	injected [][]byte            // replies waiting for a packet boundary
-	closes   map[uint32]struct{} // ids of CLOSE requests awaiting a reply
+	mu        sync.Mutex
+	outHdr    [9]byte // length, type and id of the packet being written
+	outHdrN   int
+	outLeft   uint32              // bytes of the current outgoing packet still to come
+	outBody   []byte              // the start of a HANDLE reply's body (its handle)
+	wantBody  bool                // collect outBody for the current packet
+	injected  [][]byte            // replies waiting for a packet boundary
+	closes    map[uint32]struct{} // ids of CLOSE requests awaiting a reply
+	closesOut int                 // CLOSE replies being written, to release after the write
 }
 
 func newFramer(rw io.ReadWriteCloser) *framer { return &framer{rw: rw, order: newOrder()} }
@@ -303,11 +304,21 @@ func (f *framer) inject(pkt []byte) error {
 
 // Write passes pkg/sftp's output through, tracking packet boundaries
 // (pkg/sftp writes a packet's header and payload in separate calls).
+//
+// The output is tracked before it is written: the client may send
+// requests on a handle the moment its HANDLE reply arrives, and order
+// must know the handle by then (else they would slip past the ordering).
+// A reply tracked before it is written is still an answered request: pkg/sftp
+// writes it only once the request took effect. The CLOSE replies Shutdown
+// waits for are released only after they are written.
 func (f *framer) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.track(p)
 	n, err := f.rw.Write(p)
-	f.track(p[:n])
+	for ; f.closesOut > 0; f.closesOut-- {
+		f.release()
+	}
 	if err != nil {
 		f.order.stop() // no reply will come: nothing may wait for one
 	}
@@ -374,7 +385,7 @@ func (f *framer) packetDone() {
 	if _, ok := f.closes[id]; ok {
 		delete(f.closes, id)
 		if f.release != nil {
-			f.release()
+			f.closesOut++ // released by Write once the reply is written
 		}
 	}
 }
