@@ -38,7 +38,7 @@ func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // the packets pkg/sftp would have seen.
 func serveFramer(t *testing.T, input []byte) [][]byte {
 	rw := &memRW{in: bytes.NewReader(input)}
-	f := newFramer(rw)
+	f := newFramer(rw, nil, nil)
 	var got [][]byte
 	handles := 0
 	for {
@@ -165,7 +165,7 @@ func readPacket(t *testing.T, f *framer) []byte {
 func TestFramerHandleKnownBeforeReplySent(t *testing.T) {
 	in, client := io.Pipe()
 	rw := &gatedRW{in: in, entered: make(chan struct{}), open: make(chan struct{})}
-	f := newFramer(rw)
+	f := newFramer(rw, nil, nil)
 	defer close(rw.open)
 	go client.Write(packet(fxpOpen, 1, appendString(nil, []byte("a.csv")), u32(fxfAppend|0x02), u32(0)))
 	if p := readPacket(t, f); p[4] != fxpOpen {
@@ -185,5 +185,54 @@ func TestFramerHandleKnownBeforeReplySent(t *testing.T) {
 	}
 	if offs[0] != 0 || offs[1] != 10 {
 		t.Fatalf("append write offsets %v; want [0 10]: the handle was unknown when its first requests came", offs)
+	}
+}
+
+// countingReader counts the reads made of it.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+// TestFramerReadsInLargeChunks: x/crypto's channel sends the client a
+// window adjustment after almost every Read once data is queued, so the
+// framer must not read the channel a few bytes at a time (a request's
+// header, handle and offset): 64 writes of 32 KiB take about one read per
+// 64 KiB, not four per write.
+func TestFramerReadsInLargeChunks(t *testing.T) {
+	var in []byte
+	in = append(in, packet(fxpOpen, 1, appendString(nil, []byte("a.csv")), u32(0x02|0x08), u32(0))...)
+	const writes = 64
+	for i := range writes {
+		in = append(in, packet(fxpWrite, uint32(2+i), appendString(nil, []byte("1")), u64(uint64(i)<<15), appendString(nil, make([]byte, 32<<10)))...)
+	}
+	cr := &countingReader{r: bytes.NewReader(in)}
+	rw := &memRW{in: cr}
+	f := newFramer(rw, nil, nil)
+	n := 0
+	for {
+		var hdr [4]byte
+		if _, err := io.ReadFull(f, hdr[:]); err != nil {
+			break
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+		if _, err := io.ReadFull(f, body); err != nil {
+			t.Fatal(err)
+		}
+		if body[0] == fxpOpen {
+			f.Write(packet(fxpHandle, 1, appendString(nil, []byte("1"))))
+		}
+		n++
+	}
+	if n != writes+1 {
+		t.Fatalf("framer passed %d packets; want %d", n, writes+1)
+	}
+	if max := len(in)/readBufferSize + 4; cr.reads > max {
+		t.Errorf("framer read the channel %d times for %d bytes; want at most %d", cr.reads, len(in), max)
 	}
 }
