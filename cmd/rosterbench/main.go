@@ -35,6 +35,8 @@ func run(args []string, stdout io.Writer) error {
 	switch args[0] {
 	case "sftp":
 		return runSFTP(args[1:], stdout)
+	case "sftp-go-client": // the Go client the sftp mode runs in a process of its own
+		return runSFTPGoClient(args[1:], stdout)
 	case "csv":
 		return runCSV(args[1:], stdout)
 	case "webhook":
