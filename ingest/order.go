@@ -182,7 +182,7 @@ func (p *Pipeline) form(ctx context.Context, l *orgLoop, set settings, files []p
 	ignored = append(ignored, stale...)
 	slices.SortFunc(ignored, func(a, b candidate) int { return cmp.Compare(a.name, b.name) })
 	b := state.Batch{ID: ulid.Make().String(), Org: l.org, Status: state.BatchPending, CreatedAt: time.Now().UTC()}
-	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups} {
+	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups, kindZip} {
 		if c, ok := taken[k]; ok {
 			b.Files = append(b.Files, state.BatchFile{Name: c.name, Kind: string(k), Size: c.size, ModTime: c.mtime, CompletedAt: c.completed})
 			continue
@@ -205,7 +205,7 @@ func (p *Pipeline) form(ctx context.Context, l *orgLoop, set settings, files []p
 		// get a batch of their own, so that their report says why.
 		if len(b.Ignored) > 0 {
 			b.Files = nil
-			p.recordIgnored(l, b)
+			p.recordSetAside(l, b)
 		}
 		return
 	}
@@ -254,9 +254,9 @@ func (p *Pipeline) form(ctx context.Context, l *orgLoop, set settings, files []p
 	p.runBatch(ctx, l, b, nil)
 }
 
-// recordIgnored records b, which only sets files aside, as ignored, and
+// recordSetAside records b, which only sets files aside, as ignored, and
 // writes its report. The files' completions are processed either way.
-func (p *Pipeline) recordIgnored(l *orgLoop, b state.Batch) {
+func (p *Pipeline) recordSetAside(l *orgLoop, b state.Batch) {
 	rep := batchReport(b, state.BatchIgnored, orderNotes(b))
 	var js bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {

@@ -158,7 +158,7 @@ func (e *env) waitReport(b state.Batch) {
 	})
 }
 
-func usersCSV(title string, ids ...string) []byte {
+func titledUsersCSV(title string, ids ...string) []byte {
 	var b strings.Builder
 	b.WriteString("user_id,email,first_name,last_name,job_title\n")
 	for _, id := range ids {
@@ -187,7 +187,7 @@ func TestRetryAfterWriteFailure(t *testing.T) {
 	for _, point := range []string{"apply", "archived", "change", "panic"} {
 		t.Run(point, func(t *testing.T) {
 			e, f := newFaultEnv(t, state.Settings{}, orderDefaults, retryIn(20*time.Millisecond, 80*time.Millisecond))
-			e.upload("users.csv", usersCSV("A", "E1", "E2"))
+			e.upload("users.csv", titledUsersCSV("A", "E1", "E2"))
 			a := e.waitBatch("", 10*time.Second)
 			if point == "panic" {
 				f.set(func(p string) error {
@@ -199,7 +199,7 @@ func TestRetryAfterWriteFailure(t *testing.T) {
 			} else {
 				f.set(failAt(point))
 			}
-			e.upload("users.csv", usersCSV("B", "E1", "E2"))
+			e.upload("users.csv", titledUsersCSV("B", "E1", "E2"))
 			b := e.waitAttempt(2)
 			if b.LastError == "" || b.RetryAt == nil {
 				t.Errorf("waiting batch = %+v; want last_error and retry_at", b)
@@ -239,13 +239,13 @@ func TestNewerUploadSupersedesFailedBatch(t *testing.T) {
 	for _, point := range []string{"apply", "archived"} {
 		t.Run(point, func(t *testing.T) {
 			e, f := newFaultEnv(t, state.Settings{}, settled, retryIn(time.Hour, time.Hour))
-			e.upload("users.csv", usersCSV("A", "E1", "E2"))
+			e.upload("users.csv", titledUsersCSV("A", "E1", "E2"))
 			e.upload("user_groups.csv", []byte("group_name,user_id\nEng,E1\n"))
 			if a := e.waitBatch("", 10*time.Second); len(a.Files) != 2 {
 				t.Fatalf("first batch = %+v; want both files", a.Files)
 			}
 			f.set(failAt(point))
-			e.upload("users.csv", usersCSV("B", "E1", "E2", "E3"))
+			e.upload("users.csv", titledUsersCSV("B", "E1", "E2", "E3"))
 			b := e.waitAttempt(1)
 			f.set(nil)
 			e.upload("user_groups.csv", []byte("group_name,user_id\nEng,E3\n"))
@@ -295,9 +295,9 @@ func TestNewerUploadSupersedesFailedBatch(t *testing.T) {
 func TestStartupOrder(t *testing.T) {
 	t.Run("stale", func(t *testing.T) {
 		e, _ := newFaultEnv(t, state.Settings{}, orderDefaults, nil)
-		e.upload("users.csv", usersCSV("A", "E1"))
+		e.upload("users.csv", titledUsersCSV("A", "E1"))
 		a := e.waitBatch("", 10*time.Second)
-		e.upload("users.csv", usersCSV("C", "E1"))
+		e.upload("users.csv", titledUsersCSV("C", "E1"))
 		c := e.waitBatch(a.ID, 10*time.Second)
 		e.stop()
 		// B, between A and C, left processing with its archived file.
@@ -307,7 +307,7 @@ func TestStartupOrder(t *testing.T) {
 		}
 		arch := filepath.Join(e.root, "archive", e.org, bid)
 		os.MkdirAll(arch, 0o700)
-		os.WriteFile(filepath.Join(arch, "users.csv"), usersCSV("B", "E1"), 0o600)
+		os.WriteFile(filepath.Join(arch, "users.csv"), titledUsersCSV("B", "E1"), 0o600)
 		if _, err := e.db.CreateBatch(state.Batch{ID: bid, Org: e.org, Status: state.BatchProcessing, CreatedAt: c.CreatedAt,
 			Files: []state.BatchFile{{Name: "users.csv", Kind: "users", SHA256: "x"}}}); err != nil {
 			t.Fatal(err)
@@ -326,11 +326,11 @@ func TestStartupOrder(t *testing.T) {
 	})
 	t.Run("merged", func(t *testing.T) {
 		e, _ := newFaultEnv(t, state.Settings{}, orderDefaults, nil)
-		e.upload("users.csv", usersCSV("A", "E1", "E2"))
+		e.upload("users.csv", titledUsersCSV("A", "E1", "E2"))
 		a := e.waitBatch("", 10*time.Second)
 		e.stop()
 		// Two interrupted batches, as an older daemon could leave them.
-		os.WriteFile(filepath.Join(e.orgDir, "users.csv"), usersCSV("B", "E1", "E2"), 0o600)
+		os.WriteFile(filepath.Join(e.orgDir, "users.csv"), titledUsersCSV("B", "E1", "E2"), 0o600)
 		os.WriteFile(filepath.Join(e.orgDir, "user_groups.csv"), []byte("group_name,user_id\nEng,E2\n"), 0o600)
 		now := time.Now()
 		b1 := state.Batch{ID: ulid.Make().String(), Org: e.org, Status: state.BatchPending,
@@ -363,8 +363,8 @@ func TestStartupOrder(t *testing.T) {
 // one set aside for a newer file of its kind (issue 12's case 1).
 func TestScanTakesOnlyNewCompletions(t *testing.T) {
 	e, _ := newFaultEnv(t, state.Settings{UsersPatterns: []string{"users_*.csv"}}, settled, nil)
-	e.upload("users.csv", usersCSV("A", "E1"))
-	e.upload("users_20261201.csv", usersCSV("B", "E1"))
+	e.upload("users.csv", titledUsersCSV("A", "E1"))
+	e.upload("users_20261201.csv", titledUsersCSV("B", "E1"))
 	b := e.waitBatch("", 10*time.Second)
 	if len(b.Files) != 1 || b.Files[0].Name != "users_20261201.csv" || len(b.Ignored) != 1 || b.Ignored[0].Name != "users.csv" {
 		t.Fatalf("batch = %+v ignored %+v; want users_20261201.csv taken, users.csv ignored", b.Files, b.Ignored)
@@ -412,7 +412,7 @@ func TestFailedFormingRetried(t *testing.T) {
 		}
 		return nil
 	})
-	e.upload("users.csv", usersCSV("A", "E1"))
+	e.upload("users.csv", titledUsersCSV("A", "E1"))
 	b := e.waitBatch("", 10*time.Second)
 	if b.Status != state.BatchApplied || e.title("E1") != "A" {
 		t.Errorf("batch = %s, E1 %q; want applied after two failed attempts to record it", b.Status, e.title("E1"))

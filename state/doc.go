@@ -23,6 +23,7 @@
 //	audit          org/ count, records/ id -> AuditRecord: the SFTP audit trail
 //	completions    org/ newest/ kind -> newest Completion processed, files/
 //	               name -> Completion: what batches took (completions.go)
+//	setup_links    token SHA-256 -> SetupLink: the admins' setup links (setuplinks.go)
 //
 // Applying a batch makes snapshot, events, batch record and report visible
 // together (apply.go): a small batch in one transaction, a large one
