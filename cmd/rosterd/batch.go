@@ -55,8 +55,9 @@ func batchCommand() *command {
 			{
 				name: "batch list", args: "ORG", summary: "list an organization's batches, newest first",
 				about: "List an organization's batches, newest first: id, status (pending,\n" +
-					"processing, applied, unchanged, rejected, held, superseded), creation\n" +
-					"time, files, and the changes (or why it was held or rejected).",
+					"processing, applied, unchanged, rejected, held, superseded, ignored),\n" +
+					"creation time, files, and the changes (or why it was held or rejected,\n" +
+					"or, for a batch waiting for a retry, its failed attempts).",
 				example: "rosterd batch list acme",
 				minArgs: 1, maxArgs: 1,
 				setup: func(fs *flag.FlagSet) action {
@@ -150,7 +151,7 @@ func listBatches(ctx context.Context, c *apiClient, org string, w io.Writer) err
 
 func changeSummary(b batchView) string {
 	if b.RetryAt != nil {
-		return fmt.Sprintf("failed %d times, retried at %s: %s", b.Attempts, b.RetryAt.Format(time.RFC3339), b.LastError)
+		return fmt.Sprintf("failed %d times, retried at %s: %s", b.Attempts, b.RetryAt.Format(time.RFC3339), report.Visible(b.LastError))
 	}
 	if b.SupersededBy != "" {
 		return "superseded by " + b.SupersededBy
@@ -187,7 +188,7 @@ func changeSummary(b batchView) string {
 func printBatchReport(w io.Writer, b batchView, asJSON bool) error {
 	if !asJSON {
 		if b.Attempts > 0 {
-			fmt.Fprintf(w, "Attempts:     %d failed (outside the files); last error: %s\n", b.Attempts, b.LastError)
+			fmt.Fprintf(w, "Attempts:     %d failed (outside the files); last error: %s\n", b.Attempts, report.Visible(b.LastError))
 			if b.RetryAt != nil {
 				fmt.Fprintf(w, "Next attempt: %s\n", b.RetryAt.UTC().Format(time.DateTime+" UTC"))
 			}
