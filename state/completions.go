@@ -303,6 +303,9 @@ func (db *DB) RecordSetAside(b Batch, report []byte) error {
 		b.FinishedAt = &now
 	}
 	b.Status = BatchIgnored
+	if b.Files == nil {
+		b.Files = []BatchFile{} // the record lists its files, none: not null
+	}
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketOrgs).Get([]byte(b.Org)) == nil {
 			return ErrNotFound
