@@ -84,7 +84,7 @@ func (p *Pipeline) archiveBatch(ctx context.Context, l *orgLoop, b state.Batch) 
 		}
 		if err != nil {
 			if outsideFiles(err) {
-				os.Remove(filepath.Join(dir, f.Name)) // a partial copy only takes space
+				os.Remove(archivedFile(dir, f)) // a partial copy only takes space
 				return b, nil, err
 			}
 			p.log.Warn("file not archived", "org", l.org, "batch", b.ID, "file", f.Name, "err", err)
@@ -283,7 +283,7 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	inputs := make([]input, 0, len(b.Files))
 	for i, f := range b.Files {
 		// Compressed and encrypted uploads are decoded (unwrap.go).
-		open := openDecoded(ctx, filepath.Join(dir, f.Name), &b.Files[i], p.decodeOpts(set))
+		open := openDecoded(ctx, archivedFile(dir, f), &b.Files[i], p.decodeOpts(set))
 		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: csvName(f), open: open})
 	}
 	tDiff := time.Now()

@@ -24,7 +24,12 @@
 // backoff (Config.RetryMin doubling to RetryMax); the organization's next
 // settled upload forms a batch that supersedes it and takes over its file
 // of each kind the upload lacks, so the newest file of each kind goes on
-// and nothing older is applied after it. At start-up an interrupted batch
+// and nothing older is applied after it (its archived copy is linked
+// under from/BATCH/, so that a new upload of the same name, a second
+// export.zip, never shares it). A .zip upload is one completion of kind
+// zip; once archived, its members are the newest files of their kinds
+// too, and a member and a plain file of one kind in one batch are
+// ordered like two uploads. At start-up an interrupted batch
 // older than a batch with an outcome is superseded, never redone. The
 // operations ingest asks of the state are per batch (FormBatch,
 // RecordArchived, RecordFailure, SupersedeBatch, RecordSetAside, the
@@ -186,7 +191,8 @@
 //     A clock set back makes files placed by other means look old until
 //     it catches up; they are logged and reported as ignored.
 //   - A taken-over file is a hard link to the superseded batch's archived
-//     copy (a copy where links fail): archive sizes count it twice.
+//     copy, under from/BATCH/ in the new batch's archive folder (a copy
+//     where links fail): archive sizes count it twice.
 //   - The deleted users and the added and removed memberships are found
 //     through 96-bit hashes of what the files hold; a collision (about
 //     2^-50 for three million memberships) would keep a user that should

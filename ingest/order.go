@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -191,6 +193,10 @@ func (p *Pipeline) form(ctx context.Context, l *orgLoop, set settings, files []p
 		for i := len(older) - 1; i >= 0; i-- {
 			if j := slices.IndexFunc(older[i].Files, func(f state.BatchFile) bool { return f.Kind == string(k) }); j >= 0 {
 				f := older[i].Files[j]
+				if f.SHA256 != "" {
+					// Archived there: linked from its copy (linkArchived).
+					f.ArchivePath = path.Join("from", older[i].ID, cmp.Or(f.ArchivePath, f.Name))
+				}
 				f.From, f.Rows = older[i].ID, 0
 				b.Files = append(b.Files, f)
 				break
@@ -477,20 +483,57 @@ func outsideFiles(err error) bool {
 }
 
 // linkArchived puts the archived copy of f, taken over from batch f.From,
-// into dir: a hard link (no copy, the same bytes the hash names), or a
-// copy where links are not possible.
+// into dir at f.ArchivePath: a hard link (no copy, the same bytes the
+// hash names), or a copy where links are not possible. The copy is the
+// one in f.From's folder, or, when that batch never got to make it (it
+// failed while pending), in the folder of the batch that batch took the
+// file from, and so on (linkSources).
 func (p *Pipeline) linkArchived(org string, f state.BatchFile, dir string) (state.BatchFile, error) {
-	src := filepath.Join(p.archiveDir(org, f.From), f.Name)
-	dst := filepath.Join(dir, f.Name)
+	dst := archivedFile(dir, f)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return f, fmt.Errorf("archive %s from batch %s: %w", f.Name, f.From, err)
+	}
 	os.Remove(dst) // left by an earlier attempt
-	err := os.Link(src, dst)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		err = copyFile(src, dst)
+	err := os.ErrNotExist
+	for _, src := range p.linkSources(org, f) {
+		if err = os.Link(src, dst); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			err = copyFile(src, dst)
+		}
+		break
 	}
 	if err != nil {
 		return f, fmt.Errorf("archive %s from batch %s: %w", f.Name, f.From, err)
 	}
 	return f, nil
+}
+
+// linkSources are the archived copies a taken-over file may be linked
+// from, nearest first: f.ArchivePath is from/B/P, where P is the file's
+// path in batch B's folder, itself from/A/... when B took it over from A.
+// A file recorded without an ArchivePath is under its name in f.From's.
+func (p *Pipeline) linkSources(org string, f state.BatchFile) []string {
+	if f.ArchivePath == "" {
+		return []string{filepath.Join(p.archiveDir(org, f.From), f.Name)}
+	}
+	var out []string
+	rest := f.ArchivePath
+	for {
+		id, after, ok := strings.Cut(strings.TrimPrefix(rest, "from/"), "/")
+		if !ok || !strings.HasPrefix(rest, "from/") {
+			return out
+		}
+		out = append(out, filepath.Join(p.archiveDir(org, id), filepath.FromSlash(after)))
+		rest = after
+	}
+}
+
+// archivedFile is where f's archived copy is in a batch's archive folder
+// dir: under its name, or its ArchivePath when taken over.
+func archivedFile(dir string, f state.BatchFile) string {
+	return filepath.Join(dir, filepath.FromSlash(cmp.Or(f.ArchivePath, f.Name)))
 }
 
 func copyFile(src, dst string) error {
@@ -533,7 +576,7 @@ func orderNotes(b state.Batch) []string {
 	}
 	for _, f := range b.Files {
 		if f.From != "" {
-			notes = append(notes, fmt.Sprintf("%s comes from batch %s, which this batch supersedes: the newer upload has no %s file.", f.Name, f.From, f.Kind))
+			notes = append(notes, fmt.Sprintf("%s comes from batch %s, which this batch supersedes: the newer upload has no %s file.", fileLabel(f), f.From, f.Kind))
 		}
 	}
 	if b.Attempts > 0 {
@@ -555,7 +598,7 @@ func times(n int) string {
 func batchReport(b state.Batch, status string, notes []string) *report.Report {
 	rep := &report.Report{Version: report.Version, BatchID: b.ID, OrganizationID: b.Org, Status: status, CreatedAt: b.CreatedAt, Notes: notes}
 	for _, f := range b.Files {
-		rep.Files = append(rep.Files, report.File{Name: f.Name, Kind: schema.Kind(f.Kind), Size: f.Size, SHA256: f.SHA256})
+		rep.Files = append(rep.Files, reportFile(f))
 	}
 	return rep
 }
@@ -585,7 +628,7 @@ func supersededReport(s state.Batch, by state.Batch) *report.Report {
 	}
 	for _, f := range by.Files {
 		if f.From == s.ID {
-			notes = append(notes, fmt.Sprintf("Its %s is part of batch %s, since the newer upload has no %s file.", f.Name, by.ID, f.Kind))
+			notes = append(notes, fmt.Sprintf("Its %s is part of batch %s, since the newer upload has no %s file.", fileLabel(f), by.ID, f.Kind))
 		}
 	}
 	return batchReport(s, state.BatchSuperseded, notes)

@@ -88,6 +88,11 @@ type BatchFile struct {
 	// From names the superseded batch the file was taken over from: the
 	// newest file of its kind was in that batch, not in this upload.
 	From string `json:"from_batch,omitempty"`
+	// ArchivePath is where the file's archived copy is in the batch's
+	// archive folder when not under Name: a file taken over From a batch
+	// is under from/FROM/ and that batch's own path of it, so that two
+	// files of one name (two zips named export.zip) never share a copy.
+	ArchivePath string `json:"archive_path,omitempty"`
 	// ChangeTime is the file's change time (ctime) when it was archived:
 	// with its size and modification time, it recognizes those bytes in
 	// the folder (a completion whose bytes a batch already archived).

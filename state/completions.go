@@ -341,7 +341,10 @@ func (db *DB) RecordSetAside(b Batch, report []byte) error {
 // completion, takes its archived size, times and hash. A file whose
 // ChangeTime is after its CompletedAt was replaced between the batch's
 // forming and its archive: the batch holds the newer completion, whose
-// time is its ChangeTime. ErrBatchFinished when the batch is final.
+// time is its ChangeTime. A file whose kind is not its completion's (a
+// member of a zip upload, whose completion is the zip's) moves the newest
+// completion of its kind forward too. ErrBatchFinished when the batch is
+// final.
 func (db *DB) RecordArchived(org, id string, files []BatchFile) (Batch, error) {
 	var b Batch
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
@@ -378,6 +381,12 @@ func (db *DB) RecordArchived(org, id string, files []BatchFile) (Batch, error) {
 				return err
 			}
 			moved = append(moved, c)
+			if f.Kind != c.Kind {
+				// A file found inside the upload (a zip's member): it is
+				// the newest file of its own kind too.
+				c.Kind = f.Kind
+				moved = append(moved, c)
+			}
 		}
 		if err := raiseNewest(root, moved); err != nil {
 			return err

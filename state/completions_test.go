@@ -213,3 +213,39 @@ func TestRecordSetAside(t *testing.T) {
 		t.Errorf("RecordSetAside twice = %v; want ErrExists", err)
 	}
 }
+
+// TestRecordArchivedZipMembers: a zip upload is one completion; once the
+// batch is archived its members, files of other kinds, make that
+// completion the newest of each of their kinds too.
+func TestRecordArchivedZipMembers(t *testing.T) {
+	db := openTestOrg(t, "acme")
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	zipFile := BatchFile{Name: "export.zip", Kind: "zip", Size: 300, CompletedAt: t0}
+	if _, err := db.FormBatch(Batch{ID: "B1", Org: "acme", Status: BatchPending, Files: []BatchFile{zipFile}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var members []BatchFile
+	for _, k := range []string{"users", "user_groups"} {
+		m := zipFile
+		m.Kind, m.SHA256, m.ChangeTime, m.Inner = k, "ab", t0, k+".csv"
+		members = append(members, m)
+	}
+	if _, err := db.RecordArchived("acme", "B1", members); err != nil {
+		t.Fatal(err)
+	}
+	c, err := db.Completions("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"zip", "users", "user_groups"} {
+		if got := c.Newest[k]; got.Name != "export.zip" || !got.CompletedAt.Equal(t0) {
+			t.Errorf("newest %s = %+v; want export.zip at %v", k, got, t0)
+		}
+	}
+	if got := c.Files["export.zip"]; got.Kind != "zip" || got.SHA256 != "ab" || !got.ChangeTime.Equal(t0) {
+		t.Errorf("export.zip's completion = %+v; want the zip's, archived", got)
+	}
+	if _, ok := c.Newest["groups"]; ok {
+		t.Errorf("newest groups = %+v; want none (the zip holds no groups.csv)", c.Newest["groups"])
+	}
+}

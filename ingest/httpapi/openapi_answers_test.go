@@ -341,7 +341,8 @@ func TestOpenAPIAnswers(t *testing.T) {
 	}
 	call("GET", "/v1/organizations/acme/batches/"+aside.ID, "", nil, 200)
 	newer := state.Batch{ID: ulid.Make().String(), Org: "acme", Status: state.BatchPending,
-		Files: []state.BatchFile{{Name: "users_1.csv", Kind: "users", Size: 40, SHA256: strings.Repeat("cd", 32), ModTime: now, CompletedAt: now, ChangeTime: now, From: waiting.ID}}}
+		Files: []state.BatchFile{{Name: "users_1.csv", Kind: "users", Size: 40, SHA256: strings.Repeat("cd", 32), ModTime: now, CompletedAt: now, ChangeTime: now, From: waiting.ID,
+			ArchivePath: "from/" + waiting.ID + "/users_1.csv"}}}
 	if _, err := db.FormBatch(newer, nil); err != nil {
 		t.Fatal(err)
 	}
