@@ -192,7 +192,8 @@
 //     it catches up; they are logged and reported as ignored.
 //   - A taken-over file is a hard link to the superseded batch's archived
 //     copy, under from/BATCH/ in the new batch's archive folder (a copy
-//     where links fail): archive sizes count it twice.
+//     where links fail). The quota counts linked blocks once (by inode);
+//     du and the operator's own tools may count them per folder.
 //   - The deleted users and the added and removed memberships are found
 //     through 96-bit hashes of what the files hold; a collision (about
 //     2^-50 for three million memberships) would keep a user that should

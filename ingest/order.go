@@ -504,6 +504,7 @@ func (p *Pipeline) linkArchived(org string, f state.BatchFile, dir string) (stat
 		}
 		break
 	}
+	p.space.archiveChanged(org, filepath.Base(dir))
 	if err != nil {
 		return f, fmt.Errorf("archive %s from batch %s: %w", f.Name, f.From, err)
 	}
