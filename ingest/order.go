@@ -185,13 +185,21 @@ func (p *Pipeline) form(ctx context.Context, l *orgLoop, set settings, files []p
 	slices.SortFunc(ignored, func(a, b candidate) int { return cmp.Compare(a.name, b.name) })
 	b := state.Batch{ID: ulid.Make().String(), Org: l.org, Status: state.BatchPending, CreatedAt: time.Now().UTC()}
 	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups, kindZip} {
-		if c, ok := taken[k]; ok {
+		c, fresh := taken[k]
+		if fresh {
 			b.Files = append(b.Files, state.BatchFile{Name: c.name, Kind: string(k), Size: c.size, ModTime: c.mtime, CompletedAt: c.completed})
-			continue
+			if k != kindZip {
+				continue
+			}
 		}
-		// Taken over: the newest unfinished batch's file of the kind.
+		// Taken over: the newest unfinished batch's file of the kind. A
+		// zip not read yet (its batch failed while pending) is taken over
+		// beside a new zip of another name: what each holds is known once
+		// they are read, and expandZips keeps the newer file of each kind.
 		for i := len(older) - 1; i >= 0; i-- {
-			if j := slices.IndexFunc(older[i].Files, func(f state.BatchFile) bool { return f.Kind == string(k) }); j >= 0 {
+			if j := slices.IndexFunc(older[i].Files, func(f state.BatchFile) bool {
+				return f.Kind == string(k) && !(fresh && f.Name == c.name)
+			}); j >= 0 {
 				f := older[i].Files[j]
 				if f.SHA256 != "" {
 					// Archived there: linked from its copy (linkArchived).

@@ -152,3 +152,42 @@ func TestZipReuploadWhileWaiting(t *testing.T) {
 	}
 	_ = a
 }
+
+// TestZipTakenOverBesideNewZip: a batch of export1.zip fails before its
+// zip is read (pending, waiting for a retry); export2.zip, holding only
+// users.csv, supersedes it. Which kinds export1.zip holds is not known
+// yet, so it is taken over beside export2.zip: export2.zip's users.csv
+// wins, export1.zip's user_groups.csv, which nothing newer replaces, is
+// applied (SPEC §5: the newest file of each kind goes on).
+func TestZipTakenOverBesideNewZip(t *testing.T) {
+	e, f := newFaultEnv(t, state.Settings{}, settled, retryIn(time.Hour, time.Hour))
+	e.upload("users.csv", titledUsersCSV("A", "E1", "E2"))
+	a := e.waitBatch("", 10*time.Second)
+	f.set(failAt("archived"))
+	e.upload("export1.zip", zipOf(t, "users.csv", string(titledUsersCSV("B", "E1", "E2")), "user_groups.csv", "group_name,user_id\nEng,E2\n"))
+	b := e.waitAttempt(1)
+	if b.Status != state.BatchPending || len(b.Files) != 1 || b.Files[0].Kind != string(kindZip) {
+		t.Fatalf("waiting batch = %s %+v; want pending with the zip unread", b.Status, b.Files)
+	}
+	f.set(nil)
+	e.upload("export2.zip", zipOf(t, "users.csv", string(titledUsersCSV("C", "E1", "E2"))))
+	c := e.waitBatch(b.ID, 10*time.Second)
+	var got []string
+	for _, cf := range c.Files {
+		got = append(got, cf.Kind+":"+fileLabel(cf)+":"+cf.From)
+	}
+	want := []string{"users:users.csv in export2.zip:", "user_groups:user_groups.csv in export1.zip:" + b.ID}
+	if c.Status != state.BatchApplied || !slices.Equal(got, want) {
+		t.Fatalf("C = %s %v; want applied with %v", c.Status, got, want)
+	}
+	if e.title("E1") != "C" {
+		t.Errorf("E1's job_title = %q; want C", e.title("E1"))
+	}
+	if groups, _ := e.db.UserGroups(e.org, "E2", "", 10); len(groups) != 1 {
+		t.Errorf("E2's groups = %s; want Eng, from export1.zip", groups)
+	}
+	if rep, _ := e.db.BatchReport(e.org, c.ID); !bytes.Contains(rep, []byte("users.csv in export1.zip was ignored")) {
+		t.Errorf("C's report does not say export1.zip's users.csv was ignored:\n%s", rep)
+	}
+	_ = a
+}
