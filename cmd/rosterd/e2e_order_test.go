@@ -212,6 +212,7 @@ func TestE2EFullDiskBatchSuperseded(t *testing.T) {
 			os.MkdirAll(data, 0o700)
 			flag := filepath.Join(t.TempDir(), "disk-full")
 			env := []string{"ROSTERD_TEST_RETRY=1h"}
+			args := []string{"--settle", "0s"}
 			if mode == "tmpfs" {
 				if os.Geteuid() != 0 {
 					t.Skip("mounting a tmpfs needs root; the injected subtest covers the same path")
@@ -220,10 +221,16 @@ func TestE2EFullDiskBatchSuperseded(t *testing.T) {
 					t.Fatalf("mount tmpfs: %v", err)
 				}
 				t.Cleanup(func() { syscall.Unmount(data, syscall.MNT_DETACH) })
+				// The low-disk threshold (1 GiB by default) would keep the
+				// daemon on 64 MiB from being ready: 4 MiB here. B is
+				// placed, not uploaded, so that the disk fills up anyway.
+				conf := filepath.Join(t.TempDir(), "rosterd.toml")
+				os.WriteFile(conf, []byte("[limits]\nmin_free_space = \"4MiB\"\nmin_free_percent = 0\n"), 0o600)
+				args = append(args, "--config", conf)
 			} else {
 				env = append(env, "ROSTERD_TEST_WRITE_FAULT="+flag)
 			}
-			d := startDaemon(t, daemonOpts{Data: data, Args: []string{"--settle", "0s"}, Env: env})
+			d := startDaemon(t, daemonOpts{Data: data, Args: args, Env: env})
 			defer func() {
 				if t.Failed() {
 					t.Logf("daemon logs:\n%s", d.Logs())
