@@ -13,11 +13,11 @@ func TestContract(t *testing.T) {
 		Open: func(t *testing.T) storetest.Store { return openTest(t) },
 		Emit: func(t *testing.T, s storetest.Store, org, batch string, evs []storetest.RawEvent) []string {
 			t.Helper()
-			raw := make([]rawEvent, len(evs))
+			recs := make([]eventRecord, len(evs))
 			for i, e := range evs {
-				raw[i] = rawEvent{Type: e.Type, Data: []byte(e.Data)}
+				recs[i] = eventRecord{Type: e.Type, Data: []byte(e.Data)}
 			}
-			ids, err := s.(*DB).appendRawEvents(org, batch, raw)
+			ids, err := s.(*DB).appendEvents(org, batch, recs, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -361,33 +361,60 @@ WHERE org = $1 AND first_id <= $2 ORDER BY first_id DESC LIMIT 1`, org, after))
 	return int(n), nil
 }
 
-// RawEvent is an event whose data is stored as given (state.ApplyTx.Emit).
-type rawEvent struct {
-	Type string
-	Data []byte
+// eventRecord is one event as a batch stores it: Data (the event's data
+// as given, state.ApplyTx.Emit), or the user (UserID; Previous for
+// previous_attributes), the group (GroupID), or both (a membership)
+// whose copies the batch keeps.
+type eventRecord struct {
+	Type            string
+	UserID, GroupID string
+	Data, Previous  []byte
 }
 
-// appendRawEvents commits a batch's events, each with its data as given,
-// in one transaction, as the end of an apply will: the records, then the
-// commit row, whose (seq, ms) is drawn last. It returns the events' ids.
-// The apply of issue 16's next step calls the same commitEvents.
-func (db *DB) appendRawEvents(org, batch string, evs []rawEvent) ([]string, error) {
+// appendEvents commits a batch's events in one transaction, as the end of
+// an apply will: the records and the batch's copies of the users and
+// groups they name (their JSON as rendered), then the commit row, whose
+// (seq, ms) is drawn last. It returns the events' ids.
+func (db *DB) appendEvents(org, batch string, recs []eventRecord, users, groups map[string][]byte) ([]string, error) {
 	var ids []string
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		rows := make([][]any, len(evs))
-		for i, e := range evs {
-			rows[i] = []any{org, batch, int32(i), e.Type, string(e.Data)}
+		str := func(s string) any {
+			if s == "" {
+				return nil
+			}
+			return s
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"rosterd", "event_records"}, []string{"org", "batch_id", "idx", "type", "data"},
-			pgx.CopyFromRows(rows))
+		js := func(b []byte) any {
+			if b == nil {
+				return nil
+			}
+			return string(b)
+		}
+		rows := make([][]any, len(recs))
+		for i, e := range recs {
+			rows[i] = []any{org, batch, int32(i), e.Type, str(e.UserID), str(e.GroupID), js(e.Data), js(e.Previous)}
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"rosterd", "event_records"},
+			[]string{"org", "batch_id", "idx", "type", "user_id", "group_id", "data", "previous"}, pgx.CopyFromRows(rows))
 		if err != nil {
 			return err
 		}
-		c, err := db.commitEvents(ctx, tx, org, batch, uint32(len(evs)))
+		for table, docs := range map[string]map[string][]byte{"event_users": users, "event_groups": groups} {
+			idCol := map[string]string{"event_users": "user_id", "event_groups": "group_id"}[table]
+			rows = rows[:0]
+			for id, doc := range docs {
+				rows = append(rows, []any{org, batch, id, string(doc)})
+			}
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"rosterd", table}, []string{"org", "batch_id", idCol, "doc"}, pgx.CopyFromRows(rows))
+			if err != nil {
+				return err
+			}
+		}
+		c, err := db.commitEvents(ctx, tx, org, batch, uint32(len(recs)))
 		if err != nil {
 			return err
 		}
-		for i := range evs {
+		for i := range recs {
 			ids = append(ids, c.id(uint32(i)))
 		}
 		return nil

@@ -1,6 +1,7 @@
 // Package pgtest runs a temporary PostgreSQL server for tests: one per
-// test binary, started by Main from TestMain, on a Unix socket in a
-// temporary directory (no TCP port), with a new database per test.
+// test binary, started by the first test that asks for it and stopped by
+// Main (from TestMain), on a Unix socket in a temporary directory (no TCP
+// port), with a new database per test.
 //
 // It finds initdb and postgres on PATH or under /usr/lib/postgresql (the
 // newest version there), as Debian's postgresql package installs them.
@@ -19,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -26,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -46,22 +49,23 @@ type Cluster struct {
 }
 
 var (
+	once     sync.Once
 	current  *Cluster
 	startErr error // why current is nil
 	missing  bool  // the programs are not installed
+	inMain   atomic.Bool
 )
 
-// Main starts the server, runs the tests and stops the server. Use it as
-// `func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }`.
+// Main runs the tests and then stops the server if a test started it.
+// Use it as `func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }`,
+// or in place of m.Run() in a TestMain of its own.
 func Main(m *testing.M) int {
-	c, err := Start()
-	if err != nil {
-		startErr = err
-	} else {
-		current = c
-		defer c.Stop()
+	inMain.Store(true)
+	code := m.Run()
+	if current != nil {
+		current.Stop()
 	}
-	return m.Run()
+	return code
 }
 
 // binDir returns the directory holding initdb and postgres.
@@ -214,9 +218,10 @@ func (c *Cluster) Stop() {
 	os.RemoveAll(c.dir)
 }
 
-// URL returns the connection string of database db.
+// URL returns the postgres:// URL of database db, on the cluster's
+// socket.
 func (c *Cluster) URL(db string) string {
-	return fmt.Sprintf("host=%s user=%s dbname=%s sslmode=disable", c.dir, User, db)
+	return fmt.Sprintf("postgres://%s@/%s?host=%s&sslmode=disable", User, url.PathEscape(db), url.QueryEscape(c.dir))
 }
 
 // Require returns the running cluster, or skips t (fails it under
@@ -224,12 +229,18 @@ func (c *Cluster) URL(db string) string {
 // did not start.
 func Require(t testing.TB) *Cluster {
 	t.Helper()
+	once.Do(func() {
+		current, startErr = Start()
+		if startErr == nil && !inMain.Load() {
+			startErr = errors.New("pgtest.Main is not in the package's TestMain, which would leave the server behind")
+			current.Stop()
+			current = nil
+		}
+	})
 	if current != nil {
 		return current
 	}
 	switch {
-	case startErr == nil:
-		t.Fatal("pgtest: Main did not run (call it from TestMain)")
 	case missing && os.Getenv("CI") != "true":
 		t.Skipf("PostgreSQL not installed: %v", startErr)
 	case missing:
