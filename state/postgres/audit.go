@@ -109,8 +109,8 @@ func auditID(nanos int64, seq uint64) string {
 // from the start; it need not be a stored id).
 func (db *DB) AuditRecords(org, after string, limit int, order state.AuditOrder) ([]state.AuditRecord, error) {
 	var out []state.AuditRecord
-	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		if err := lockOrg(ctx, tx, org); err != nil {
+	err := db.read(func(ctx context.Context, tx pgx.Tx) error {
+		if err := orgExists(ctx, tx, org); err != nil {
 			return err
 		}
 		q := `SELECT id, time, event, remote_addr, key_fp, session, file, target, bytes, sha256, duration_ns, reason, setup_link

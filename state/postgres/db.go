@@ -63,29 +63,24 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Migrations (or the version check) on a connection of their own: the
+	// migration lock is a session's.
+	conn, err := pgx.ConnectConfig(ctx, pcfg.ConnConfig)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	var m Migration
 	if cfg.NoMigrate {
-		conn, err := pgx.ConnectConfig(ctx, pcfg.ConnConfig)
-		if err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
 		err = checkVersion(ctx, conn)
-		conn.Close(context.WithoutCancel(ctx))
-		if err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
 	} else {
-		conn, err := pgx.ConnectConfig(ctx, pcfg.ConnConfig)
-		if err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
-		m, err := migrateConn(ctx, conn, SchemaVersion)
-		conn.Close(context.WithoutCancel(ctx))
-		if err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
-		if len(m.Applied) > 0 {
-			logger.Info("store migrated", "from", m.From, "to", m.To)
-		}
+		m, err = migrateConn(ctx, conn, SchemaVersion)
+	}
+	conn.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if len(m.Applied) > 0 {
+		logger.Info("store migrated", "from", m.From, "to", m.To)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
@@ -124,6 +119,15 @@ func (db *DB) tx(fn func(ctx context.Context, tx pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return fn(ctx, tx) })
 }
 
+// read runs fn in a read-only transaction that sees one snapshot of the
+// database (repeatable read), as a bbolt View does.
+func (db *DB) read(fn func(ctx context.Context, tx pgx.Tx) error) error {
+	ctx, cancel := db.op()
+	defer cancel()
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	return pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error { return fn(ctx, tx) })
+}
+
 // querier is what a pool, a connection and a transaction have in common.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
@@ -149,7 +153,7 @@ func limitArg(limit int) any {
 	return limit
 }
 
-// timePtr returns nil for the zero time, else a pointer to t: a NULL
+// nullTime returns nil for the zero time, else a pointer to t: a NULL
 // column for Go's zero value.
 func nullTime(t time.Time) *time.Time {
 	if t.IsZero() {

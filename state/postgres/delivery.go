@@ -130,7 +130,7 @@ func scanCursor(row pgx.Row, org *string) (state.Cursor, error) {
 // state.ErrNotFound when the endpoint was never registered.
 func (db *DB) Cursors(id string) (map[string]state.Cursor, error) {
 	out := map[string]state.Cursor{}
-	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
+	err := db.read(func(ctx context.Context, tx pgx.Tx) error {
 		if err := endpointExists(ctx, tx, id); err != nil {
 			return err
 		}
@@ -264,7 +264,7 @@ func scanFailed(row pgx.Row) (state.FailedDelivery, error) {
 // event order.
 func (db *DB) FailedDeliveries(id, after string, limit int) ([]state.FailedDelivery, error) {
 	var out []state.FailedDelivery
-	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
+	err := db.read(func(ctx context.Context, tx pgx.Tx) error {
 		if err := endpointExists(ctx, tx, id); err != nil {
 			return err
 		}

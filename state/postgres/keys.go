@@ -35,18 +35,25 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
 }
 
 // lockOrg returns state.ErrNotFound when org does not exist, and keeps it
-// from being removed until tx ends.
+// from being removed until tx ends. It locks the row (a write): readers
+// use orgExists.
 func lockOrg(ctx context.Context, q querier, org string) error {
 	var one int
 	return notFound(q.QueryRow(ctx, "SELECT 1 FROM rosterd.organizations WHERE name = $1 FOR KEY SHARE", org).Scan(&one))
+}
+
+// orgExists returns state.ErrNotFound when org does not exist.
+func orgExists(ctx context.Context, q querier, org string) error {
+	var one int
+	return notFound(q.QueryRow(ctx, "SELECT 1 FROM rosterd.organizations WHERE name = $1", org).Scan(&one))
 }
 
 // Keys is state.DB.Keys: org's keys in fingerprint order, never nil;
 // state.ErrNotFound when the organization does not exist.
 func (db *DB) Keys(org string) ([]state.Key, error) {
 	out := []state.Key{}
-	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		if err := lockOrg(ctx, tx, org); err != nil {
+	err := db.read(func(ctx context.Context, tx pgx.Tx) error {
+		if err := orgExists(ctx, tx, org); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT fingerprint, type, comment, public_key, created_at, added_by, setup_link

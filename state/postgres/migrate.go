@@ -167,7 +167,11 @@ func applyMigration(ctx context.Context, conn *pgx.Conn, m migration) error {
 // this code, and an error when it is older (not migrated).
 func checkVersion(ctx context.Context, q querier) error {
 	var v int
-	err := q.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM rosterd.schema_migrations").Scan(&v)
+	var table bool
+	err := q.QueryRow(ctx, "SELECT to_regclass('rosterd.schema_migrations') IS NOT NULL").Scan(&table)
+	if err == nil && table {
+		err = q.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM rosterd.schema_migrations").Scan(&v)
+	}
 	if err != nil {
 		return fmt.Errorf("read the schema version: %w", err)
 	}

@@ -216,6 +216,12 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 
 func TestOpenNoMigrateRefusesOlderSchema(t *testing.T) {
 	url := pgtest.NewDatabase(t)
+	if db, err := Open(context.Background(), Config{URL: url, NoMigrate: true}); !errors.Is(err, ErrNotMigrated) {
+		if db != nil {
+			db.Close()
+		}
+		t.Errorf("Open(NoMigrate) on an empty database = %v; want ErrNotMigrated", err)
+	}
 	if _, err := migrateConn(context.Background(), connect(t, url), 0); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -100,8 +101,8 @@ func (db *DB) UseSetupLink(tokenSHA256 string) (l state.SetupLink, created bool,
 		case !now.Before(l.ExpiresAt):
 			return state.ErrLinkExpired
 		}
-		switch err := lockOrg(ctx, tx, l.Org); err {
-		case state.ErrNotFound:
+		switch err := lockOrg(ctx, tx, l.Org); {
+		case errors.Is(err, state.ErrNotFound):
 			if !l.CreateOrg || l.OrgCreatedAt != nil {
 				return state.ErrOrgGone
 			}
@@ -116,7 +117,7 @@ VALUES ($1, '{}', $2) ON CONFLICT DO NOTHING`, l.Org, now)
 				// Another instance created it meanwhile: as if it had been there.
 				l.CreateOrg = false
 			}
-		case nil:
+		case err == nil:
 			if l.OrgCreatedAt == nil {
 				// The organization was there at the first use: the link
 				// creates nothing, then or after a removal.
