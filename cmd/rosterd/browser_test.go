@@ -124,8 +124,17 @@ func (b *browser) open(u string) int64 {
 	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
 	defer cancel()
 	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(u))
+	if err == nil && resp == nil {
+		// A navigation within the document (the same URL with a
+		// fragment, as when polling a page's section) loads nothing:
+		// reload it, so the page is read anew.
+		resp, err = chromedp.RunResponse(ctx, chromedp.Reload())
+	}
 	if err != nil {
 		b.t.Fatalf("browser: open %s: %v", u, err)
+	}
+	if resp == nil {
+		b.t.Fatalf("browser: open %s: no response", u)
 	}
 	return resp.Status
 }
