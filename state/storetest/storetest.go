@@ -16,8 +16,10 @@
 package storetest
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/rosterd/rosterd/state"
 )
@@ -80,6 +82,11 @@ type Delivery interface {
 	CountFailed(id string) (int, error)
 }
 
+// Retention removes old events (SPEC §7).
+type Retention interface {
+	PurgeEvents(ctx context.Context, before time.Time, keepAfter func(org string) (after string, ok bool)) (int, error)
+}
+
 // Store is every area the suite tests.
 type Store interface {
 	Orgs
@@ -88,6 +95,7 @@ type Store interface {
 	Audit
 	EventFeed
 	Delivery
+	Retention
 }
 
 // RawEvent is an event whose data is stored as given.
@@ -131,6 +139,8 @@ func Run(t *testing.T, h Harness) {
 		{"RegisterEndpoint", testRegisterEndpoint},
 		{"Cursors", testCursors},
 		{"FailedDeliveries", testFailedDeliveries},
+		{"PurgeEvents", testPurgeEvents},
+		{"PurgeEventsStops", testPurgeEventsStops},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
