@@ -7,7 +7,7 @@
 // consumers' interfaces take either store; the contract suite in
 // state/storetest runs against both. So far it implements organizations
 // and their settings, keys, setup links, the audit trail, the events feed
-// (reads), webhook delivery state, and the shared secrets (SSH host keys,
+// (reads and retention), webhook delivery state, and the shared secrets (SSH host keys,
 // API token) that bbolt deployments keep in files. Batches, completions,
 // the snapshot and the apply come next; docs/postgres-design.md has the
 // inventory of what the consumers call, the interfaces, and the plan.
