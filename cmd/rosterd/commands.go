@@ -62,7 +62,7 @@ func rootCommand() *command {
 	root.subs = []*command{
 		serveCommand(), validateCommand(), planCommand(),
 		orgCommand(), keyCommand(), batchCommand(),
-		statusCommand(), versionCommand(), helpCommand(root),
+		statusCommand(), migrateCommand(), versionCommand(), helpCommand(root),
 	}
 	return root
 }

@@ -19,7 +19,10 @@ import (
 // It is filled from defaults, then the TOML file, then the environment,
 // then flags: each later source beats the earlier ones.
 type Config struct {
-	Data            string   `toml:"data"`
+	Data string `toml:"data"`
+	// Store is where the state lives: "" for the bbolt file in Data, or a
+	// postgres:// URL (SPEC §11; only `rosterd migrate` uses it so far).
+	Store           string   `toml:"store"`
 	SFTPAddr        string   `toml:"sftp_addr"`
 	HTTPAddr        string   `toml:"http_addr"`
 	Settle          Duration `toml:"settle"`
@@ -212,6 +215,7 @@ func defaultConfig() Config {
 type serveFlags struct {
 	fs                               *flag.FlagSet
 	config, data, sftpAddr, httpAddr string
+	store                            string
 	settle, logFormat                string
 	webhookURL, webhookSecret        string
 	demo                             bool
@@ -254,6 +258,7 @@ func loadConfig(f *serveFlags, getenv func(string) string) (Config, error) {
 	var hookURL, hookSecret string
 	sources := []source{
 		{"data", f.data, "ROSTERD_DATA", str(&cfg.Data)},
+		{"store", f.store, "ROSTERD_STORE", str(&cfg.Store)},
 		{"sftp_addr", f.sftpAddr, "ROSTERD_SFTP_ADDR", str(&cfg.SFTPAddr)},
 		{"http_addr", f.httpAddr, "ROSTERD_HTTP_ADDR", str(&cfg.HTTPAddr)},
 		{"settle", f.settle, "ROSTERD_SETTLE", func(v string) error { return cfg.Settle.UnmarshalText([]byte(v)) }},
@@ -314,6 +319,9 @@ func (c *Config) validate() error {
 	}
 	if c.Data == "" {
 		bad("data", "must not be empty")
+	}
+	if err := validStore(c.Store); err != nil {
+		bad("store", "%v", err)
 	}
 	for key, addr := range map[string]string{"sftp_addr": c.SFTPAddr, "http_addr": c.HTTPAddr} {
 		if !strings.Contains(addr, ":") {

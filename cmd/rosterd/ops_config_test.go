@@ -137,6 +137,7 @@ func TestExampleConfigSetsEveryKey(t *testing.T) {
 // stale either.
 const allKeysChanged = `
 data = "/elsewhere"
+store = "postgres://rosterd@db.invalid/rosterd"
 sftp_addr = "127.0.0.1:1"
 http_addr = "127.0.0.1:2"
 settle = "1s"

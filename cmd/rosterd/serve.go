@@ -118,6 +118,11 @@ type daemonState struct {
 // openDaemon prepares the data directory, host keys, API token, state and
 // the servers, without listening yet.
 func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
+	if cfg.Store != "" {
+		// SPEC §11: the daemon does not run on PostgreSQL yet; refuse
+		// rather than quietly keep the state in the bbolt file.
+		return nil, errors.New("store: serve runs on the bbolt file only so far (a PostgreSQL store is for rosterd migrate): leave store and ROSTERD_STORE empty")
+	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -361,7 +366,7 @@ func (d *daemonState) reload(f *serveFlags) {
 	// Keys that need a restart keep their running values.
 	cfg.Data, cfg.SFTPAddr, cfg.HTTPAddr, cfg.LogFormat, cfg.APIToken, cfg.AllowSHA1RSA, cfg.Retention.Reports, cfg.Retention.Archive =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
-	cfg.Retention.ArchiveBatches = old.Retention.ArchiveBatches
+	cfg.Retention.ArchiveBatches, cfg.Store = old.Retention.ArchiveBatches, old.Store
 	cfg.HTTP = old.HTTP
 	cfg.TLSCert, cfg.TLSKey, cfg.Console, cfg.Operators = old.TLSCert, old.TLSKey, old.Console, old.Operators
 	d.cfg = cfg

@@ -161,6 +161,7 @@ func needsRestart(old, cur Config) []string {
 		changed bool
 	}{
 		{"data", cur.Data != old.Data},
+		{"store", cur.Store != old.Store},
 		{"sftp_addr", cur.SFTPAddr != old.SFTPAddr},
 		{"http_addr", cur.HTTPAddr != old.HTTPAddr},
 		{"log_format", cur.LogFormat != old.LogFormat},
