@@ -201,31 +201,24 @@ func orgSetCommand() *command {
 			"rosterd org set acme 'columns.Employee ID=user_id' 'columns.Work Email=email' date_format=MM/DD/YYYY\n" +
 			"rosterd org set acme 'status_values={\"Terminated\": \"inactive\", \"On Leave\": \"active\"}'",
 		minArgs: 2, maxArgs: -1,
-		setup: func(fs *flag.FlagSet) action {
-			opts := clientFlags(fs)
-			return func(ctx context.Context, std stdio, args []string) error {
-				c, err := opts.client()
-				if err != nil {
-					return err
-				}
-				org := args[0]
-				var o orgView
-				if err := c.do(ctx, http.MethodGet, "/v1/organizations/"+url.PathEscape(org), nil, "", &o); err != nil {
-					return fmt.Errorf("organization %s: %w", org, err)
-				}
-				patch, err := parseSettings(args[1:], o.EffectiveSettings)
-				if err != nil {
-					return err
-				}
-				var after orgView
-				if err := c.do(ctx, http.MethodPatch, "/v1/organizations/"+url.PathEscape(org), jsonBody(map[string]any{"settings": patch}), "application/json", &after); err != nil {
-					return fmt.Errorf("change settings of %s: %w", org, err)
-				}
-				fmt.Fprintf(std.out, "organization %s: settings changed\n", org)
-				writeSettings(std.out, after)
-				return nil
+		setup: withClient(func(ctx context.Context, c *apiClient, std stdio, args []string) error {
+			org := args[0]
+			var o orgView
+			if err := c.do(ctx, http.MethodGet, "/v1/organizations/"+url.PathEscape(org), nil, "", &o); err != nil {
+				return fmt.Errorf("organization %s: %w", org, err)
 			}
-		},
+			patch, err := parseSettings(args[1:], o.EffectiveSettings)
+			if err != nil {
+				return err
+			}
+			var after orgView
+			if err := c.do(ctx, http.MethodPatch, "/v1/organizations/"+url.PathEscape(org), jsonBody(map[string]any{"settings": patch}), "application/json", &after); err != nil {
+				return fmt.Errorf("change settings of %s: %w", org, err)
+			}
+			fmt.Fprintf(std.out, "organization %s: settings changed\n", org)
+			writeSettings(std.out, after)
+			return nil
+		}),
 	}
 }
 
