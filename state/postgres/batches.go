@@ -25,12 +25,16 @@ import (
 // lockBatches locks org's batch head until tx ends, creating it on the
 // organization's first batch; state.ErrNotFound when the organization
 // does not exist. ON CONFLICT DO UPDATE locks the row whether it was
-// there or not, in one statement.
-func lockBatches(ctx context.Context, tx pgx.Tx, org string) error {
+// there or not, in one statement. With Config.Fenced, it then checks the
+// organization's batch lease (state.ErrLeaseLost).
+func (db *DB) lockBatches(ctx context.Context, tx pgx.Tx, org string) error {
 	var got string
 	err := tx.QueryRow(ctx, `INSERT INTO rosterd.batch_heads (org) SELECT name FROM rosterd.organizations WHERE name = $1
 ON CONFLICT (org) DO UPDATE SET org = excluded.org RETURNING org`, org).Scan(&got)
-	return notFound(err)
+	if err != nil {
+		return notFound(err)
+	}
+	return db.fence(ctx, tx, state.BatchLease(org))
 }
 
 // scanBatch decodes a row's record.
@@ -104,7 +108,7 @@ func (db *DB) CreateBatch(b state.Batch) (superseded []string, err error) {
 	}
 	err = db.tx(func(ctx context.Context, tx pgx.Tx) error {
 		superseded = nil
-		if err := lockBatches(ctx, tx, b.Org); err != nil {
+		if err := db.lockBatches(ctx, tx, b.Org); err != nil {
 			return err
 		}
 		if err := batchExists(ctx, tx, b.Org, b.ID); err != nil {
@@ -137,7 +141,7 @@ ORDER BY id DESC`, b.Org)
 func (db *DB) UpdateBatch(org, id string, fn func(*state.Batch) error) (state.Batch, error) {
 	var b state.Batch
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		if err := lockBatches(ctx, tx, org); err != nil {
+		if err := db.lockBatches(ctx, tx, org); err != nil {
 			return err
 		}
 		var err error
@@ -186,13 +190,17 @@ func (db *DB) BatchReport(org, id string) (json.RawMessage, error) {
 // ReplaceBatchReport is state.DB.ReplaceBatchReport: state.ErrNotFound
 // when the batch has no report.
 func (db *DB) ReplaceBatchReport(org, id string, report []byte) error {
-	ctx, cancel := db.op()
-	defer cancel()
-	tag, err := db.pool.Exec(ctx, "UPDATE rosterd.batches SET report = $3 WHERE org = $1 AND id = $2 AND report IS NOT NULL",
-		org, id, string(report))
-	if err == nil && tag.RowsAffected() == 0 {
-		err = state.ErrNotFound
-	}
+	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
+		if err := db.lockBatches(ctx, tx, org); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, "UPDATE rosterd.batches SET report = $3 WHERE org = $1 AND id = $2 AND report IS NOT NULL",
+			org, id, string(report))
+		if err == nil && tag.RowsAffected() == 0 {
+			err = state.ErrNotFound
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("replace report of batch %s: %w", id, err)
 	}
@@ -246,8 +254,8 @@ func (db *DB) OpenBatches() ([]state.Batch, error) {
 
 // finishable returns the stored record of b's batch: state.ErrNotFound
 // when there is none, state.ErrBatchFinished when it is final.
-func finishable(ctx context.Context, tx pgx.Tx, org, id string) (state.Batch, error) {
-	if err := lockBatches(ctx, tx, org); err != nil {
+func (db *DB) finishable(ctx context.Context, tx pgx.Tx, org, id string) (state.Batch, error) {
+	if err := db.lockBatches(ctx, tx, org); err != nil {
 		return state.Batch{}, err
 	}
 	stored, err := getBatch(ctx, tx, org, id)
@@ -269,7 +277,7 @@ func (db *DB) FinishBatch(b state.Batch, report []byte) error {
 		b.FinishedAt = &now
 	}
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		if _, err := finishable(ctx, tx, b.Org, b.ID); err != nil {
+		if _, err := db.finishable(ctx, tx, b.Org, b.ID); err != nil {
 			return err
 		}
 		return putBatch(ctx, tx, b, report)
@@ -291,7 +299,7 @@ func (db *DB) RecordIgnored(b state.Batch, report []byte) error {
 		b.FinishedAt = &now
 	}
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		if err := lockBatches(ctx, tx, b.Org); err != nil {
+		if err := db.lockBatches(ctx, tx, b.Org); err != nil {
 			return err
 		}
 		if err := batchExists(ctx, tx, b.Org, b.ID); err != nil {

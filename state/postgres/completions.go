@@ -144,7 +144,7 @@ func (db *DB) ForgetCompletions(org string, names []string) error {
 		return nil
 	}
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		if err := lockBatches(ctx, tx, org); err != nil {
+		if err := db.lockBatches(ctx, tx, org); err != nil {
 			if isNotFound(err) {
 				return nil // no organization, no completions
 			}
@@ -189,7 +189,7 @@ func (db *DB) FormBatch(b state.Batch, report func(superseded state.Batch) []byt
 	var superseded []state.Batch
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
 		superseded = nil
-		if err := lockBatches(ctx, tx, b.Org); err != nil {
+		if err := db.lockBatches(ctx, tx, b.Org); err != nil {
 			return err
 		}
 		if err := batchExists(ctx, tx, b.Org, b.ID); err != nil {
@@ -245,7 +245,7 @@ func (db *DB) RecordSetAside(b state.Batch, report []byte) error {
 		b.Files = []state.BatchFile{} // the record lists its files, none: not null
 	}
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		if err := lockBatches(ctx, tx, b.Org); err != nil {
+		if err := db.lockBatches(ctx, tx, b.Org); err != nil {
 			return err
 		}
 		if err := batchExists(ctx, tx, b.Org, b.ID); err != nil {
@@ -269,7 +269,7 @@ func (db *DB) RecordArchived(org, id string, files []state.BatchFile) (state.Bat
 	var b state.Batch
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
 		var err error
-		if b, err = finishable(ctx, tx, org, id); err != nil {
+		if b, err = db.finishable(ctx, tx, org, id); err != nil {
 			return err
 		}
 		files := slices.Clone(files)
@@ -322,7 +322,7 @@ func (db *DB) RecordArchived(org, id string, files []state.BatchFile) (state.Bat
 // RetryAt on the stored record, and report unless it is nil.
 func (db *DB) RecordFailure(b state.Batch, report []byte) error {
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		stored, err := finishable(ctx, tx, b.Org, b.ID)
+		stored, err := db.finishable(ctx, tx, b.Org, b.ID)
 		if err != nil {
 			return err
 		}
@@ -341,7 +341,7 @@ func (db *DB) SupersedeBatch(org, id, by string, report []byte) (state.Batch, er
 	var b state.Batch
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
 		var err error
-		if b, err = finishable(ctx, tx, org, id); err != nil {
+		if b, err = db.finishable(ctx, tx, org, id); err != nil {
 			return err
 		}
 		now := db.stamp()

@@ -30,6 +30,12 @@
 // row's lock, taken last in the committing transaction, so that ids
 // follow commit order everywhere.
 //
+// Leases (state/lease.go) say which instance runs an organization's
+// batches and an endpoint's delivery to an organization. With
+// Config.Fenced, the writes under a lease check it in their own
+// transaction, so an instance that lost its lease cannot commit, and a
+// takeover waits for a write in flight (leases.go).
+//
 // Caveats: times are kept to the microsecond (bbolt: nanoseconds). Every
 // operation is bounded by Config.Timeout, since state.DB's methods take
 // no context; Close cancels those in flight. Keys compare in byte order

@@ -114,6 +114,14 @@ type CompletionOrder interface {
 	SupersedeBatch(org, id, by string, report []byte) (state.Batch, error)
 }
 
+// Leases are the leases of a fleet's instances (SPEC §11).
+type Leases interface {
+	AcquireLease(name string, ttl time.Duration) (state.Lease, error)
+	RenewLease(l state.Lease, ttl time.Duration) (state.Lease, error)
+	ReleaseLease(l state.Lease) error
+	Leases() ([]state.Lease, error)
+}
+
 // Store is every area the suite tests.
 type Store interface {
 	Orgs
@@ -125,6 +133,7 @@ type Store interface {
 	Retention
 	Batches
 	CompletionOrder
+	Leases
 }
 
 // RawEvent is an event whose data is stored as given.
@@ -187,6 +196,7 @@ func Run(t *testing.T, h Harness) {
 		{"RecordArchived", testRecordArchived},
 		{"RecordArchivedZipMembers", testRecordArchivedZipMembers},
 		{"FormBatchConcurrent", testFormBatchConcurrent},
+		{"Leases", testLeases},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
