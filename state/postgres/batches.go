@@ -73,7 +73,8 @@ func batchExists(ctx context.Context, q querier, org, id string) error {
 }
 
 // putBatch stores b's record, and report unless it is nil (the stored
-// report stays).
+// report stays), and notifies ChannelBatches of b's organization at
+// commit, in the same statement.
 func putBatch(ctx context.Context, q querier, b state.Batch, report []byte) error {
 	rec, err := json.Marshal(b)
 	if err != nil {
@@ -83,9 +84,12 @@ func putBatch(ctx context.Context, q querier, b state.Batch, report []byte) erro
 	if report != nil {
 		rep = string(report)
 	}
-	_, err = q.Exec(ctx, `INSERT INTO rosterd.batches (org, id, status, created_at, record, report) VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (org, id) DO UPDATE SET status = excluded.status, created_at = excluded.created_at, record = excluded.record,
-    report = COALESCE(excluded.report, rosterd.batches.report)`,
+	_, err = q.Exec(ctx, `WITH put AS (
+    INSERT INTO rosterd.batches (org, id, status, created_at, record, report) VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (org, id) DO UPDATE SET status = excluded.status, created_at = excluded.created_at, record = excluded.record,
+        report = COALESCE(excluded.report, rosterd.batches.report)
+    RETURNING org)
+SELECT pg_notify('`+ChannelBatches+`', org) FROM put`,
 		b.Org, b.ID, b.Status, b.CreatedAt, string(rec), rep)
 	return err
 }

@@ -36,6 +36,10 @@
 // transaction, so an instance that lost its lease cannot commit, and a
 // takeover waits for a write in flight (leases.go).
 //
+// Writes notify the other instances (ChannelBatches, ChannelEvents) at
+// commit; a Listener per instance hears them and polls as a fallback
+// (notify.go).
+//
 // Caveats: times are kept to the microsecond (bbolt: nanoseconds). Every
 // operation is bounded by Config.Timeout, since state.DB's methods take
 // no context; Close cancels those in flight. Keys compare in byte order
