@@ -7,10 +7,11 @@
 // consumers' interfaces take either store; the contract suite in
 // state/storetest runs against both. So far it implements organizations
 // and their settings, keys, setup links, the audit trail, batches and
-// their reports, completions, the events feed (reads and retention),
-// webhook delivery state, and the shared secrets (SSH host keys, API
-// token) that bbolt deployments keep in files. The snapshot and the apply
-// come next; docs/postgres-design.md has the inventory of what the
+// their reports, completions, the snapshot reads the HTTP API makes, the
+// events feed (reads and retention), webhook delivery state, leases, and
+// the shared secrets (SSH host keys, API token) that bbolt deployments
+// keep in files. The apply (which writes the snapshot and the events)
+// comes next; docs/postgres-design.md has the inventory of what the
 // consumers call, the interfaces, and the plan.
 //
 // The schema is plain SQL in migrations/, embedded, applied in order by

@@ -114,6 +114,18 @@ type CompletionOrder interface {
 	SupersedeBatch(org, id, by string, report []byte) (state.Batch, error)
 }
 
+// SnapshotReads read an organization's directory (SPEC §6 objects), as
+// the HTTP API does.
+type SnapshotReads interface {
+	Users(org, stateFilter, after string, limit int) ([]json.RawMessage, error)
+	User(org, id string) (json.RawMessage, error)
+	UserGroups(org, userID, after string, limit int) ([]json.RawMessage, error)
+	Groups(org, after string, limit int) ([]json.RawMessage, error)
+	Group(org, id string) (json.RawMessage, error)
+	GroupUsers(org, groupID, after string, limit int) ([]json.RawMessage, error)
+	SnapshotCounts(org string) (state.SnapshotCounts, error)
+}
+
 // Leases are the leases of a fleet's instances (SPEC §11).
 type Leases interface {
 	AcquireLease(name string, ttl time.Duration) (state.Lease, error)
@@ -134,6 +146,7 @@ type Store interface {
 	Batches
 	CompletionOrder
 	Leases
+	SnapshotReads
 }
 
 // RawEvent is an event whose data is stored as given.
@@ -149,6 +162,9 @@ type Harness struct {
 	// Emit commits the events of batch of org (which exists), in order,
 	// as applying the batch would, and returns their ids.
 	Emit func(t *testing.T, s Store, org, batch string, events []RawEvent) []string
+	// Snapshot writes snap as the directory of org (which exists and has
+	// none yet), as applying a batch would.
+	Snapshot func(t *testing.T, s Store, org string, snap Snapshot)
 }
 
 // Run runs the whole suite, each test in a subtest with a store of its
@@ -197,6 +213,7 @@ func Run(t *testing.T, h Harness) {
 		{"RecordArchivedZipMembers", testRecordArchivedZipMembers},
 		{"FormBatchConcurrent", testFormBatchConcurrent},
 		{"Leases", testLeases},
+		{"SnapshotReads", testSnapshotReads},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
