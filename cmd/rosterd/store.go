@@ -20,7 +20,9 @@ import (
 func storeCommand() *command {
 	return &command{
 		name: "store", summary: "move a deployment's state from the bbolt file to PostgreSQL",
-		about: "Commands that work on the stores themselves, with the daemon stopped.",
+		about: "Commands that work on the stores themselves, with the daemon stopped: so far,\n" +
+			"copying a bbolt deployment into PostgreSQL, where several instances share it.",
+		example: "rosterd store copy --from /var/lib/rosterd --to postgres://rosterd@db.example.com/rosterd",
 		subs: []*command{{
 			name: "store copy", summary: "copy a stopped daemon's bbolt store into an empty PostgreSQL database, verified",
 			about: "Copy everything the bbolt file DIR/rosterd.db holds into an empty PostgreSQL\n" +
