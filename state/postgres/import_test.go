@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,7 +204,7 @@ func TestImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs, _ := dst.AuditRecords("acme", "", 0, state.OldestFirst)
-	if len(recs) != 3 || !slices.IsSortedFunc(recs, func(a, b state.AuditRecord) int { return cmpStr(a.ID, b.ID) }) {
+	if len(recs) != 3 || !slices.IsSortedFunc(recs, func(a, b state.AuditRecord) int { return strings.Compare(a.ID, b.ID) }) {
 		t.Errorf("audit after an append = %d records in id order? %v", len(recs), recs)
 	}
 	if _, err := dst.FormBatch(state.Batch{ID: "B5", Org: "acme", Status: state.BatchPending}, nil); err != nil {
@@ -217,14 +218,4 @@ func TestImport(t *testing.T) {
 	if _, err := dst.Import(context.Background(), src, nil); !errors.Is(err, ErrNotEmpty) {
 		t.Errorf("Import into a used store = %v; want ErrNotEmpty", err)
 	}
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -46,23 +47,13 @@ func scanUserJSON(org string) func(row pgx.Row) (json.RawMessage, error) {
 				delete(km, n)
 			}
 		}
-		for _, n := range slices.Sorted(mapKeys(km)) { // none that ingest writes
+		for _, n := range slices.Sorted(maps.Keys(km)) { // none that ingest writes
 			r.Known = append(r.Known, state.Attr{Name: n, Value: km[n]})
 		}
-		for _, n := range slices.Sorted(mapKeys(cm)) {
+		for _, n := range slices.Sorted(maps.Keys(cm)) {
 			r.Custom = append(r.Custom, state.Attr{Name: n, Value: cm[n]})
 		}
 		return state.AppendUserJSON(nil, org, active, r.AppendBinary(nil)), nil
-	}
-}
-
-func mapKeys(m map[string]string) func(yield func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 
