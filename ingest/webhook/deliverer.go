@@ -39,7 +39,7 @@ const (
 // Config configures a Deliverer. A zero field means the documented
 // default; DB is required.
 type Config struct {
-	DB        *state.DB
+	DB        Store
 	Endpoints []Endpoint
 	// Timeout bounds one attempt, connection to last response byte; 0
 	// means DefaultTimeout.
@@ -61,7 +61,7 @@ type Config struct {
 // (endpoint, organization) with events pending, strictly in event order.
 // Its methods are safe for concurrent use.
 type Deliverer struct {
-	db        *state.DB
+	db        Store
 	log       *slog.Logger
 	opts      atomic.Pointer[options]
 	purgeEach time.Duration

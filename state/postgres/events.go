@@ -426,7 +426,7 @@ func (db *DB) appendEvents(org, batch string, recs []eventRecord, users, groups 
 }
 
 // commitEvents makes count event records of (org, batch), written in tx,
-// visible: it draws the commit's (seq, ms) from the clock row, which stays
+// visible, and notifies ChannelEvents of org at commit: it draws the commit's (seq, ms) from the clock row, which stays
 // locked until tx ends, and writes the commit row. It must be the last
 // write of tx, so that the lock is held only while tx commits. A batch
 // without events gets no commit, as in state.DB.
@@ -434,6 +434,11 @@ func (db *DB) commitEvents(ctx context.Context, tx pgx.Tx, org, batch string, co
 	c := commit{count: count, created: db.stamp(), org: org, batch: batch}
 	if count == 0 {
 		return c, nil
+	}
+	// Sent before the clock row is locked: PostgreSQL delivers it at
+	// commit whatever its place in tx.
+	if err := notify(ctx, tx, ChannelEvents, org); err != nil {
+		return commit{}, err
 	}
 	var seq, ms int64
 	err := tx.QueryRow(ctx, "UPDATE rosterd.event_clock SET seq = seq + 1, ms = greatest(ms, $1) RETURNING seq, ms",
