@@ -11,8 +11,8 @@ import (
 )
 
 // Leases say which instance of a fleet runs an organization's batches
-// (BatchLease) and an endpoint's delivery to an organization
-// (DeliveryLease), SPEC §11. A lease is held by one holder until it
+// (BatchLease), an endpoint's delivery to an organization
+// (DeliveryLease) and the retention purge (RetentionLease), SPEC §11. A lease is held by one holder until it
 // expires, renewed while its holder works; another instance takes it over
 // once it has expired. Token grows at every acquisition: it fences the
 // writes made under the lease, which a store shared by several instances
@@ -51,9 +51,17 @@ func BatchLease(org string) string { return "batch:" + org }
 // its last one.
 func DeliveryLease(endpoint, org string) string { return "delivery:" + endpoint + ":" + org }
 
-// ParseLease returns what a lease name guards: kind "batch" with org, or
-// "delivery" with endpoint and org; ok is false for any other name.
+// RetentionLease is the name of the lease on the retention purge of the
+// events feed (SPEC §7): one instance of a fleet purges at a time.
+const RetentionLease = "retention"
+
+// ParseLease returns what a lease name guards: kind "batch" with org,
+// "delivery" with endpoint and org, or "retention"; ok is false for any
+// other name.
 func ParseLease(name string) (kind, endpoint, org string, ok bool) {
+	if name == RetentionLease {
+		return "retention", "", "", true
+	}
 	if org, ok := strings.CutPrefix(name, "batch:"); ok {
 		return "batch", "", org, true
 	}

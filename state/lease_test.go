@@ -19,6 +19,7 @@ func TestLeaseNames(t *testing.T) {
 		{DeliveryLease("hook", "acme"), "delivery", "hook", "acme", true},
 		// An endpoint id may hold colons; an organization's name cannot.
 		{DeliveryLease("wh:a:b", "acme-2"), "delivery", "wh:a:b", "acme-2", true},
+		{RetentionLease, "retention", "", "", true},
 		{"delivery:nocolon", "", "", "", false},
 		{"other:acme", "", "", "", false},
 	} {
