@@ -9,7 +9,7 @@ import (
 )
 
 // Store is what a Deliverer needs of rosterd's store: the organizations,
-// the events feed, the delivery state and retention, with state.DB's
+// the events feed, the delivery state, retention and leases, with state.DB's
 // semantics. Both state.DB (bbolt) and the PostgreSQL store
 // (state/postgres) implement it; cmd/rosterd passes the one configured.
 type Store interface {
@@ -31,4 +31,10 @@ type Store interface {
 	CountFailed(id string) (int, error)
 
 	PurgeEvents(ctx context.Context, before time.Time, keepAfter func(org string) (after string, ok bool)) (int, error)
+
+	// The leases on delivery and retention (SPEC §11): a fleet's
+	// instances share the store and take turns.
+	AcquireLease(name string, ttl time.Duration) (state.Lease, error)
+	RenewLease(l state.Lease, ttl time.Duration) (state.Lease, error)
+	ReleaseLease(l state.Lease) error
 }

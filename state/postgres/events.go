@@ -371,6 +371,21 @@ type eventRecord struct {
 	Data, Previous  []byte
 }
 
+// AppendEvents commits events of org as batch's, each with the type and
+// data it gives (Event and Data: the JSON of a directory user, group or
+// membership; the store sets the other fields), in one transaction, and
+// returns their ids in order. It notifies ChannelEvents at commit, as an
+// apply does. It is for the tests of the store's consumers (webhook
+// delivery by a fleet, the daemon): a batch's apply commits its events
+// in its own transaction.
+func (db *DB) AppendEvents(org, batch string, events []state.Event) ([]string, error) {
+	recs := make([]eventRecord, len(events))
+	for i, e := range events {
+		recs[i] = eventRecord{Type: e.Event, Data: e.Data}
+	}
+	return db.appendEvents(org, batch, recs, nil, nil)
+}
+
 // appendEvents commits a batch's events in one transaction, as the end of
 // an apply will: the records and the batch's copies of the users and
 // groups they name (their JSON as rendered), then the commit row, whose
