@@ -117,6 +117,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
+// Instance is this instance's name in the fleet (Config.Instance, or its
+// default): the holder of the leases it acquires.
+func (db *DB) Instance() string { return db.instance }
+
 // defaultInstance is the host name, the process id and a random suffix:
 // unique among live processes, readable by an operator.
 func defaultInstance() string {
