@@ -24,7 +24,7 @@ func (d *Deliverer) cursor(k wkey) (state.Cursor, error) {
 	return c, nil
 }
 
-// remember records k's position in memory (already written to bbolt).
+// remember records k's position in memory (already written to the store).
 func (d *Deliverer) remember(k wkey, c state.Cursor) {
 	d.cmu.Lock()
 	if old, ok := d.cursors[k]; !ok || c.After >= old.After {
@@ -71,9 +71,10 @@ func (d *Deliverer) flush() {
 	d.cmu.Unlock()
 	err := d.db.SaveCursors(ups...)
 	if errors.Is(err, state.ErrLeaseLost) {
-		// Another instance holds one of these leases now, and this
-		// instance's worker wrote its last position before it gave the
-		// lease up: write the others alone.
+		// Another instance holds one of these leases now and owns that
+		// cursor (a worker that gave its lease up wrote its position
+		// first; one that lost it leaves the rest to be sent again):
+		// write the others alone.
 		var again []state.CursorUpdate
 		err = nil
 		for _, u := range ups {
