@@ -379,13 +379,15 @@ func (p *Pipeline) failed(l *orgLoop, b state.Batch, err error) {
 		p.log.Warn("record the batch's failure", "org", l.org, "batch", b.ID, "err", rerr)
 	}
 	p.metrics.retries.Inc()
-	p.log.Warn("batch failed; it is retried", "org", l.org, "batch", b.ID, "status", b.Status,
-		"attempt", b.Attempts, "retry_in", d, "err", err)
 	if err := p.writeReport(l.org, b, rep); err != nil {
 		p.log.Warn("write report", "org", l.org, "batch", b.ID, "err", err)
 	}
 	l.retryAt = at
 	p.setWaiting(l, &b)
+	// Logged last: when the line is there, so are the report and the
+	// gauge.
+	p.log.Warn("batch failed; it is retried", "org", l.org, "batch", b.ID, "status", b.Status,
+		"attempt", b.Attempts, "retry_in", d, "err", err)
 }
 
 // retry runs the waiting batch again.
