@@ -80,7 +80,8 @@ func (s *SnapshotTx) buildGU(commit func() error) error {
 	for g := range sizes {
 		gids = append(gids, g)
 	}
-	slices.Sort(gids)
+	// In gu's order: a key starts with the uvarint of the id's length.
+	slices.SortFunc(gids, func(a, b string) int { return MemberOrder([]byte(a), []byte(b)) })
 	empty := []byte{}
 	var key []byte
 	written := 0
@@ -90,7 +91,7 @@ func (s *SnapshotTx) buildGU(commit func() error) error {
 			size += sizes[gids[hi]]
 			hi++
 		}
-		lists, err := s.readMembers(gids[lo:hi], sizes, hi-lo == len(gids))
+		lists, err := s.readMembers(gids[lo:hi], sizes)
 		if err != nil {
 			return err
 		}
@@ -118,10 +119,9 @@ func (s *SnapshotTx) buildGU(commit func() error) error {
 	return nil
 }
 
-// readMembers returns the member ids, from ug, of the groups gids (sorted
-// ids; all: every group with members), each list allocated at the size
-// that sizes and the member count say.
-func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int, all bool) ([]memberList, error) {
+// readMembers returns the member ids, from ug, of the groups gids, each
+// list allocated at the size that sizes and the member count say.
+func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int) ([]memberList, error) {
 	idx := make(map[string]int, len(gids))
 	lists := make([]memberList, len(gids))
 	for i, g := range gids {
@@ -130,7 +130,6 @@ func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int, all bool) 
 		lists[i].starts = make([]uint32, 0, n)
 		lists[i].buf = make([]byte, 0, max(0, sizes[g]-4*n))
 	}
-	first, last := gids[0], gids[len(gids)-1]
 	c := s.base[iUG].Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		n, w := binary.Uvarint(k)
@@ -138,9 +137,6 @@ func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int, all bool) 
 			continue // the user's group-set hash
 		}
 		uid, gid := k[w:w+int(n)], k[w+int(n):]
-		if !all && (string(gid) < first || string(gid) > last) {
-			continue
-		}
 		if i, ok := idx[string(gid)]; ok {
 			lists[i].add(uid)
 		}
