@@ -212,10 +212,10 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		results:      map[schema.Kind]schema.FileResult{},
 		activeBefore: c.Active,
 		usersBefore:  c.Users,
-		usersCreated: newSpill(tmp, 3),
-		usersUpdated: newSpill(tmp, 4),
+		usersCreated: newKeyedSpill(tmp, 3),
+		usersUpdated: newKeyedSpill(tmp, 4),
 		usersDeleted: newSpill(tmp, 1),
-		membersAdded: newSpill(tmp, 2),
+		membersAdded: newKeyedSpill(tmp, 2),
 		membersRemov: newSpill(tmp, 2),
 	}
 	d := &differ{
@@ -951,12 +951,6 @@ func (r *diffResult) changeCount() int {
 		r.usersDeleted.Len() + r.membersAdded.Len() + r.membersRemov.Len()
 }
 
-// applyChunk is how many records apply sorts at a time before writing
-// them: bbolt keeps a transaction's new keys in unsplit nodes until
-// commit, so keys in random order would cost a memmove each over a large
-// node. Within a chunk, events follow key order.
-const applyChunk = 16384
-
 // apply is step 2: it writes the changes into the snapshot and emits the
 // events in the order of SPEC §6, calling Checkpoint after each change so
 // that a staged apply commits in bounded transactions.
@@ -974,7 +968,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 			return err
 		}
 	}
-	err := r.usersCreated.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
+	err := r.usersCreated.sorted(func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
@@ -986,7 +980,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 	if err != nil {
 		return err
 	}
-	err = r.usersUpdated.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
+	err = r.usersUpdated.sorted(func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
@@ -998,7 +992,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 	if err != nil {
 		return err
 	}
-	err = r.membersAdded.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
+	err = r.membersAdded.sorted(func(f [][]byte) error {
 		if err := a.AddMember(f[0], f[1]); err != nil {
 			return err
 		}
