@@ -130,7 +130,6 @@ func writePtr(root *bolt.Bucket, p snapPtr) error {
 type SnapshotTx struct {
 	org                                    string
 	base, over                             [nSnap]*bolt.Bucket
-	writeOver                              bool // writes go to the overlay
 	writable                               bool
 	nUsers, nActive, nMemberships, nGroups int
 	// groups caches what the transaction knows of each group it met
@@ -378,9 +377,10 @@ func openSnapshot(tx *bolt.Tx, org string) (*SnapshotTx, error) {
 const appendFill = 0.9
 
 // openStaging returns a writable SnapshotTx whose writes go to the staging
-// bucket name: a whole new generation (fresh) or an overlay over the
-// current base.
-func openStaging(tx *bolt.Tx, org, name string, fresh bool) (*SnapshotTx, error) {
+// bucket name: each bucket gen writes fresh (fresh.go), the whole
+// generation when gen says so, is written there as it will be; the others
+// as an overlay over the current base.
+func openStaging(tx *bolt.Tx, org, name string, gen *freshGen) (*SnapshotTx, error) {
 	s := &SnapshotTx{org: org, writable: true}
 	root, err := snapRoot(tx, org)
 	if err != nil {
@@ -390,20 +390,21 @@ func openStaging(tx *bolt.Tx, org, name string, fresh bool) (*SnapshotTx, error)
 	if err != nil {
 		return nil, err
 	}
-	if fresh {
-		if s.base, err = subBuckets(st, true); err != nil {
-			return nil, err
+	staged, err := subBuckets(st, true)
+	if err != nil {
+		return nil, err
+	}
+	var base [nSnap]*bolt.Bucket
+	if gen == nil || !gen.whole {
+		base, _ = subBuckets(root.Bucket([]byte(readPtr(root).base)), false)
+	}
+	for i := range staged {
+		if gen != nil && gen.on[i] {
+			s.base[i] = staged[i]
+			s.base[i].FillPercent = appendFill
+		} else {
+			s.base[i], s.over[i] = base[i], staged[i]
 		}
-		for _, b := range s.base {
-			b.FillPercent = appendFill
-		}
-	} else {
-		p := readPtr(root)
-		s.base, _ = subBuckets(root.Bucket([]byte(p.base)), false)
-		if s.over, err = subBuckets(st, true); err != nil {
-			return nil, err
-		}
-		s.writeOver = true
 	}
 	s.loadCounts()
 	return s, nil
@@ -438,7 +439,7 @@ func (s *SnapshotTx) get(i int, k []byte) []byte {
 }
 
 func (s *SnapshotTx) put(i int, k, v []byte) error {
-	if s.writeOver {
+	if s.over[i] != nil { // staging an overlay
 		ov := make([]byte, 1+len(v))
 		ov[0] = opPut
 		copy(ov[1:], v)
@@ -451,7 +452,7 @@ func (s *SnapshotTx) put(i int, k, v []byte) error {
 }
 
 func (s *SnapshotTx) del(i int, k []byte) error {
-	if s.writeOver {
+	if s.over[i] != nil {
 		return s.over[i].Put(k, []byte{opDel})
 	}
 	return s.base[i].Delete(k)
