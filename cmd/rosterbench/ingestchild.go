@@ -193,8 +193,12 @@ func (s *sampler) peak(from, to time.Time) (anon, heap int64) {
 	return anon, heap
 }
 
-func startSampler(heapProf string) *sampler {
+func startSampler(heapProf string, on bool) *sampler {
 	s := &sampler{stop: make(chan struct{}), done: make(chan struct{}), heapProf: heapProf}
+	if !on {
+		close(s.done)
+		return s
+	}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(50 * time.Millisecond)
@@ -263,8 +267,9 @@ type stepLog struct {
 	steps    map[string]time.Duration
 	order    []string
 	finished time.Duration
-	echo     slog.Handler // ROSTERBENCH_LOG=1: every record also to stderr
-	failed   string       // the last error logged
+	echo     slog.Handler  // ROSTERBENCH_LOG=1: every record also to stderr
+	timings  chan struct{} // a "batch timings" record arrived
+	failures chan string   // errors logged
 	// Where the diff and the apply ran, worked back from the time of the
 	// "batch timings" record and the durations in it.
 	diffFrom, diffTo, applyFrom, applyTo time.Time
@@ -285,9 +290,10 @@ func (h *stepLog) Handle(ctx context.Context, r slog.Record) error {
 			}
 			return true
 		})
-		h.mu.Lock()
-		h.failed = msg
-		h.mu.Unlock()
+		select {
+		case h.failures <- msg:
+		default:
+		}
 	}
 	switch r.Message {
 	case "batch finished":
@@ -307,6 +313,12 @@ func (h *stepLog) Handle(ctx context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r.Message == "batch timings" {
+		defer func() {
+			select {
+			case h.timings <- struct{}{}:
+			default:
+			}
+		}()
 		var ds []slog.Attr
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Value.Kind() == slog.KindDuration {
@@ -350,7 +362,10 @@ func ingestPhase(arg string) error {
 	if a.Prof != "" && a.Kind == "apply" {
 		heapProf = strings.TrimSuffix(a.Prof, ".pprof") + ".heap"
 	}
-	smp := startSampler(heapProf)
+	// ROSTERBENCH_SAMPLE=0 turns the memory sampler off, for runs under
+	// callgrind: its work grows with the wall time, which callgrind
+	// stretches fifty-fold.
+	smp := startSampler(heapProf, os.Getenv("ROSTERBENCH_SAMPLE") != "0")
 	var log *stepLog
 	start := time.Now()
 	var res phaseResult
@@ -389,7 +404,7 @@ func ingestPhase(arg string) error {
 		res.Wall = time.Since(start).String()
 		res.Note = fmt.Sprintf("%s, %d issues", rep.Status, rep.IssuesTotal)
 	case "apply":
-		log = &stepLog{steps: map[string]time.Duration{}}
+		log = &stepLog{steps: map[string]time.Duration{}, timings: make(chan struct{}, 1), failures: make(chan string, 1)}
 		if os.Getenv("ROSTERBENCH_LOG") == "1" {
 			log.echo = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
 		}
@@ -478,7 +493,6 @@ func applyPhase(a childArgs, log *stepLog) (time.Duration, string, error) {
 			return 0, "", err
 		}
 	}
-	before, _ := db.Batches("bench", "", 1)
 	p, err := ingest.New(ingest.Config{DB: db, OrgsRoot: filepath.Join(a.Data, "orgs"), Logger: slog.New(log), StageTxChanges: a.StageTx, Defaults: ingest.Defaults{
 		Settle: 0, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep",
 	}})
@@ -493,39 +507,21 @@ func applyPhase(a childArgs, log *stepLog) (time.Duration, string, error) {
 	for _, name := range a.Files {
 		p.Notify("bench", name)
 	}
-	var b state.Batch
-	for {
-		bs, err := db.Batches("bench", "", 1)
-		if err != nil {
-			return 0, "", err
-		}
-		if len(bs) > 0 && (len(before) == 0 || bs[0].ID != before[0].ID) && bs[0].Status != state.BatchPending && bs[0].Status != state.BatchProcessing {
-			b = bs[0]
-			break
-		}
-		log.mu.Lock()
-		failed := log.failed
-		log.mu.Unlock()
-		if failed != "" {
-			return 0, "", fmt.Errorf("the pipeline failed: %s", failed)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	// A staged apply is visible at once; its overlay is merged into the
-	// base after. Count the merge in.
-	for {
-		pending, err := db.PendingMerge("bench")
-		if err != nil {
-			return 0, "", err
-		}
-		if !pending {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
+	// The pipeline's last record of a batch, after its merge, is "batch
+	// timings" (no polling: it would cost the run CPU time).
+	select {
+	case <-log.timings:
+	case err := <-log.failures:
+		return 0, "", fmt.Errorf("the pipeline failed: %s", err)
 	}
 	wall := time.Since(start)
 	cancel()
 	<-done
+	bs, err := db.Batches("bench", "", 1)
+	if err != nil || len(bs) == 0 {
+		return 0, "", fmt.Errorf("the batch: %v", err)
+	}
+	b := bs[0]
 	c := b.Changes
 	note := fmt.Sprintf("%s with %d files: %d created, %d updated (%d deactivated), %d deleted users; %d/%d/%d groups created/updated/deleted; %d/%d memberships added/removed",
 		b.Status, len(b.Files), c.UsersCreated, c.UsersUpdated, c.UsersDeactivated, c.UsersDeleted,
