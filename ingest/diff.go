@@ -133,16 +133,17 @@ type differ struct {
 	// group-set hashes (byHash), only the users whose group set changed
 	// are compared membership by membership: setDiff holds, per user of
 	// the users file (in the order of the file, its val in users), the
-	// stored group-set hash minus the file's, zero when they agree; rows
+	// stored group-set hash minus the file's (once changedUsers has added
+	// the stored ones), zero when they agree; rows
 	// the file's memberships in file order, each the user's index in
 	// setDiff (high 32 bits) and the group's in groupList. With no stored
 	// memberships (allNew) every membership of the file is added as read.
 	byHash, allNew bool
-	setLookup      func(uid []byte) state.GroupSetHash
 	setDiff        []state.GroupSetHash
 	userA          []uint64 // by setDiff index: the user's hkey.a
 	nextRow        uint32   // the index user_groups' next user likely has
 	nextScan       uint32   // the index the scan's next stored user likely has
+	nextSet        uint32   // the same for the scan of the group-set hashes
 	rows           []uint64
 	lastRowUID     []byte
 	lastRowIdx     uint32
@@ -238,7 +239,6 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	_, d.haveMembers = byKind[schema.UserGroups]
 	_, d.haveGroups = byKind[schema.Groups]
 	if d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes; d.byHash {
-		d.setLookup = s.UserGroupSetLookup()
 		d.allNew = c.Memberships == 0
 	}
 	// Day 2 looks much like day 1: size the per-user and per-membership
@@ -488,9 +488,9 @@ func (d *differ) compareUser(u *schema.User) error {
 		return nil // SPEC §4: the organization deletes inactive users
 	}
 	k := d.hash(id)
+	k.val = uint32(len(d.users.keys)) // the row's index among the file's users
 	if d.byHash {
-		k.val = uint32(len(d.setDiff))
-		d.setDiff = append(d.setDiff, d.setLookup(id))
+		d.setDiff = append(d.setDiff, state.GroupSetHash{}) // changedUsers adds the stored hash
 		d.userA = append(d.userA, k.a)
 	}
 	d.users.add(k)
@@ -745,12 +745,25 @@ func (d *differ) waitSealed() {
 	}
 }
 
-// changedUsers is deletedUsers for the group-set hash path: the scan of
+// changedUsers is deletedUsers for the group-set hash path. A scan of the
+// stored group-set hashes adds each to its user's setDiff (the file's
+// hashes were subtracted as user_groups.csv was read); then the scan of
 // the stored users that lists the deleted users also collects the ids of
 // the users whose group set changed (d.dirty), for changedMemberships.
 func (d *differ) changedUsers() error {
 	r := d.r
 	d.waitSealed()
+	if !d.allNew {
+		err := d.s.ForEachGroupSet(func(uid []byte, h state.GroupSetHash) error {
+			if i := d.userIndex(d.hash(uid), &d.nextSet); i != noUser {
+				d.setDiff[i] = d.setDiff[i].Add(h)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	d.dirty = make([]bool, len(d.setDiff))
 	for i, h := range d.setDiff {
 		d.dirty[i] = h != (state.GroupSetHash{})

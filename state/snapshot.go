@@ -208,6 +208,37 @@ func (s *SnapshotTx) UserGroupSetLookup() func(uid []byte) GroupSetHash {
 	}
 }
 
+// ForEachGroupSet calls fn for every user with groups and the group-set
+// hash of the user's groups, in MemberOrder of the user ids. It reads the
+// index of memberships from end to end (the hashes are beside the
+// memberships): at a million users a sequential scan, where a lookup per
+// user in random order costs a search of the tree each.
+func (s *SnapshotTx) ForEachGroupSet(fn func(uid []byte, h GroupSetHash) error) error {
+	each := func(k, v []byte) error {
+		n, w := binary.Uvarint(k)
+		if w+int(n) != len(k) {
+			return nil // a membership
+		}
+		return fn(k[w:], decodeGroupSetHash(v))
+	}
+	if s.over[iUG] == nil && s.base[iUG] != nil { // no overlay: the plain cursor is faster
+		c := s.base[iUG].Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if err := each(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	c := s.cursor(iUG)
+	for k, v := c.first(); k != nil; k, v = c.next() {
+		if err := each(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *SnapshotTx) userGroupSet(uid []byte) GroupSetHash {
 	h := decodeGroupSetHash(s.get(iUG, pairKey(uid, nil)))
 	if s.curUID != nil && bytes.Equal(uid, s.curUID) {
