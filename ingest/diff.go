@@ -142,7 +142,6 @@ type differ struct {
 	setDiff        []state.GroupSetHash
 	userA          []uint64 // by setDiff index: the user's hkey.a
 	nextRow        uint32   // the index user_groups' next user likely has
-	nextScan       uint32   // the index the scan's next stored user likely has
 	nextSet        uint32   // the same for the scan of the group-set hashes
 	rows           []uint64
 	lastRowUID     []byte
@@ -163,6 +162,7 @@ type differ struct {
 	rec         state.UserRecord
 	key, uid    []byte
 	idb         []byte        // compareUser's copy of the user id
+	stored      *storedUsers  // the stored users, with a users file
 	sealed      chan struct{} // closed when users is sealed, if a goroutine seals it
 	lastUID     []byte        // memberKey's last user and its hash
 	lastUIDHash uint64
@@ -256,6 +256,14 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		}
 	}
 	r.haveUsers = d.haveUsers
+	if d.haveUsers && c.Users > 0 {
+		t := time.Now()
+		if err := d.readStored(c.Users); err != nil {
+			r.close()
+			return nil, err
+		}
+		r.timed("read_stored", t)
+	}
 	if !d.haveUsers && c.Users == 0 {
 		r.issues = append(r.issues, schema.Issue{
 			File: "users.csv", Code: "users_file_required", Severity: schema.SeverityError,
@@ -495,14 +503,29 @@ func (d *differ) compareUser(u *schema.User) error {
 	}
 	d.users.add(k)
 	custom := d.customOf(u)
-	old, oldActive, ok := d.lookup(id)
-	if ok && oldActive == u.Active && state.EqualFields(old, u.ID, u.Email, u.FirstName, u.LastName, &u.Known, custom) {
-		return nil // most rows of a day-2 export: nothing to build
-	}
-	d.buf = d.userRecord(u).AppendBinary(d.buf[:0])
 	st := stateInactive
 	if u.Active {
 		st = stateActive
+	}
+	encoded := false
+	if d.stored != nil {
+		// Most rows of a day-2 export: compared by hash, no lookup.
+		i, found := d.stored.find(k, k.val)
+		d.buf = d.userRecord(u).AppendBinary(d.buf[:0])
+		encoded = true
+		if !found {
+			return r.usersCreated.add(id, st, d.buf)
+		}
+		if d.stored.unchanged(i, u.Active, d.buf) {
+			return nil
+		}
+	}
+	old, oldActive, ok := d.lookup(id)
+	if ok && oldActive == u.Active && state.EqualFields(old, u.ID, u.Email, u.FirstName, u.LastName, &u.Known, custom) {
+		return nil // the same user, stored in another encoding
+	}
+	if !encoded {
+		d.buf = d.userRecord(u).AppendBinary(d.buf[:0])
 	}
 	if !ok {
 		return r.usersCreated.add(id, st, d.buf)
@@ -528,8 +551,8 @@ func (d *differ) deletedUsers() error {
 	if d.r.checker.Errors() > 0 {
 		return nil
 	}
-	return d.s.ForEachUser(func(id, _ []byte, active bool) error {
-		if d.users.has(d.hash(id)) {
+	return d.eachStored(func(id []byte, active bool, fileIdx uint32) error {
+		if fileIdx != noUser {
 			return nil
 		}
 		if active {
@@ -769,8 +792,8 @@ func (d *differ) changedUsers() error {
 		d.dirty[i] = h != (state.GroupSetHash{})
 	}
 	d.dirtyIDs = map[uint32][]byte{}
-	return d.s.ForEachUser(func(id, _ []byte, active bool) error {
-		if i := d.userIndex(d.hash(id), &d.nextScan); i != noUser {
+	return d.eachStored(func(id []byte, active bool, i uint32) error {
+		if i != noUser {
 			if d.dirty[i] {
 				id := bytes.Clone(id) // valid only in the transaction's pages
 				d.cmp = append(d.cmp, id)
