@@ -161,8 +161,10 @@ type differ struct {
 	attrs       []schema.Attr
 	rec         state.UserRecord
 	key, uid    []byte
-	idb         []byte        // compareUser's copy of the user id
-	stored      *storedUsers  // the stored users, with a users file
+	idb         []byte       // compareUser's copy of the user id
+	stored      *storedUsers // the stored users, with a users or user_groups file
+	lastExists  []byte       // the user exists asked for last, and its answer
+	existsOK    bool
 	sealed      chan struct{} // closed when users is sealed, if a goroutine seals it
 	lastUID     []byte        // memberKey's last user and its hash
 	lastUIDHash uint64
@@ -227,10 +229,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		memCount: map[string]int{}, memDelta: map[string]int{},
 	}
 	defer d.fileMembers.close()
-	r.checker = schema.NewChecker(lim, func(id string) bool {
-		_, _, ok := s.User([]byte(id))
-		return ok
-	})
+	r.checker = schema.NewChecker(lim, func(id string) bool { return d.exists([]byte(id)) })
 	byKind := map[schema.Kind]input{}
 	for _, f := range files {
 		byKind[f.kind] = f
@@ -238,9 +237,8 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	_, d.haveUsers = byKind[schema.Users]
 	_, d.haveMembers = byKind[schema.UserGroups]
 	_, d.haveGroups = byKind[schema.Groups]
-	if d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes; d.byHash {
-		d.allNew = c.Memberships == 0
-	}
+	d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes
+	d.allNew = d.haveMembers && c.Memberships == 0
 	// Day 2 looks much like day 1: size the per-user and per-membership
 	// arrays for the stored counts and a little more, so that a million
 	// users do not cost a series of copies as they grow.
@@ -256,7 +254,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		}
 	}
 	r.haveUsers = d.haveUsers
-	if d.haveUsers && c.Users > 0 {
+	if (d.haveUsers || d.haveMembers) && c.Users > 0 {
 		t := time.Now()
 		if err := d.readStored(c.Users); err != nil {
 			r.close()
@@ -569,8 +567,22 @@ func (d *differ) present(uid []byte) bool {
 	if d.haveUsers {
 		return d.skipped.len() == 0 || !d.skipped.has(d.hash(uid))
 	}
-	_, _, ok := d.s.User(uid)
-	return ok
+	return d.exists(uid)
+}
+
+// exists reports whether the snapshot has the user: in memory when the
+// stored users were read (readStored), else a lookup, skipped for the
+// user asked last (a user's memberships come together).
+func (d *differ) exists(uid []byte) bool {
+	if d.stored != nil {
+		_, ok := d.stored.set.get(d.hash(uid))
+		return ok
+	}
+	if d.lastExists == nil || !bytes.Equal(uid, d.lastExists) {
+		d.lastExists = append(d.lastExists[:0], uid...)
+		_, _, d.existsOK = d.s.User(uid)
+	}
+	return d.existsOK
 }
 
 // resolvedGroup is what a user_groups.csv group name resolves to, and how
@@ -672,12 +684,16 @@ func (d *differ) countMembers() {
 // move to that group).
 func (d *differ) memberships() error {
 	r := d.r
-	if d.byHash {
+	if d.haveMembers {
 		d.countMembers()
+	}
+	if d.allNew {
+		return nil // readMembers has added them all
+	}
+	if d.byHash {
 		return d.changedMemberships()
 	}
 	if d.haveMembers {
-		d.countMembers()
 		d.members.seal()
 		err := d.s.ForEachMember(func(uid, gid []byte) error {
 			if d.members.mark(d.memberKey(uid, gid)) {

@@ -3,11 +3,11 @@ package ingest
 import "hash/maphash"
 
 // storedUsers is what the differ reads of the stored users before it
-// compares users.csv with them: for each stored user, in the snapshot's
-// key order (its index), the hash of its id (set), the hash of its
-// stored value, state byte and record (rec), and the index in the users
-// file of the row with its id (file, set as the file is read; noUser for
-// none).
+// reads users.csv (or user_groups.csv without it): for each stored user,
+// in the snapshot's key order (its index), the hash of its id (set), the
+// hash of its stored value, state byte and record (rec, with a users file
+// only), and the index in the users file of the row with its id (file,
+// set as the file is read; noUser for none).
 //
 // Reading them in one scan of the snapshot, in key order, is what makes
 // the comparison independent of the order of the file's rows. A file in
@@ -29,16 +29,21 @@ type storedUsers struct {
 	seed maphash.Seed
 }
 
-// readStored scans the stored users of s.
+// readStored scans the stored users of s. Without a users file it keeps
+// only their ids' hashes (exists).
 func (d *differ) readStored(n int) error {
 	st := &storedUsers{seed: maphash.MakeSeed()}
 	st.set.keys = make([]hkey, 0, n)
-	st.rec = make([]uint64, 0, n)
+	if d.haveUsers {
+		st.rec = make([]uint64, 0, n)
+	}
 	err := d.s.ForEachUser(func(id, rec []byte, active bool) error {
 		k := d.hash(id)
 		k.val = uint32(len(st.set.keys))
 		st.set.add(k)
-		st.rec = append(st.rec, st.recordHash(active, rec))
+		if d.haveUsers {
+			st.rec = append(st.rec, st.recordHash(active, rec))
+		}
 		return nil
 	})
 	if err != nil {
