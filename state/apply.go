@@ -129,6 +129,7 @@ func (a *ApplyTx) bind() error {
 		return err
 	}
 	s.fresh = a.gen
+	s.deferCounts = a.staged
 	if a.SnapshotTx == nil {
 		a.SnapshotTx = s
 	} else {
@@ -590,6 +591,9 @@ func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
 		if err := a.buildGU(a.commitStaging); err != nil {
 			return err
 		}
+	}
+	if err := a.flushMemberCounts(); err != nil {
+		return err
 	}
 	if err := a.flush(); err != nil {
 		return err

@@ -136,6 +136,13 @@ type SnapshotTx struct {
 	// (groupcache.go), dirty lists the groups whose member count changed
 	// since the last flush.
 	groups *groupCache
+	// deferCounts: the member counts of changed groups are written once,
+	// before the last commit of a staged apply, not at every commit. A
+	// staging transaction of memberships in user order changes the count
+	// of nearly every group: at every commit, they cost as many puts as
+	// the memberships of a million-user first upload. They stay in
+	// groups, which outlives the staging transactions, until then.
+	deferCounts bool
 	// guOps are the changes to gu not written yet, in the order made.
 	// Memberships come in user order; bbolt inserts a group's members
 	// several times faster together, so flush writes them in key order.
@@ -247,8 +254,9 @@ func (s *SnapshotTx) userGroupSet(uid []byte) GroupSetHash {
 	return h
 }
 
-// changeGroupSet records that the user gained (add) or lost a group.
-func (s *SnapshotTx) changeGroupSet(uid, gid []byte, add bool) error {
+// changeGroupSet records that the user gained (add) or lost the group g
+// (of id gid).
+func (s *SnapshotTx) changeGroupSet(uid, gid []byte, g *groupState, add bool) error {
 	if s.curUID == nil || !bytes.Equal(uid, s.curUID) {
 		if err := s.flushGroupSet(); err != nil {
 			return err
@@ -258,11 +266,11 @@ func (s *SnapshotTx) changeGroupSet(uid, gid []byte, add bool) error {
 		// key of ug written before this run has no hash yet.
 		s.curNew = s.fresh != nil && s.fresh.absent(iUG, appendPairKey(s.hbuf[:0], uid, nil))
 	}
-	g := s.groupState(gid).idHash(gid)
+	h := g.idHash(gid)
 	if add {
-		s.curDelta = s.curDelta.Add(g)
+		s.curDelta = s.curDelta.Add(h)
 	} else {
-		s.curDelta = s.curDelta.Sub(g)
+		s.curDelta = s.curDelta.Sub(h)
 	}
 	return nil
 }
@@ -504,13 +512,17 @@ func (s *SnapshotTx) putUint(i int, k []byte, n uint64) error {
 // cursor returns a merged cursor over bucket i.
 func (s *SnapshotTx) cursor(i int) *mcursor { return newMcursor(s.base[i], s.over[i]) }
 
-// flush stores the counters. ApplyBatch calls it before each commit.
+// flush stores the counters. ApplyBatch calls it before each commit;
+// in a staged apply (deferCounts), the groups' member counts are stored
+// only by the last one (flushMemberCounts).
 func (s *SnapshotTx) flush() error {
 	if !s.writable {
 		return nil
 	}
-	if err := s.flushMemberCounts(); err != nil {
-		return err
+	if !s.deferCounts {
+		if err := s.flushMemberCounts(); err != nil {
+			return err
+		}
 	}
 	if err := s.flushGU(); err != nil {
 		return err
@@ -760,16 +772,20 @@ func (s *SnapshotTx) ForEachGroup(fn func(id []byte, name string, flags byte, re
 // MemberCount returns the number of members of a group.
 func (s *SnapshotTx) MemberCount(gid []byte) int { return int(s.memberCount(gid)) }
 
-func (s *SnapshotTx) memberCount(gid []byte) uint64 {
-	g := s.groupState(gid)
+func (s *SnapshotTx) memberCount(gid []byte) uint64 { return s.countOf(s.groupState(gid), gid) }
+
+// countOf is memberCount of the group g of id gid.
+func (s *SnapshotTx) countOf(g *groupState, gid []byte) uint64 {
 	if !g.counted {
 		g.count, g.counted = s.getUint(iGC, gid), true
 	}
 	return g.count
 }
 
-func (s *SnapshotTx) setMemberCount(gid []byte, n uint64) {
-	g := s.groupState(gid)
+func (s *SnapshotTx) setMemberCount(gid []byte, n uint64) { s.setCount(s.groupState(gid), n) }
+
+// setCount is setMemberCount of the group g.
+func (s *SnapshotTx) setCount(g *groupState, n uint64) {
 	g.count, g.counted = n, true
 	if !g.dirty {
 		g.dirty = true
@@ -826,20 +842,21 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 	if s.get(iUG, k) != nil {
 		return nil
 	}
+	g := s.groupState(gid) // once: a user's groups alternate
 	// Before the put: a new run of uid checks whether it has a hash yet.
-	if err := s.changeGroupSet(uid, gid, true); err != nil {
+	if err := s.changeGroupSet(uid, gid, g, true); err != nil {
 		return err
 	}
 	if err := s.put(iUG, k, []byte{}); err != nil {
 		return err
 	}
 	if s.fresh != nil && s.fresh.guDeferred {
-		s.groupState(gid).guBytes += memberSize(uid)
+		g.guBytes += memberSize(uid)
 	} else {
 		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps)})
 	}
 	s.nMemberships++
-	s.setMemberCount(gid, s.memberCount(gid)+1)
+	s.setCount(g, s.countOf(g, gid)+1)
 	return nil
 }
 
@@ -873,8 +890,9 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 		for _, p := range pairs {
 			n, w := binary.Uvarint(p.ug)
 			uid, gid := p.ug[w:w+int(n)], p.ug[w+int(n):]
-			s.groupState(gid).guBytes += memberSize(uid)
-			if err := s.changeGroupSet(uid, gid, true); err != nil {
+			g := s.groupState(gid)
+			g.guBytes += memberSize(uid)
+			if err := s.changeGroupSet(uid, gid, g, true); err != nil {
 				return err
 			}
 		}
@@ -885,7 +903,8 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 				return err
 			}
 			n, w := binary.Uvarint(p.gu)
-			if err := s.changeGroupSet(p.gu[w+int(n):], p.gu[w:w+int(n)], true); err != nil {
+			gid := p.gu[w : w+int(n)]
+			if err := s.changeGroupSet(p.gu[w+int(n):], gid, s.groupState(gid), true); err != nil {
 				return err
 			}
 		}
@@ -918,17 +937,17 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 	if err := s.del(iUG, k); err != nil {
 		return err
 	}
+	g := s.groupState(gid)
 	if s.fresh != nil && s.fresh.guDeferred {
-		s.groupState(gid).guBytes -= memberSize(uid)
+		g.guBytes -= memberSize(uid)
 	} else {
 		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
 	}
-	if err := s.changeGroupSet(uid, gid, false); err != nil {
+	if err := s.changeGroupSet(uid, gid, g, false); err != nil {
 		return err
 	}
 	s.nMemberships--
-	n := s.memberCount(gid)
-	s.setMemberCount(gid, max(n, 1)-1)
+	s.setCount(g, max(s.countOf(g, gid), 1)-1)
 	return nil
 }
 
