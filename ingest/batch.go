@@ -44,6 +44,7 @@ func (p *Pipeline) newBatch(ctx context.Context, l *orgLoop, files []pendingFile
 		p.log.Warn("files of an unknown organization ignored", "org", l.org, "err", err)
 		return
 	}
+	p.noteIgnored(l.org, set, files)
 	byKind := map[schema.Kind]pendingFile{}
 	var notes []string
 	slices.SortFunc(files, func(a, b pendingFile) int { return strings.Compare(a.name, b.name) })
@@ -70,7 +71,7 @@ func (p *Pipeline) newBatch(ctx context.Context, l *orgLoop, files []pendingFile
 		return
 	}
 	b := state.Batch{ID: ulid.Make().String(), Org: l.org, Status: state.BatchPending, CreatedAt: time.Now().UTC()}
-	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups} {
+	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups, kindZip} {
 		if f, ok := byKind[k]; ok {
 			b.Files = append(b.Files, state.BatchFile{Name: f.name, Kind: string(k)})
 		}
@@ -131,6 +132,7 @@ func (p *Pipeline) archiveAndProcess(ctx context.Context, l *orgLoop, b state.Ba
 		p.log.Error("archive batch", "org", l.org, "batch", b.ID, "err", err)
 		return
 	}
+	kept, notes = p.expandZips(l.org, dir, kept, notes)
 	p.log.Debug("batch archived", "org", l.org, "batch", b.ID, "archive", time.Since(start))
 	b, err := p.db.UpdateBatch(l.org, b.ID, func(sb *state.Batch) error {
 		sb.Files, sb.Status = kept, state.BatchProcessing
@@ -186,16 +188,18 @@ func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
 	h := sha256.New()
-	// 1 MB reads and writes: io.Copy's 32 KB would be thousands of system
-	// calls for a large export (the struct hides File.WriteTo, which
-	// would use 32 KB again).
-	n, err := io.CopyBuffer(io.MultiWriter(out, h), struct{ io.Reader }{in}, make([]byte, 1<<20))
+	// The copy keeps the upload's holes (see copySparse), in 1 MB reads
+	// and writes: io.Copy's 32 KB would be thousands of system calls for
+	// a large export.
+	n := st.Size()
+	err = copySparse(out, in, n, h, make([]byte, 1<<20))
 	if err == nil {
 		err = out.Sync()
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	p.space.archiveChanged(org, filepath.Base(dir))
 	if err != nil {
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
@@ -248,10 +252,18 @@ type outcome struct {
 	status string
 	reason string
 	res    *diffResult
+	// removed lists who a held batch would delete or deactivate
+	// (removedUsers); nil otherwise. close releases it.
+	removed *spill
+}
+
+func (o *outcome) close() {
+	o.res.close()
+	o.removed.close()
 }
 
 // decide runs the diff on the snapshot and decides the outcome. It does
-// not change anything.
+// not change anything. The caller closes the outcome.
 func (p *Pipeline) decide(ctx context.Context, org string, pol policy, inputs []input) (outcome, error) {
 	var o outcome
 	err := p.db.ViewSnapshot(org, func(s *state.SnapshotTx) error {
@@ -260,13 +272,19 @@ func (p *Pipeline) decide(ctx context.Context, org string, pol policy, inputs []
 			return err
 		}
 		o.res = r
+		if r.errors() == 0 && r.guardReason(pol) != "" {
+			if o.removed, err = removedUsers(s, r); err != nil {
+				r.close()
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return o, err
 	}
 	if err := ctx.Err(); err != nil {
-		o.res.close()
+		o.close()
 		return o, err
 	}
 	r := o.res
@@ -305,18 +323,23 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	b.Effective = fp
 	dir := p.archiveDir(l.org, b.ID)
 	inputs := make([]input, 0, len(b.Files))
-	for _, f := range b.Files {
-		path := filepath.Join(dir, f.Name)
-		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: f.Name, open: func() (io.ReadCloser, error) {
-			fh, err := os.Open(path)
-			if err != nil {
-				return nil, err
-			}
-			return ctxFile{ctxReader{ctx, fh}, fh}, nil
-		}})
+	for i, f := range b.Files {
+		// Compressed and encrypted uploads are decoded (unwrap.go).
+		open := openDecoded(ctx, filepath.Join(dir, f.Name), &b.Files[i], p.decodeOpts(set))
+		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: csvName(f), open: open})
 	}
 	tDiff := time.Now()
-	o, err := p.decide(ctx, l.org, pol, inputs)
+	var o outcome
+	if iss := sparseIssues(dir, b.Files); len(iss) > 0 {
+		// Holes read as zero bytes: not worth reading, and zero bytes in
+		// a value are no name. Rejected as it is.
+		o = outcome{status: state.BatchRejected, res: &diffResult{
+			org: l.org, checker: schema.NewChecker(p.currentLimits(), nil), results: map[schema.Kind]schema.FileResult{}, issues: iss,
+		}}
+		o.reason = fmt.Sprintf("the files have %d errors; nothing was changed", len(iss))
+	} else {
+		o, err = p.decide(ctx, l.org, pol, inputs)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			p.log.Info("batch abandoned at shutdown; it is redone at the next start", "org", l.org, "batch", b.ID)
@@ -326,7 +349,7 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 		return b, err
 	}
 	r := o.res
-	defer r.close()
+	defer o.close()
 	r.timed("diff", tDiff)
 	tReport := time.Now()
 
@@ -346,11 +369,20 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	if o.status == state.BatchHeld {
 		b.FinishedAt = nil
 	}
-	notes = append(notes, outcomeNotes(o, r, b)...)
-	rep := buildReport(b, r, o, notes)
+	more, operator := outcomeNotes(o, r, b)
+	rep, err := buildReport(b, r, o, append(notes, more...))
+	if err != nil {
+		return b, fmt.Errorf("build report: %w", err)
+	}
+	rep.OperatorNotes = operator
 	var js bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {
 		return b, fmt.Errorf("encode report: %w", err)
+	}
+	if o.removed != nil {
+		// The stored report lists the first report.MaxRemovedListed; the
+		// report files, all of them.
+		rep.AllRemoved = eachRemoved(o.removed)
 	}
 	r.timed("report", tReport)
 	// The checker's sets of ids and memberships (tens of MB at a million
@@ -442,19 +474,22 @@ func (r *diffResult) timed(name string, start time.Time) {
 	r.steps = append(r.steps, step{name, time.Since(start)})
 }
 
-// The starts of a held batch's notes, which markSuperseded takes out.
-const (
-	heldNote    = "This batch is HELD"
-	releaseNote = "If this is intended, release it"
-)
+// The start of a held batch's note on what to do, which markSuperseded
+// takes out.
+const releaseNote = "What you can do:"
 
-func outcomeNotes(o outcome, r *diffResult, b state.Batch) []string {
-	var notes []string
+// outcomeNotes returns the notes of an outcome: for everyone who reads
+// the report, and for the operator only. SPEC §5: the organization's
+// admin cannot run the operator's commands, so their report says what
+// they can do, and names the batch to the operator.
+func outcomeNotes(o outcome, r *diffResult, b state.Batch) (notes, operator []string) {
 	switch o.status {
 	case state.BatchHeld:
 		notes = append(notes,
-			heldNote+" and was not applied: "+o.reason+".",
-			fmt.Sprintf(releaseNote+" with `rosterd batch approve %s %s` or POST /v1/organizations/%s/batches/%s/approve; to replace it, upload the files again.", b.Org, b.ID, b.Org, b.ID))
+			"This batch is HELD and was not applied: "+o.reason+". The users it would delete or deactivate are listed below.",
+			fmt.Sprintf(releaseNote+" check that the export is complete and correct, then upload the files again (a newer upload replaces this batch); or, if these people are really leaving, ask the operator of this service to approve batch %s.", b.ID))
+		operator = append(operator,
+			fmt.Sprintf("Release it with `rosterd batch approve %s %s` or POST /v1/organizations/%s/batches/%s/approve; a newer upload supersedes it.", b.Org, b.ID, b.Org, b.ID))
 	case state.BatchRejected:
 		notes = append(notes, "This batch was REJECTED: nothing was changed. Fix the errors below and upload again.")
 	case state.BatchUnchanged:
@@ -466,18 +501,20 @@ func outcomeNotes(o outcome, r *diffResult, b state.Batch) []string {
 	if r.skippedMembers > 0 {
 		notes = append(notes, fmt.Sprintf("%d memberships of inactive users were left out: the organization deletes inactive users.", r.skippedMembers))
 	}
-	return notes
+	return notes, operator
 }
 
 // buildReport makes the SPEC §5 report of a batch.
-func buildReport(b state.Batch, r *diffResult, o outcome, notes []string) *report.Report {
+func buildReport(b state.Batch, r *diffResult, o outcome, notes []string) (*report.Report, error) {
 	rep := &report.Report{
 		Version: report.Version, BatchID: b.ID, OrganizationID: b.Org,
 		Status: b.Status, CreatedAt: b.CreatedAt, Notes: notes,
 	}
 	rep.FromChecker(r.checker)
 	for _, f := range b.Files {
-		rep.Files = append(rep.Files, report.File{Name: f.Name, Kind: schema.Kind(f.Kind), Size: f.Size, SHA256: f.SHA256, Rows: f.Rows})
+		rf := reportFile(f)
+		rf.ErrorRows = r.results[schema.Kind(f.Kind)].ErrorRows
+		rep.Files = append(rep.Files, rf)
 	}
 	if len(r.issues) > 0 {
 		rep.Issues = append(slices.Clone(r.issues), rep.Issues...)
@@ -495,5 +532,10 @@ func buildReport(b state.Batch, r *diffResult, o outcome, notes []string) *repor
 	if o.status == state.BatchApplied || o.status == state.BatchUnchanged || o.status == state.BatchHeld {
 		rep.Changes = report.Changes(r.changes)
 	}
-	return rep
+	if o.removed != nil {
+		if err := listRemoved(rep, o.removed); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
 }

@@ -37,6 +37,8 @@ type policy struct {
 	guard          bool // false for an approved batch
 	pct            float64
 	count          int
+	mapping        *schema.Mapping // how the organization's exports are read
+	decode         string          // what decides how encrypted uploads read (pgpSettings.String)
 }
 
 // input is one file of a batch.
@@ -230,6 +232,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	}
 	defer d.fileMembers.close()
 	r.checker = schema.NewChecker(lim, func(id string) bool { return d.exists([]byte(id)) })
+	r.checker.SetMapping(pol.mapping)
 	byKind := map[schema.Kind]input{}
 	for _, f := range files {
 		byKind[f.kind] = f

@@ -16,6 +16,29 @@
 // It does not deliver events (ingest/webhook), serve HTTP (ingest/httpapi)
 // or accept uploads (sftpd).
 //
+// Exports as they come (SPEC §4): an organization's mapping reaches the
+// checker through the batch's policy; .gz, .zip and OpenPGP (.gpg, .pgp,
+// .asc) uploads are archived as uploaded and decoded from the archive copy
+// each time the batch is read, streamed, on a goroutine of their own
+// (unwrap.go, unwrap_zip.go, pgp.go); the organization's OpenPGP keys are
+// files under Config.KeysRoot (pgp_keys.go). What cannot be decoded is a
+// schema.InputError: the file's error in the report, not a retry.
+//
+// Reports: the organization's copy in ORG/reports/ is Report.ForCustomer
+// (no operator's notes); the stored report and the archive copy keep them.
+// A held batch lists who would go (removed.go). A completed .csv upload
+// that no name or pattern processes gets an ignored notice (ignored.go),
+// a record that supersedes nothing.
+//
+// Disk space: Space (storage.go) is what sftpd asks before and during
+// uploads (free space on the file systems, the organization's quota of
+// folder, reports and archive) and what /readyz asks; the pipeline keeps
+// its counts of archive and reports up to date as it writes and prunes.
+// Archive copies keep an upload's holes, and a file with holes is rejected
+// (sparse.go). pruneArchive keeps the newest ArchiveBatches or those
+// younger than ArchiveKeep, and prunes further, oldest first, while an
+// organization is over its quota.
+//
 // Group ids: a group with a group_id in groups.csv has that id; otherwise
 // it keeps the id of the existing group of the same name, or gets
 // DerivedGroupID(org, name), "grp_" + 32 hex digits of SHA-256.

@@ -25,7 +25,9 @@ import (
 // effective fingerprints what, beside the files, decides a batch's
 // outcome.
 func effective(pol policy, lim schema.Limits) string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%+v|%+v", pol, lim))
+	m := pol.mapping // a pointer: its content counts, not its address
+	pol.mapping = nil
+	h := sha256.Sum256(fmt.Appendf(nil, "%+v|%+v|%s", pol, lim, m))
 	return hex.EncodeToString(h[:16])
 }
 
@@ -74,6 +76,7 @@ func (p *Pipeline) identical(l *orgLoop, b state.Batch, fp string, start time.Ti
 	}
 	for i := range b.Files {
 		b.Files[i].Rows = last.Files[i].Rows
+		b.Files[i].Inner, b.Files[i].InnerSize, b.Files[i].Decoded = last.Files[i].Inner, last.Files[i].InnerSize, last.Files[i].Decoded
 	}
 	b.Status, b.Reason, b.Effective = state.BatchUnchanged, "", fp
 	b.Changes, b.Counts = state.BatchChanges{}, last.Counts
@@ -86,7 +89,7 @@ func (p *Pipeline) identical(l *orgLoop, b state.Batch, fp string, start time.Ti
 		Notes: append(notes, fmt.Sprintf("The files are identical (SHA-256) to those of batch %s: nothing to apply.", last.ID)),
 	}
 	for _, f := range b.Files {
-		rep.Files = append(rep.Files, report.File{Name: f.Name, Kind: schema.Kind(f.Kind), Size: f.Size, SHA256: f.SHA256, Rows: f.Rows})
+		rep.Files = append(rep.Files, reportFile(f))
 	}
 	var js bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {

@@ -45,8 +45,24 @@ type Config struct {
 	Limits      schema.Limits
 	// ReportsKept is how many batches' reports stay in ORG/reports/; 0 = 100.
 	ReportsKept int
-	// ArchiveKeep is how long archive copies are kept; 0 = forever.
-	ArchiveKeep time.Duration
+	// An organization's archive copies are kept while they are younger
+	// than ArchiveKeep or among its newest ArchiveBatches, whichever keeps
+	// more (held and unfinished batches always). ArchiveKeep 0 = 90 days,
+	// negative = forever; ArchiveBatches 0 = 30.
+	ArchiveKeep    time.Duration
+	ArchiveBatches int
+	// Disk space (SPEC §3; see Space): uploads are refused while the file
+	// system of OrgsRoot, or of DataDir when it is another one, has less
+	// free than MinFree bytes or MinFreePercent of its size, whichever is
+	// larger (0 = DefaultMinFree, DefaultMinFreePercent), and while an
+	// organization holds StorageQuota bytes (0 = DefaultStorageQuota,
+	// negative = no quota; an organization's storage_quota setting wins).
+	// Statfs reads a file system's free and total bytes; nil = statfs(2).
+	DataDir        string
+	MinFree        int64
+	MinFreePercent float64
+	StorageQuota   int64
+	Statfs         func(path string) (avail, total uint64, err error)
 	// OnApplied is called after a batch with events committed (it wakes
 	// delivery); it must not block.
 	OnApplied func(org string)
@@ -61,6 +77,12 @@ type Config struct {
 	// StageTxChanges is the number of changes per staging transaction;
 	// 0 = state.DefaultStageTxChanges.
 	StageTxChanges int
+	// KeysRoot holds the organizations' OpenPGP keys (pgp_keys.go);
+	// "" = OrgsRoot/../pgp.
+	KeysRoot string
+	// MaxCompressionRatio is how many times its size a compressed or
+	// encrypted upload may expand (unwrap.go); 0 = DefaultMaxCompressionRatio.
+	MaxCompressionRatio int
 }
 
 // DefaultStageAbove is Config.StageAbove's default. A direct apply
@@ -89,9 +111,13 @@ type Pipeline struct {
 	log     *slog.Logger
 	metrics *metrics
 
+	pgpMu sync.Mutex // serializes changes to the OpenPGP key files
+	space *Space
+
 	mu       sync.Mutex
 	defaults Defaults
 	limits   schema.Limits
+	quota    int64 // default storage quota
 	loops    map[string]*orgLoop
 	run      *runState // nil until Run starts and after it returns
 }
@@ -116,14 +142,65 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	switch {
+	case cfg.ArchiveKeep == 0:
+		cfg.ArchiveKeep = DefaultArchiveKeep
+	case cfg.ArchiveKeep < 0:
+		cfg.ArchiveKeep = 0 // forever
+	}
+	if cfg.ArchiveBatches <= 0 {
+		cfg.ArchiveBatches = DefaultArchiveBatches
+	}
+	if cfg.StorageQuota == 0 {
+		cfg.StorageQuota = DefaultStorageQuota
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{
+	p := &Pipeline{
 		cfg: cfg, db: cfg.DB, log: cfg.Logger, metrics: m,
-		defaults: cfg.Defaults, limits: cfg.Limits, loops: map[string]*orgLoop{},
-	}, nil
+		defaults: cfg.Defaults, limits: cfg.Limits, quota: cfg.StorageQuota, loops: map[string]*orgLoop{},
+	}
+	p.space = newSpace(cfg, p.QuotaOf)
+	if err := p.space.register(cfg.Registerer); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Default archive retention (Config.ArchiveKeep, ArchiveBatches).
+const (
+	DefaultArchiveKeep    = 90 * 24 * time.Hour
+	DefaultArchiveBatches = 30
+)
+
+// Space returns the pipeline's disk-space limits: what sftpd asks before
+// and during uploads (sftpd.Storage) and /readyz asks (LowDisk).
+func (p *Pipeline) Space() *Space { return p.space }
+
+// QuotaOf is org's storage quota in bytes: its own setting, else the
+// daemon's; 0 or less = none.
+func (p *Pipeline) QuotaOf(org string) int64 {
+	if o, err := p.db.Org(org); err == nil && o.Settings.StorageQuota != nil {
+		return *o.Settings.StorageQuota
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.quota
+}
+
+// SetSpaceLimits replaces the free-space threshold and the default
+// storage quota (SIGHUP reload), as Config's MinFree, MinFreePercent and
+// StorageQuota.
+func (p *Pipeline) SetSpaceLimits(minFree int64, minPercent float64, quota int64) {
+	p.space.setLimits(minFree, minPercent)
+	if quota == 0 {
+		quota = DefaultStorageQuota
+	}
+	p.mu.Lock()
+	p.quota = quota
+	p.mu.Unlock()
 }
 
 // SetDefaults replaces the daemon defaults (SIGHUP reload); batches that
@@ -155,55 +232,89 @@ type settings struct {
 	count    int
 	inactive string
 	patterns map[schema.Kind][]string
+	mapping  *schema.Mapping // nil: files are read as they come
+	pgp      pgpSettings
 }
 
 // settingsFor resolves org's effective settings: its own value, else the
 // daemon default.
 func (p *Pipeline) settingsFor(org string) (settings, error) {
-	p.mu.Lock()
-	d := p.defaults
-	p.mu.Unlock()
 	o, err := p.db.Org(org)
 	if err != nil {
 		return settings{}, err
 	}
+	e := p.Defaults().Effective(o.Settings)
+	s := settings{settle: e.Settle, pct: e.DeleteThresholdPercent, count: e.DeleteThresholdCount, inactive: e.InactiveUsers,
+		patterns: map[schema.Kind][]string{
+			schema.Users:      e.UsersPatterns,
+			schema.UserGroups: e.UserGroupsPatterns,
+			schema.Groups:     e.GroupsPatterns,
+		}}
+	// The API checked the mapping when it was set; one that no longer
+	// compiles (a stored record edited by hand) is logged and not used.
 	st := o.Settings
-	s := settings{settle: d.Settle, pct: d.DeleteThresholdPercent, count: d.DeleteThresholdCount, inactive: d.InactiveUsers}
-	if st.Settle != "" {
-		if v, err := time.ParseDuration(st.Settle); err == nil && v >= 0 {
-			s.settle = v
-		}
+	if s.mapping, err = schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat); err != nil {
+		p.log.Error("organization mapping ignored: it is not valid", "org", org, "err", err)
 	}
-	if st.DeleteThresholdPercent != nil {
-		s.pct = *st.DeleteThresholdPercent
-	}
-	if st.DeleteThresholdCount != nil {
-		s.count = *st.DeleteThresholdCount
-	}
-	if st.InactiveUsers != "" {
-		s.inactive = st.InactiveUsers
-	}
-	pick := func(own, def []string) []string {
-		if len(own) > 0 {
-			return own
-		}
-		return def
-	}
-	s.patterns = map[schema.Kind][]string{
-		schema.Users:      pick(st.UsersPatterns, d.UsersPatterns),
-		schema.UserGroups: pick(st.UserGroupsPatterns, d.UserGroupsPatterns),
-		schema.Groups:     pick(st.GroupsPatterns, d.GroupsPatterns),
-	}
+	s.pgp = p.pgpSettings(org, st)
 	return s, nil
 }
 
+// Defaults returns the daemon defaults in force.
+func (p *Pipeline) Defaults() Defaults {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.defaults
+}
+
+// Effective returns the settings in force for an organization whose own
+// settings are own: each of its own values, else d's. A value the API
+// would refuse (a bad settle duration) falls back to d's.
+func (d Defaults) Effective(own state.Settings) Defaults {
+	e := d
+	if own.Settle != "" {
+		if v, err := time.ParseDuration(own.Settle); err == nil && v >= 0 {
+			e.Settle = v
+		}
+	}
+	if own.DeleteThresholdPercent != nil {
+		e.DeleteThresholdPercent = *own.DeleteThresholdPercent
+	}
+	if own.DeleteThresholdCount != nil {
+		e.DeleteThresholdCount = *own.DeleteThresholdCount
+	}
+	if own.InactiveUsers != "" {
+		e.InactiveUsers = own.InactiveUsers
+	}
+	if len(own.UsersPatterns) > 0 {
+		e.UsersPatterns = own.UsersPatterns
+	}
+	if len(own.UserGroupsPatterns) > 0 {
+		e.UserGroupsPatterns = own.UserGroupsPatterns
+	}
+	if len(own.GroupsPatterns) > 0 {
+		e.GroupsPatterns = own.GroupsPatterns
+	}
+	return e
+}
+
 func (s settings) policy() policy {
-	return policy{inactiveDelete: s.inactive == "delete", guard: true, pct: s.pct, count: s.count}
+	return policy{inactiveDelete: s.inactive == "delete", guard: true, pct: s.pct, count: s.count, mapping: s.mapping, decode: s.pgp.String()}
 }
 
 // kindOf says which kind of file name is for an organization: one of the
-// canonical names (case-insensitive, SPEC §3) or a match of its patterns.
+// canonical names (case-insensitive, SPEC §3) or a match of its patterns,
+// for the name itself or, for a compressed or encrypted upload, the name
+// without its suffixes (unwrap.go); kindZip for a zip of such files.
 func (s settings) kindOf(name string) (schema.Kind, bool) {
+	if k, ok := s.plainKindOf(name); ok {
+		return k, true
+	}
+	return s.wrappedKindOf(name)
+}
+
+// plainKindOf is kindOf for the name as it is.
+func (s settings) plainKindOf(name string) (schema.Kind, bool) {
 	lower := strings.ToLower(name)
 	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups} {
 		if lower == string(k)+".csv" {

@@ -309,14 +309,43 @@ func checkReport(t *testing.T, e *env, b state.Batch) {
 	if !bytes.Contains(latest, []byte(`"batch_id": "`+b.ID+`"`)) {
 		t.Errorf("latest.json is not the report of %s:\n%s", b.ID, latest)
 	}
-	txt, _ := os.ReadFile(filepath.Join(e.orgDir, "reports", "latest.txt"))
-	if b.Status == state.BatchHeld && !strings.Contains(string(txt), "rosterd batch approve acme "+b.ID) {
-		t.Errorf("held report does not say how to approve:\n%s", txt)
+	if b.Status == state.BatchHeld {
+		checkHeldAdvice(t, e, b, raw)
 	}
 	for _, f := range b.Files {
 		if _, err := os.Stat(filepath.Join(e.root, "archive", e.org, b.ID, f.Name)); err != nil {
 			t.Errorf("archive copy: %v", err)
 		}
+	}
+}
+
+// checkHeldAdvice checks who a held batch's report tells what (SPEC §5,
+// issue 12 case 6): the organization's copy says what the admin can do
+// and names the batch, never the operator's command; the stored report
+// (the API, rosterd batch show) and the archive copy keep the command.
+func checkHeldAdvice(t *testing.T, e *env, b state.Batch, stored []byte) {
+	t.Helper()
+	cmd := "rosterd batch approve acme " + b.ID
+	for _, name := range []string{"latest.txt", "latest.json", reportBase(b) + ".txt", reportBase(b) + ".json"} {
+		data, _ := os.ReadFile(filepath.Join(e.orgDir, "reports", name))
+		if bytes.Contains(data, []byte("rosterd batch approve")) || bytes.Contains(data, []byte("/approve")) {
+			t.Errorf("the organization's %s tells the admin to run the operator's command:\n%s", name, data)
+		}
+		if !bytes.Contains(data, []byte("ask the operator of this service to approve batch "+b.ID)) {
+			t.Errorf("the organization's %s does not say what the admin can do:\n%s", name, data)
+		}
+	}
+	if !bytes.Contains(stored, []byte(cmd)) {
+		t.Errorf("the stored report does not give the operator the command %q:\n%s", cmd, stored)
+	}
+	var arch []byte
+	deadline := time.Now().Add(5 * time.Second) // written after latest.*
+	for !bytes.Contains(arch, []byte(cmd)) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		arch, _ = os.ReadFile(filepath.Join(e.root, "archive", e.org, b.ID, "report.txt"))
+	}
+	if !bytes.Contains(arch, []byte(cmd)) {
+		t.Errorf("the archive's report.txt does not give the operator the command:\n%s", arch)
 	}
 }
 

@@ -84,6 +84,16 @@ type PlanFile struct {
 	// users*.csv, user_groups*.csv, groups*.csv).
 	Kind schema.Kind
 	Open func() (io.ReadCloser, error)
+
+	inner string // the member of a zip (planZips)
+}
+
+// PlanOptions change a dry run: Mapping, when not nil, reads the files
+// with it instead of the organization's mapping (to try a mapping before
+// setting it); NoMapping reads them as they come.
+type PlanOptions struct {
+	Mapping   *schema.Mapping
+	NoMapping bool
 }
 
 // Plan is the dry run behind `rosterd plan`: the files go through the same
@@ -93,11 +103,24 @@ type PlanFile struct {
 // its changes what they would change. ErrBadFiles when a name's kind is
 // unknown or two files have the same kind.
 func (p *Pipeline) Plan(ctx context.Context, org string, files []PlanFile) (*report.Report, error) {
+	return p.PlanWith(ctx, org, files, PlanOptions{})
+}
+
+// PlanWith is Plan with options.
+func (p *Pipeline) PlanWith(ctx context.Context, org string, files []PlanFile, opt PlanOptions) (*report.Report, error) {
 	set, err := p.settingsFor(org)
 	if err != nil {
 		return nil, err
 	}
+	if opt.Mapping != nil || opt.NoMapping {
+		set.mapping = opt.Mapping
+	}
+	files, zipNotes, err := p.planZips(set, files)
+	if err != nil {
+		return nil, err
+	}
 	var inputs []input
+	decoded := make([]*state.BatchFile, 0, len(files))
 	seen := map[schema.Kind]string{}
 	for _, f := range files {
 		k := f.Kind
@@ -113,14 +136,9 @@ func (p *Pipeline) Plan(ctx context.Context, org string, files []PlanFile) (*rep
 			return nil, fmt.Errorf("%s and %s: %w: two %s files", prev, f.Name, ErrBadFiles, k)
 		}
 		seen[k] = f.Name
-		open := f.Open
-		inputs = append(inputs, input{kind: k, name: filepath.Base(f.Name), open: func() (io.ReadCloser, error) {
-			rc, err := open()
-			if err != nil {
-				return nil, err
-			}
-			return ctxReader{ctx, rc}, nil
-		}})
+		bf := &state.BatchFile{Name: filepath.Base(f.Name), Kind: string(k), Inner: f.inner}
+		decoded = append(decoded, bf)
+		inputs = append(inputs, input{kind: k, name: csvName(*bf), open: p.planOpen(ctx, set, f.Open, bf)})
 	}
 	if len(inputs) == 0 {
 		return nil, fmt.Errorf("%w: no files", ErrBadFiles)
@@ -144,17 +162,26 @@ func (p *Pipeline) Plan(ctx context.Context, org string, files []PlanFile) (*rep
 	if err != nil {
 		return nil, err
 	}
-	defer o.res.close()
+	defer o.close()
 	b := state.Batch{Org: org, Status: o.status, CreatedAt: time.Now().UTC(), Changes: o.res.changes, Counts: o.res.counts}
 	for i, in := range inputs {
-		b.Files = append(b.Files, state.BatchFile{
-			Name: in.name, Kind: string(in.kind), Size: hashes[i].n, SHA256: hashes[i].sum(), Rows: o.res.results[in.kind].Rows,
-		})
+		bf := *decoded[i]
+		bf.Size, bf.SHA256, bf.Rows = hashes[i].n, hashes[i].sum(), o.res.results[in.kind].Rows
+		if bf.Inner != "" {
+			bf.Size, bf.SHA256 = planRawHash(files[i].Open)
+		}
+		b.Files = append(b.Files, bf)
 	}
 	notes := []string{"Dry run (rosterd plan): nothing was applied; this is what the files would do."}
-	notes = append(notes, outcomeNotes(o, o.res, b)...)
+	notes = append(notes, zipNotes...)
+	more, _ := outcomeNotes(o, o.res, b)
 	if o.status == state.BatchHeld {
-		notes = notes[:len(notes)-1] // no batch to approve
+		more = more[:len(more)-1] // no batch to approve
 	}
-	return buildReport(b, o.res, o, notes), nil
+	rep, err := buildReport(b, o.res, o, append(notes, more...))
+	if err != nil {
+		return nil, err
+	}
+	rep.DryRun = true
+	return rep, nil
 }

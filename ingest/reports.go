@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -32,17 +33,18 @@ func reportBase(b state.Batch) string {
 // writeReport writes a batch's report into ORG/reports/ (each file through
 // a temporary name and a rename, newest also as latest.*), keeps the last
 // ReportsKept batches' reports there, and puts a copy into the batch's
-// archive folder.
+// archive folder. The organization's copy is rep.ForCustomer(): the
+// operator's notes go only to the archive copy (and the stored report).
+// An ignored upload's notice (status ignored) leaves latest.* and the
+// archive alone: latest.* is the newest batch that processed files.
 func (p *Pipeline) writeReport(org string, b state.Batch, rep *report.Report) error {
-	var txt, js, issues bytes.Buffer
-	if err := rep.WriteText(&txt); err != nil {
-		return err
-	}
-	if err := rep.WriteJSON(&js); err != nil {
+	cust := rep.ForCustomer()
+	var txt, issues bytes.Buffer
+	if err := cust.WriteText(&txt); err != nil {
 		return err
 	}
 	if len(rep.Issues) > 0 {
-		if err := rep.WriteIssuesCSV(&issues); err != nil {
+		if err := cust.WriteIssuesCSV(&issues); err != nil {
 			return err
 		}
 	}
@@ -51,43 +53,44 @@ func (p *Pipeline) writeReport(org string, b state.Batch, rep *report.Report) er
 		return err
 	}
 	base := reportBase(b)
-	files := []struct {
-		name string
-		data []byte
-	}{{base + ".txt", txt.Bytes()}, {base + ".json", js.Bytes()}}
-	if issues.Len() > 0 {
-		files = append(files, struct {
-			name string
-			data []byte
-		}{base + "-issues.csv", issues.Bytes()})
+	names := []string{base}
+	if b.Status != state.BatchIgnored {
+		names = append(names, "latest")
 	}
-	for _, f := range files {
-		if err := writeAtomic(filepath.Join(dir, f.name), f.data); err != nil {
+	for _, name := range names {
+		if err := writeAtomic(filepath.Join(dir, name+".txt"), txt.Bytes()); err != nil {
 			return err
 		}
-	}
-	if err := writeAtomic(filepath.Join(dir, "latest.txt"), txt.Bytes()); err != nil {
-		return err
-	}
-	if err := writeAtomic(filepath.Join(dir, "latest.json"), js.Bytes()); err != nil {
-		return err
-	}
-	if issues.Len() > 0 {
-		if err := writeAtomic(filepath.Join(dir, "latest-issues.csv"), issues.Bytes()); err != nil {
+		if err := writeAtomicFunc(filepath.Join(dir, name+".json"), cust.WriteJSON); err != nil {
 			return err
 		}
-	} else if err := os.Remove(filepath.Join(dir, "latest-issues.csv")); err != nil && !os.IsNotExist(err) {
-		return err
+		if issues.Len() > 0 {
+			if err := writeAtomic(filepath.Join(dir, name+"-issues.csv"), issues.Bytes()); err != nil {
+				return err
+			}
+		} else if err := os.Remove(filepath.Join(dir, name+"-issues.csv")); err != nil && !os.IsNotExist(err) {
+			return err
+		}
 	}
 	p.pruneReports(dir)
+	p.space.reportsChanged(org)
+	if b.Status == state.BatchIgnored {
+		return nil
+	}
 	arch := p.archiveDir(org, b.ID)
 	if err := os.MkdirAll(arch, 0o700); err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(arch, "report.txt"), txt.Bytes()); err != nil {
+	var full bytes.Buffer
+	if err := rep.WriteText(&full); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(arch, "report.json"), js.Bytes())
+	if err := writeAtomic(filepath.Join(arch, "report.txt"), full.Bytes()); err != nil {
+		return err
+	}
+	err := writeAtomicFunc(filepath.Join(arch, "report.json"), rep.WriteJSON)
+	p.space.archiveChanged(org, b.ID)
+	return err
 }
 
 // markSuperseded rewrites the report files of a held batch that batch by
@@ -111,11 +114,12 @@ func (p *Pipeline) markSuperseded(org, id, by string) error {
 	rep.Status = state.BatchSuperseded
 	notes := []string{fmt.Sprintf("This batch was held, and the newer batch %s replaced it: it will not be applied. See that batch's report.", by)}
 	for _, n := range rep.Notes {
-		if !strings.HasPrefix(n, heldNote) && !strings.HasPrefix(n, releaseNote) {
+		if !strings.HasPrefix(n, "This batch is HELD") && !strings.HasPrefix(n, releaseNote) {
 			notes = append(notes, n)
 		}
 	}
-	rep.Notes = notes
+	rep.Notes, rep.OperatorNotes = notes, nil
+	rep.RemovedUsers, rep.RemovedUsersTotal = nil, 0 // nobody goes
 	var txt, js bytes.Buffer
 	if err := rep.WriteText(&txt); err != nil {
 		return err
@@ -148,17 +152,31 @@ func (p *Pipeline) markSuperseded(org, id, by string) error {
 			return err
 		}
 	}
+	p.space.reportsChanged(org)
+	p.space.archiveChanged(org, id)
 	return nil
 }
 
 // writeAtomic writes data to a hidden temporary file beside path, syncs
 // it and renames it onto path: a reader sees the old file or the new one.
 func writeAtomic(path string, data []byte) error {
+	return writeAtomicFunc(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeAtomicFunc is writeAtomic of what write writes, streamed.
+func writeAtomicFunc(path string, write func(io.Writer) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	bw := bufio.NewWriterSize(f, 64<<10)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err == nil {
 		err = f.Chmod(0o600)
 	}
@@ -211,7 +229,8 @@ func (p *Pipeline) pruneReports(dir string) {
 // restoreReport writes the report of org's newest finished batch if a
 // crash came between its commit and its report files.
 func (p *Pipeline) restoreReport(org string) {
-	bs, err := p.db.Batches(org, "", 1)
+	bs, err := p.db.Batches(org, "", 20)
+	bs = slices.DeleteFunc(bs, func(b state.Batch) bool { return b.Status == state.BatchIgnored })
 	if err != nil || len(bs) == 0 {
 		return
 	}
@@ -236,28 +255,62 @@ func (p *Pipeline) restoreReport(org string) {
 	}
 }
 
-// pruneArchive removes archive folders older than ArchiveKeep, except the
-// current batch's and those of batches not final (held, unfinished).
+// pruneArchive removes the archive folders of org that retention does not
+// keep: those older than ArchiveKeep and not among the newest
+// ArchiveBatches. Then, while the organization holds more than its
+// storage quota, it removes the oldest remaining ones: the archive is the
+// operator's, and must not lock the organization out of uploading. It
+// never removes the current batch's folder nor those of batches not final
+// (held, unfinished).
 func (p *Pipeline) pruneArchive(org, current string) {
-	if p.cfg.ArchiveKeep <= 0 {
-		return
-	}
 	dir := filepath.Join(p.cfg.ArchiveRoot, org)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
-	cutoff := time.Now().Add(-p.cfg.ArchiveKeep)
+	var ids []string // oldest first (ULIDs sort by time)
 	for _, e := range ents {
-		id, err := ulid.ParseStrict(e.Name())
-		if err != nil || e.Name() == current || !ulid.Time(id.Time()).Before(cutoff) {
+		if _, err := ulid.ParseStrict(e.Name()); err == nil && e.IsDir() {
+			ids = append(ids, e.Name())
+		}
+	}
+	removable := func(id string) bool {
+		if id == current {
+			return false
+		}
+		b, err := p.db.Batch(org, id)
+		return err != nil || state.BatchFinished(b.Status)
+	}
+	remove := func(id, why string) {
+		if err := os.RemoveAll(filepath.Join(dir, id)); err != nil {
+			p.log.Warn("prune archive", "org", org, "batch", id, "err", err)
+		} else {
+			p.log.Debug("archive pruned", "org", org, "batch", id, "reason", why)
+		}
+		p.space.archiveChanged(org, id)
+	}
+	kept := ids[:0:0]
+	for i, id := range ids {
+		old := p.cfg.ArchiveKeep > 0 && ulid.Time(ulid.MustParse(id).Time()).Before(time.Now().Add(-p.cfg.ArchiveKeep))
+		if old && i < len(ids)-p.cfg.ArchiveBatches && removable(id) {
+			remove(id, "retention")
 			continue
 		}
-		if b, err := p.db.Batch(org, e.Name()); err == nil && !state.BatchFinished(b.Status) {
-			continue
+		kept = append(kept, id)
+	}
+	quota := p.QuotaOf(org)
+	if quota <= 0 {
+		return
+	}
+	for _, id := range kept {
+		folder, archive, err := p.space.Used(org)
+		if err != nil || folder+archive <= quota {
+			return
 		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			p.log.Warn("prune archive", "org", org, "batch", e.Name(), "err", err)
+		if removable(id) {
+			p.log.Warn("archive copy removed early: the organization is over its storage quota", "org", org, "batch", id,
+				"bytes", folder+archive, "quota", quota)
+			remove(id, "quota")
 		}
 	}
 }

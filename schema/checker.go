@@ -23,12 +23,20 @@ type Checker struct {
 	lim        Limits
 	userExists func(id string) bool
 	seed       maphash.Seed
+	mapping    *Mapping
+	read       []ColumnRead
 
 	file   string
 	nfile  int
 	cur    *FileResult
 	rowErr bool
-	utf8OK bool // no invalid UTF-8 reported yet in this file
+	// The current row: whether one is open and its first line. An error
+	// on an earlier line (the first row of a duplicate, found when the
+	// window is flushed) marks that line in flagged instead.
+	inRow    bool
+	rowStart int
+	flagged  map[int]struct{}
+	utf8OK   bool // no invalid UTF-8 reported yet in this file
 
 	held     issueHeap
 	seq      int
@@ -81,16 +89,33 @@ func (c *Checker) Stats() Stats {
 	return s
 }
 
+// SetMapping makes the Checker read the files that follow with an
+// organization's mapping (nil: as they come). Call it before the first
+// file.
+func (c *Checker) SetMapping(m *Mapping) { c.mapping = m }
+
+// Mapping returns the mapping set with SetMapping, or nil.
+func (c *Checker) Mapping() *Mapping { return c.mapping }
+
+// ColumnsRead says how the columns of each file were read under the
+// mapping: for each file whose header the mapping changed, every column
+// in header order. It is empty without a mapping or when no header had a
+// mapped column.
+func (c *Checker) ColumnsRead() []ColumnRead { return c.read }
+
 // column is one header column.
 type column struct {
-	name string // as in the header, trimmed
-	key  string // lower case, for matching
-	role int
+	name   string // as in the header, trimmed
+	key    string // lower case, for matching; a mapped column's target
+	attr   string // the custom attribute's name (roleCustom)
+	role   int
+	mapped bool // the organization's mapping named it
 }
 
 const (
 	roleIgnored = -1 // empty header name
 	roleCustom  = -2
+	roleDropped = -3 // dropped by the organization's mapping
 	// roles >= 0 are the kind's own columns
 )
 
@@ -131,6 +156,7 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 	c.file = file
 	c.nfile++
 	c.cur = res
+	c.inRow, c.rowStart, c.flagged = false, 0, nil
 	c.utf8OK = true
 	size := remaining(r)
 	br, enc := openText(&sizeReader{r: r, limit: c.lim.MaxFileSize})
@@ -181,41 +207,92 @@ func (c *Checker) begin(r io.Reader, file string, res *FileResult, roles map[str
 	}
 	ok := true
 	seen := make(map[string]int, len(rec.fields))
+	mapped := false
 	for i := range rec.fields {
 		name := string(rec.value(i))
-		key := strings.ToLower(name)
-		role := roleCustom
-		if name == "" {
-			role = roleIgnored
-			s.unnamed = true
-		} else if r, known := roles[key]; known {
-			role = r
-		}
-		s.cols = append(s.cols, column{name: name, key: key, role: role})
-		if role == roleCustom {
+		col := c.headerColumn(name, roles)
+		mapped = mapped || col.mapped
+		s.cols = append(s.cols, col)
+		switch col.role {
+		case roleCustom:
 			s.custom++
+		case roleIgnored:
+			s.unnamed = true
 		}
-		if name == "" {
+		if col.role == roleIgnored || col.role == roleDropped {
 			continue
 		}
-		canon := key
-		if role >= 0 {
-			canon = fmt.Sprint(role)
+		canon := col.key
+		if col.role >= 0 {
+			canon = fmt.Sprint(col.role)
 		}
 		if j, dup := seen[canon]; dup {
-			msg := msgf("the column %q appears twice in the header (columns %d and %d): remove one of them", name, j+1, i+1)
-			if s.cols[j].key != key {
-				msg = msgf("the columns %q (column %d) and %q (column %d) mean the same thing: keep only one of them", s.cols[j].name, j+1, name, i+1)
-			}
-			c.issue(1, name, nil, CodeDuplicateColumn, SeverityError, msg)
+			c.issue(1, name, nil, CodeDuplicateColumn, SeverityError, dupColumnMsg(s.cols[j], col, j, i))
 			ok = false
 			continue
 		}
 		seen[canon] = i
 	}
+	if mapped {
+		for _, col := range s.cols {
+			c.read = append(c.read, ColumnRead{File: file, Column: col.name, ReadAs: col.readAs()})
+		}
+	}
 	s.bad = !ok
 	s.headerEnd, s.pos = s.rd.pos, s.rd.pos
 	return s, nil
+}
+
+// headerColumn reads one header name: through the organization's mapping
+// when it names it, then as the kind's own column or a custom attribute.
+// A mapped column is read as a column whose header is its target.
+func (c *Checker) headerColumn(name string, roles map[string]int) column {
+	col := column{name: name, key: strings.ToLower(name), role: roleCustom}
+	if name == "" {
+		col.role = roleIgnored
+		return col
+	}
+	if t, ok := c.mapping.target(col.key); ok {
+		col.mapped = true
+		switch t.how {
+		case mapDrop:
+			col.role = roleDropped
+			return col
+		case mapCustom:
+			col.key, col.attr = strings.ToLower(t.name), t.name
+			return col
+		}
+		col.key = t.name
+	}
+	col.attr = name
+	if col.mapped {
+		col.attr = col.key
+	}
+	if r, known := roles[col.key]; known {
+		col.role = r
+	}
+	return col
+}
+
+// dupColumnMsg is the message of column b (index j) that means the same as
+// column a (index i) of the header.
+func dupColumnMsg(a, b column, i, j int) string {
+	switch {
+	case a.mapped || b.mapped:
+		return msgf("the columns %s and %s are read as the same column: leave one of them out of the export, or change the mapping", a.describe(i), b.describe(j))
+	case a.key != b.key:
+		return msgf("the columns %q (column %d) and %q (column %d) mean the same thing: keep only one of them", a.name, i+1, b.name, j+1)
+	}
+	return msgf("the column %q appears twice in the header (columns %d and %d): remove one of them", b.name, i+1, j+1)
+}
+
+// describe names column col, at index i, for a message.
+func (col column) describe(i int) string {
+	s := fmt.Sprintf("%q (column %d", col.name, i+1)
+	if col.mapped {
+		s += ", read as " + col.readAs() + " by the organization's mapping"
+	}
+	return s + ")"
 }
 
 // require reports the required columns that are missing from the header.
@@ -235,7 +312,9 @@ func (c *Checker) require(s *scan, roles map[string]int, required ...string) boo
 		}
 		ok = false
 		msg := fmt.Sprintf("the header has no %s column, which is required", name)
-		if near := s.lookalike(name); near != "" {
+		if srcs := c.mapping.Sources(name); len(srcs) > 0 {
+			msg += msgf("; the organization's mapping reads %s as %s, and the header has no such column either", quoteOr(srcs), name)
+		} else if near := s.lookalike(name); near != "" {
 			msg += msgf(`; the column %q looks like it: rename it to %s`, near, name)
 		}
 		c.issue(1, name, nil, CodeMissingColumn, SeverityError, msg)
@@ -297,6 +376,10 @@ func (c *Checker) fatal(s *scan, err error) (bool, error) {
 	case errors.Is(err, errFileTooLarge):
 		c.issue(0, "", nil, CodeFileTooLarge, SeverityError,
 			fmt.Sprintf("the file is larger than the limit of %s: split it or ask the operator to raise the limit", sizeText(c.lim.MaxFileSize)))
+	case errors.As(err, new(*InputError)):
+		var ie *InputError
+		errors.As(err, &ie)
+		c.issue(0, "", nil, ie.Code, SeverityError, ie.Message)
 	case errors.Is(err, errLineTooLong):
 		c.issue(s.errLine, "", nil, CodeLineTooLong, SeverityError,
 			fmt.Sprintf("this line is longer than any valid row could be (over %s); the file is probably not a CSV export", sizeText(int64(s.rd.maxLine))))
@@ -318,11 +401,40 @@ func sizeText(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
+// endRow counts the row just read among the rows with errors if it has
+// one (FileResult.ErrorRows).
+func (c *Checker) endRow() {
+	if c.inRow && c.rowErr {
+		c.countErrorRow(c.rowStart)
+	}
+	c.inRow = false
+}
+
+// flagRow counts an earlier row that an issue found later gave an error,
+// once however many issues name it.
+func (c *Checker) flagRow(line int) {
+	if _, dup := c.flagged[line]; dup {
+		return
+	}
+	if c.flagged == nil {
+		c.flagged = map[int]struct{}{}
+	}
+	c.flagged[line] = struct{}{}
+	c.countErrorRow(line)
+}
+
+func (c *Checker) countErrorRow(line int) {
+	if c.cur.ErrorRows < c.cur.Rows {
+		c.cur.ErrorRows++
+	}
+}
+
 // next reads the next data row. It returns false at the end of the file or
 // when the file cannot be read further. On true, c.rowErr tells whether the
 // row already has an error that makes its fields unusable (rules are then
 // skipped).
 func (c *Checker) next(s *scan) (ok, usable bool, err error) {
+	c.endRow()
 	if s.p == nil {
 		s.p, s.rec = startPipe(s.rd), &s.view
 	}
@@ -336,6 +448,7 @@ func (c *Checker) next(s *scan) (ok, usable bool, err error) {
 	rec := s.rec
 	c.cur.Rows++
 	c.rowErr = false
+	c.inRow, c.rowStart = true, rec.line
 	if c.cur.Rows == estimateAfter && s.presize != nil {
 		if n := s.estimate(c.cur.Rows); n > 0 {
 			s.presize(n)

@@ -57,6 +57,27 @@
 // and allocates per call; this check is a single pass without allocation
 // and gives the admin the reason.
 //
+// # Mapping
+//
+// An organization's exports may use their own column names, status words
+// and date form (SPEC §4, exports as they come): a Mapping, set with
+// SetMapping, reads a source header as a canonical column, keeps it as a
+// custom attribute under another name, or drops it, before the header is
+// matched; a mapped column is then read exactly as a column whose header
+// is its target, so the row loop is the canonical one and a mapped file
+// costs nothing more per row. Two things are per row, and only when set:
+// a status value is looked up in the value map first (a map lookup on a
+// lower-cased copy in a stack buffer, no allocation), and a date in the
+// organization's format is rewritten as YYYY-MM-DD by the reading
+// goroutine into the chunk's own buffer (the field then points there), so
+// the callbacks see the ISO date and no string is made for it. Measured in
+// BENCHMARKS.md (Compressed and encrypted uploads). ColumnsRead tells how
+// each column of a mapped header was read, for the report.
+//
+// The reader given may also fail with an *InputError (a compressed or
+// encrypted upload that cannot be decoded): the checker reports it as the
+// file's error, like a file over the size limit.
+//
 // # Memory
 //
 // Rows stream through reused chunks (see Reading on two cores). What the

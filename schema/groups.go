@@ -184,7 +184,7 @@ func (c *Checker) Groups(r io.Reader, file string, fn func(*Group) error) (FileR
 				g.Description = v
 			case roleCustom:
 				if v != "" {
-					g.Custom = append(g.Custom, Attr{Name: col.name, Value: v})
+					g.Custom = append(g.Custom, Attr{Name: col.attr, Value: v})
 				}
 			}
 		}

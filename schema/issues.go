@@ -38,7 +38,28 @@ const (
 	CodeDuplicateMember    = "duplicate_membership" // warning: the same membership twice
 	CodeDuplicateGroupName = "duplicate_group_name" // group_name twice in groups.csv
 	CodeDuplicateGroupID   = "duplicate_group_id"   // group_id twice in groups.csv
+
+	// The codes of an InputError: a compressed or encrypted upload that
+	// could not be read (the reader given to the Checker says why).
+	CodeCorruptFile       = "corrupt_file"       // compressed or encrypted data that is damaged or cut off
+	CodeCompressionRatio  = "compression_ratio"  // expands more than the ratio limit allows (a zip bomb)
+	CodeNotDecrypted      = "not_decrypted"      // an OpenPGP file the organization's key cannot decrypt
+	CodeBadSignature      = "bad_signature"      // an OpenPGP signature missing, unknown or wrong
+	CodeUnsupportedFormat = "unsupported_format" // a compression or encryption rosterd does not read
 )
+
+// InputError is an error of the reader given to a Checker that is a
+// problem of the file rather than of reading it: a compressed file that
+// is damaged, an encrypted one that cannot be decrypted, a signature that
+// does not verify. The Checker reports it as an error of the whole file
+// (line 0) with Code and Message, as it reports a file over the size
+// limit, and does not return it.
+type InputError struct {
+	Code    string
+	Message string // for the org admin: what is wrong and what to do
+}
+
+func (e *InputError) Error() string { return e.Message }
 
 // MaxIssues is how many issues a Checker keeps in full (SPEC §4: the first
 // 1,000, then counts by code).
@@ -109,7 +130,11 @@ func (c *Checker) issueRefill(line int, column string, value []byte, code string
 	if sev == SeverityError {
 		c.errors++
 		c.cur.Errors++
-		c.rowErr = true
+		if c.inRow && line >= c.rowStart || line <= 0 {
+			c.rowErr = true
+		} else {
+			c.flagRow(line) // an earlier row (the first of a duplicate)
+		}
 	} else {
 		c.warnings++
 		c.cur.Warnings++

@@ -101,6 +101,9 @@ func (p *pipe) run(rd *reader) {
 				rec.buf, rec.fields = rec.buf[:rd.base], rec.fields[:rd.fbase]
 				continue
 			}
+			if rd.date != nil && rec.problem == probNone {
+				rd.convertDate()
+			}
 			ch.recs = append(ch.recs, chunkRec{
 				line: rec.line, base: rd.base, end: len(rec.buf), fbase: rd.fbase, fend: len(rec.fields),
 				problem: rec.problem, probAt: rec.probAt, probLn: rec.probLn,

@@ -77,6 +77,12 @@ type reader struct {
 	base, fbase int
 
 	slow bool // never read a line the quick way (plainLine); for tests
+
+	// date, when not nil, is the organization's date format: in keep
+	// mode, the value of field dateCol of each record is rewritten as
+	// YYYY-MM-DD when it is a date in that format (convertDate).
+	date    *dateLayout
+	dateCol int
 }
 
 // readLine returns the next physical line without its line end, whether it

@@ -158,9 +158,15 @@ type Group struct {
 }
 
 // FileResult summarizes one checked file: Rows counts the data rows read
-// (blank lines and the header excluded, rows with issues included).
+// (blank lines and the header excluded, rows with issues included);
+// ErrorRows those of them with at least one error, so that Rows-ErrorRows
+// rows are valid. A row counts once however many errors it has, except
+// that a row with an error of its own whose user_id or email a later row
+// repeats counts twice (ErrorRows never exceeds Rows): telling would take
+// memory for every row with an error.
 type FileResult struct {
-	Rows     int
-	Errors   int
-	Warnings int
+	Rows      int
+	ErrorRows int
+	Errors    int
+	Warnings  int
 }

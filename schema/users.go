@@ -40,8 +40,9 @@ var userRoles = func() map[string]int {
 // start of the file and, if there are duplicate emails, Users seeks back
 // and reads the file again up to the last line whose spelling an issue
 // needs (see doc.go); without Seek those issues say less.
-func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileResult, error) {
-	var res FileResult
+func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (res FileResult, err error) {
+	// res is named: the duplicates found when the windows are flushed,
+	// after the last row, still count in it.
 	c.haveUsers = true
 	src := rereadable(r)
 	emailCol := -1
@@ -84,6 +85,11 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 			dateCol = i
 		}
 	}
+	if l := c.mapping.layout(); l != nil && dateCol >= 0 {
+		// The reading goroutine writes the dates it can read in the
+		// organization's format as YYYY-MM-DD (mapping.go).
+		s.rd.dateCol, s.rd.date = dateCol, l
+	}
 	u := &c.user
 	for {
 		ok, usable, err := c.next(s)
@@ -124,23 +130,17 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		active := true
 		if i := idx[uStatus]; i >= 0 {
 			var known bool
-			active, known = statusOf(rec.value(i))
+			active, known = c.mapping.statusOf(rec.value(i))
 			if !known {
 				c.issue(rec.fields[i].line, s.cols[i].name, rec.value(i), CodeInvalidStatus, SeverityError,
-					msgf("%q is not a known %s: use active (or leave it empty) for people who are active, and inactive, suspended, disabled, terminated or deprovisioned for people who are not", rec.value(i), s.cols[i].key))
+					msgf("%q is not a known %s: use active (or leave it empty) for people who are active, and inactive, suspended, disabled, terminated or deprovisioned for people who are not", rec.value(i), s.cols[i].key)+
+						c.mapping.statusHint())
 			}
 		}
 		if dateCol >= 0 {
 			if v := rec.value(dateCol); len(v) > 0 {
 				if ok, form := dateForm(v); !ok {
-					line := rec.fields[dateCol].line
-					if form != "" {
-						c.issue(line, s.cols[dateCol].name, v, CodeDateFormat, SeverityWarning,
-							msgf("%q looks like a date written as %s; write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01", v, form))
-					} else {
-						c.issue(line, s.cols[dateCol].name, v, CodeInvalidDate, SeverityError,
-							msgf("%q is not a date; write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01", v))
-					}
+					c.badDate(rec.fields[dateCol].line, s.cols[dateCol].name, v, form)
 				}
 			}
 		}
@@ -160,6 +160,21 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (FileRes
 		c.issue(0, "", nil, CodeNoRows, SeverityWarning, "the file has a header but no rows: uploaded, it would remove every user (such a batch is held until someone approves it)")
 	}
 	return res, nil
+}
+
+// badDate reports an employment_start_date that is not YYYY-MM-DD (nor,
+// under a mapping with a date format, a date in that format). form names
+// the form it is recognisably written in, if any: that is a warning.
+func (c *Checker) badDate(line int, col string, v []byte, form string) {
+	want := "write dates as YYYY-MM-DD (ISO 8601), for example 2024-03-01"
+	if f := c.mapping.DateFormat(); f != "" {
+		want = fmt.Sprintf("the organization's settings read dates as %s (or YYYY-MM-DD), and this value is not a date written so", f)
+	}
+	if form != "" {
+		c.issue(line, col, v, CodeDateFormat, SeverityWarning, msgf("%q looks like a date written as %s; ", v, form)+want)
+		return
+	}
+	c.issue(line, col, v, CodeInvalidDate, SeverityError, msgf("%q is not a date; ", v)+want)
 }
 
 // dupID reports a user_id seen before, on both lines (the earlier one
@@ -246,7 +261,7 @@ func (c *Checker) fillUser(u *User, s *scan, active bool) {
 		case col.role >= uKnown:
 			u.Known[col.role-uKnown] = v
 		case col.role == roleCustom && v != "":
-			u.Custom = append(u.Custom, Attr{Name: col.name, Value: v})
+			u.Custom = append(u.Custom, Attr{Name: col.attr, Value: v})
 		}
 	}
 }

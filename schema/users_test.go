@@ -209,3 +209,34 @@ func TestUserStringsKept(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorRows checks FileResult.ErrorRows: rows with at least one
+// error, each counted once, including the first row of a duplicate found
+// only when the window is flushed.
+func TestErrorRows(t *testing.T) {
+	tests := []struct {
+		name            string
+		in              string
+		rows, errorRows int
+	}{
+		{"valid", hdr + "E1,a@x.com,Ann,Lee\nE2,b@x.com,Bob,Ray\n", 2, 0},
+		{"five of six bad", hdr + "E1,a@x.com,Ann,Lee\nE2,,Bob,Ray\nE3,c@x,C,D\n,d@x.com,D,E\nE5,e@x.com,,\nE6,f@x.com,F,G,H\n", 6, 5},
+		{"two errors one row", hdr + "E1,not-an-address,,Lee\nE2,b@x.com,Bob,Ray\n", 2, 1},
+		{"duplicate pair", hdr + "E1,a@x.com,Ann,Lee\nE2,b@x.com,Bob,Ray\nE1,a@x.com,Ann,Lee\n", 3, 2},
+		{"three times", hdr + "E1,a@x.com,A,B\nE1,b@x.com,A,B\nE1,c@x.com,A,B\nE4,d@x.com,A,B\n", 4, 3},
+		{"bad utf-8 rows", hdr + "E1,a@x.com,Ren\xe9e,Lee\nE2,b@x.com,Zo\xeb,Lee\nE3,c@x.com,C,D\n", 3, 2},
+		{"header only", hdr, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewChecker(Limits{}, nil)
+			res, err := c.Users(strings.NewReader(tt.in), "users.csv", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Rows != tt.rows || res.ErrorRows != tt.errorRows {
+				t.Errorf("Users(%q) = %d rows, %d with errors; want %d, %d (issues %v)", tt.in, res.Rows, res.ErrorRows, tt.rows, tt.errorRows, brief(c.Issues()))
+			}
+		})
+	}
+}

@@ -27,6 +27,11 @@
 // is never served; both are refused and logged. Staging files left by a
 // daemon that crashed are removed by New, before any session.
 //
+// Config.Storage (when set) admits uploads by disk space and quota: it is
+// asked at open for writing and before each AdmitChunk bytes an upload
+// writes; a refusal is an SFTP failure with its message, and an upload
+// refused half-way is discarded. sftpd knows nothing of what it measures.
+//
 // # Completions
 //
 // Uploads.Notify is called for exactly two things: a handle that changed
@@ -101,12 +106,17 @@
 //
 // # Performance
 //
-// Three things make pkg/sftp keep up with OpenSSH's sftp-server: the cipher
+// Four things make pkg/sftp keep up with OpenSSH's sftp-server: the cipher
 // policy (see algorithms.go: AES-GCM is offered alone to clients that
 // support it, because clients pick from their own preference list),
 // sftp.WithRSAllocator (packet buffers are reused, so handlers must not
 // keep the slices they are given), and the framer, which answers
-// limits@openssh.com so OpenSSH clients send 255 KiB writes.
+// limits@openssh.com so OpenSSH clients send 255 KiB writes, and reads the
+// channel in 64 KiB chunks: x/crypto's channel sends a window adjustment
+// after almost every Read once data is queued, and small reads made it
+// several per 32 KiB write (costly for JSch and paramiko, which handle
+// each SSH packet slowly). Measured figures and the command are in
+// BENCHMARKS.md ("SFTP").
 //
 // # Caveats
 //

@@ -1,6 +1,7 @@
 package sftpd
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -68,16 +69,16 @@ var wholeTypes = [256]bool{
 //     that requests take effect in the order the client sent them (see
 //     order).
 //
-// Of a WRITE only the header up to the data length is read here; the data
-// is read straight into pkg/sftp's buffer. Other small requests are read
-// whole; everything else passes through.
+// Of a WRITE only the header up to the data length is parsed here; the
+// data passes through into pkg/sftp's buffer. Other small requests are
+// read whole; everything else passes through. The channel is read through
+// a buffer (see readBufferSize).
 type framer struct {
 	rw    io.ReadWriteCloser
+	in    *bufio.Reader // rw's read side, read in large chunks (see readBufferSize)
 	order *order
 
-	// hold and release (optional) count SSH_FXP_CLOSE requests from the
-	// moment they are read until their reply is written, for Shutdown.
-	hold, release func()
+	hold, release func() // see newFramer
 
 	// read side, used only by pkg/sftp's single reader goroutine
 	hdr    [5]byte
@@ -87,17 +88,35 @@ type framer struct {
 	remain uint32                          // body bytes of the current packet still to pass through
 
 	// write side
-	mu       sync.Mutex
-	outHdr   [9]byte // length, type and id of the packet being written
-	outHdrN  int
-	outLeft  uint32              // bytes of the current outgoing packet still to come
-	outBody  []byte              // the start of a HANDLE reply's body (its handle)
-	wantBody bool                // collect outBody for the current packet
-	injected [][]byte            // replies waiting for a packet boundary
-	closes   map[uint32]struct{} // ids of CLOSE requests awaiting a reply
+	mu        sync.Mutex
+	outHdr    [9]byte // length, type and id of the packet being written
+	outHdrN   int
+	outLeft   uint32              // bytes of the current outgoing packet still to come
+	outBody   []byte              // the start of a HANDLE reply's body (its handle)
+	wantBody  bool                // collect outBody for the current packet
+	injected  [][]byte            // replies waiting for a packet boundary
+	closes    map[uint32]struct{} // ids of CLOSE requests awaiting a reply
+	closesOut int                 // CLOSE replies in the bytes being written, released after the write
 }
 
-func newFramer(rw io.ReadWriteCloser) *framer { return &framer{rw: rw, order: newOrder()} }
+// readBufferSize is how much of the client's input the framer reads from
+// the channel at once. x/crypto's channel grants the client more window
+// after every Read that leaves it short by more than three packets, with
+// an SSH message for each: reading a request's header, handle and offset
+// in small reads sent several window adjustments per 32 KiB write, each
+// one encrypted and written by the server and decrypted and checked by
+// the client (JSch and paramiko, whose SSH layers are slow per packet,
+// felt it most). Read through this buffer, a window adjustment covers up
+// to this much data, about as often as OpenSSH's sshd sends them. It
+// costs a copy of the data (memmove, cheap beside the decryption).
+const readBufferSize = 64 << 10
+
+// newFramer returns a framer over the channel rw. hold and release
+// (optional) count SSH_FXP_CLOSE requests from the moment they are read
+// until their reply is written, for Shutdown.
+func newFramer(rw io.ReadWriteCloser, hold, release func()) *framer {
+	return &framer{rw: rw, in: bufio.NewReaderSize(rw, readBufferSize), order: newOrder(), hold: hold, release: release}
+}
 
 func (f *framer) Close() error {
 	f.order.stop()
@@ -119,11 +138,11 @@ func (f *framer) Read(p []byte) (int, error) {
 			if uint32(len(p)) > f.remain {
 				p = p[:f.remain]
 			}
-			n, err := f.rw.Read(p)
+			n, err := f.in.Read(p)
 			f.remain -= uint32(n)
 			return n, err
 		}
-		if _, err := io.ReadFull(f.rw, f.hdr[:]); err != nil {
+		if _, err := io.ReadFull(f.in, f.hdr[:]); err != nil {
 			return 0, err
 		}
 		length := binary.BigEndian.Uint32(f.hdr[:4])
@@ -139,7 +158,7 @@ func (f *framer) Read(p []byte) (int, error) {
 			}
 			pkt := f.rbuf[:4+length]
 			copy(pkt, f.hdr[:])
-			if _, err := io.ReadFull(f.rw, pkt[5:]); err != nil {
+			if _, err := io.ReadFull(f.in, pkt[5:]); err != nil {
 				return 0, err
 			}
 			if err := f.control(pkt); err != nil {
@@ -166,7 +185,7 @@ func (f *framer) readWrite(body uint32) error {
 		f.pend, f.remain = b[:5], body
 		return nil
 	}
-	if _, err := io.ReadFull(f.rw, b[5:13]); err != nil {
+	if _, err := io.ReadFull(f.in, b[5:13]); err != nil {
 		return err
 	}
 	id := binary.BigEndian.Uint32(b[5:9])
@@ -176,7 +195,7 @@ func (f *framer) readWrite(body uint32) error {
 		return nil
 	}
 	end := 13 + int(hl) + 12
-	if _, err := io.ReadFull(f.rw, b[13:end]); err != nil {
+	if _, err := io.ReadFull(f.in, b[13:end]); err != nil {
 		return err
 	}
 	handle := b[13 : 13+hl]
@@ -303,11 +322,21 @@ func (f *framer) inject(pkt []byte) error {
 
 // Write passes pkg/sftp's output through, tracking packet boundaries
 // (pkg/sftp writes a packet's header and payload in separate calls).
+//
+// The output is tracked before it is written: the client may send
+// requests on a handle the moment its HANDLE reply arrives, and order
+// must know the handle by then (else they would slip past the ordering).
+// A reply tracked before it is written is still an answered request:
+// pkg/sftp writes it only once the request took effect. The CLOSE replies
+// Shutdown waits for are released only after they are written.
 func (f *framer) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.track(p)
 	n, err := f.rw.Write(p)
-	f.track(p[:n])
+	for ; f.closesOut > 0; f.closesOut-- {
+		f.release()
+	}
 	if err != nil {
 		f.order.stop() // no reply will come: nothing may wait for one
 	}
@@ -374,7 +403,7 @@ func (f *framer) packetDone() {
 	if _, ok := f.closes[id]; ok {
 		delete(f.closes, id)
 		if f.release != nil {
-			f.release()
+			f.closesOut++ // released by Write once the reply is written
 		}
 	}
 }

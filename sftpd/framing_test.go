@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -37,7 +38,7 @@ func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // the packets pkg/sftp would have seen.
 func serveFramer(t *testing.T, input []byte) [][]byte {
 	rw := &memRW{in: bytes.NewReader(input)}
-	f := newFramer(rw)
+	f := newFramer(rw, nil, nil)
 	var got [][]byte
 	handles := 0
 	for {
@@ -119,4 +120,119 @@ func FuzzFramer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// gatedRW is the channel side of a framer whose writes wait at a gate:
+// entered is closed when a write reaches the client's side (its bytes are
+// as good as sent), and the write returns once open is closed.
+type gatedRW struct {
+	in      io.Reader
+	entered chan struct{}
+	open    chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedRW) Read(p []byte) (int, error) { return g.in.Read(p) }
+func (g *gatedRW) Close() error               { return nil }
+func (g *gatedRW) Write(p []byte) (int, error) {
+	g.once.Do(func() { close(g.entered) })
+	<-g.open
+	return len(p), nil
+}
+
+// readPacket reads one whole packet out of the framer, as pkg/sftp does.
+func readPacket(t *testing.T, f *framer) []byte {
+	t.Helper()
+	var hdr [4]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 4+binary.BigEndian.Uint32(hdr[:]))
+	copy(p, hdr[:])
+	if _, err := io.ReadFull(f, p[4:]); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestFramerHandleKnownBeforeReplySent: a client may send requests on a
+// handle as soon as the HANDLE reply reaches it, while the server's
+// goroutine that wrote the reply has not gone on yet. The framer must
+// already know the handle then; before, such requests slipped past the
+// ordering (a write on an append handle kept the client's offset, an
+// FSETSTAT ran before the writes it followed: lftp mirror -R lost times
+// now and then against the real daemon).
+func TestFramerHandleKnownBeforeReplySent(t *testing.T) {
+	in, client := io.Pipe()
+	rw := &gatedRW{in: in, entered: make(chan struct{}), open: make(chan struct{})}
+	f := newFramer(rw, nil, nil)
+	defer close(rw.open)
+	go client.Write(packet(fxpOpen, 1, appendString(nil, []byte("a.csv")), u32(fxfAppend|0x02), u32(0)))
+	if p := readPacket(t, f); p[4] != fxpOpen {
+		t.Fatalf("first packet type %d; want OPEN", p[4])
+	}
+	go f.Write(packet(fxpHandle, 1, appendString(nil, []byte("1"))))
+	<-rw.entered // the client has its handle
+	go func() {
+		client.Write(packet(fxpWrite, 2, appendString(nil, []byte("1")), u64(0), appendString(nil, make([]byte, 10))))
+		client.Write(packet(fxpWrite, 3, appendString(nil, []byte("1")), u64(0), appendString(nil, make([]byte, 5))))
+	}()
+	var offs []uint64
+	for range 2 {
+		p := readPacket(t, f)
+		_, rest, _ := takeString(p[9:])
+		offs = append(offs, binary.BigEndian.Uint64(rest))
+	}
+	if offs[0] != 0 || offs[1] != 10 {
+		t.Fatalf("append write offsets %v; want [0 10]: the handle was unknown when its first requests came", offs)
+	}
+}
+
+// countingReader counts the reads made of it.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+// TestFramerReadsInLargeChunks: x/crypto's channel sends the client a
+// window adjustment after almost every Read once data is queued, so the
+// framer must not read the channel a few bytes at a time (a request's
+// header, handle and offset): 64 writes of 32 KiB take about one read per
+// 64 KiB, not four per write.
+func TestFramerReadsInLargeChunks(t *testing.T) {
+	var in []byte
+	in = append(in, packet(fxpOpen, 1, appendString(nil, []byte("a.csv")), u32(0x02|0x08), u32(0))...)
+	const writes = 64
+	for i := range writes {
+		in = append(in, packet(fxpWrite, uint32(2+i), appendString(nil, []byte("1")), u64(uint64(i)<<15), appendString(nil, make([]byte, 32<<10)))...)
+	}
+	cr := &countingReader{r: bytes.NewReader(in)}
+	rw := &memRW{in: cr}
+	f := newFramer(rw, nil, nil)
+	n := 0
+	for {
+		var hdr [4]byte
+		if _, err := io.ReadFull(f, hdr[:]); err != nil {
+			break
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+		if _, err := io.ReadFull(f, body); err != nil {
+			t.Fatal(err)
+		}
+		if body[0] == fxpOpen {
+			f.Write(packet(fxpHandle, 1, appendString(nil, []byte("1"))))
+		}
+		n++
+	}
+	if n != writes+1 {
+		t.Fatalf("framer passed %d packets; want %d", n, writes+1)
+	}
+	if max := len(in)/readBufferSize + 4; cr.reads > max {
+		t.Errorf("framer read the channel %d times for %d bytes; want at most %d", cr.reads, len(in), max)
+	}
 }

@@ -245,6 +245,13 @@ func (f *orgFS) openUpload(r *sftp.Request) (*upload, error) {
 		release()
 		return nil, errShuttingDown
 	}
+	// SPEC §3: no upload starts while the disk is low or the
+	// organization is at its quota.
+	if err := f.c.srv.admitStorage(f.c.org, 0); err != nil {
+		f.c.srv.endUpload()
+		release()
+		return nil, f.refuse("write", name, err)
+	}
 	u, err := newUpload(f, name, r.Pflags())
 	if err != nil {
 		f.c.srv.endUpload()

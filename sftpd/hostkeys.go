@@ -129,6 +129,27 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 // prints it ("SHA256:" and unpadded base64).
 func Fingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
 
+// KeygenLine renders a key's fingerprint as `ssh-keygen -lf` prints it
+// for a file holding the key with the given comment: bits, SHA256
+// fingerprint, comment, type.
+func KeygenLine(k ssh.PublicKey, comment string) string {
+	bits, name := 0, strings.ToUpper(strings.TrimPrefix(k.Type(), "ssh-"))
+	if ck, ok := k.(ssh.CryptoPublicKey); ok {
+		switch pk := ck.CryptoPublicKey().(type) {
+		case *rsa.PublicKey:
+			bits = pk.N.BitLen()
+		case *ecdsa.PublicKey:
+			bits, name = pk.Curve.Params().BitSize, "ECDSA"
+		default:
+			bits = 256 // ed25519
+		}
+	}
+	if comment == "" {
+		comment = "no comment"
+	}
+	return fmt.Sprintf("%d %s %s (%s)", bits, Fingerprint(k), comment, name)
+}
+
 // hostKeySigners returns the host keys as the server offers them. SPEC §3:
 // the host key is never signed with SHA-1 ssh-rsa unless the operator opts
 // in (allowSHA1), so an RSA key signs with rsa-sha2-512 and rsa-sha2-256

@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rosterd_sftp_refusals_total", Help: "Refused connections and requests by reason (max_startups, max_startups_per_address and login_grace_time are connections dropped before authenticating).",
 		}, []string{"reason"}),
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rosterd_sftp_uploads_total", Help: "Uploads by result (ok, aborted, too_large, failed).",
+			Name: "rosterd_sftp_uploads_total", Help: "Uploads by result (ok, aborted, too_large, no_space, failed).",
 		}, []string{"result"}),
 		uploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rosterd_sftp_upload_bytes_total", Help: "Bytes of completed uploads.",

@@ -39,6 +39,23 @@ type Uploads interface {
 	Notify(org, name string)
 }
 
+// Storage decides whether an organization may store more: SPEC §3 refuses
+// uploads while the server is low on disk space or the organization is at
+// its storage quota. Admit is called when a file is opened for writing
+// (grow 0) and before an upload writes past what it was admitted for
+// (grow: the next AdmitChunk bytes, or more for a larger write). A non-nil
+// error refuses: its message goes to the client as an SFTP failure (so it
+// must not name a server path), and an upload refused half-way is
+// discarded, leaving the previous file as it was. Admit may be called
+// concurrently and should be cheap.
+type Storage interface {
+	Admit(org string, grow int64) error
+}
+
+// AdmitChunk is how many bytes an upload is admitted for at a time
+// (Storage.Admit).
+const AdmitChunk = 4 << 20
+
 // Limits are the SPEC §3 limits. A zero field means its default.
 type Limits struct {
 	MaxUploadSize int64         // largest upload in bytes; default 1 GiB
@@ -109,6 +126,8 @@ type Config struct {
 	Keys Keys
 	// Uploads receives completion signals; nil drops them.
 	Uploads Uploads
+	// Storage admits uploads by disk space and quota; nil admits all.
+	Storage Storage
 	// Audit receives the audit trail as records, besides the log; nil
 	// keeps it in the log only.
 	Audit Audit

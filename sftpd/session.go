@@ -123,8 +123,7 @@ func (c *conn) serveSFTP(ch ssh.Channel) {
 	fsys := newOrgFS(c)
 	defer fsys.closeAll()
 	h := sftp.Handlers{FileGet: fsys, FilePut: fsys, FileCmd: fsys, FileList: fsys}
-	fr := newFramer(ch)
-	fr.hold, fr.release = c.srv.hold, c.srv.release
+	fr := newFramer(ch, c.srv.hold, c.srv.release)
 	defer fr.releaseAll()
 	rs := sftp.NewRequestServer(fr, h, sftp.WithRSAllocator(), sftp.WithRSMaxTxPacket(maxData))
 	if err := rs.Serve(); err != nil && err != io.EOF {

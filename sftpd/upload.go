@@ -66,6 +66,36 @@ type upload struct {
 	failed   error // first write error or limit breach
 	aborted  error // transfer error reported by pkg/sftp
 	closed   bool
+	written  int64 // bytes put into the staged file (Storage accounting)
+	admitted int64 // bytes Storage admitted so far
+	noSpace  bool  // failed because Storage refused
+}
+
+// admitStorage asks the server's Storage whether org may store grow more bytes;
+// a refusal becomes an SFTP failure carrying Storage's message.
+func (s *Server) admitStorage(org string, grow int64) error {
+	if s.cfg.Storage == nil {
+		return nil
+	}
+	if err := s.cfg.Storage.Admit(org, grow); err != nil {
+		return failure(err.Error())
+	}
+	return nil
+}
+
+// admitLocked asks Storage for room before the upload's written bytes
+// grow to need, a AdmitChunk at a time. Called with mu held.
+func (u *upload) admitLocked(need int64) error {
+	if need <= u.admitted {
+		return nil
+	}
+	grow := max(AdmitChunk, need-u.admitted)
+	if err := u.fs.c.srv.admitStorage(u.fs.c.org, grow); err != nil {
+		u.noSpace = true
+		return err
+	}
+	u.admitted += grow
+	return nil
 }
 
 func newUpload(f *orgFS, name string, flags sftp.FileOpenFlags) (*upload, error) {
@@ -126,13 +156,19 @@ func (u *upload) stageLocked() error {
 			if err := file.Chmod(st.Mode().Perm()); err != nil {
 				return err
 			}
+			if err := u.admitLocked(st.Size()); err != nil {
+				return err
+			}
 			n, err := io.Copy(io.MultiWriter(file, u.hash), io.NewSectionReader(u.orig, 0, st.Size()))
-			u.size, u.hashed, u.base = n, n, n
+			u.size, u.hashed, u.base, u.written = n, n, n, n
 			return err
 		}()
 		if err != nil {
 			file.Close()
 			u.fs.c.root.Remove(tmp)
+			if u.noSpace {
+				return err
+			}
 			return u.fs.translate("write", u.name, err)
 		}
 	}
@@ -167,6 +203,13 @@ func (u *upload) WriteAt(p []byte, off int64) (int, error) {
 		u.mu.Unlock()
 		return 0, u.failed
 	}
+	// Holes cost nothing: what an upload stores is what it writes.
+	if err := u.admitLocked(u.written + int64(len(p))); err != nil {
+		u.failed = err
+		u.mu.Unlock()
+		return 0, err
+	}
+	u.written += int64(len(p))
 	file := u.file
 	u.mu.Unlock()
 
@@ -323,7 +366,10 @@ func (u *upload) Close() error {
 		if failed != nil {
 			result, reason = "failed", failed.Error()
 			var st *status
-			if errors.As(failed, &st) && st.code == sftp.ErrSSHFxFailure {
+			switch {
+			case u.noSpace:
+				result = "no_space"
+			case errors.As(failed, &st) && st.code == sftp.ErrSSHFxFailure:
 				result = "too_large"
 			}
 		}

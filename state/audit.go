@@ -18,8 +18,9 @@ import (
 // records out sooner.
 const AuditKeep = 10_000
 
-// AuditRecord is one entry of an organization's audit trail of the SFTP
-// side (SPEC §3). Fields that do not apply to Event are zero.
+// AuditRecord is one entry of an organization's audit trail: the SFTP
+// side (SPEC §3) and the uses of its setup links (SPEC §10). Fields that
+// do not apply to Event are zero.
 type AuditRecord struct {
 	// ID sorts in append order within the organization; it is the cursor
 	// of AuditRecords. Set by AppendAudit.
@@ -36,6 +37,9 @@ type AuditRecord struct {
 	SHA256     string        `json:"sha256,omitempty"`
 	Duration   time.Duration `json:"duration_ns,omitempty"`
 	Reason     string        `json:"reason,omitempty"`
+	// SetupLink is the id of the setup link a setup.* record was made
+	// through (SPEC §10: every use of a link is audited).
+	SetupLink string `json:"setup_link,omitempty"`
 }
 
 // Layout of the audit bucket: audit/<org>/ holds the record count under

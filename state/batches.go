@@ -19,13 +19,18 @@ const (
 	BatchRejected   = "rejected"  // errors: nothing changed
 	BatchHeld       = "held"      // the deletion guard stopped it; approve or upload again
 	BatchSuperseded = "superseded"
+	// BatchIgnored records a completed .csv upload that no name or pattern
+	// processes (SPEC §5): a notice, never a batch of the snapshot. It
+	// never supersedes a held batch nor counts as the last batch of an
+	// organization (RecordIgnored).
+	BatchIgnored = "ignored"
 )
 
 // BatchFinished reports whether status is final: nothing will run the
 // batch again. Held is not final (it can be approved).
 func BatchFinished(status string) bool {
 	switch status {
-	case BatchApplied, BatchUnchanged, BatchRejected, BatchSuperseded:
+	case BatchApplied, BatchUnchanged, BatchRejected, BatchSuperseded, BatchIgnored:
 		return true
 	}
 	return false
@@ -63,6 +68,12 @@ type BatchFile struct {
 	SHA256  string    `json:"sha256"`
 	Rows    int       `json:"rows"`
 	ModTime time.Time `json:"mod_time"`
+	// Inner is the CSV file inside a compressed or encrypted upload (the
+	// member of a zip, set before processing, selects it); InnerSize its
+	// bytes and Decoded how it was read, for the report.
+	Inner     string `json:"inner,omitempty"`
+	InnerSize int64  `json:"inner_size,omitempty"`
+	Decoded   string `json:"decoded,omitempty"`
 }
 
 // BatchCounts are the snapshot totals after the batch (or that the batch
@@ -160,7 +171,7 @@ func (db *DB) CreateBatch(b Batch) (superseded []string, err error) {
 				}
 				superseded = append(superseded, old.ID)
 			}
-			if BatchFinished(old.Status) && old.Status != BatchSuperseded {
+			if BatchFinished(old.Status) && old.Status != BatchSuperseded && old.Status != BatchIgnored {
 				break // older batches were settled before this one
 			}
 		}
@@ -295,6 +306,29 @@ func (db *DB) Batches(org, after string, limit int) ([]Batch, error) {
 // organization, oldest first per organization: the work a crash or a
 // shutdown interrupted.
 func (db *DB) UnfinishedBatches() ([]Batch, error) {
+	out, err := db.batchesWhere(func(status string) bool {
+		return status == BatchPending || status == BatchProcessing
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished batches: %w", err)
+	}
+	return out, nil
+}
+
+// OpenBatches returns every organization's batches that are not final
+// (BatchFinished): pending, processing and held ones, for a status view.
+// It reads every batch record, so it costs one pass over the batches.
+func (db *DB) OpenBatches() ([]Batch, error) {
+	out, err := db.batchesWhere(func(status string) bool { return !BatchFinished(status) })
+	if err != nil {
+		return nil, fmt.Errorf("list open batches: %w", err)
+	}
+	return out, nil
+}
+
+// batchesWhere returns the batches of every organization whose status
+// keep accepts, per organization in id order.
+func (db *DB) batchesWhere(keep func(status string) bool) ([]Batch, error) {
 	var out []Batch
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBatches).ForEachBucket(func(org []byte) error {
@@ -307,17 +341,14 @@ func (db *DB) UnfinishedBatches() ([]Batch, error) {
 				if err := json.Unmarshal(v, &b); err != nil {
 					return fmt.Errorf("decode batch %s: %w", k, err)
 				}
-				if b.Status == BatchPending || b.Status == BatchProcessing {
+				if keep(b.Status) {
 					out = append(out, b)
 				}
 				return nil
 			})
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list unfinished batches: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // FinishBatch stores a batch's final record and its report without

@@ -2,12 +2,14 @@ package state
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // SchemaVersion is the layout version this code reads and writes. Open
@@ -27,6 +29,7 @@ var (
 	bucketDeliveries = []byte("deliveries")
 	bucketAudit      = []byte("audit")
 	bucketEventOrgs  = []byte("event_orgs") // per-organization event index (events.go)
+	bucketSetupLinks = []byte("setup_links")
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -34,7 +37,7 @@ var (
 // topBuckets are created at Open. perOrgBuckets hold one nested bucket per
 // organization, removed with it.
 var (
-	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit, bucketEventOrgs}
+	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit, bucketEventOrgs, bucketSetupLinks}
 	perOrgBuckets = [][]byte{bucketKeys, bucketSnapshots, bucketBatches, bucketAudit}
 )
 
@@ -56,7 +59,8 @@ type Options struct {
 }
 
 // Open opens or creates the database at path (0600), creates the buckets
-// and migrates the schema.
+// and migrates the schema. It waits up to a second for the file lock and
+// then returns ErrLocked: another process has the database open.
 func Open(path string, opts *Options) (*DB, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -75,6 +79,9 @@ func Open(path string, opts *Options) (*DB, error) {
 	// on Linux (mmap_linux.go).
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: opts.NoSync,
 		FreelistType: bolt.FreelistMapType, MmapFlags: mmapFlags(path)})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open state %s: %w", path, ErrLocked)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}

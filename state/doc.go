@@ -21,6 +21,7 @@
 //	staging        what a staged apply has written before its flip; see apply.go
 //	deliveries     endpoint/ webhook delivery cursors, retry state, failed list
 //	audit          org/ count, records/ id -> AuditRecord: the SFTP audit trail
+//	setup_links    token SHA-256 -> SetupLink: the admins' setup links (setuplinks.go)
 //
 // Applying a batch makes snapshot, events, batch record and report visible
 // together (apply.go): a small batch in one transaction, a large one

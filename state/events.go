@@ -472,7 +472,8 @@ func (db *DB) ForEachEventJSON(org, after string, limit int, fn func(id string, 
 	return nil
 }
 
-// findEvent returns the commit holding id and its index.
+// findEvent returns the commit holding id and its index; false when the
+// event does not exist or was purged.
 func findEvent(tx *bolt.Tx, id string) (commitRec, uint32, bool) {
 	seq, i, ok := parseEventID(id)
 	if !ok {
@@ -487,7 +488,9 @@ func findEvent(tx *bolt.Tx, id string) (commitRec, uint32, bool) {
 		}
 	}
 	cr, err := decodeCommit(v)
-	if err != nil || cr.seq != seq || i >= cr.count || cr.id(i) != id {
+	// i < cr.lo: purged, though a block it shared with later events may
+	// still hold its record.
+	if err != nil || cr.seq != seq || i < cr.lo || i >= cr.count || cr.id(i) != id {
 		return commitRec{}, 0, false
 	}
 	return cr, i, true

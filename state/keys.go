@@ -19,7 +19,19 @@ type Key struct {
 	// PublicKey is the key in authorized_keys form, without comment.
 	PublicKey string    `json:"public_key"`
 	CreatedAt time.Time `json:"created_at"`
+	// AddedBy says who added the key: KeyAddedByOperator (also what ""
+	// means, in records written before the field existed) or
+	// KeyAddedBySetupLink, the organization's admin on the setup page.
+	AddedBy string `json:"added_by,omitempty"`
+	// SetupLink is the id of the setup link the admin used.
+	SetupLink string `json:"setup_link,omitempty"`
 }
+
+// Who added a key (Key.AddedBy).
+const (
+	KeyAddedByOperator  = "operator"
+	KeyAddedBySetupLink = "setup_link"
+)
 
 // AddKey adds k to org's keys. It returns ErrNotFound when the organization
 // does not exist and ErrExists when it already holds the key.

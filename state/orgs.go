@@ -36,6 +36,28 @@ type Settings struct {
 	InactiveUsers string `json:"inactive_users,omitempty"`
 	// Settle is the organization's settle window as a Go duration string.
 	Settle string `json:"settle,omitempty"`
+	// Columns, StatusValues and DateFormat are how the organization's
+	// exports are read (SPEC §4, exports as they come): source header to
+	// canonical column ("custom:NAME", "drop"), status value to active or
+	// inactive, and the date format of employment_start_date. The HTTP
+	// API checks them (schema.NewMapping) before they are stored.
+	Columns      map[string]string `json:"columns,omitempty"`
+	StatusValues map[string]string `json:"status_values,omitempty"`
+	DateFormat   string            `json:"date_format,omitempty"`
+	// PGPKeyFile is the path of the organization's OpenPGP private key
+	// when the operator keeps it outside the data directory; "" means the
+	// key `rosterd org pgp` made in the data directory.
+	PGPKeyFile string `json:"pgp_key_file,omitempty"`
+	// RequireSignature makes OpenPGP uploads valid only when signed by
+	// one of the organization's signing keys.
+	RequireSignature bool `json:"require_signature,omitempty"`
+	// StorageQuota is the organization's storage quota in bytes (its
+	// folder, reports and archive; SPEC §3); nil = the daemon's.
+	StorageQuota *int64 `json:"storage_quota,omitempty"`
+	// SetupAllKeys lets the admin see and remove, on the setup page, the
+	// keys the operator added too (SPEC §10); unset, only those added
+	// through setup links.
+	SetupAllKeys *bool `json:"setup_all_keys,omitempty"`
 }
 
 // CreateOrg stores a new organization. It returns ErrExists if the name is
@@ -94,6 +116,19 @@ func (db *DB) Orgs(after string, limit int) ([]Org, error) {
 	return out, nil
 }
 
+// OrgCount returns the number of organizations.
+func (db *DB) OrgCount() (int, error) {
+	var n int
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketOrgs).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count organizations: %w", err)
+	}
+	return n, nil
+}
+
 // UpdateOrg applies fn to the stored organization in one transaction.
 // fn must not change the name.
 func (db *DB) UpdateOrg(name string, fn func(*Org) error) (Org, error) {
@@ -115,7 +150,8 @@ func (db *DB) UpdateOrg(name string, fn func(*Org) error) (Org, error) {
 	return o, nil
 }
 
-// DeleteOrg removes the organization with its keys, snapshot and batches.
+// DeleteOrg removes the organization with its keys, snapshot, batches,
+// audit trail and setup links.
 // Its events stay in the feed until retention removes them, so consumers
 // still receive what was emitted before the removal.
 func (db *DB) DeleteOrg(name string) error {
@@ -128,6 +164,9 @@ func (db *DB) DeleteOrg(name string) error {
 			if err := tx.Bucket(top).DeleteBucket([]byte(name)); err != nil && err != bolt.ErrBucketNotFound {
 				return err
 			}
+		}
+		if err := deleteSetupLinksTx(tx, name); err != nil {
+			return err
 		}
 		return b.Delete([]byte(name))
 	})

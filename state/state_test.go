@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -151,8 +152,46 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 
 func TestSecondOpenFails(t *testing.T) {
 	_, path := openTest(t)
-	if db2, err := Open(path, nil); err == nil {
+	db2, err := Open(path, nil)
+	if err == nil {
 		db2.Close()
 		t.Fatal("second Open of a held database succeeded; want a lock error")
+	}
+	if !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open = %v; want ErrLocked", err)
+	}
+}
+
+func TestOrgCountAndOpenBatches(t *testing.T) {
+	db, _ := openTest(t)
+	for _, org := range []string{"acme", "globex", "initech"} {
+		if err := db.CreateOrg(Org{Name: org}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := db.OrgCount(); n != 3 || err != nil {
+		t.Errorf("OrgCount() = %d, %v; want 3", n, err)
+	}
+	// A new batch supersedes a held one, so the held one comes last.
+	for i, st := range []string{BatchApplied, BatchPending, BatchProcessing, BatchHeld} {
+		b := Batch{ID: fmt.Sprintf("B%d", i), Org: "acme", Status: st}
+		if _, err := db.CreateBatch(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open, err := db.OpenBatches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range open {
+		got = append(got, b.ID+":"+b.Status)
+	}
+	if want := []string{"B1:pending", "B2:processing", "B3:held"}; !cmp.Equal(got, want) {
+		t.Errorf("OpenBatches() = %v; want %v", got, want)
+	}
+	unfinished, _ := db.UnfinishedBatches()
+	if len(unfinished) != 2 {
+		t.Errorf("UnfinishedBatches() = %v; want the pending and the processing one", unfinished)
 	}
 }

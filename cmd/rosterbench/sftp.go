@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -18,36 +21,45 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rosterd/rosterd/sftpd"
 	"golang.org/x/crypto/ssh"
 )
 
-// The sftp mode uploads the same files with the stock OpenSSH sftp client
-// (no cipher option, as a customer's export script runs it) to rosterd's
-// sftpd, in process, and to OpenSSH's own sshd with internal-sftp and a
-// chroot, started from its own config on a loopback port. Runs are
-// interleaved (the order alternates per round) and each workload reports
-// the median time of both servers and the ratio OpenSSH time / rosterd
-// time: above 1.0 rosterd is faster.
+// The sftp mode uploads the same files to rosterd's sftpd, in process, and
+// to OpenSSH's own sshd with internal-sftp and a chroot, started from its
+// own config on a loopback port, with several clients as customers' export
+// jobs run them (stock settings, no cipher option): the OpenSSH sftp
+// client, Go's pkg/sftp, paramiko and JSch (see sftpclients.go). Runs are
+// interleaved (every client in every round; the order of the two servers
+// alternates per round) and each client and workload reports the median
+// throughput against both servers and the ratio rosterd / OpenSSH: above
+// 1.0 rosterd is faster. The 1-minute load average is printed with every
+// round: the figures mean little while other work runs.
 
 type sftpBench struct {
-	dir      string
-	sftpBin  string
-	rosterd  target
-	openssh  target
-	large    string   // local path of the large file
-	small    []string // local paths of the small files
-	cipherMu sync.Mutex
-	ciphers  map[string]bool // what rosterd negotiated
+	dir        string
+	keyPath    string // ed25519 client key, OpenSSH format
+	pemKeyPath string // ECDSA client key, PEM (for JSch 0.1.x)
+	rosterd    target
+	openssh    target
+	sshdPid    int
+	large      string   // local path of the large file
+	small      []string // local paths of the small files
+	cipherMu   sync.Mutex
+	ciphers    map[string]bool // what rosterd negotiated
 }
 
 type target struct {
 	name   string
-	config string // ssh_config path
+	addr   string // host:port
+	user   string
+	config string // ssh_config path, for the OpenSSH client
 	remote string // remote folder prefix
 	clean  string // local folder the uploads land in
 }
@@ -55,7 +67,7 @@ type target struct {
 type workload struct {
 	name  string
 	bytes int64
-	batch func(t target) string
+	files []string
 }
 
 func runSFTP(args []string, stdout io.Writer) error {
@@ -65,12 +77,21 @@ func runSFTP(args []string, stdout io.Writer) error {
 	manyN := fs.Int("many", 1000, "number of 64 KiB files in the many workload")
 	rounds := fs.Int("rounds", 5, "rounds per workload")
 	only := fs.String("only", "large,small,many", "comma-separated workloads to run")
+	clientList := fs.String("clients", "openssh", "comma-separated clients: openssh, go, paramiko, jsch (only openssh runs the small and many workloads)")
 	sshd := fs.String("sshd", "/usr/sbin/sshd", "OpenSSH sshd binary")
 	keep := fs.Bool("keep", false, "keep the work folder")
 	base := fs.String("dir", "/run", "folder for the work folder; every component must be root-owned and not group or world writable (sshd's ChrootDirectory rule)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the process (rosterd's side) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var clients []sftpClient
+	for _, name := range strings.Split(*clientList, ",") {
+		c, err := clientByName(name)
+		if err != nil {
+			return err
+		}
+		clients = append(clients, c)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -83,10 +104,6 @@ func runSFTP(args []string, stdout io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	sftpBin, err := exec.LookPath("sftp")
-	if err != nil {
-		return fmt.Errorf("sftp client: %w", err)
-	}
 	dir, err := os.MkdirTemp(*base, "rosterbench-sftp-")
 	if err != nil {
 		return err
@@ -94,7 +111,7 @@ func runSFTP(args []string, stdout io.Writer) error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	b := &sftpBench{dir: dir, sftpBin: sftpBin, ciphers: map[string]bool{}}
+	b := &sftpBench{dir: dir, ciphers: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -102,69 +119,81 @@ func runSFTP(args []string, stdout io.Writer) error {
 	if err := b.prepareFiles(int64(*largeMiB)<<20, max(*smallN, *manyN)); err != nil {
 		return err
 	}
-	key, keyPath, err := clientKey(dir)
+	keys, err := b.clientKeys()
 	if err != nil {
 		return err
 	}
-	stopRosterd, err := b.startRosterd(key, keyPath)
+	stopRosterd, err := b.startRosterd(keys)
 	if err != nil {
 		return fmt.Errorf("rosterd sftpd: %w", err)
 	}
 	defer stopRosterd()
-	stopSSHD, err := b.startSSHD(ctx, *sshd, key, keyPath)
+	stopSSHD, err := b.startSSHD(ctx, *sshd, keys)
 	if err != nil {
 		return fmt.Errorf("openssh sshd: %w", err)
 	}
 	defer stopSSHD()
 
 	var workloads []workload
-	put := func(files []string) func(t target) string {
-		return func(t target) string {
-			var s strings.Builder
-			for _, f := range files {
-				fmt.Fprintf(&s, "put %s %s%s\n", f, t.remote, filepath.Base(f))
-			}
-			return s.String()
-		}
-	}
 	for _, w := range strings.Split(*only, ",") {
 		switch w {
 		case "large":
-			workloads = append(workloads, workload{fmt.Sprintf("1 file of %d MiB", *largeMiB), int64(*largeMiB) << 20, put([]string{b.large})})
+			workloads = append(workloads, workload{fmt.Sprintf("1 file of %d MiB", *largeMiB), int64(*largeMiB) << 20, []string{b.large}})
 		case "small":
-			workloads = append(workloads, workload{fmt.Sprintf("%d files of 64 KiB", *smallN), int64(*smallN) << 16, put(b.small[:*smallN])})
+			workloads = append(workloads, workload{fmt.Sprintf("%d files of 64 KiB", *smallN), int64(*smallN) << 16, b.small[:*smallN]})
 		case "many":
-			workloads = append(workloads, workload{fmt.Sprintf("%d files of 64 KiB", *manyN), int64(*manyN) << 16, put(b.small[:*manyN])})
+			workloads = append(workloads, workload{fmt.Sprintf("%d files of 64 KiB", *manyN), int64(*manyN) << 16, b.small[:*manyN]})
 		default:
 			return fmt.Errorf("unknown workload %q", w)
 		}
 	}
 
-	fmt.Fprintf(stdout, "client: %s (stock options); rosterd sftpd vs OpenSSH sshd internal-sftp + chroot; %d rounds, order alternating\n", sftpBin, *rounds)
+	fmt.Fprintf(stdout, "rosterd sftpd vs OpenSSH sshd internal-sftp + chroot; %d rounds, every client each round, server order alternating\n", *rounds)
+	var summary []string
 	for _, w := range workloads {
-		var tr, to, ratios []float64
+		var cs []sftpClient
+		for _, c := range clients {
+			if _, ok := c.(opensshClient); ok || len(w.files) == 1 {
+				cs = append(cs, c)
+			}
+		}
+		type result struct{ tr, to, ratios, load, cr, co []float64 }
+		res := make([]result, len(cs))
 		fmt.Fprintf(stdout, "\n%s\n", w.name)
 		for r := range *rounds {
-			pair := []target{b.rosterd, b.openssh}
-			if r%2 == 1 {
-				pair = []target{b.openssh, b.rosterd}
-			}
-			times := map[string]float64{}
-			for _, t := range pair {
-				d, err := b.upload(t, w.batch(t))
-				if err != nil {
-					return fmt.Errorf("%s to %s: %w", w.name, t.name, err)
+			for i, c := range cs {
+				pair := []target{b.rosterd, b.openssh}
+				if (r+i)%2 == 1 {
+					pair = []target{b.openssh, b.rosterd}
 				}
-				times[t.name] = d.Seconds()
+				load := loadAvg()
+				times, cpus := map[string]float64{}, map[string]float64{}
+				for _, t := range pair {
+					d, cpu, err := b.upload(c, t, w.files)
+					if err != nil {
+						return fmt.Errorf("%s, %s to %s: %w", w.name, c.name(), t.name, err)
+					}
+					times[t.name], cpus[t.name] = d.Seconds(), cpu.Seconds()
+				}
+				ratio := times["openssh"] / times["rosterd"]
+				x := &res[i]
+				x.tr, x.to, x.ratios, x.load = append(x.tr, times["rosterd"]), append(x.to, times["openssh"]), append(x.ratios, ratio), append(x.load, load)
+				x.cr, x.co = append(x.cr, cpus["rosterd"]), append(x.co, cpus["openssh"])
+				fmt.Fprintf(stdout, "  round %d %-13s rosterd %7.3fs (%7.1f MB/s, cpu %5.2fs)  openssh %7.3fs (%7.1f MB/s, cpu %5.2fs)  ratio %.2fx  load %.2f\n",
+					r+1, c.name(), times["rosterd"], mbps(w.bytes, times["rosterd"]), cpus["rosterd"], times["openssh"], mbps(w.bytes, times["openssh"]), cpus["openssh"], ratio, load)
 			}
-			ratio := times["openssh"] / times["rosterd"]
-			tr, to, ratios = append(tr, times["rosterd"]), append(to, times["openssh"]), append(ratios, ratio)
-			fmt.Fprintf(stdout, "  round %d: rosterd %7.3fs (%7.1f MB/s)  openssh %7.3fs (%7.1f MB/s)  ratio %.2fx\n",
-				r+1, times["rosterd"], mbps(w.bytes, times["rosterd"]), times["openssh"], mbps(w.bytes, times["openssh"]), ratio)
 		}
-		mr, mo := median(tr), median(to)
-		fmt.Fprintf(stdout, "  median:  rosterd %7.3fs (%7.1f MB/s)  openssh %7.3fs (%7.1f MB/s)  ratio %.2fx (median of per-round ratios %.2fx)\n",
-			mr, mbps(w.bytes, mr), mo, mbps(w.bytes, mo), mo/mr, median(ratios))
+		for i, c := range cs {
+			x := res[i]
+			mr, mo := median(x.tr), median(x.to)
+			line := fmt.Sprintf("%-17s %-13s rosterd %7.1f MB/s  openssh %7.1f MB/s  ratio %.2fx (rounds %.2f–%.2fx)  server cpu %.2fs / %.2fs  load %.2f–%.2f",
+				w.name, c.name(), mbps(w.bytes, mr), mbps(w.bytes, mo), median(x.ratios), slices.Min(x.ratios), slices.Max(x.ratios), median(x.cr), median(x.co), slices.Min(x.load), slices.Max(x.load))
+			summary = append(summary, line)
+		}
+	}
+	fmt.Fprintf(stdout, "\nmedians (ratio: median of the per-round ratios rosterd / OpenSSH throughput, above 1 = rosterd faster; server cpu: rosterd / sshd):\n")
+	for _, line := range summary {
+		fmt.Fprintf(stdout, "  %s\n", line)
 	}
 	b.cipherMu.Lock()
 	var cs []string
@@ -173,7 +202,7 @@ func runSFTP(args []string, stdout io.Writer) error {
 	}
 	b.cipherMu.Unlock()
 	slices.Sort(cs)
-	fmt.Fprintf(stdout, "\nrosterd negotiated: %s; ratio = OpenSSH time / rosterd time (above 1 = rosterd faster)\n", strings.Join(cs, ", "))
+	fmt.Fprintf(stdout, "rosterd negotiated: %s\n", strings.Join(cs, ", "))
 	return nil
 }
 
@@ -191,28 +220,65 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// upload runs one sftp batch and removes what it uploaded afterwards.
-func (b *sftpBench) upload(t target, batch string) (time.Duration, error) {
-	cmd := exec.Command(b.sftpBin, "-F", t.config, "-b", "-", "bench")
-	cmd.Stdin = strings.NewReader(batch)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
+// upload uploads files to t with client c (a client other than OpenSSH's
+// takes one file) and removes what it uploaded afterwards. It returns the
+// time the upload took and the CPU time the server used for it.
+func (b *sftpBench) upload(c sftpClient, t target, files []string) (d, cpu time.Duration, err error) {
+	cpu0 := b.serverCPU(t)
+	defer func() { cpu = b.serverCPU(t) - cpu0 }()
+	if o, ok := c.(opensshClient); ok {
+		var batch strings.Builder
+		for _, f := range files {
+			fmt.Fprintf(&batch, "put %s %s%s\n", f, t.remote, filepath.Base(f))
+		}
+		d, err = o.batch(t, batch.String())
+	} else {
+		d, err = c.upload(b, t, files[0])
+	}
 	if err != nil {
-		return 0, fmt.Errorf("%w\n%s", err, out.String())
+		return 0, 0, err
 	}
 	ents, err := os.ReadDir(t.clean)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, e := range ents {
 		if !e.IsDir() {
 			os.Remove(filepath.Join(t.clean, e.Name()))
 		}
 	}
-	return d, nil
+	return d, 0, nil
+}
+
+// serverCPU returns the CPU time t's server has used so far: for rosterd,
+// this process's (the clients run in processes of their own); for sshd,
+// its listener's and that of the sessions it has reaped, once they all
+// ended.
+func (b *sftpBench) serverCPU(t target) time.Duration {
+	if t.name == "rosterd" {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	children := fmt.Sprintf("/proc/%d/task/%d/children", b.sshdPid, b.sshdPid)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if c, err := os.ReadFile(children); err != nil || len(bytes.TrimSpace(c)) == 0 {
+			break
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.sshdPid))
+	if err != nil {
+		return 0
+	}
+	// utime, stime, cutime and cstime are fields 14 to 17, counted
+	// after the command name in parentheses (field 2).
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	var ticks int64
+	for _, v := range f[11:15] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ
 }
 
 func (b *sftpBench) prepareFiles(large int64, small int) error {
@@ -245,29 +311,52 @@ func (b *sftpBench) prepareFiles(large int64, small int) error {
 	return nil
 }
 
-func clientKey(dir string) (ssh.PublicKey, string, error) {
+// clientKeys writes the client keys, an ed25519 key in OpenSSH format and
+// an ECDSA key in PEM (for JSch 0.1.x), and returns their public keys.
+func (b *sftpBench) clientKeys() ([]ssh.PublicKey, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	block, err := ssh.MarshalPrivateKey(priv, "")
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	path := filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, "", err
+	b.keyPath = filepath.Join(b.dir, "id_ed25519")
+	if err := os.WriteFile(b.keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, err
 	}
-	pub, err := ssh.NewPublicKey(priv.Public())
-	return pub, path, err
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(ec)
+	if err != nil {
+		return nil, err
+	}
+	b.pemKeyPath = filepath.Join(b.dir, "id_ecdsa.pem")
+	if err := os.WriteFile(b.pemKeyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	var pubs []ssh.PublicKey
+	for _, k := range []any{priv.Public(), &ec.PublicKey} {
+		pub, err := ssh.NewPublicKey(k)
+		if err != nil {
+			return nil, err
+		}
+		pubs = append(pubs, pub)
+	}
+	return pubs, nil
 }
 
-// oneKey authorizes a single key for organization "bench".
-type oneKey struct{ key ssh.PublicKey }
+// benchKeys authorizes the client keys for organization "bench".
+type benchKeys []ssh.PublicKey
 
-func (k oneKey) Authorize(_ context.Context, org string, key ssh.PublicKey) error {
-	if org == "bench" && bytes.Equal(key.Marshal(), k.key.Marshal()) {
-		return nil
+func (k benchKeys) Authorize(_ context.Context, org string, key ssh.PublicKey) error {
+	for _, have := range k {
+		if org == "bench" && bytes.Equal(key.Marshal(), have.Marshal()) {
+			return nil
+		}
 	}
 	return errors.New("unknown key")
 }
@@ -290,7 +379,7 @@ func (h cipherLog) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-func (b *sftpBench) startRosterd(key ssh.PublicKey, keyPath string) (func(), error) {
+func (b *sftpBench) startRosterd(keys []ssh.PublicKey) (func(), error) {
 	hostKeys, err := sftpd.LoadHostKeys(filepath.Join(b.dir, "host_keys"))
 	if err != nil {
 		return nil, err
@@ -299,7 +388,7 @@ func (b *sftpBench) startRosterd(key ssh.PublicKey, keyPath string) (func(), err
 	srv, err := sftpd.New(sftpd.Config{
 		HostKeys: hostKeys,
 		Root:     root,
-		Keys:     oneKey{key},
+		Keys:     benchKeys(keys),
 		Limits:   sftpd.Limits{MaxUploadSize: 8 << 30},
 		Logger:   slog.New(cipherLog{b}),
 	})
@@ -311,14 +400,14 @@ func (b *sftpBench) startRosterd(key ssh.PublicKey, keyPath string) (func(), err
 		return nil, err
 	}
 	go srv.Serve(ln)
-	cfg, err := writeClientConfig(filepath.Join(b.dir, "rosterd_config"), ln.Addr().String(), "bench", keyPath)
+	cfg, err := writeClientConfig(filepath.Join(b.dir, "rosterd_config"), ln.Addr().String(), "bench", b.keyPath)
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(root, "bench", "reports"), 0o750); err != nil {
 		return nil, err
 	}
-	b.rosterd = target{name: "rosterd", config: cfg, remote: "", clean: filepath.Join(root, "bench")}
+	b.rosterd = target{name: "rosterd", addr: ln.Addr().String(), user: "bench", config: cfg, remote: "", clean: filepath.Join(root, "bench")}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -328,7 +417,7 @@ func (b *sftpBench) startRosterd(key ssh.PublicKey, keyPath string) (func(), err
 
 // startSSHD runs OpenSSH's sshd with internal-sftp chrooted to a
 // root-owned folder, as a hosting provider would set it up.
-func (b *sftpBench) startSSHD(ctx context.Context, bin string, key ssh.PublicKey, keyPath string) (func(), error) {
+func (b *sftpBench) startSSHD(ctx context.Context, bin string, keys []ssh.PublicKey) (func(), error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("sshd with ChrootDirectory needs root")
 	}
@@ -357,8 +446,14 @@ func (b *sftpBench) startSSHD(ctx context.Context, bin string, key ssh.PublicKey
 		}
 	}
 	hostKey := filepath.Join(b.dir, "host_keys", sftpd.HostKeyEd25519)
+	// JSch 0.1.54 knows no ed25519 host key: sshd offers the ECDSA one too.
+	ecdsaHostKey := filepath.Join(b.dir, "host_keys", sftpd.HostKeyECDSA)
 	authKeys := filepath.Join(sdir, "authorized_keys")
-	if err := os.WriteFile(authKeys, ssh.MarshalAuthorizedKey(key), 0o600); err != nil {
+	var authorized []byte
+	for _, k := range keys {
+		authorized = append(authorized, ssh.MarshalAuthorizedKey(k)...)
+	}
+	if err := os.WriteFile(authKeys, authorized, 0o600); err != nil {
 		return nil, err
 	}
 	port, err := freePort()
@@ -367,6 +462,7 @@ func (b *sftpBench) startSSHD(ctx context.Context, bin string, key ssh.PublicKey
 	}
 	cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
+HostKey %s
 HostKey %s
 PidFile %s
 AuthorizedKeysFile %s
@@ -381,7 +477,7 @@ ChrootDirectory %s
 AllowTcpForwarding no
 X11Forwarding no
 LogLevel ERROR
-`, port, hostKey, filepath.Join(sdir, "sshd.pid"), authKeys, chroot)
+`, port, hostKey, ecdsaHostKey, filepath.Join(sdir, "sshd.pid"), authKeys, chroot)
 	cfgPath := filepath.Join(sdir, "sshd_config")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -392,6 +488,7 @@ LogLevel ERROR
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	b.sshdPid = cmd.Process.Pid
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -406,11 +503,11 @@ LogLevel ERROR
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	ccfg, err := writeClientConfig(filepath.Join(b.dir, "openssh_config"), addr, "root", keyPath)
+	ccfg, err := writeClientConfig(filepath.Join(b.dir, "openssh_config"), addr, "root", b.keyPath)
 	if err != nil {
 		return nil, err
 	}
-	b.openssh = target{name: "openssh", config: ccfg, remote: "/upload/", clean: filepath.Join(chroot, "upload")}
+	b.openssh = target{name: "openssh", addr: addr, user: "root", config: ccfg, remote: "/upload/", clean: filepath.Join(chroot, "upload")}
 	return func() {
 		cmd.Process.Kill()
 		cmd.Wait()

@@ -18,6 +18,7 @@ import (
 // batchView is what the API answers for a batch.
 type batchView struct {
 	ID         string                  `json:"id"`
+	Org        string                  `json:"organization_id"`
 	Status     string                  `json:"status"`
 	CreatedAt  time.Time               `json:"created_at"`
 	FinishedAt *time.Time              `json:"finished_at"`
@@ -30,79 +31,122 @@ type batchView struct {
 	Report     json.RawMessage         `json:"report"`
 }
 
-const batchUsage = "batch list ORG | batch show ORG BATCH [--json] | batch approve ORG BATCH"
+// batchCommand is `rosterd batch list|show|approve` (SPEC §2): the
+// batches of an organization, one batch's report, and the release of a
+// held batch.
+func batchCommand() *command {
+	reportFlags := func(fs *flag.FlagSet) (*clientOpts, *bool) {
+		return clientFlags(fs), fs.Bool("json", false, "print the report as JSON")
+	}
+	return &command{
+		name: "batch", summary: "list an organization's batches, show their reports, approve held ones",
+		about: "A batch is the set of files an organization uploaded within the settle\n" +
+			"window. Each gets a report; a batch that would delete or deactivate many\n" +
+			"users is held until it is approved or a newer upload supersedes it.",
+		example: "rosterd batch list acme\n" +
+			"rosterd batch show acme 01JD...\n" +
+			"rosterd batch approve acme 01JD...",
+		subs: []*command{
+			{
+				name: "batch list", args: "ORG", summary: "list an organization's batches, newest first",
+				about: "List an organization's batches, newest first: id, status (pending,\n" +
+					"processing, applied, unchanged, rejected, held, superseded), creation\n" +
+					"time, files, and the changes (or why it was held or rejected).",
+				example: "rosterd batch list acme",
+				minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) action {
+					opts := clientFlags(fs)
+					return func(ctx context.Context, std stdio, args []string) error {
+						c, err := opts.client()
+						if err != nil {
+							return err
+						}
+						return listBatches(ctx, c, args[0], std.out)
+					}
+				},
+			},
+			{
+				name: "batch show", args: "ORG BATCH", summary: "print a batch's report",
+				about:   "Print a batch's report, the same as in the organization's /reports/ folder.",
+				example: "rosterd batch show acme 01JD...\nrosterd batch show acme 01JD... --json",
+				minArgs: 2, maxArgs: 2,
+				setup: func(fs *flag.FlagSet) action {
+					opts, jsonOut := reportFlags(fs)
+					return func(ctx context.Context, std stdio, args []string) error {
+						c, err := opts.client()
+						if err != nil {
+							return err
+						}
+						var b batchView
+						if err := c.do(ctx, http.MethodGet, "/v1/organizations/"+url.PathEscape(args[0])+"/batches/"+url.PathEscape(args[1]), nil, "", &b); err != nil {
+							return fmt.Errorf("batch %s: %w", args[1], err)
+						}
+						return printBatchReport(std.out, b, *jsonOut)
+					}
+				},
+			},
+			{
+				name: "batch approve", args: "ORG BATCH", summary: "apply a held batch",
+				about: "Apply a held batch: the deletions the guard stopped are made, and the\n" +
+					"report of the applied batch is printed. Only a held batch can be approved.",
+				example: "rosterd batch list acme            # find the held batch\n" +
+					"rosterd batch show acme 01JD...     # see who would be deleted\n" +
+					"rosterd batch approve acme 01JD...",
+				minArgs: 2, maxArgs: 2,
+				setup: func(fs *flag.FlagSet) action {
+					opts, jsonOut := reportFlags(fs)
+					return func(ctx context.Context, std stdio, args []string) error {
+						c, err := opts.client()
+						if err != nil {
+							return err
+						}
+						var b batchView
+						if err := c.do(ctx, http.MethodPost, "/v1/organizations/"+url.PathEscape(args[0])+"/batches/"+url.PathEscape(args[1])+"/approve", nil, "", &b); err != nil {
+							return fmt.Errorf("approve batch %s: %w", args[1], err)
+						}
+						if !*jsonOut {
+							fmt.Fprintf(std.out, "batch %s approved: %s\n\n", b.ID, b.Status)
+						}
+						return printBatchReport(std.out, b, *jsonOut)
+					}
+				},
+			},
+		},
+	}
+}
 
-// runBatch is `rosterd batch list|show|approve` (SPEC §2): the batches of
-// an organization, one batch's report, and the release of a held batch.
-func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError(batchUsage)
-	}
-	fs := flag.NewFlagSet("batch "+args[0], flag.ContinueOnError)
-	opts := clientFlags(fs)
-	jsonOut := fs.Bool("json", false, "print the report as JSON (show, approve)")
-	pos, err := parseFlags(fs, args[1:], stderr)
-	if err != nil {
-		return err
-	}
-	want := map[string]int{"list": 1, "show": 2, "approve": 2}
-	n, ok := want[args[0]]
-	if !ok || len(pos) != n {
-		return usageError(batchUsage)
-	}
-	c, err := opts.client()
-	if err != nil {
-		return err
-	}
-	org := url.PathEscape(pos[0])
-	switch args[0] {
-	case "list":
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "BATCH\tSTATUS\tCREATED\tFILES\tCHANGES")
-		after := ""
-		for {
-			var page struct {
-				Data         []batchView
-				ListMetadata struct{ After *string } `json:"list_metadata"`
-			}
-			if err := c.do(ctx, http.MethodGet, "/v1/organizations/"+org+"/batches?limit=1000&after="+url.QueryEscape(after), nil, "", &page); err != nil {
-				return fmt.Errorf("list batches of %s: %w", pos[0], err)
-			}
-			for _, b := range page.Data {
-				var names []string
-				for _, f := range b.Files {
-					names = append(names, f.Name)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.ID, b.Status, b.CreatedAt.Format(time.RFC3339), strings.Join(names, ","), changeSummary(b))
-			}
-			if page.ListMetadata.After == nil {
-				break
-			}
-			after = *page.ListMetadata.After
+// listBatches prints org's batches, newest first.
+func listBatches(ctx context.Context, c *apiClient, org string, w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BATCH\tSTATUS\tCREATED\tFILES\tCHANGES")
+	after := ""
+	for {
+		var page struct {
+			Data         []batchView
+			ListMetadata struct{ After *string } `json:"list_metadata"`
 		}
-		return tw.Flush()
-	case "show":
-		var b batchView
-		if err := c.do(ctx, http.MethodGet, "/v1/organizations/"+org+"/batches/"+url.PathEscape(pos[1]), nil, "", &b); err != nil {
-			return fmt.Errorf("batch %s: %w", pos[1], err)
+		if err := c.do(ctx, http.MethodGet, "/v1/organizations/"+url.PathEscape(org)+"/batches?limit=1000&after="+url.QueryEscape(after), nil, "", &page); err != nil {
+			return fmt.Errorf("list batches of %s: %w", org, err)
 		}
-		return printBatchReport(stdout, b, *jsonOut)
-	default: // approve
-		var b batchView
-		if err := c.do(ctx, http.MethodPost, "/v1/organizations/"+org+"/batches/"+url.PathEscape(pos[1])+"/approve", nil, "", &b); err != nil {
-			return fmt.Errorf("approve batch %s: %w", pos[1], err)
+		for _, b := range page.Data {
+			var names []string
+			for _, f := range b.Files {
+				names = append(names, report.Visible(f.Name))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.ID, b.Status, b.CreatedAt.Format(time.RFC3339), strings.Join(names, ","), changeSummary(b))
 		}
-		if !*jsonOut {
-			fmt.Fprintf(stdout, "batch %s approved: %s\n\n", b.ID, b.Status)
+		if page.ListMetadata.After == nil {
+			break
 		}
-		return printBatchReport(stdout, b, *jsonOut)
+		after = *page.ListMetadata.After
 	}
+	return tw.Flush()
 }
 
 func changeSummary(b batchView) string {
 	if b.Status == "held" || b.Status == "rejected" {
 		if b.Reason != "" {
-			return b.Reason
+			return report.Visible(b.Reason)
 		}
 	}
 	ch := b.Changes

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // errNoDaemon is returned by the client subcommands when no daemon answers
@@ -29,14 +28,15 @@ func (e *apiError) Error() string { return e.Message }
 
 // clientOpts are the flags every client subcommand takes.
 type clientOpts struct {
-	data, httpAddr string
+	data, httpAddr, config string
 }
 
-// clientFlags registers --data and --http-addr on fs.
+// clientFlags registers --data, --http-addr and --config on fs.
 func clientFlags(fs *flag.FlagSet) *clientOpts {
 	o := &clientOpts{}
-	fs.StringVar(&o.data, "data", "", "data directory of the daemon ($ROSTERD_DATA, default ./rosterd-data)")
-	fs.StringVar(&o.httpAddr, "http-addr", "", "the daemon's HTTP address ($ROSTERD_HTTP_ADDR; default: what the daemon wrote into the data directory)")
+	fs.StringVar(&o.data, "data", "", "the daemon's data `DIR` ($ROSTERD_DATA; default: data in the config file, else ./rosterd-data)")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "the daemon's HTTP `host:port` ($ROSTERD_HTTP_ADDR; default: what the daemon wrote into the data directory)")
+	fs.StringVar(&o.config, "config", "", "the daemon's config `FILE`, read for data and api_token ($ROSTERD_CONFIG)")
 	return o
 }
 
@@ -57,7 +57,13 @@ type apiClient struct {
 // client finds the daemon's address and token: flag, then environment,
 // then the files the daemon wrote into the data directory.
 func (o *clientOpts) client() (*apiClient, error) {
-	data := first(o.data, os.Getenv("ROSTERD_DATA"), "./rosterd-data")
+	var cfg Config
+	if path := first(o.config, os.Getenv("ROSTERD_CONFIG")); path != "" {
+		if err := readConfigFile(path, &cfg); err != nil {
+			return nil, &ExitCodeError{Code: 2, Err: err}
+		}
+	}
+	data := first(o.data, os.Getenv("ROSTERD_DATA"), cfg.Data, "./rosterd-data")
 	addr := first(o.httpAddr, os.Getenv("ROSTERD_HTTP_ADDR"))
 	if addr == "" {
 		b, err := os.ReadFile(filepath.Join(data, fileHTTPAddr))
@@ -66,7 +72,7 @@ func (o *clientOpts) client() (*apiClient, error) {
 		}
 		addr = strings.TrimSpace(string(b))
 	}
-	token := os.Getenv("ROSTERD_API_TOKEN")
+	token := first(os.Getenv("ROSTERD_API_TOKEN"), cfg.APIToken)
 	if token == "" {
 		b, err := os.ReadFile(filepath.Join(data, fileAPIToken))
 		if err != nil {
@@ -74,11 +80,11 @@ func (o *clientOpts) client() (*apiClient, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	return &apiClient{
-		base:  "http://" + addr,
-		token: token,
-		http:  &http.Client{Timeout: 5 * time.Minute},
-	}, nil
+	base, hc, err := httpClient(data, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &apiClient{base: base, token: token, http: hc}, nil
 }
 
 // do sends a request and decodes a 2xx JSON answer into out (if not nil).
@@ -97,7 +103,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader,
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return fmt.Errorf("%w at %s", errNoDaemon, strings.TrimPrefix(c.base, "http://"))
+			return fmt.Errorf("%w at %s", errNoDaemon, strings.TrimPrefix(strings.TrimPrefix(c.base, "http://"), "https://"))
 		}
 		return err
 	}
@@ -125,28 +131,4 @@ func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader,
 func jsonBody(v any) io.Reader {
 	b, _ := json.Marshal(v)
 	return strings.NewReader(string(b))
-}
-
-// parseFlags parses args with fs, printing usage on -h, and returns the
-// positional arguments wherever the flags stood.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
-	fs.SetOutput(stderr)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, &ExitCodeError{Code: 0}
-			}
-			return nil, &ExitCodeError{Code: 2}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }

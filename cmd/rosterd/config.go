@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/sftpd"
 )
 
@@ -18,7 +19,10 @@ import (
 // It is filled from defaults, then the TOML file, then the environment,
 // then flags: each later source beats the earlier ones.
 type Config struct {
-	Data            string   `toml:"data"`
+	Data string `toml:"data"`
+	// Store is where the state lives: "" for the bbolt file in Data, or a
+	// postgres:// URL (SPEC §11; only `rosterd migrate` uses it so far).
+	Store           string   `toml:"store"`
 	SFTPAddr        string   `toml:"sftp_addr"`
 	HTTPAddr        string   `toml:"http_addr"`
 	Settle          Duration `toml:"settle"`
@@ -26,6 +30,10 @@ type Config struct {
 	APIToken        string   `toml:"api_token"`
 	AllowSHA1RSA    bool     `toml:"allow_sha1_rsa"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// TLSCert and TLSKey are PEM files: set, the HTTP listener (API,
+	// console, setup pages) speaks HTTPS only.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
 
 	Limits    LimitsConfig    `toml:"limits"`
 	HTTP      HTTPConfig      `toml:"http"`
@@ -33,6 +41,31 @@ type Config struct {
 	Retention RetentionConfig `toml:"retention"`
 	Delivery  DeliveryConfig  `toml:"delivery"`
 	Webhooks  []WebhookConfig `toml:"webhook"`
+
+	// The web console and setup pages (SPEC §10).
+	Console   ConsoleConfig    `toml:"console"`
+	Operators []OperatorConfig `toml:"operator"`
+}
+
+// ConsoleConfig is the [console] table: the web console and the setup
+// pages (SPEC §10).
+type ConsoleConfig struct {
+	// PublicURL is where people reach the HTTP listener
+	// ("https://rosterd.example.com"), for setup links; empty: the scheme
+	// and host of the request that creates the link.
+	PublicURL string `toml:"public_url"`
+	// PublicSFTPAddr is the host:port the setup page tells admins to
+	// connect to; empty: sftp_addr, with the page's host when sftp_addr
+	// has none.
+	PublicSFTPAddr string   `toml:"public_sftp_addr"`
+	SessionTimeout Duration `toml:"session_timeout"`
+}
+
+// OperatorConfig is one [[operator]]: a person who may sign in to the
+// console with a password, besides the API token.
+type OperatorConfig struct {
+	Name         string `toml:"name"`
+	PasswordHash string `toml:"password_hash"`
 }
 
 // LimitsConfig is the [limits] table (SPEC §3, §4).
@@ -45,6 +78,17 @@ type LimitsConfig struct {
 	BanDuration   Duration `toml:"ban_duration"`
 	MaxColumns    int      `toml:"max_columns"`
 	MaxFieldSize  Size     `toml:"max_field_size"`
+	// MaxCompressionRatio is how many times its size a compressed or
+	// encrypted upload may expand before it is refused as a zip bomb.
+	MaxCompressionRatio int `toml:"max_compression_ratio"`
+	// Disk space (SPEC §3): uploads are refused while the file system of
+	// the organization folders (or of the data directory) has less free
+	// than MinFreeSpace or MinFreePercent of its size, whichever is
+	// larger, and while an organization holds StorageQuota (its folder,
+	// reports and archive; its storage_quota setting wins).
+	StorageQuota   Size    `toml:"storage_quota"`
+	MinFreeSpace   Size    `toml:"min_free_space"`
+	MinFreePercent float64 `toml:"min_free_percent"`
 	// Memory is the Go runtime's soft memory limit (runtime/debug.SetMemoryLimit):
 	// the garbage collector works harder as the heap nears it instead of
 	// letting it grow to twice what is live. 0 = no limit. GOMEMLIMIT in
@@ -86,9 +130,12 @@ type DefaultsConfig struct {
 
 // RetentionConfig is the [retention] table.
 type RetentionConfig struct {
-	Events  Duration `toml:"events"`
-	Archive Duration `toml:"archive"`
-	Reports int      `toml:"reports"`
+	Events Duration `toml:"events"`
+	// An archive copy is kept while it is younger than Archive ("0s":
+	// forever) or among its organization's newest ArchiveBatches.
+	Archive        Duration `toml:"archive"`
+	ArchiveBatches int      `toml:"archive_batches"`
+	Reports        int      `toml:"reports"`
 }
 
 // DeliveryConfig is the [delivery] table (SPEC §7).
@@ -131,6 +178,11 @@ func defaultConfig() Config {
 			MaxFieldSize:  64 << 10,
 			Memory:        DefaultMemoryLimit,
 
+			MaxCompressionRatio: ingest.DefaultMaxCompressionRatio,
+			StorageQuota:        ingest.DefaultStorageQuota,
+			MinFreeSpace:        ingest.DefaultMinFree,
+			MinFreePercent:      ingest.DefaultMinFreePercent,
+
 			MaxStartups:           sftpd.DefaultStartups,
 			MaxStartupsPerAddress: 10,
 			LoginGraceTime:        Duration(30 * time.Second),
@@ -149,10 +201,13 @@ func defaultConfig() Config {
 			DeleteThresholdCount:   10,
 		},
 		Retention: RetentionConfig{
-			Events:  Duration(30 * 24 * time.Hour),
-			Reports: 100,
+			Events:         Duration(30 * 24 * time.Hour),
+			Archive:        Duration(ingest.DefaultArchiveKeep),
+			ArchiveBatches: ingest.DefaultArchiveBatches,
+			Reports:        100,
 		},
 		Delivery: DeliveryConfig{Timeout: Duration(10 * time.Second)},
+		Console:  ConsoleConfig{SessionTimeout: Duration(12 * time.Hour)},
 	}
 }
 
@@ -160,22 +215,28 @@ func defaultConfig() Config {
 type serveFlags struct {
 	fs                               *flag.FlagSet
 	config, data, sftpAddr, httpAddr string
+	store                            string
 	settle, logFormat                string
 	webhookURL, webhookSecret        string
 	demo                             bool
 }
 
 func newServeFlags() *serveFlags {
-	f := &serveFlags{fs: flag.NewFlagSet("serve", flag.ContinueOnError)}
-	f.fs.StringVar(&f.config, "config", "", "TOML config file ($ROSTERD_CONFIG)")
-	f.fs.StringVar(&f.data, "data", "", "data directory ($ROSTERD_DATA, default ./rosterd-data)")
-	f.fs.StringVar(&f.sftpAddr, "sftp-addr", "", "SFTP listen address ($ROSTERD_SFTP_ADDR, default 127.0.0.1:2022)")
-	f.fs.StringVar(&f.httpAddr, "http-addr", "", "HTTP listen address ($ROSTERD_HTTP_ADDR, default 127.0.0.1:8080)")
-	f.fs.StringVar(&f.settle, "settle", "", "settle window before a batch starts ($ROSTERD_SETTLE, default 10s)")
-	f.fs.StringVar(&f.logFormat, "log-format", "", "log format: auto, text or json ($ROSTERD_LOG_FORMAT)")
-	f.fs.StringVar(&f.webhookURL, "webhook-url", "", "one webhook endpoint for all organizations ($ROSTERD_WEBHOOK_URL)")
-	f.fs.StringVar(&f.webhookSecret, "webhook-secret", "", "its secret, whsec_... ($ROSTERD_WEBHOOK_SECRET)")
-	f.fs.BoolVar(&f.demo, "demo", false, "create organization demo with a client key on first start")
+	return registerServeFlags(flag.NewFlagSet("serve", flag.ContinueOnError))
+}
+
+// registerServeFlags registers serve's flags on fs.
+func registerServeFlags(fs *flag.FlagSet) *serveFlags {
+	f := &serveFlags{fs: fs}
+	fs.StringVar(&f.config, "config", "", "TOML config `FILE` ($ROSTERD_CONFIG); examples/rosterd.toml documents every key")
+	fs.StringVar(&f.data, "data", "", "data `DIR` ($ROSTERD_DATA; config key data; default ./rosterd-data)")
+	fs.StringVar(&f.sftpAddr, "sftp-addr", "", "SFTP listen `host:port` ($ROSTERD_SFTP_ADDR; config key sftp_addr; default 127.0.0.1:2022)")
+	fs.StringVar(&f.httpAddr, "http-addr", "", "HTTP listen `host:port` ($ROSTERD_HTTP_ADDR; config key http_addr; default 127.0.0.1:8080)")
+	fs.StringVar(&f.settle, "settle", "", "settle window before a batch starts, a `duration` such as 10s or 0s ($ROSTERD_SETTLE; config key settle; default 10s)")
+	fs.StringVar(&f.logFormat, "log-format", "", "log `format`: auto (text on a terminal, JSON otherwise), text or json ($ROSTERD_LOG_FORMAT; config key log_format; default auto)")
+	fs.StringVar(&f.webhookURL, "webhook-url", "", "one webhook endpoint `URL` for all organizations ($ROSTERD_WEBHOOK_URL; config: [[webhook]])")
+	fs.StringVar(&f.webhookSecret, "webhook-secret", "", "that endpoint's `secret`, whsec_ and base64 ($ROSTERD_WEBHOOK_SECRET)")
+	fs.BoolVar(&f.demo, "demo", false, "on the first start, create organization demo with a client key pair and print the sftp command to try it")
 	return f
 }
 
@@ -197,11 +258,14 @@ func loadConfig(f *serveFlags, getenv func(string) string) (Config, error) {
 	var hookURL, hookSecret string
 	sources := []source{
 		{"data", f.data, "ROSTERD_DATA", str(&cfg.Data)},
+		{"store", f.store, "ROSTERD_STORE", str(&cfg.Store)},
 		{"sftp_addr", f.sftpAddr, "ROSTERD_SFTP_ADDR", str(&cfg.SFTPAddr)},
 		{"http_addr", f.httpAddr, "ROSTERD_HTTP_ADDR", str(&cfg.HTTPAddr)},
 		{"settle", f.settle, "ROSTERD_SETTLE", func(v string) error { return cfg.Settle.UnmarshalText([]byte(v)) }},
 		{"log_format", f.logFormat, "ROSTERD_LOG_FORMAT", str(&cfg.LogFormat)},
 		{"api_token", "", "ROSTERD_API_TOKEN", str(&cfg.APIToken)},
+		{"tls_cert", "", "ROSTERD_TLS_CERT", str(&cfg.TLSCert)},
+		{"tls_key", "", "ROSTERD_TLS_KEY", str(&cfg.TLSKey)},
 		{"webhook-url", f.webhookURL, "ROSTERD_WEBHOOK_URL", str(&hookURL)},
 		{"webhook-secret", f.webhookSecret, "ROSTERD_WEBHOOK_SECRET", str(&hookSecret)},
 	}
@@ -256,6 +320,9 @@ func (c *Config) validate() error {
 	if c.Data == "" {
 		bad("data", "must not be empty")
 	}
+	if err := validStore(c.Store); err != nil {
+		bad("store", "%v", err)
+	}
 	for key, addr := range map[string]string{"sftp_addr": c.SFTPAddr, "http_addr": c.HTTPAddr} {
 		if !strings.Contains(addr, ":") {
 			bad(key, "%q is not host:port", addr)
@@ -278,8 +345,10 @@ func (c *Config) validate() error {
 		"limits.idle_timeout": int64(l.IdleTimeout), "limits.ban_failures": int64(l.BanFailures),
 		"limits.ban_window": int64(l.BanWindow), "limits.ban_duration": int64(l.BanDuration),
 		"limits.max_columns": int64(l.MaxColumns), "limits.max_field_size": int64(l.MaxFieldSize),
-		"retention.events": int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
-		"delivery.timeout": int64(c.Delivery.Timeout),
+		"limits.max_compression_ratio": int64(l.MaxCompressionRatio),
+		"retention.events":             int64(c.Retention.Events), "retention.reports": int64(c.Retention.Reports),
+		"retention.archive_batches": int64(c.Retention.ArchiveBatches), "limits.storage_quota": int64(l.StorageQuota),
+		"delivery.timeout": int64(c.Delivery.Timeout), "console.session_timeout": int64(c.Console.SessionTimeout),
 
 		"limits.max_startups_per_address": int64(l.MaxStartupsPerAddress), "limits.login_grace_time": int64(l.LoginGraceTime),
 		"limits.key_recheck_interval": int64(l.KeyRecheckInterval), "http.max_connections": int64(c.HTTP.MaxConnections),
@@ -293,6 +362,9 @@ func (c *Config) validate() error {
 	}
 	if l.Memory != 0 && l.Memory < 32<<20 {
 		bad("limits.memory", "%d bytes is too small to run a batch: give at least 32MiB, or 0 for no limit", l.Memory)
+	}
+	if l.MinFreePercent < 0 || l.MinFreePercent >= 100 {
+		bad("limits.min_free_percent", "%v is not between 0 and 100", l.MinFreePercent)
 	}
 	if c.Retention.Archive < 0 {
 		bad("retention.archive", "must not be negative (0 keeps archives forever)")
@@ -314,6 +386,10 @@ func (c *Config) validate() error {
 			bad(fmt.Sprintf("delivery.schedule[%d]", i), "must be positive")
 		}
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert", "tls_cert and tls_key go together: give both files or neither")
+	}
+	c.validateConsole(bad)
 	for i, w := range c.Webhooks {
 		key := fmt.Sprintf("webhook[%d]", i)
 		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {

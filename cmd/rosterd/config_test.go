@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"flag"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -129,4 +132,19 @@ func TestSetMemoryLimit(t *testing.T) {
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Errorf("limit with GOMEMLIMIT set = %d; want the config ignored", got)
 	}
+}
+
+// parseFlags is parseArgs for the tests of a flag set: it prints fs's
+// defaults on -h and returns an *ExitCodeError for -h (0) and for a bad
+// flag (2).
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
+	fs.SetOutput(stderr)
+	pos, err := parseArgs(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return nil, &ExitCodeError{Code: 0}
+	case err != nil:
+		return nil, &ExitCodeError{Code: 2}
+	}
+	return pos, nil
 }

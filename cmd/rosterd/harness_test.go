@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/rosterd/rosterd/sftpd/sftptest"
+	"github.com/rosterd/rosterd/state/postgres/pgtest"
 )
 
 // rosterdBin is the binary built by TestMain.
@@ -42,7 +43,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build rosterd:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -1,5 +1,6 @@
 // Command rosterd is the SFTP directory-sync daemon and its command-line
-// client. See ../../README.md and SPEC §2 for the commands.
+// client. See ../../README.md and SPEC §2 for the commands; commands.go
+// holds the tree of commands and their help.
 package main
 
 import (
@@ -15,58 +16,19 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-const usage = `usage: rosterd COMMAND [flags]
-
-  serve [--demo]                      run the daemon (SFTP + HTTP + ingest + delivery)
-  validate [--json] [--kind K] FILE...  check CSV files offline
-  plan --org ORG FILE...              dry run against the running daemon's snapshot
-  org add ORG [--key FILE|-] | org list | org remove ORG
-  key add ORG FILE|- | key list ORG | key remove ORG FINGERPRINT
-  batch list ORG | batch show ORG BATCH | batch approve ORG BATCH
-  version
-
-Every command takes --data DIR (default ./rosterd-data, or $ROSTERD_DATA).
-Run "rosterd COMMAND -h" for a command's flags.
-`
-
 // errUsage marks a command-line mistake: exit code 2.
 var errUsage = errors.New("usage")
 
+// usageErr is a command-line mistake found by a command's action; the
+// dispatcher prints it with the command's usage line.
+type usageErr struct{ msg string }
+
+func (e *usageErr) Error() string        { return e.msg }
+func (e *usageErr) Is(target error) bool { return target == errUsage }
+
 // usageError returns an error for a command-line mistake.
 func usageError(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
-}
-
-// run is the whole program: main only maps its error to an exit code.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errUsage
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return runServe(ctx, rest, stdout, stderr)
-	case "validate":
-		return runValidate(ctx, rest, stdout, stderr)
-	case "plan":
-		return runPlan(ctx, rest, stdout, stderr)
-	case "org":
-		return runOrg(ctx, rest, stdin, stdout, stderr)
-	case "key":
-		return runKey(ctx, rest, stdin, stdout, stderr)
-	case "batch":
-		return runBatch(ctx, rest, stdout, stderr)
-	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "rosterd %s\n", version())
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return usageError("unknown command %q", cmd)
-	}
+	return &usageErr{msg: fmt.Sprintf(format, args...)}
 }
 
 // exitCode maps run's error to the exit codes of SPEC §2: 0 success, 1

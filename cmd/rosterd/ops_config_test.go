@@ -137,6 +137,7 @@ func TestExampleConfigSetsEveryKey(t *testing.T) {
 // stale either.
 const allKeysChanged = `
 data = "/elsewhere"
+store = "postgres://rosterd@db.invalid/rosterd"
 sftp_addr = "127.0.0.1:1"
 http_addr = "127.0.0.1:2"
 settle = "1s"
@@ -144,6 +145,8 @@ log_format = "text"
 api_token = "changed-token"
 allow_sha1_rsa = true
 shutdown_timeout = "5s"
+tls_cert = "/elsewhere/cert.pem"
+tls_key = "/elsewhere/key.pem"
 
 [limits]
 max_upload_size = "10MiB"
@@ -154,11 +157,15 @@ ban_window = "1m"
 ban_duration = "1m"
 max_columns = 64
 max_field_size = "1KiB"
+max_compression_ratio = 50
 memory = "512MiB"
 max_startups = "5:50:20"
 max_startups_per_address = 3
 login_grace_time = "10s"
 key_recheck_interval = "30s"
+storage_quota = "20GiB"
+min_free_space = "512MiB"
+min_free_percent = 1.0
 
 [http]
 max_connections = 64
@@ -178,6 +185,7 @@ groups_patterns = ["groups_*.csv"]
 [retention]
 events = "24h"
 archive = "240h"
+archive_batches = 5
 reports = 10
 
 [delivery]
@@ -190,6 +198,15 @@ url = "http://127.0.0.1:9/hook"
 secret = "whsec_c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ="
 organizations = ["acme"]
 signature = "workos"
+
+[console]
+public_url = "https://rosterd.example.com"
+public_sftp_addr = "sftp.example.com:22"
+session_timeout = "1h"
+
+[[operator]]
+name = "alice"
+password_hash = "$2b$04$RyECdZtel9BG4UDjufiBveIkNiiVK8HtrnuHzk7z6VyuKQ9AzGOEi"
 `
 
 // restartKeys returns the keys examples/rosterd.toml marks "[restart]" in

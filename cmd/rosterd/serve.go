@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,23 +30,41 @@ import (
 
 	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/ingest/httpapi"
+	"github.com/rosterd/rosterd/ingest/web"
 	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
 )
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f := newServeFlags()
-	pos, err := parseFlags(f.fs, args, stderr)
-	if err != nil {
-		return err
+// serveCommand is `rosterd serve` (SPEC §2).
+func serveCommand() *command {
+	return &command{
+		name: "serve", summary: "run the daemon: SFTP, HTTP API, ingest and webhook delivery",
+		about: "Run the daemon: the SFTP server the organizations upload to, the HTTP API,\n" +
+			"the ingest of completed uploads into batches, and webhook delivery. State is\n" +
+			"kept in the data directory (created 0700 on first start); one daemon at a\n" +
+			"time may use a data directory. It logs to standard error and runs until\n" +
+			"SIGTERM or SIGINT, letting uploads in flight finish (shutdown_timeout, 30s);\n" +
+			"SIGHUP re-reads the config file.\n\n" +
+			"Each flag also comes from the environment and from the config file: a flag\n" +
+			"beats the environment, which beats the file, which beats the default.\n" +
+			"docs/configuration.md lists every key.",
+		example: "rosterd serve --demo\n" +
+			"rosterd serve --config /etc/rosterd/rosterd.toml\n" +
+			"ROSTERD_DATA=/var/lib/rosterd rosterd serve --sftp-addr :22 --http-addr 127.0.0.1:8080",
+		setup: func(fs *flag.FlagSet) action {
+			f := registerServeFlags(fs)
+			return func(ctx context.Context, std stdio, args []string) error {
+				return runServe(ctx, f, std.out, std.err)
+			}
+		},
 	}
-	if len(pos) > 0 {
-		return usageError("serve takes no arguments, got %q", pos)
-	}
+}
+
+func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(f, os.Getenv)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return &ExitCodeError{Code: 2, Err: fmt.Errorf("configuration: %w", err)}
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	setMemoryLimit(cfg, log)
@@ -87,33 +107,51 @@ type daemonState struct {
 	pipeline  *ingest.Pipeline
 	deliverer *webhook.Deliverer
 	audit     *auditSink
+	// info is what GET /v1/status says of the daemon; set once both
+	// listeners are up.
+	info     atomic.Pointer[httpapi.DaemonInfo]
+	web      *web.Server
+	tls      *tls.Config  // nil: plain HTTP
+	sftpAddr atomic.Value // string: the SFTP listener's address, once listening
 }
 
 // openDaemon prepares the data directory, host keys, API token, state and
 // the servers, without listening yet.
 func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
+	if cfg.Store != "" {
+		// SPEC §11: the daemon does not run on PostgreSQL yet; refuse
+		// rather than quietly keep the state in the bbolt file.
+		return nil, errors.New("store: serve runs on the bbolt file only so far (a PostgreSQL store is for rosterd migrate): leave store and ROSTERD_STORE empty")
+	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	hostKeys, err := sftpd.LoadHostKeys(filepath.Join(cfg.Data, "host_keys"))
+	// The database first: its lock keeps a second daemon from touching a
+	// data directory that one already runs on.
+	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
+	if errors.Is(err, state.ErrLocked) {
+		return nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
+	}
 	if err != nil {
 		return nil, err
 	}
+	hostKeys, err := sftpd.LoadHostKeys(filepath.Join(cfg.Data, "host_keys"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	for _, k := range hostKeys {
-		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", hostKeyLine(k.PublicKey()))
+		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", sftpd.KeygenLine(k.PublicKey(), ""))
 	}
 	token := cfg.APIToken
 	if token == "" {
 		if token, err = loadOrCreateToken(filepath.Join(cfg.Data, fileAPIToken)); err != nil {
+			db.Close()
 			return nil, err
 		}
-	}
-	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
-	if err != nil {
-		return nil, err
 	}
 	d := &daemonState{cfg: cfg, log: log, db: db, orgsRoot: filepath.Join(cfg.Data, "orgs")}
 	if err := os.MkdirAll(d.orgsRoot, 0o700); err != nil {
@@ -141,6 +179,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Root:         d.orgsRoot,
 		Keys:         keyAuth{db},
 		Uploads:      d.pipeline,
+		Storage:      d.pipeline.Space(),
 		Audit:        d.openAudit(),
 		Limits:       sftpLimits(cfg),
 		AllowSHA1RSA: cfg.AllowSHA1RSA,
@@ -157,6 +196,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		OrgsRoot:  d.orgsRoot,
 		Gatherer:  d.reg,
 		Ready:     d.ready.Load,
+		Space:     d.pipeline.Space(),
 		Logger:    log,
 		Pipeline:  d.pipeline,
 		Deliverer: d.deliverer,
@@ -166,7 +206,21 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Revoke:       d.sftp.Revoke,
 		ReadTimeout:  cfg.HTTP.ReadTimeout.D(),
 		WriteTimeout: cfg.HTTP.WriteTimeout.D(),
+		Daemon: func() httpapi.DaemonInfo {
+			if info := d.info.Load(); info != nil {
+				return *info
+			}
+			return httpapi.DaemonInfo{Version: version()}
+		},
+		PublicURL: cfg.Console.PublicURL,
 	})
+	if d.tls, err = loadTLS(cfg); err == nil {
+		d.web, err = d.newWeb(token, hostKeys)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -185,15 +239,25 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		sftpLn.Close()
 		return fmt.Errorf("listen http: %w", err)
 	}
-	addrFiles := map[string]string{fileSFTPAddr: sftpLn.Addr().String(), fileHTTPAddr: httpLn.Addr().String()}
+	d.sftpAddr.Store(sftpLn.Addr().String())
+	addrFiles := map[string]string{fileSFTPAddr: sftpLn.Addr().String(), fileHTTPAddr: httpScheme(d.tls) + httpLn.Addr().String()}
+	if d.tls != nil {
+		// The client subcommands trust exactly this certificate on the
+		// loopback address, whatever names it is issued for.
+		addrFiles[fileHTTPCert] = certPEM(d.tls)
+	}
 	for name, addr := range addrFiles {
-		if err := os.WriteFile(filepath.Join(d.cfg.Data, name), []byte(addr+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(d.cfg.Data, name), []byte(strings.TrimSuffix(addr, "\n")+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 		defer os.Remove(filepath.Join(d.cfg.Data, name))
 	}
 
-	hs := newHTTPServer(d.cfg.HTTP, d.api, d.log)
+	d.info.Store(&httpapi.DaemonInfo{Version: version(), StartedAt: time.Now().UTC(), Listeners: []httpapi.Listener{
+		{Name: "sftp", Address: sftpLn.Addr().String()}, {Name: "http", Address: httpLn.Addr().String()},
+	}})
+	hs := newHTTPServer(d.cfg.HTTP, d.httpHandler(), d.log)
+	hs.TLSConfig = d.tls
 	httpLn = newLimitListener(httpLn, d.cfg.HTTP.MaxConnections, d.reg)
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
@@ -203,7 +267,11 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		}
 	})
 	wg.Go(func() {
-		if err := hs.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := hs.Serve
+		if d.tls != nil {
+			serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+		}
+		if err := serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	})
@@ -287,12 +355,16 @@ func (d *daemonState) reload(f *serveFlags) {
 	d.sftp.SetLimits(sftpLimits(cfg))
 	d.pipeline.SetDefaults(ingestDefaults(cfg))
 	d.pipeline.SetLimits(schemaLimits(cfg))
+	d.pipeline.SetSpaceLimits(spaceLimits(cfg))
+	d.web.SetLimits(schemaLimits(cfg))
 	d.reloadDelivery(cfg)
 	setMemoryLimit(cfg, d.log)
 	// Keys that need a restart keep their running values.
 	cfg.Data, cfg.SFTPAddr, cfg.HTTPAddr, cfg.LogFormat, cfg.APIToken, cfg.AllowSHA1RSA, cfg.Retention.Reports, cfg.Retention.Archive =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
+	cfg.Retention.ArchiveBatches, cfg.Store = old.Retention.ArchiveBatches, old.Store
 	cfg.HTTP = old.HTTP
+	cfg.TLSCert, cfg.TLSKey, cfg.Console, cfg.Operators = old.TLSCert, old.TLSKey, old.Console, old.Operators
 	d.cfg = cfg
 	if len(restart) > 0 {
 		d.log.Warn("configuration reloaded; these keys change only at restart", "keys", strings.Join(restart, ","))
@@ -328,21 +400,6 @@ func (k keyAuth) Authorize(ctx context.Context, org string, key ssh.PublicKey) e
 		return errors.New("unknown organization or key")
 	}
 	return nil
-}
-
-// hostKeyLine renders a host key's fingerprint as ssh-keygen -lf does,
-// e.g. "256 SHA256:... (ED25519)".
-func hostKeyLine(k ssh.PublicKey) string {
-	bits, name := 0, strings.ToUpper(strings.TrimPrefix(k.Type(), "ssh-"))
-	if ck, ok := k.(ssh.CryptoPublicKey); ok {
-		switch pk := ck.CryptoPublicKey().(type) {
-		case interface{ Size() int }: // *rsa.PublicKey
-			bits = pk.Size() * 8
-		default:
-			bits = 256
-		}
-	}
-	return fmt.Sprintf("%d %s (%s)", bits, sftpd.Fingerprint(k), name)
 }
 
 // loadOrCreateToken reads the API token file, creating it (0600) with 32

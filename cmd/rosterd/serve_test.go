@@ -172,6 +172,8 @@ func TestAPIAuthAndErrors(t *testing.T) {
 		{"POST", "/v1/organizations", map[string]string{"name": "acme"}, 409, "already_exists"},
 		{"PATCH", "/v1/organizations/acme", map[string]any{"settings": map[string]any{"inactive_users": "purge"}}, 400, "invalid_settings"},
 		{"PATCH", "/v1/organizations/acme", map[string]any{"settings": map[string]any{"delete_threshold_percent": 150}}, 400, "invalid_settings"},
+		{"PATCH", "/v1/organizations/acme", map[string]any{"settings": map[string]any{"storage_quota": 0}}, 400, "invalid_settings"},
+		{"PATCH", "/v1/organizations/acme", map[string]any{"settings": map[string]any{"storage_quota": 20 << 30}}, 200, ""},
 		{"PATCH", "/v1/organizations/acme", map[string]any{"settings": map[string]any{"inactive_users": "delete"}}, 200, ""},
 		{"GET", "/v1/organizations/nope", nil, 404, "not_found"},
 		{"DELETE", "/v1/organizations/acme/keys/SHA256:nope", nil, 404, "not_found"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/rosterd/rosterd/ingest"
@@ -39,16 +40,42 @@ func schemaLimits(cfg Config) schema.Limits {
 }
 
 func ingestConfig(cfg Config, d *daemonState) ingest.Config {
-	return ingest.Config{
-		DB:          d.db,
-		OrgsRoot:    d.orgsRoot,
-		Defaults:    ingestDefaults(cfg),
-		Limits:      schemaLimits(cfg),
-		ReportsKept: cfg.Retention.Reports,
-		ArchiveKeep: cfg.Retention.Archive.D(),
-		Logger:      d.log,
-		Registerer:  d.reg,
+	keep := cfg.Retention.Archive.D()
+	if keep == 0 {
+		keep = -1 // "0s": forever
 	}
+	minFree, minPercent, quota := spaceLimits(cfg)
+	return ingest.Config{
+		DB:             d.db,
+		OrgsRoot:       d.orgsRoot,
+		Defaults:       ingestDefaults(cfg),
+		Limits:         schemaLimits(cfg),
+		ReportsKept:    cfg.Retention.Reports,
+		ArchiveKeep:    keep,
+		ArchiveBatches: cfg.Retention.ArchiveBatches,
+		DataDir:        cfg.Data,
+		MinFree:        minFree,
+		MinFreePercent: minPercent,
+		StorageQuota:   quota,
+		Logger:         d.log,
+		Registerer:     d.reg,
+
+		MaxCompressionRatio: cfg.Limits.MaxCompressionRatio,
+	}
+}
+
+// spaceLimits are the disk-space limits of [limits] as ingest takes them:
+// there, 0 is the default and a negative value none.
+func spaceLimits(cfg Config) (minFree int64, minPercent float64, quota int64) {
+	l := cfg.Limits
+	minFree, minPercent, quota = int64(l.MinFreeSpace), l.MinFreePercent, int64(l.StorageQuota)
+	if minFree == 0 {
+		minFree = -1
+	}
+	if minPercent == 0 {
+		minPercent = -1
+	}
+	return minFree, minPercent, quota
 }
 
 // ingestDefaults are the organization settings of [defaults] and the
@@ -134,6 +161,7 @@ func needsRestart(old, cur Config) []string {
 		changed bool
 	}{
 		{"data", cur.Data != old.Data},
+		{"store", cur.Store != old.Store},
 		{"sftp_addr", cur.SFTPAddr != old.SFTPAddr},
 		{"http_addr", cur.HTTPAddr != old.HTTPAddr},
 		{"log_format", cur.LogFormat != old.LogFormat},
@@ -141,11 +169,20 @@ func needsRestart(old, cur Config) []string {
 		{"allow_sha1_rsa", cur.AllowSHA1RSA != old.AllowSHA1RSA},
 		{"retention.reports", cur.Retention.Reports != old.Retention.Reports},
 		{"retention.archive", cur.Retention.Archive != old.Retention.Archive},
+		{"retention.archive_batches", cur.Retention.ArchiveBatches != old.Retention.ArchiveBatches},
 		{"http.max_connections", cur.HTTP.MaxConnections != old.HTTP.MaxConnections},
 		{"http.read_header_timeout", cur.HTTP.ReadHeaderTimeout != old.HTTP.ReadHeaderTimeout},
 		{"http.read_timeout", cur.HTTP.ReadTimeout != old.HTTP.ReadTimeout},
 		{"http.write_timeout", cur.HTTP.WriteTimeout != old.HTTP.WriteTimeout},
 		{"http.idle_timeout", cur.HTTP.IdleTimeout != old.HTTP.IdleTimeout},
+		{"limits.max_compression_ratio", cur.Limits.MaxCompressionRatio != old.Limits.MaxCompressionRatio},
+		{"tls_cert", cur.TLSCert != old.TLSCert},
+		{"tls_key", cur.TLSKey != old.TLSKey},
+		{"console.public_url", cur.Console.PublicURL != old.Console.PublicURL},
+		{"console.public_sftp_addr", cur.Console.PublicSFTPAddr != old.Console.PublicSFTPAddr},
+		{"console.session_timeout", cur.Console.SessionTimeout != old.Console.SessionTimeout},
+		{"operator.name", !slices.EqualFunc(cur.Operators, old.Operators, func(a, b OperatorConfig) bool { return a.Name == b.Name })},
+		{"operator.password_hash", !slices.EqualFunc(cur.Operators, old.Operators, func(a, b OperatorConfig) bool { return a.PasswordHash == b.PasswordHash })},
 	} {
 		if k.changed {
 			keys = append(keys, k.key)

@@ -40,6 +40,7 @@ type AuditView struct {
 	SHA256         string  `json:"sha256,omitempty"`
 	DurationMS     float64 `json:"duration_ms,omitempty"`
 	Reason         string  `json:"reason,omitempty"`
+	SetupLink      string  `json:"setup_link,omitempty"`
 }
 
 // fileEvents are the events whose Bytes is meaningful even when zero (an
@@ -51,6 +52,7 @@ func auditView(r state.AuditRecord) AuditView {
 		Object: "audit_record", ID: r.ID, OrganizationID: r.Org, Time: r.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
 		Event: r.Event, RemoteAddr: r.RemoteAddr, KeyFP: r.KeyFP, Session: r.Session, File: r.File, Target: r.Target,
 		SHA256: r.SHA256, DurationMS: float64(r.Duration.Microseconds()) / 1000, Reason: r.Reason,
+		SetupLink: r.SetupLink,
 	}
 	if fileEvents[r.Event] {
 		v.Bytes = &r.Bytes

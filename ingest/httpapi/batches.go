@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rosterd/rosterd/ingest"
@@ -108,8 +109,11 @@ func (s *Server) approveBatch(w http.ResponseWriter, r *http.Request) {
 const maxPlanBody = 3<<30 + 1<<20
 
 // plan is the dry run behind `rosterd plan`: multipart files (the file
-// name, or a part named users, user_groups or groups, gives the kind);
-// it answers the report of what they would change.
+// name, or a part named users, user_groups or groups, gives the kind),
+// and optionally a value named mapping, a JSON object with the settings
+// columns, status_values and date_format, read instead of the
+// organization's mapping; it answers the report of what they would
+// change.
 func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Pipeline == nil {
 		s.error(w, r, http.StatusServiceUnavailable, "unavailable", "the ingest pipeline is not running", nil)
@@ -148,7 +152,16 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 			files = append(files, f)
 		}
 	}
-	rep, err := s.cfg.Pipeline.Plan(r.Context(), org, files)
+	var opt ingest.PlanOptions
+	if raw := r.MultipartForm.Value["mapping"]; len(raw) > 0 {
+		m, msg := parseMapping(raw[0])
+		if msg != "" {
+			s.error(w, r, http.StatusBadRequest, "invalid_mapping", msg, nil)
+			return
+		}
+		opt.Mapping, opt.NoMapping = m, m == nil
+	}
+	rep, err := s.cfg.Pipeline.PlanWith(r.Context(), org, files, opt)
 	switch {
 	case errors.Is(err, ingest.ErrBadFiles):
 		s.error(w, r, http.StatusBadRequest, "invalid_files", err.Error(), nil)
@@ -173,4 +186,25 @@ type renewingBody struct {
 func (b *renewingBody) Read(p []byte) (int, error) {
 	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	return b.ReadCloser.Read(p)
+}
+
+// parseMapping reads a plan's mapping value: a JSON object with the
+// settings columns, status_values and date_format. It returns a message
+// naming what is wrong, or "".
+func parseMapping(raw string) (*schema.Mapping, string) {
+	var v struct {
+		Columns      map[string]string `json:"columns"`
+		StatusValues map[string]string `json:"status_values"`
+		DateFormat   string            `json:"date_format"`
+	}
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return nil, "mapping: " + err.Error()
+	}
+	m, err := schema.NewMapping(v.Columns, v.StatusValues, v.DateFormat)
+	if err != nil {
+		return nil, "mapping." + strings.ReplaceAll(err.Error(), "; ", "; mapping.")
+	}
+	return m, ""
 }

@@ -165,11 +165,12 @@ func TestBatchesAPI(t *testing.T) {
 	var rep struct {
 		Status  string             `json:"status"`
 		Changes state.BatchChanges `json:"changes"`
+		DryRun  bool               `json:"dry_run"`
 	}
 	json.NewDecoder(resp.Body).Decode(&rep)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || rep.Status != state.BatchApplied || rep.Changes.UsersCreated != 2 {
-		t.Errorf("plan = %d %+v; want applied with 2 users created", resp.StatusCode, rep)
+	if resp.StatusCode != 200 || rep.Status != state.BatchApplied || rep.Changes.UsersCreated != 2 || !rep.DryRun {
+		t.Errorf("plan = %d %+v; want a dry run, applied with 2 users created", resp.StatusCode, rep)
 	}
 	if bs := waitBatches(t, srv, 2); len(bs) != 2 {
 		t.Errorf("a plan made a batch: %d batches", len(bs))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/rosterd/rosterd/state"
 )
@@ -13,6 +14,8 @@ import (
 // cursor is the last object's id, so a page boundary stays put while
 // batches are applied: an object present before and after is listed
 // exactly once; one created or deleted meanwhile may or may not appear.
+//
+// GET /users takes email= (case-insensitive, exact) besides state=.
 func (s *Server) routeDirectory() {
 	s.handle("GET /v1/organizations/{org}/users", s.listUsers)
 	s.handle("GET /v1/organizations/{org}/users/{id}", s.getUser)
@@ -66,9 +69,44 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, http.StatusBadRequest, "invalid_state", `state must be "active" or "inactive"`, nil)
 		return
 	}
+	email := r.URL.Query().Get("email")
 	s.directoryList(w, r, "users", func(org, after string, limit int) ([]json.RawMessage, error) {
+		if email != "" {
+			return s.usersByEmail(org, st, email, after, limit)
+		}
 		return s.cfg.DB.Users(org, st, after, limit)
 	})
+}
+
+// usersByEmail returns up to limit users after after whose email is email
+// (case-insensitive). The snapshot has no email index: it reads the users
+// in id order, so a search costs a pass over them.
+func (s *Server) usersByEmail(org, st, email, after string, limit int) ([]json.RawMessage, error) {
+	var out []json.RawMessage
+	for {
+		page, err := s.cfg.DB.Users(org, st, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range page {
+			var u struct {
+				ID    string `json:"id"`
+				Email string `json:"email"`
+			}
+			if err := json.Unmarshal(raw, &u); err != nil {
+				return nil, err
+			}
+			after = u.ID
+			if strings.EqualFold(u.Email, email) {
+				if out = append(out, raw); len(out) == limit {
+					return out, nil
+				}
+			}
+		}
+		if len(page) < 1000 {
+			return out, nil
+		}
+	}
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -17,54 +18,91 @@ func (s *Server) routeKeys() {
 	s.handle("DELETE /v1/organizations/{org}/keys/{fingerprint...}", s.removeKey)
 }
 
-// KeyView is the API's view of a key.
+// KeyView is the API's view of a key. AddedBy is "operator" or
+// "setup_link"; LastUsedAt is the start of the newest SFTP session the
+// audit trail holds for the key (nil: none among its records).
 type KeyView struct {
 	Object string `json:"object"`
 	state.Key
+	LastUsedAt *time.Time `json:"last_used_at"`
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.cfg.DB.Keys(r.PathValue("org"))
+	views, err := s.keyViews(r.PathValue("org"))
 	if err != nil {
 		s.stateError(w, r, "organization "+r.PathValue("org"), err)
 		return
 	}
-	views := make([]KeyView, len(keys))
-	for i, k := range keys {
-		views[i] = KeyView{"key", k}
-	}
 	writeJSON(w, http.StatusOK, List[KeyView]{Data: views})
+}
+
+// keyViews returns org's keys with who added them and when each last
+// logged in, read from the audit trail (one pass over it).
+func (s *Server) keyViews(org string) ([]KeyView, error) {
+	keys, err := s.cfg.DB.Keys(org)
+	if err != nil {
+		return nil, err
+	}
+	views := make([]KeyView, len(keys))
+	idx := map[string]int{}
+	for i, k := range keys {
+		if k.AddedBy == "" {
+			k.AddedBy = state.KeyAddedByOperator
+		}
+		views[i] = KeyView{Object: "key", Key: k}
+		idx[k.Fingerprint] = i
+	}
+	sessions, err := s.recentAudit(org, state.AuditKeep, "session.start")
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range sessions {
+		if i, ok := idx[rec.KeyFP]; ok && views[i].LastUsedAt == nil {
+			t := rec.Time
+			views[i].LastUsedAt = &t
+		}
+	}
+	return views, nil
 }
 
 // addKeys adds every key in {"public_key": "..."}: one or more
 // authorized_keys lines or RFC 4716 blocks. Keys already present are
 // reported, not refused, so that re-running an onboarding script is safe.
 func (s *Server) addKeys(w http.ResponseWriter, r *http.Request) {
-	org := r.PathValue("org")
+	if views, ok := s.addKeysAs(w, r, r.PathValue("org"), state.KeyAddedByOperator, ""); ok {
+		writeJSON(w, http.StatusCreated, List[KeyView]{Data: views})
+	}
+}
+
+// addKeysAs adds the keys of the request's body to org as added by
+// addedBy (through setup link linkID) and returns them; on a bad request
+// it answers the error itself and returns false.
+func (s *Server) addKeysAs(w http.ResponseWriter, r *http.Request, org, addedBy, linkID string) ([]KeyView, bool) {
 	var req struct {
 		PublicKey string `json:"public_key"`
 	}
 	if !s.readJSON(w, r, &req) {
-		return
+		return nil, false
 	}
 	keys, msg := parseKeys(req.PublicKey)
 	if msg != "" {
 		s.error(w, r, http.StatusBadRequest, "invalid_key", msg, nil)
-		return
+		return nil, false
 	}
 	views := make([]KeyView, 0, len(keys))
 	for _, k := range keys {
+		k.AddedBy, k.SetupLink = addedBy, linkID
 		err := s.cfg.DB.AddKey(org, k)
 		if err != nil && !errors.Is(err, state.ErrExists) {
 			s.stateError(w, r, "organization "+org, err)
-			return
+			return nil, false
 		}
 		if err == nil {
-			s.log.Info("key added", "org", org, "key_fp", k.Fingerprint)
+			s.log.Info("key added", "org", org, "key_fp", k.Fingerprint, "added_by", addedBy)
 		}
-		views = append(views, KeyView{"key", k})
+		views = append(views, KeyView{Object: "key", Key: k})
 	}
-	writeJSON(w, http.StatusCreated, List[KeyView]{Data: views})
+	return views, true
 }
 
 func (s *Server) removeKey(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +123,9 @@ func (s *Server) removeKey(w http.ResponseWriter, r *http.Request) {
 func parseKeys(text string) ([]state.Key, string) {
 	if strings.TrimSpace(text) == "" {
 		return nil, "public_key is empty: give an authorized_keys line (ssh-ed25519 AAAA...) or an RFC 4716 block"
+	}
+	if strings.Contains(text, "PRIVATE KEY") {
+		return nil, "public_key: this is a private key, which must never leave its owner's computer; give the public key (the .pub file) instead"
 	}
 	parsed, err := sftpd.ParseKeys([]byte(text))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +31,10 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the daemon is ready (both listeners up,
 	// startup scan done); nil means always ready.
-	Ready  func() bool
+	Ready func() bool
+	// Space, when set, makes /readyz answer not ready, with the reason,
+	// while the disk is low (uploads are refused then; SPEC §3).
+	Space  *ingest.Space
 	Logger *slog.Logger
 	// Deliverer serves /v1/webhooks and redelivery; nil answers 503.
 	Deliverer *webhook.Deliverer
@@ -47,13 +51,21 @@ type Config struct {
 	// the read deadline by ReadTimeout at each read of its body, and gives
 	// its answer WriteTimeout from the end of the body. Zero: not renewed.
 	ReadTimeout, WriteTimeout time.Duration
+	// Daemon describes the running daemon (version, start, listeners)
+	// for GET /v1/status; nil leaves them out.
+	Daemon func() DaemonInfo
+	// PublicURL is where users reach the daemon's pages
+	// ("https://rosterd.example.com"), for the URLs of setup links; ""
+	// takes the scheme and host of the request that creates the link.
+	PublicURL string
 }
 
 // Server is the HTTP API. It is an http.Handler.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes []string // the patterns registered, "GET /v1/events"
 }
 
 // New returns the API handler.
@@ -70,6 +82,11 @@ func New(cfg Config) *Server {
 	s.routeDirectory()
 	s.routeWebhooks()
 	s.routeAudit()
+	s.routePGP()
+	s.routeStatus()
+	s.routeSetupLinks()
+	s.routeSetup()
+	s.routeSummary()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, http.StatusNotFound, "not_found", "no such endpoint", nil)
 	})
@@ -80,9 +97,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// Routes returns the patterns of every route the server registers, such
+// as "GET /v1/events", in the order they were registered: what
+// docs/openapi.json describes.
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
+
+// route registers a route without authentication.
+func (s *Server) route(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	s.mux.HandleFunc(pattern, h)
+}
+
 // handle registers an authenticated /v1 route.
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	s.route(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="rosterd"`)
 			s.error(w, r, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token", nil)

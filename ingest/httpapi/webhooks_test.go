@@ -58,15 +58,19 @@ func TestWebhooksAPI(t *testing.T) {
 	})
 	d.Wake("acme")
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		f, _ := db.FailedDeliveries("wh_0", "", 0)
-		if len(f) == 5 {
-			break
+	// Every endpoint covering acme fails all five before the receiver is
+	// mended, or a late retry would be delivered in the count below.
+	for _, ep := range []string{"wh_0", "wh_1", "wh_2", "wh_3"} {
+		for {
+			f, _ := db.FailedDeliveries(ep, "", 0)
+			if len(f) == 5 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("failed deliveries of %s = %d; want 5", ep, len(f))
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("failed deliveries of wh_0 = %d; want 5", len(f))
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 
 	if got, want := pageAll(t, srv, "/v1/webhooks", 2), []string{"wh_0", "wh_1", "wh_2", "wh_3", "wh_4"}; !slices.Equal(got, want) {

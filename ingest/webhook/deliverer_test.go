@@ -576,3 +576,41 @@ func TestRetention(t *testing.T) {
 		t.Errorf("events after purge (-want +got):\n%s", diff)
 	}
 }
+
+// TestEndpointsReportLag: an endpoint stuck retrying an event shows its
+// age as lag, for the endpoint and for the organization, and an
+// organization that is caught up shows none.
+func TestEndpointsReportLag(t *testing.T) {
+	db := openDB(t, "")
+	mustOrg(t, db, "acme", "globex")
+	rc := newReceiver(t, false, func(w http.ResponseWriter, r *http.Request, a arrival, n int) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return false
+	})
+	ids := emit(t, db, "acme", 2, time.Time{})
+	ep := rc.endpoint(t)
+	ep.ID = "wh_lag"
+	d := newDeliverer(t, Config{DB: db, Endpoints: []Endpoint{ep}, Schedule: fast(1, time.Hour)})
+	// The endpoint is new, so it starts after the events above; move it
+	// back to the start.
+	if err := db.SaveCursors(state.CursorUpdate{Endpoint: "wh_lag", Org: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	// The events are three minutes old (the receiver accepts signatures up
+	// to five minutes off).
+	d.now = func() time.Time { return time.Now().Add(3 * time.Minute) }
+	run(t, d)
+	waitFor(t, "the first attempt", 5*time.Second, func() bool { return rc.tries(ids[0]) >= 1 })
+	var st EndpointStatus
+	waitFor(t, "the lag", 5*time.Second, func() bool {
+		eps, err := d.Endpoints()
+		if err != nil || len(eps) != 1 {
+			t.Fatalf("Endpoints() = %v, %v; want one", eps, err)
+		}
+		st = eps[0]
+		return st.LagSeconds > 0
+	})
+	if st.LagSeconds < 170 || len(st.Lag) != 1 || st.Lag[0].Org != "acme" || st.Lag[0].Seconds != st.LagSeconds {
+		t.Errorf("lag = %v, by organization %+v; want about 180 s, all of it acme's (globex has nothing to send)", st.LagSeconds, st.Lag)
+	}
+}

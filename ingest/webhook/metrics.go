@@ -65,20 +65,16 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	d := m.d
-	now := d.now()
 	d.mu.Lock()
-	lag := map[string]time.Duration{}
 	eps := make([]*endpoint, 0, len(d.endpoints))
 	for _, e := range d.endpoints {
 		eps = append(eps, e)
-		lag[e.ID] = 0
-	}
-	for _, w := range d.workers {
-		if !w.head.IsZero() {
-			lag[w.ep.ID] = max(lag[w.ep.ID], now.Sub(w.head))
-		}
 	}
 	d.mu.Unlock()
+	lag := map[string]time.Duration{}
+	for k, l := range d.lags() {
+		lag[k.endpoint] = max(lag[k.endpoint], l)
+	}
 	for _, e := range eps {
 		ch <- prometheus.MustNewConstMetric(m.lagDesc, prometheus.GaugeValue, lag[e.ID].Seconds(), e.ID)
 		en := 1.0
@@ -97,19 +93,50 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// lags returns, per endpoint and organization with an event in flight,
+// the age of that event: how far delivery lags behind the batches.
+// Pairs that are caught up are absent.
+func (d *Deliverer) lags() map[wkey]time.Duration {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[wkey]time.Duration{}
+	for k, w := range d.workers {
+		if !w.head.IsZero() {
+			out[k] = max(now.Sub(w.head), 0)
+		}
+	}
+	return out
+}
+
 // pending counts each endpoint's events not yet delivered or failed.
 func (d *Deliverer) pending(eps []*endpoint) (map[string]int, error) {
-	orgs, err := d.knownOrgs(eps)
+	byOrg, err := d.pendingByOrg(eps)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]int{}
+	for k, n := range byOrg {
+		out[k.endpoint] += n
+	}
+	return out, nil
+}
+
+// pendingByOrg counts the events not yet delivered or failed of each
+// endpoint and organization it covers, with the cursor each count is from.
+func (d *Deliverer) pendingByOrg(eps []*endpoint) (map[wkey]int, error) {
+	orgs, err := d.knownOrgs(eps)
+	if err != nil {
+		return nil, err
+	}
+	out := map[wkey]int{}
 	for _, e := range eps {
 		for _, org := range orgs {
 			if !e.covers(org) {
 				continue
 			}
-			c, err := d.cursor(wkey{e.ID, org})
+			k := wkey{e.ID, org}
+			c, err := d.cursor(k)
 			if err != nil {
 				return nil, err
 			}
@@ -117,7 +144,7 @@ func (d *Deliverer) pending(eps []*endpoint) (map[string]int, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[e.ID] += n
+			out[k] = n
 		}
 	}
 	return out, nil

@@ -108,6 +108,26 @@ type EndpointStatus struct {
 	DisabledReason string     `json:"disabled_reason,omitempty"`
 	Failed         int        `json:"failed"`
 	Pending        int        `json:"pending"`
+	// LagSeconds is the age of the oldest event the endpoint is sending
+	// or retrying now (0 when it is caught up); Lag gives it per
+	// organization with events pending, in organization order.
+	LagSeconds float64  `json:"lag_seconds"`
+	Lag        []OrgLag `json:"lag"`
+}
+
+// OrgLag is how far an endpoint's delivery of one organization's events
+// is behind.
+type OrgLag struct {
+	Org     string `json:"organization_id"`
+	Pending int    `json:"pending"`
+	// Seconds is the age of the event being sent (0 while none is: the
+	// worker has not started or is between reads).
+	Seconds float64 `json:"lag_seconds"`
+	// Attempts, NextAttemptAt and LastError describe the retries of the
+	// next event, when it failed at least once.
+	Attempts      int        `json:"attempts,omitempty"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
 }
 
 // Endpoints returns the configured endpoints in id order.
@@ -119,9 +139,28 @@ func (d *Deliverer) Endpoints() ([]EndpointStatus, error) {
 	}
 	d.mu.Unlock()
 	slices.SortFunc(eps, func(a, b *endpoint) int { return strings.Compare(a.ID, b.ID) })
-	pending, err := d.pending(eps)
+	byOrg, err := d.pendingByOrg(eps)
 	if err != nil {
 		return nil, err
+	}
+	ages := d.lags()
+	pending := map[string]int{}
+	lags := map[string][]OrgLag{}
+	for k, n := range byOrg {
+		pending[k.endpoint] += n
+		if n == 0 {
+			continue
+		}
+		l := OrgLag{Org: k.org, Pending: n, Seconds: ages[k].Seconds()}
+		c, err := d.cursor(k)
+		if err != nil {
+			return nil, err
+		}
+		if c.Retry != nil {
+			t := c.Retry.NextAt
+			l.Attempts, l.NextAttemptAt, l.LastError = c.Retry.Attempts, &t, c.Retry.LastError
+		}
+		lags[k.endpoint] = append(lags[k.endpoint], l)
 	}
 	out := make([]EndpointStatus, 0, len(eps))
 	for _, e := range eps {
@@ -138,12 +177,20 @@ func (d *Deliverer) Endpoints() ([]EndpointStatus, error) {
 		if s.Organizations == nil {
 			s.Organizations = []string{}
 		}
+		s.Lag = lags[e.ID]
+		if s.Lag == nil {
+			s.Lag = []OrgLag{}
+		}
+		slices.SortFunc(s.Lag, func(a, b OrgLag) int { return strings.Compare(a.Org, b.Org) })
 		if e.WorkOS {
 			s.Signature = "workos"
 		}
 		if st.Disabled {
 			t := st.DisabledAt
 			s.DisabledAt = &t
+		}
+		for _, l := range s.Lag {
+			s.LagSeconds = max(s.LagSeconds, l.Seconds)
 		}
 		out = append(out, s)
 	}

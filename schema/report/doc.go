@@ -15,12 +15,17 @@
 //	  "version": 1,                        // this shape; bumped on incompatible change
 //	  "batch_id": "01JD...",               // absent for rosterd validate
 //	  "organization_id": "acme",           // absent for rosterd validate
-//	  "status": "applied",                 // pending|processing|applied|unchanged|rejected|held|superseded,
+//	  "status": "applied",                 // pending|processing|applied|unchanged|rejected|held|superseded|ignored,
 //	                                       // or valid|invalid for rosterd validate
 //	  "created_at": "2026-11-22T01:02:03Z",
 //	  "files": [                           // always an array
 //	    {"name": "users.csv", "kind": "users",   // kind: users|user_groups|groups
-//	     "size": 1204, "sha256": "3f2a...", "rows": 12}   // rows: data rows read, header and blank lines excluded
+//	     "size": 1204, "sha256": "3f2a...", "rows": 12,   // rows: data rows read, header and blank lines excluded
+//	     "rows_with_errors": 0}            // of rows, those with at least one error
+//	    // a compressed or encrypted upload also has "inner" (the CSV file
+//	    // inside), "inner_size" (its bytes) and "decoded" ("gzip-compressed",
+//	    // "decrypted with key ..., signed by ..."); size and sha256 are the
+//	    // uploaded file's
 //	  ],
 //	  "counts": {"users": 12, "groups": 3, "memberships": 14},
 //	                                       // in the batch's valid rows, or in the snapshot after applying
@@ -39,14 +44,39 @@
 //	  ],
 //	  "issues_total": 1,                   // all issues, listed or not
 //	  "issue_counts": {"duplicate_user_id": 1},  // all issues by code; absent when there are none
-//	  "notes": ["..."]                     // optional sentences for the admin (why a batch is held, ...)
+//	  "notes": ["..."],                    // optional sentences for the admin (why a batch is held, what to do)
+//	  "mapping": {                         // when the files were read with the organization's mapping
+//	    "columns": [{"file": "users.csv", "column": "Employee #", "read_as": "user_id"}],
+//	                                       // read_as: a column, "custom:NAME" or "drop"
+//	    "status_values": {"Terminated": "inactive"}, "date_format": "MM/DD/YYYY"},
+//	  "dry_run": true,                     // only in a plan's report: status is what the files would get
+//	  "operator_notes": ["..."],           // optional, for the operator only (the command that approves a
+//	                                       // held batch); absent from the copy in the organization's folder
+//	  "removed_users_total": 250,          // held batches: how many users it would delete or deactivate
+//	  "removed_users": [                   // ... and who, last, one per line: all of them in the report
+//	                                       // files, the first 1,000 in the stored report the API serves
+//	    {"change":"deleted","id":"E1001","email":"ann@example.com","first_name":"Ann","last_name":"Lee"}
+//	  ]
 //	}
 //
+// An ignored report (a .csv upload whose name is not processed) has one
+// file with only name and size, no counts or changes to speak of, and
+// notes on the names that are processed and how to ask for a pattern.
+//
 // The text report says the same in plain words: a headline with the
-// outcome (VALID, NOT VALID, APPLIED, HELD, ...), the batch, the files, the
-// counts, the changes (for a batch, or when any is non-zero), the notes,
+// outcome (VALID, NOT VALID, APPLIED, HELD, ...; a plan's starts "PLAN:
+// these files would ..."), the batch, the files
+// (with rows read, valid and with errors when there are errors), the
+// counts (not for files with errors: nothing is counted then), the
+// changes (for a batch, or when any is non-zero), the notes, the
+// operator's notes, the first 100 users a held batch would remove,
 // then one line per issue (`error    users.csv line 9, column user_id:
 // message`) and, when more than 1,000, the counts by code.
+//
+// Every value taken from an upload (file and column names, values,
+// messages quoting them, notes) is shown through Visible in the text and
+// the issues CSV, so control characters appear escaped (\x1b); the JSON
+// escapes them as \u001b, C1 and bidirectional controls included.
 //
 // The issues CSV has the columns file, line, column, value, code,
 // severity, message; it starts with a UTF-8 BOM and uses CRLF so that

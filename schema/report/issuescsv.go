@@ -22,7 +22,8 @@ type issueRow struct {
 // WriteIssuesCSV writes the listed issues as the -issues.csv companion of
 // SPEC §5, for admins who open it in a spreadsheet: a UTF-8 BOM (so that
 // Excel reads non-ASCII names right), CRLF line ends, the columns file,
-// line, column, value, code, severity, message. A cell that a spreadsheet
+// line, column, value, code, severity, message. Values are shown as
+// Visible renders them (control characters escaped). A cell that a spreadsheet
 // would run as a formula (starting with = + - @, tab or CR) gets a leading
 // apostrophe: the values come from uploaded files.
 func (r *Report) WriteIssuesCSV(w io.Writer) error {
@@ -32,8 +33,8 @@ func (r *Report) WriteIssuesCSV(w io.Writer) error {
 	rows := make([]issueRow, len(r.Issues))
 	for i, is := range r.Issues {
 		rows[i] = issueRow{
-			File: defuse(is.File), Line: is.Line, Column: defuse(is.Column), Value: defuse(is.Value),
-			Code: is.Code, Severity: string(is.Severity), Message: defuse(is.Message),
+			File: defuse(Visible(is.File)), Line: is.Line, Column: defuse(Visible(is.Column)), Value: defuse(Visible(is.Value)),
+			Code: is.Code, Severity: string(is.Severity), Message: defuse(Visible(is.Message)),
 		}
 	}
 	cw := csv.NewWriter(w)

@@ -65,14 +65,62 @@ func TestBatchReportGolden(t *testing.T) {
 		Issues: []schema.Issue{
 			{File: "user_groups.csv", Line: 12, Code: "duplicate_membership", Severity: schema.SeverityWarning, Message: `user "E1001" in group "Sales" already appears on line 4; the repeat is ignored`},
 		},
-		IssuesTotal: 1,
-		IssueCounts: map[string]int{"duplicate_membership": 1},
-		Notes:       []string{"This batch would delete 250 of 1,430 active users (17%), more than the threshold. Approve it with `rosterd batch approve acme 01JDXK2Q7T9Y3M4N5P6R7S8T9V`, through the API, or upload the files again."},
+		IssuesTotal:       1,
+		IssueCounts:       map[string]int{"duplicate_membership": 1},
+		Notes:             []string{"This batch would delete 250 of 1,430 active users (17%), more than the threshold. Upload the files again, or ask the operator to approve batch 01JDXK2Q7T9Y3M4N5P6R7S8T9V."},
+		OperatorNotes:     []string{"Release it with `rosterd batch approve acme 01JDXK2Q7T9Y3M4N5P6R7S8T9V`."},
+		RemovedUsersTotal: 251,
+		RemovedUsers: []RemovedUser{
+			{Change: Deactivated, ID: "E1001", Email: "ann.lee@example.com", FirstName: "Ann", LastName: "Lee"},
+			{Change: Deleted, ID: "E1002", Email: "bo@example.com", FirstName: "Bo\x1b[2J", LastName: "Li"},
+			{Change: Deleted, ID: "E1003", Email: "cy@example.com", FirstName: "Cy", LastName: ""},
+		},
 	}
 	txt, js, csv := render(t, r)
 	golden(t, "testdata/batch-held.txt", txt)
 	golden(t, "testdata/batch-held.json", js)
 	golden(t, "testdata/batch-held-issues.csv", csv)
+	var back Report
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(*r, back); diff != "" {
+		t.Errorf("JSON round trip (-report +decoded):\n%s", diff)
+	}
+	var cust bytes.Buffer
+	r.ForCustomer().WriteText(&cust)
+	if strings.Contains(cust.String(), "rosterd batch approve") || !strings.Contains(string(txt), "rosterd batch approve") {
+		t.Errorf("the operator's notes are in the customer's copy, or missing from the operator's:\n%s", cust.String())
+	}
+}
+
+// TestRemovedUsersStreamed: WriteJSON streams AllRemoved in place of
+// RemovedUsers, one user per line, and the result decodes to all of them.
+func TestRemovedUsersStreamed(t *testing.T) {
+	r := &Report{Version: Version, Status: "held", CreatedAt: testTime, RemovedUsersTotal: 5000,
+		RemovedUsers: []RemovedUser{{Change: Deleted, ID: "U0"}}}
+	r.AllRemoved = func(yield func(RemovedUser) error) error {
+		for i := range 5000 {
+			if err := yield(RemovedUser{Change: Deleted, ID: fmt.Sprintf("U%d", i), Email: fmt.Sprintf("u%d@x.com", i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var js bytes.Buffer
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatalf("streamed JSON does not decode: %v", err)
+	}
+	if len(back.RemovedUsers) != 5000 || back.RemovedUsers[4999].ID != "U4999" {
+		t.Errorf("decoded %d removed users; want 5000", len(back.RemovedUsers))
+	}
+	if n := bytes.Count(js.Bytes(), []byte("\n    {\"change\"")); n != 5000 {
+		t.Errorf("%d users on lines of their own; want 5000", n)
+	}
 }
 
 func TestValidateGolden(t *testing.T) {
@@ -203,5 +251,69 @@ func TestExamples(t *testing.T) {
 	}
 	if n < 6 {
 		t.Errorf("found %d example sets; want at least 6", n)
+	}
+}
+
+// TestValidateMappedGolden is the report of a BambooHR-style export read
+// with an organization's mapping, one file of it compressed: the files
+// name the upload and the CSV inside, and a section says how each column
+// was read.
+func TestValidateMappedGolden(t *testing.T) {
+	m, err := schema.NewMapping(map[string]string{
+		"Employee #": "user_id", "Work Email": "email", "First Name": "first_name", "Last Name": "last_name",
+		"Department": "department_name", "Location": "work_address_locality", "Employment Status": "status",
+		"Hire Date": "employment_start_date", "Pronouns": "custom:pronouns", "SSN": "drop",
+	}, map[string]string{"Terminated": "inactive", "On Leave": "active"}, "MM/DD/YYYY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "Employee #,First Name,Last Name,Work Email,Department,Location,Employment Status,Hire Date,SSN,Pronouns\n" +
+		"101,Ann,Lee,ann@example.com,Sales,Lyon,Active,03/01/2021,123-45-6789,she/her\n" +
+		"102,Bob,Ray,bob@example.com,R&D,Oslo,On Leave,12/31/2019,987-65-4321,\n" +
+		"103,Cy,Ng,cy@example.com,R&D,Oslo,Retired,2/30/2020,,\n"
+	groups := "group_name,description\nSales,The sales team\n"
+	r, err := ValidateWith([]Input{
+		{Name: "users.csv", R: strings.NewReader(users), Outer: &File{Name: "users.csv.gz", Size: 230, SHA256: strings.Repeat("ef", 32), Decoded: "gzip-compressed"}},
+		{Name: "groups.csv", R: strings.NewReader(groups)},
+	}, Options{Mapping: m}, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, js, _ := render(t, r)
+	golden(t, "testdata/validate-mapped.txt", txt)
+	golden(t, "testdata/validate-mapped.json", js)
+}
+
+// TestPlanHeadline checks that a dry run's report never says the files
+// were applied: each outcome reads "PLAN: these files would ...".
+func TestPlanHeadline(t *testing.T) {
+	tests := []struct {
+		status string
+		errs   int
+		want   string
+	}{
+		{"applied", 0, "PLAN: these files would be applied and make the changes below. Nothing was changed yet."},
+		{"unchanged", 0, "PLAN: these files would change nothing: they are valid and match what is already there."},
+		{"rejected", 2, "PLAN: these files would be rejected: they have 2 errors. Fix them before uploading; nothing was changed."},
+		{"held", 0, "PLAN: these files would be held: they are valid but would remove many users, so an operator would have to approve them. See the notes below. Nothing was changed."},
+	}
+	for _, tt := range tests {
+		r := &Report{Version: Version, Status: tt.status, DryRun: true, CreatedAt: testTime, IssuesTotal: tt.errs}
+		for range tt.errs {
+			r.Issues = append(r.Issues, schema.Issue{File: "users.csv", Line: 2, Code: "invalid_email", Severity: schema.SeverityError, Message: "bad"})
+		}
+		var buf bytes.Buffer
+		if err := r.WriteText(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := strings.Cut(buf.String(), "\n"); got != tt.want {
+			t.Errorf("dry run %s: headline = %q; want %q", tt.status, got, tt.want)
+		}
+		r.DryRun = false
+		buf.Reset()
+		r.WriteText(&buf)
+		if strings.HasPrefix(buf.String(), "PLAN") {
+			t.Errorf("batch %s: headline = %q; want no PLAN", tt.status, buf.String())
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/rosterd/rosterd/schema"
@@ -20,10 +21,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	errs, warns := r.errorsWarnings()
 	fmt.Fprintf(bw, "%s\n", r.headline(errs, warns))
 	if r.BatchID != "" {
-		fmt.Fprintf(bw, "Batch:        %s\n", r.BatchID)
+		fmt.Fprintf(bw, "Batch:        %s\n", Visible(r.BatchID))
 	}
 	if r.OrganizationID != "" {
-		fmt.Fprintf(bw, "Organization: %s\n", r.OrganizationID)
+		fmt.Fprintf(bw, "Organization: %s\n", Visible(r.OrganizationID))
 	}
 	if !r.CreatedAt.IsZero() {
 		fmt.Fprintf(bw, "Checked:      %s\n", r.CreatedAt.UTC().Format(time.DateTime+" UTC"))
@@ -33,12 +34,39 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Files) == 0 {
 		fmt.Fprintf(bw, "  (none)\n")
 	}
+	failed := r.Status == StatusInvalid || r.Status == "rejected"
+	notice := r.Status == "ignored" // nothing was read
 	for _, f := range r.Files {
-		fmt.Fprintf(bw, "  %s (%s): %s, %s, SHA-256 %s\n", f.Name, f.Kind, plural(f.Rows, "row"), plural64(f.Size, "byte"), f.SHA256)
+		if notice {
+			fmt.Fprintf(bw, "  %s: %s, not read\n", Visible(f.Name), plural64(f.Size, "byte"))
+			continue
+		}
+		rows := plural(f.Rows, "row")
+		if (failed || f.ErrorRows > 0) && f.Rows > 0 {
+			// SPEC §5, issue 12 case 8: what the file held, not what the
+			// directory would.
+			rows = fmt.Sprintf("%s read: %s valid, %s with errors;", plural(f.Rows, "row"), num(f.Rows-f.ErrorRows), num(f.ErrorRows))
+		} else {
+			rows += ","
+		}
+		if f.Inner == "" {
+			fmt.Fprintf(bw, "  %s (%s): %s %s, SHA-256 %s\n", Visible(f.Name), f.Kind, rows, plural64(f.Size, "byte"), f.SHA256)
+			continue
+		}
+		// A compressed or encrypted upload: the file as uploaded, the CSV
+		// file inside and how it was read.
+		fmt.Fprintf(bw, "  %s → %s (%s): %s %s (%s inside), SHA-256 %s\n", Visible(f.Name), Visible(f.Inner), f.Kind, rows,
+			plural64(f.Size, "byte"), plural64(f.InnerSize, "byte"), f.SHA256)
+		if f.Decoded != "" {
+			fmt.Fprintf(bw, "    %s\n", Visible(f.Decoded))
+		}
 	}
+	r.writeMapping(bw)
 
-	fmt.Fprintf(bw, "\nCounts: %s, %s, %s\n", plural(r.Counts.Users, "user"), plural(r.Counts.Groups, "group"), plural(r.Counts.Memberships, "membership"))
-	if r.Status != StatusValid && r.Status != StatusInvalid || !r.Changes.zero() {
+	if !failed && !notice {
+		fmt.Fprintf(bw, "\nCounts: %s, %s, %s\n", plural(r.Counts.Users, "user"), plural(r.Counts.Groups, "group"), plural(r.Counts.Memberships, "membership"))
+	}
+	if !notice && (r.Status != StatusValid && r.Status != StatusInvalid || !r.Changes.zero()) {
 		c := r.Changes
 		fmt.Fprintf(bw, "\nChanges:\n")
 		fmt.Fprintf(bw, "  users:       %s created, %s updated, %s deactivated, %s deleted\n", num(c.UsersCreated), num(c.UsersUpdated), num(c.UsersDeactivated), num(c.UsersDeleted))
@@ -49,14 +77,25 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Notes) > 0 {
 		fmt.Fprintf(bw, "\nNotes:\n")
 		for _, n := range r.Notes {
-			fmt.Fprintf(bw, "  - %s\n", n)
+			fmt.Fprintf(bw, "  - %s\n", Visible(n))
 		}
+	}
+
+	if len(r.OperatorNotes) > 0 {
+		fmt.Fprintf(bw, "\nFor the operator:\n")
+		for _, n := range r.OperatorNotes {
+			fmt.Fprintf(bw, "  - %s\n", Visible(n))
+		}
+	}
+
+	if r.RemovedUsersTotal > 0 || len(r.RemovedUsers) > 0 {
+		r.writeRemoved(bw)
 	}
 
 	if len(r.Issues) > 0 {
 		fmt.Fprintf(bw, "\nErrors and warnings (%s):\n", num(r.IssuesTotal))
 		for _, is := range r.Issues {
-			fmt.Fprintf(bw, "  %-7s  %s: %s\n", is.Severity, where(is), oneLine(is.Message))
+			fmt.Fprintf(bw, "  %-7s  %s: %s\n", is.Severity, where(is), Visible(is.Message))
 		}
 	}
 	if r.IssuesTotal > len(r.Issues) {
@@ -78,8 +117,59 @@ func (r *Report) WriteText(w io.Writer) error {
 	return bw.Flush()
 }
 
+// writeRemoved lists the first MaxRemovedText users a held batch would
+// delete or deactivate.
+func (r *Report) writeRemoved(w io.Writer) {
+	total := max(r.RemovedUsersTotal, len(r.RemovedUsers))
+	list := r.RemovedUsers[:min(len(r.RemovedUsers), MaxRemovedText)]
+	what := "would delete or deactivate"
+	if r.Status != "held" {
+		what = "would have deleted or deactivated"
+	}
+	if len(list) < total {
+		fmt.Fprintf(w, "\nUsers this batch %s (the first %s of %s; the JSON report lists them all):\n", what, num(len(list)), num(total))
+	} else {
+		fmt.Fprintf(w, "\nUsers this batch %s (%s):\n", what, num(total))
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, u := range list {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", u.Change, Visible(u.ID), Visible(u.Email), Visible(strings.TrimSpace(u.FirstName+" "+u.LastName)))
+	}
+	tw.Flush()
+}
+
 // headline states the outcome in plain words.
 func (r *Report) headline(errs, warns int) string {
+	var s string
+	switch {
+	case r.DryRun:
+		s = r.planHeadline(errs)
+	default:
+		s = r.outcomeHeadline(errs)
+	}
+	if warns > 0 {
+		s += fmt.Sprintf(" %s listed below do%s not block.", capital(plural(warns, "warning")), map[bool]string{true: "es", false: ""}[warns == 1])
+	}
+	return s
+}
+
+// planHeadline says what the files of a dry run would do.
+func (r *Report) planHeadline(errs int) string {
+	switch r.Status {
+	case "applied":
+		return "PLAN: these files would be applied and make the changes below. Nothing was changed yet."
+	case "unchanged":
+		return "PLAN: these files would change nothing: they are valid and match what is already there."
+	case "rejected":
+		return fmt.Sprintf("PLAN: these files would be rejected: they have %s. Fix them before uploading; nothing was changed.", plural(errs, "error"))
+	case "held":
+		return "PLAN: these files would be held: they are valid but would remove many users, so an operator would have to approve them. See the notes below. Nothing was changed."
+	}
+	return "PLAN: these files would be " + r.Status + ". Nothing was changed."
+}
+
+// outcomeHeadline states what happened to the files.
+func (r *Report) outcomeHeadline(errs int) string {
 	var s string
 	switch r.Status {
 	case StatusValid:
@@ -96,6 +186,8 @@ func (r *Report) headline(errs, warns int) string {
 		s = "HELD: the files are valid but were not applied, because they would remove many users. See the notes below."
 	case "superseded":
 		s = "SUPERSEDED: a newer upload replaced this batch before it was applied; nothing was changed by this one."
+	case "ignored":
+		s = "IGNORED: the file below was uploaded, but its name is not one that is processed here, so nothing was changed. See the notes below."
 	case "pending":
 		s = "PENDING: the files are waiting to be processed."
 	case "processing":
@@ -103,15 +195,12 @@ func (r *Report) headline(errs, warns int) string {
 	default:
 		s = strings.ToUpper(r.Status) + "."
 	}
-	if warns > 0 {
-		s += fmt.Sprintf(" %s listed below do%s not block.", capital(plural(warns, "warning")), map[bool]string{true: "es", false: ""}[warns == 1])
-	}
 	return s
 }
 
 // where renders an issue's place: `users.csv line 9, column user_id`.
 func where(is schema.Issue) string {
-	s := is.File
+	s := Visible(is.File)
 	if is.Line > 0 {
 		s += " line " + strconv.Itoa(is.Line)
 	}
@@ -119,13 +208,9 @@ func where(is schema.Issue) string {
 		if is.Line > 0 {
 			s += ","
 		}
-		s += " column " + is.Column
+		s += " column " + Visible(is.Column)
 	}
 	return s
-}
-
-func oneLine(s string) string {
-	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
 }
 
 func capital(s string) string {
@@ -159,4 +244,49 @@ func num64(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// writeMapping writes how the files were read under the organization's
+// mapping, when they were.
+func (r *Report) writeMapping(w io.Writer) {
+	m := r.Mapping
+	if m == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nRead with the organization's settings:\n")
+	if len(m.Columns) == 0 {
+		fmt.Fprintf(w, "  columns: no column was mapped (every header is read as it is)\n")
+	}
+	width := 0
+	for _, c := range m.Columns {
+		width = max(width, len(c.File)+len(fmt.Sprintf("%q", c.Column))+1)
+	}
+	for _, c := range m.Columns {
+		src := fmt.Sprintf("%s %q", c.File, c.Column)
+		var how string
+		switch {
+		case c.ReadAs == schema.Drop:
+			how = "dropped"
+		case strings.HasPrefix(c.ReadAs, schema.CustomPrefix):
+			how = "kept as custom attribute " + strconv.Quote(c.ReadAs[len(schema.CustomPrefix):])
+		default:
+			how = "read as " + c.ReadAs
+		}
+		fmt.Fprintf(w, "  %-*s  %s\n", width, src, how)
+	}
+	if len(m.StatusValues) > 0 {
+		keys := make([]string, 0, len(m.StatusValues))
+		for k := range m.StatusValues {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%q read as %s", k, m.StatusValues[k])
+		}
+		fmt.Fprintf(w, "  status values: %s\n", strings.Join(parts, ", "))
+	}
+	if m.DateFormat != "" {
+		fmt.Fprintf(w, "  employment_start_date: read as %s\n", m.DateFormat)
+	}
 }

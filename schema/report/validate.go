@@ -25,6 +25,17 @@ type Input struct {
 	Name string      // as shown in the report
 	Kind schema.Kind // "" = from Name (schema.KindOf)
 	R    io.Reader
+	// Outer, when not nil, is the file as uploaded that R was decoded
+	// from (a compressed file): the report lists it with Outer's name,
+	// size, hash and Decoded, and Name as the CSV file inside.
+	Outer *File
+}
+
+// Options are the settings Validate checks with: the limits (zero: the
+// defaults) and an organization's mapping (nil: none).
+type Options struct {
+	Limits  schema.Limits
+	Mapping *schema.Mapping
 }
 
 // Validate checks files the way an upload of them would be checked and
@@ -37,6 +48,13 @@ type Input struct {
 //
 // The error is ErrUnknownKind, ErrSameKind or an I/O error of an input.
 func Validate(inputs []Input, lim schema.Limits, now time.Time) (*Report, error) {
+	return ValidateWith(inputs, Options{Limits: lim}, now)
+}
+
+// ValidateWith is Validate with an organization's mapping: the report
+// then says how each column was read.
+func ValidateWith(inputs []Input, opt Options, now time.Time) (*Report, error) {
+	lim := opt.Limits
 	order := map[schema.Kind]int{schema.Users: 0, schema.Groups: 1, schema.UserGroups: 2}
 	in := make([]Input, len(inputs))
 	copy(in, inputs)
@@ -66,6 +84,7 @@ func Validate(inputs []Input, lim schema.Limits, now time.Time) (*Report, error)
 		r.Notes = append(r.Notes, "user_groups.csv was checked without users.csv, so whether each user_id exists could not be checked here: on upload, each must exist in the organization's current users")
 	}
 	c := schema.NewChecker(lim, exists)
+	c.SetMapping(opt.Mapping)
 	for _, f := range in {
 		h := &hashCounter{h: sha256.New()}
 		src := hashingReader(f.R, h)
@@ -86,7 +105,11 @@ func Validate(inputs []Input, lim schema.Limits, now time.Time) (*Report, error)
 		if err := hashRest(src, h); err != nil {
 			return nil, fmt.Errorf("read %s: %w", f.Name, err)
 		}
-		r.Files = append(r.Files, File{Name: f.Name, Kind: f.Kind, Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil)), Rows: res.Rows})
+		file := File{Name: f.Name, Kind: f.Kind, Size: h.n, SHA256: hex.EncodeToString(h.h.Sum(nil)), Rows: res.Rows, ErrorRows: res.ErrorRows}
+		if o := f.Outer; o != nil {
+			file.Name, file.Size, file.SHA256, file.Inner, file.InnerSize, file.Decoded = o.Name, o.Size, o.SHA256, f.Name, h.n, o.Decoded
+		}
+		r.Files = append(r.Files, file)
 	}
 	r.FromChecker(c)
 	r.Status = StatusValid
@@ -147,8 +170,18 @@ func (s *seekHasher) Seek(off int64, whence int) (int64, error) {
 	return p, err
 }
 
-// hashRest feeds h the rest of the file that src has not hashed.
+// hashRest feeds h the rest of the file that src has not hashed. An
+// *schema.InputError of a decoded input is the checker's to report: the
+// rest of such a file cannot be read.
 func hashRest(src io.Reader, h *hashCounter) error {
+	err := hashRestErr(src, h)
+	if errors.As(err, new(*schema.InputError)) {
+		return nil
+	}
+	return err
+}
+
+func hashRestErr(src io.Reader, h *hashCounter) error {
 	if s, ok := src.(*seekHasher); ok {
 		if _, err := s.Seek(s.start+h.n, io.SeekStart); err != nil {
 			return err

@@ -230,3 +230,29 @@ func (r Result) WriteText(w io.Writer) error {
 	}
 	return err
 }
+
+// ISODateField returns where the first field of line that is a whole
+// YYYY-MM-DD date starts (employment_start_date, the only date WriteUsers
+// writes), or -1.
+func ISODateField(line []byte) int {
+	for i := 0; i+11 < len(line); i++ {
+		if line[i] != ',' {
+			continue
+		}
+		d := line[i+1:]
+		if len(d) > 10 && d[4] == '-' && d[7] == '-' && (d[10] == ',' || d[10] == '\r') &&
+			isDigits(d[0:4]) && isDigits(d[5:7]) && isDigits(d[8:10]) {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}

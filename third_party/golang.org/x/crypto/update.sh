@@ -8,8 +8,8 @@ cd "$(dirname "$0")"
 version=${1:?usage: update.sh VERSION}
 src=$(go mod download -json "golang.org/x/crypto@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
 [ -d "$src" ] || { echo "update.sh: cannot download golang.org/x/crypto@$version" >&2; exit 1; }
-packages="ssh ssh/internal/bcrypt_pbkdf ssh/knownhosts blowfish chacha20 curve25519 internal/alias internal/poly1305 cryptobyte cryptobyte/asn1"
-rm -rf ssh blowfish chacha20 curve25519 internal cryptobyte
+packages="ssh ssh/internal/bcrypt_pbkdf ssh/knownhosts bcrypt blowfish chacha20 curve25519 internal/alias internal/poly1305 cryptobyte cryptobyte/asn1 argon2 blake2b cast5 hkdf ripemd160 sha3 blake2s"
+rm -rf ssh bcrypt blowfish chacha20 curve25519 internal cryptobyte argon2 blake2b cast5 hkdf ripemd160 sha3 blake2s
 for p in $packages; do
 	mkdir -p "$p"
 	find "$src/$p" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' -exec cp {} "$p/" \;
