@@ -14,10 +14,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
-	"strings"
 	"time"
-
-	"github.com/oklog/ulid/v2"
 
 	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/schema/report"
@@ -26,16 +23,23 @@ import (
 
 // A batch goes pending -> processing -> final:
 //
-//  1. newBatch records it as pending (superseding a held batch),
-//  2. copies the files into archive/ORG/BATCH/ (hashing as it copies) and
-//     records it as processing with the files' sizes and hashes,
+//  1. newBatch forms it from settled files (order.go: the most recently
+//     completed file of each kind, completions not processed before) and
+//     records it as pending with its completions, superseding the
+//     organization's held batch or the one waiting for a retry,
+//  2. archiveBatch copies the files into archive/ORG/BATCH/ (hashing as
+//     it copies) and records it as processing with the files' sizes and
+//     hashes,
 //  3. processArchived diffs the archived copies, decides the outcome and
 //     applies it in one transaction, then writes the report files.
 //
-// A crash before 3 commits leaves the batch pending or processing; Run
-// redoes it from step 2 (pending) or 3 (processing, from the archive, so
-// a replaced upload does not change what the batch holds). Step 3's
-// transaction refuses a batch already final, so nothing applies twice.
+// A failure outside the files in 2 or 3 (a full disk, an I/O error, a
+// panic) leaves the batch pending or processing and waiting for a retry
+// (order.go); a newer batch supersedes it. A crash before 3 commits leaves
+// it pending or processing; Run redoes it from step 2 (pending) or 3
+// (processing, from the archive, so a replaced upload does not change what
+// the batch holds). Step 3's transaction refuses a batch already final, so
+// nothing applies twice.
 
 // newBatch turns settled files into a batch and runs it.
 func (p *Pipeline) newBatch(ctx context.Context, l *orgLoop, files []pendingFile) {
@@ -45,107 +49,61 @@ func (p *Pipeline) newBatch(ctx context.Context, l *orgLoop, files []pendingFile
 		return
 	}
 	p.noteIgnored(l.org, set, files)
-	byKind := map[schema.Kind]pendingFile{}
-	var notes []string
-	slices.SortFunc(files, func(a, b pendingFile) int { return strings.Compare(a.name, b.name) })
-	for _, f := range files {
-		k, ok := set.kindOf(f.name)
-		if !ok {
-			continue
-		}
-		if !f.trusted && l.known(f) {
-			continue // already processed: the scan or the watcher saw it again
-		}
-		if prev, dup := byKind[k]; dup {
-			keep, drop := prev, f
-			if f.mtime.After(prev.mtime) || (f.mtime.Equal(prev.mtime) && f.trusted && !prev.trusted) {
-				keep, drop = f, prev
-			}
-			byKind[k] = keep
-			notes = append(notes, fmt.Sprintf("%s was ignored: %s is the newer %s file of this batch", drop.name, keep.name, k))
-			continue
-		}
-		byKind[k] = f
+	var older []state.Batch
+	if l.waiting != nil {
+		older = []state.Batch{*l.waiting}
 	}
-	if len(byKind) == 0 {
-		return
-	}
-	b := state.Batch{ID: ulid.Make().String(), Org: l.org, Status: state.BatchPending, CreatedAt: time.Now().UTC()}
-	for _, k := range []schema.Kind{schema.Users, schema.UserGroups, schema.Groups, kindZip} {
-		if f, ok := byKind[k]; ok {
-			b.Files = append(b.Files, state.BatchFile{Name: f.name, Kind: string(k)})
-		}
-	}
-	superseded, err := p.db.CreateBatch(b)
-	if err != nil {
-		p.log.Error("record batch", "org", l.org, "batch", b.ID, "err", err)
-		return
-	}
-	for _, id := range superseded {
-		p.log.Info("held batch superseded", "org", l.org, "batch", id, "by", b.ID)
-		p.metrics.batches.WithLabelValues(state.BatchSuperseded).Inc()
-		notes = append(notes, fmt.Sprintf("This batch supersedes the held batch %s, which will not be applied.", id))
-		if err := p.markSuperseded(l.org, id, b.ID); err != nil {
-			p.log.Warn("rewrite the superseded batch's report", "org", l.org, "batch", id, "err", err)
-		}
-	}
-	p.log.Info("batch started", "org", l.org, "batch", b.ID, "files", len(b.Files))
-	p.archiveAndProcess(ctx, l, b, notes)
-}
-
-// redoBatch resumes a batch a crash or a shutdown interrupted.
-func (p *Pipeline) redoBatch(ctx context.Context, l *orgLoop, b state.Batch) {
-	notes := []string{"This batch was interrupted (the daemon stopped) and was redone at start-up."}
-	if b.Status == state.BatchPending {
-		p.archiveAndProcess(ctx, l, b, notes)
-		return
-	}
-	p.processArchived(ctx, l, b, policyOverride{}, notes)
+	p.form(ctx, l, set, files, older)
 }
 
 func (p *Pipeline) archiveDir(org, batch string) string {
 	return filepath.Join(p.cfg.ArchiveRoot, org, batch)
 }
 
-// archiveAndProcess is steps 2 and 3.
-func (p *Pipeline) archiveAndProcess(ctx context.Context, l *orgLoop, b state.Batch, notes []string) {
+// archiveBatch is step 2. A file that cannot be read (gone, not a regular
+// file, refused) is left out of the batch with a note; a failure outside
+// the files (outsideFiles) fails the batch, to be retried.
+func (p *Pipeline) archiveBatch(ctx context.Context, l *orgLoop, b state.Batch) (state.Batch, []string, error) {
 	dir := p.archiveDir(l.org, b.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		p.log.Error("archive batch", "org", l.org, "batch", b.ID, "err", err)
-		return
+		return b, nil, fmt.Errorf("archive batch: %w", err)
 	}
+	var notes []string
 	var kept []state.BatchFile
 	start := time.Now()
 	for _, f := range b.Files {
-		af, err := p.archiveFile(l.org, f, dir)
+		if err := ctx.Err(); err != nil {
+			return b, nil, err // abandoned while pending: redone at the next start
+		}
+		var af state.BatchFile
+		var err error
+		if f.From != "" && f.SHA256 != "" {
+			af, err = p.linkArchived(l.org, f, dir)
+		} else {
+			af, err = p.archiveFile(l.org, f, dir)
+		}
 		if err != nil {
+			if outsideFiles(err) {
+				os.Remove(archivedFile(dir, f)) // a partial copy only takes space
+				return b, nil, err
+			}
 			p.log.Warn("file not archived", "org", l.org, "batch", b.ID, "file", f.Name, "err", err)
 			notes = append(notes, fmt.Sprintf("%s could not be read (%v) and is not part of this batch.", f.Name, errors.Unwrap(err)))
 			continue
 		}
 		kept = append(kept, af)
-		if err := ctx.Err(); err != nil {
-			return // abandoned while pending: redone at the next start
-		}
 	}
 	if err := syncDir(dir); err != nil {
-		p.log.Error("archive batch", "org", l.org, "batch", b.ID, "err", err)
-		return
+		return b, nil, fmt.Errorf("archive batch: %w", err)
 	}
 	kept, notes = p.expandZips(l.org, dir, kept, notes)
 	p.log.Debug("batch archived", "org", l.org, "batch", b.ID, "archive", time.Since(start))
-	b, err := p.db.UpdateBatch(l.org, b.ID, func(sb *state.Batch) error {
-		sb.Files, sb.Status = kept, state.BatchProcessing
-		return nil
-	})
+	sb, err := p.db.RecordArchived(l.org, b.ID, kept)
 	if err != nil {
-		p.log.Error("record batch", "org", l.org, "batch", b.ID, "err", err)
-		return
+		return b, nil, err
 	}
-	for _, f := range kept {
-		l.remember(f.Name, stamp{f.Size, f.ModTime, f.SHA256})
-	}
-	p.processArchived(ctx, l, b, policyOverride{}, notes)
+	b.Files, b.Status = sb.Files, state.BatchProcessing
+	return b, notes, nil
 }
 
 // archiveFile copies one file of the organization's folder into dir,
@@ -203,7 +161,7 @@ func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state
 	if err != nil {
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
-	f.Size, f.SHA256, f.ModTime = n, hex.EncodeToString(h.Sum(nil)), fi.ModTime()
+	f.Size, f.SHA256, f.ModTime, f.ChangeTime = n, hex.EncodeToString(h.Sum(nil)), fi.ModTime(), changeTime(st)
 	return f, nil
 }
 
@@ -316,8 +274,8 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	}
 	fp := effective(pol, p.currentLimits())
 	if !ov.approved {
-		if done, ok := p.identical(l, b, fp, start, notes); ok {
-			return done, nil
+		if done, ok, err := p.identical(l, b, fp, start, notes); ok {
+			return done, err
 		}
 	}
 	b.Effective = fp
@@ -325,7 +283,7 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	inputs := make([]input, 0, len(b.Files))
 	for i, f := range b.Files {
 		// Compressed and encrypted uploads are decoded (unwrap.go).
-		open := openDecoded(ctx, filepath.Join(dir, f.Name), &b.Files[i], p.decodeOpts(set))
+		open := openDecoded(ctx, archivedFile(dir, f), &b.Files[i], p.decodeOpts(set))
 		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: csvName(f), open: open})
 	}
 	tDiff := time.Now()
@@ -341,12 +299,7 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 		o, err = p.decide(ctx, l.org, pol, inputs)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			p.log.Info("batch abandoned at shutdown; it is redone at the next start", "org", l.org, "batch", b.ID)
-		} else {
-			p.log.Error("process batch", "org", l.org, "batch", b.ID, "err", err)
-		}
-		return b, err
+		return b, fmt.Errorf("process batch %s: %w", b.ID, err)
 	}
 	r := o.res
 	defer o.close()
@@ -415,7 +368,6 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 		err2 = p.db.ApplyBatch(b, js.Bytes(), fn)
 	}
 	if err := err2; err != nil {
-		p.log.Error("apply batch", "org", l.org, "batch", b.ID, "err", err)
 		return b, err
 	}
 	if applied != nil {

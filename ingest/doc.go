@@ -13,6 +13,28 @@
 // archive folder. Plan runs the same path and applies nothing; Approve
 // releases a held batch.
 //
+// Order (order.go; SPEC §5: the directory never goes back in time): a
+// completion's time is the file's change time, whoever placed it. A batch
+// takes only completions the organization has not processed (the state
+// keeps, per organization, the newest completion per file name and per
+// kind), and of several of one kind the most recently completed, then the
+// name that sorts last; the others are named in its report as ignored. A
+// run that fails outside the files (a full disk, an I/O error, a state
+// error, a panic, recovered) leaves the batch waiting for a retry with
+// backoff (Config.RetryMin doubling to RetryMax); the organization's next
+// settled upload forms a batch that supersedes it and takes over its file
+// of each kind the upload lacks, so the newest file of each kind goes on
+// and nothing older is applied after it (its archived copy is linked
+// under from/BATCH/, so that a new upload of the same name, a second
+// export.zip, never shares it). A .zip upload is one completion of kind
+// zip; once archived, its members are the newest files of their kinds
+// too, and a member and a plain file of one kind in one batch are
+// ordered like two uploads. At start-up an interrupted batch
+// older than a batch with an outcome is superseded, never redone. The
+// operations ingest asks of the state are per batch (FormBatch,
+// RecordArchived, RecordFailure, SupersedeBatch, RecordSetAside, the
+// applies), each one transaction.
+//
 // It does not deliver events (ingest/webhook), serve HTTP (ingest/httpapi)
 // or accept uploads (sftpd).
 //
@@ -141,6 +163,18 @@
 //   - Files the watcher or the scan found are taken only once their size
 //     and modification time stood still for the settle window, and at
 //     least a second, since nothing says when an outside writer is done.
+//   - Completion times are change times, whose clock ticks coarsely
+//     (milliseconds): two uploads of one kind in one tick are ordered by
+//     name. A change of mode or times moves a file's change time: a file
+//     already processed is still recognized by its record (size and
+//     modification time, or content), but one that was never processed
+//     and older than the last of its kind stays older only by its time.
+//     A clock set back makes files placed by other means look old until
+//     it catches up; they are logged and reported as ignored.
+//   - A taken-over file is a hard link to the superseded batch's archived
+//     copy, under from/BATCH/ in the new batch's archive folder (a copy
+//     where links fail). The quota counts linked blocks once (by inode);
+//     du and the operator's own tools may count them per folder.
 //   - The deleted users and the added and removed memberships are found
 //     through 96-bit hashes of what the files hold; a collision (about
 //     2^-50 for three million memberships) would keep a user that should

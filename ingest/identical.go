@@ -46,14 +46,15 @@ func sameFiles(a, b []state.BatchFile) bool {
 
 // identical finishes b as unchanged when its files repeat the last
 // applied or unchanged batch's (see above). ok is false when they do not
-// and the batch must be processed.
-func (p *Pipeline) identical(l *orgLoop, b state.Batch, fp string, start time.Time, notes []string) (state.Batch, bool) {
+// and the batch must be processed; err is the state's failure to record
+// it (ok is then true: the batch is not processed further this time).
+func (p *Pipeline) identical(l *orgLoop, b state.Batch, fp string, start time.Time, notes []string) (state.Batch, bool, error) {
 	var last *state.Batch
 	after := ""
 	for last == nil {
 		page, err := p.db.Batches(l.org, after, 20)
 		if err != nil || len(page) == 0 {
-			return b, false
+			return b, false, nil
 		}
 		for i := range page {
 			if page[i].ID != b.ID && (page[i].Status == state.BatchApplied || page[i].Status == state.BatchUnchanged) {
@@ -64,15 +65,15 @@ func (p *Pipeline) identical(l *orgLoop, b state.Batch, fp string, start time.Ti
 		after = page[len(page)-1].ID
 	}
 	if last.Effective != fp || !sameFiles(last.Files, b.Files) {
-		return b, false
+		return b, false, nil
 	}
 	raw, err := p.db.BatchReport(l.org, last.ID)
 	if err != nil {
-		return b, false
+		return b, false, nil
 	}
 	var prev report.Report
 	if err := json.Unmarshal(raw, &prev); err != nil {
-		return b, false
+		return b, false, nil
 	}
 	for i := range b.Files {
 		b.Files[i].Rows = last.Files[i].Rows
@@ -93,11 +94,10 @@ func (p *Pipeline) identical(l *orgLoop, b state.Batch, fp string, start time.Ti
 	}
 	var js bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {
-		return b, false
+		return b, false, nil
 	}
 	if err := p.db.FinishBatch(b, js.Bytes()); err != nil {
-		p.log.Error("finish batch", "org", l.org, "batch", b.ID, "err", err)
-		return b, true
+		return b, true, err
 	}
 	p.metrics.observe(b, nil, time.Since(start))
 	p.log.Info("batch finished", "org", l.org, "batch", b.ID, "status", b.Status, "events", 0,
@@ -108,5 +108,5 @@ func (p *Pipeline) identical(l *orgLoop, b state.Batch, fp string, start time.Ti
 	}
 	p.pruneArchive(l.org, b.ID)
 	p.log.Debug("batch timings", "org", l.org, "batch", b.ID, "identical", tWrite.Sub(start), "write_report", time.Since(tWrite))
-	return b, true
+	return b, true, nil
 }

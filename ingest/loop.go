@@ -2,12 +2,8 @@ package ingest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,18 +18,10 @@ const minStill = time.Second
 
 // pendingFile is a file waiting for the organization's next batch.
 type pendingFile struct {
-	name    string
-	trusted bool // a completed upload (sftpd's Notify)
-	size    int64
-	mtime   time.Time
-}
-
-// stamp identifies a processed file, to recognize it when the scan or the
-// watcher reports it again.
-type stamp struct {
-	size   int64
-	mtime  time.Time
-	sha256 string
+	name         string
+	trusted      bool // a completed upload (sftpd's Notify)
+	size         int64
+	mtime, ctime time.Time // an untrusted file's, from its last stat
 }
 
 // approveReq asks the loop to release a held batch.
@@ -66,10 +54,16 @@ type orgLoop struct {
 
 	mu      sync.Mutex
 	pending map[string]*pendingFile
-	last    time.Time // latest trusted notification
-	redos   []state.Batch
-	stamps  map[string]stamp // by lower-case name
-	loaded  bool
+	last    time.Time     // latest trusted notification
+	resume  []state.Batch // unfinished at start-up, oldest first (order.go)
+	// formAt is when forming a batch may be tried again after the state
+	// refused to record one (formFails in a row).
+	formAt    time.Time
+	formFails int
+
+	// Owned by run: the batch waiting for its retry, if any (order.go).
+	waiting *state.Batch
+	retryAt time.Time
 
 	started bool // guarded by p.mu
 }
@@ -80,7 +74,6 @@ func newOrgLoop(org string, p *Pipeline) *orgLoop {
 		wake:    make(chan struct{}, 1),
 		reqs:    make(chan approveReq),
 		pending: map[string]*pendingFile{},
-		stamps:  map[string]stamp{},
 	}
 	l.settle = func() time.Duration {
 		s, err := p.settingsFor(org)
@@ -122,12 +115,28 @@ func (l *orgLoop) add(name string, trusted bool) {
 	l.poke()
 }
 
-// redo queues an interrupted batch; redos run before anything else.
-func (l *orgLoop) redo(b state.Batch) {
+// resumeWith hands the loop the organization's unfinished batches found
+// at start-up (oldest first); run deals with them before anything else.
+func (l *orgLoop) resumeWith(bs []state.Batch) {
 	l.mu.Lock()
-	l.redos = append(l.redos, b)
+	l.resume = append(l.resume, bs...)
 	l.mu.Unlock()
 	l.poke()
+}
+
+// requeue puts back the files of a batch the state could not record, to
+// be formed again at after.
+func (l *orgLoop) requeue(files []pendingFile, after time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range files {
+		if p := l.pending[f.name]; p != nil {
+			p.trusted = p.trusted || f.trusted // a newer notification came meanwhile
+			continue
+		}
+		l.pending[f.name] = &f
+	}
+	l.formAt = after
 }
 
 // due returns the files of the next batch when it is time, else how long
@@ -148,6 +157,9 @@ func (l *orgLoop) due(now time.Time) ([]pendingFile, time.Duration) {
 	if d := l.last.Add(settle).Sub(now); d > 0 {
 		later(d)
 	}
+	if d := l.formAt.Sub(now); d > 0 {
+		later(d)
+	}
 	still := max(settle, minStill)
 	for name, f := range l.pending {
 		if f.trusted {
@@ -158,7 +170,7 @@ func (l *orgLoop) due(now time.Time) ([]pendingFile, time.Duration) {
 			delete(l.pending, name) // gone, or not a plain file: nothing to take
 			continue
 		}
-		f.size, f.mtime = fi.Size(), fi.ModTime()
+		f.size, f.mtime, f.ctime = fi.Size(), fi.ModTime(), changeTime(fi)
 		// Every write, rename or attribute change moves the change time
 		// (the modification time a client may set to the past): a file
 		// is still once its change time is older than the window.
@@ -192,20 +204,29 @@ func (l *orgLoop) run(ctx context.Context) {
 			return
 		}
 		l.mu.Lock()
-		var redo *state.Batch
-		if len(l.redos) > 0 {
-			redo = &l.redos[0]
-			l.redos = l.redos[1:]
-		}
+		resume := l.resume
+		l.resume = nil
 		l.mu.Unlock()
-		if redo != nil {
-			l.p.redoBatch(ctx, l, *redo)
+		if len(resume) > 0 {
+			l.p.resume(ctx, l, resume)
 			continue
 		}
-		files, wait := l.due(time.Now())
+		// Settled files first: their batch supersedes a waiting one, whose
+		// retry would otherwise keep them waiting.
+		now := time.Now()
+		files, wait := l.due(now)
 		if files != nil {
 			l.process(ctx, files)
 			continue
+		}
+		if l.waiting != nil && !now.Before(l.retryAt) {
+			l.p.retry(ctx, l)
+			continue
+		}
+		if l.waiting != nil {
+			if d := l.retryAt.Sub(now); wait == 0 || d < wait {
+				wait = d
+			}
 		}
 		if wait > 0 {
 			timer.Reset(wait)
@@ -220,63 +241,5 @@ func (l *orgLoop) run(ctx context.Context) {
 			req.resp <- approveResp{b, err}
 		}
 		timer.Stop()
-	}
-}
-
-// known reports whether an untrusted file is one a batch already took:
-// same size and time, or same size and content.
-func (l *orgLoop) known(f pendingFile) bool {
-	l.mu.Lock()
-	if !l.loaded {
-		l.loaded = true
-		l.mu.Unlock()
-		l.loadStamps()
-		l.mu.Lock()
-	}
-	st, ok := l.stamps[strings.ToLower(f.name)]
-	l.mu.Unlock()
-	if !ok || st.size != f.size {
-		return false
-	}
-	if st.mtime.Equal(f.mtime) {
-		return true
-	}
-	fh, err := os.Open(filepath.Join(l.p.cfg.OrgsRoot, l.org, f.name))
-	if err != nil {
-		return false
-	}
-	defer fh.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, fh); err != nil {
-		return false
-	}
-	if hex.EncodeToString(h.Sum(nil)) != st.sha256 {
-		return false
-	}
-	l.remember(f.name, stamp{f.size, f.mtime, st.sha256})
-	return true
-}
-
-func (l *orgLoop) remember(name string, s stamp) {
-	l.mu.Lock()
-	l.stamps[strings.ToLower(name)] = s
-	l.mu.Unlock()
-}
-
-// loadStamps reads the files of the organization's recent batches.
-func (l *orgLoop) loadStamps() {
-	bs, err := l.p.db.Batches(l.org, "", 50)
-	if err != nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, b := range bs { // newest first
-		for _, f := range b.Files {
-			k := strings.ToLower(f.Name)
-			if _, ok := l.stamps[k]; !ok && f.SHA256 != "" {
-				l.stamps[k] = stamp{f.Size, f.ModTime, f.SHA256}
-			}
-		}
 	}
 }

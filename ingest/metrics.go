@@ -13,6 +13,10 @@ type metrics struct {
 	batches  *prometheus.CounterVec
 	events   *prometheus.CounterVec
 	duration prometheus.Histogram
+	// retries counts failed runs of batches that wait for a retry;
+	// waiting is the number of batches waiting (order.go).
+	retries prometheus.Counter
+	waiting prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -27,9 +31,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rosterd_ingest_batch_duration_seconds", Help: "Time to validate, diff and apply a batch.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 9),
 		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rosterd_ingest_batch_retries_total", Help: "Runs of batches that failed for a reason outside their files (full disk, I/O error, panic) and are retried.",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rosterd_ingest_batches_waiting", Help: "Batches waiting for a retry after a failure outside their files.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.batches, m.events, m.duration} {
+		for _, c := range []prometheus.Collector{m.batches, m.events, m.duration, m.retries, m.waiting} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -77,6 +77,11 @@ type Config struct {
 	// StageTxChanges is the number of changes per staging transaction;
 	// 0 = state.DefaultStageTxChanges.
 	StageTxChanges int
+	// RetryMin and RetryMax bound the wait before a batch that failed for
+	// a reason outside its files runs again: RetryMin after the first
+	// failure, doubling up to RetryMax (0 = DefaultRetryMin,
+	// DefaultRetryMax). Tests shorten or lengthen them.
+	RetryMin, RetryMax time.Duration
 	// KeysRoot holds the organizations' OpenPGP keys (pgp_keys.go);
 	// "" = OrgsRoot/../pgp.
 	KeysRoot string
@@ -84,6 +89,12 @@ type Config struct {
 	// encrypted upload may expand (unwrap.go); 0 = DefaultMaxCompressionRatio.
 	MaxCompressionRatio int
 }
+
+// Defaults of Config.RetryMin and Config.RetryMax.
+const (
+	DefaultRetryMin = 5 * time.Second
+	DefaultRetryMax = 5 * time.Minute
+)
 
 // DefaultStageAbove is Config.StageAbove's default. A direct apply
 // changes the snapshot's own pages, scattered over its whole key range,
@@ -142,6 +153,13 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = DefaultRetryMin
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
+	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
 	switch {
 	case cfg.ArchiveKeep == 0:
 		cfg.ArchiveKeep = DefaultArchiveKeep
@@ -409,9 +427,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.log.Error("recover staged applies", "err", err)
 	}
 
-	for _, b := range unfinished {
-		p.log.Info("redoing interrupted batch", "org", b.Org, "batch", b.ID, "status", b.Status)
-		p.loop(b.Org).redo(b)
+	byOrg := map[string][]state.Batch{}
+	for _, b := range unfinished { // oldest first per organization
+		byOrg[b.Org] = append(byOrg[b.Org], b)
+	}
+	for org, bs := range byOrg {
+		p.loop(org).resumeWith(bs)
 	}
 	orgs, err := p.db.Orgs("", 0)
 	if err != nil {
@@ -420,7 +441,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	for _, o := range orgs {
 		p.restoreReport(o.Name)
 		w.addOrg(o.Name)
-		p.scan(o.Name)
+		p.forgetGone(o.Name, p.scan(o.Name))
 	}
 	p.mu.Lock()
 	for _, l := range p.loops {
@@ -445,25 +466,28 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // scan notes every file of org's folder that names a kind: files that
-// completed while the daemon was down. Those already processed are
-// recognized by their size, time and hash and dropped by the loop.
-func (p *Pipeline) scan(org string) {
+// may have completed while the daemon was down. The loop takes only
+// completions not processed before (order.go). It returns the names in
+// the folder (nil when it could not be read).
+func (p *Pipeline) scan(org string) []string {
 	s, err := p.settingsFor(org)
 	if err != nil {
-		return
+		return nil
 	}
 	dir, err := p.orgDir(org)
 	if err != nil {
 		if errors.Is(err, errFolderLink) {
 			p.log.Warn("organization folder refused", "event", "refused", "org", org, "reason", err.Error())
 		}
-		return
+		return nil
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return
+		return nil
 	}
+	names := make([]string, 0, len(ents))
 	for _, e := range ents {
+		names = append(names, e.Name())
 		if e.Type().IsRegular() {
 			if _, ok := s.kindOf(e.Name()); ok {
 				if fi, err := e.Info(); err == nil && linkCount(fi) > 1 {
@@ -473,5 +497,32 @@ func (p *Pipeline) scan(org string) {
 				p.note(org, e.Name(), false)
 			}
 		}
+	}
+	return names
+}
+
+// forgetGone drops org's completion records of names no longer in its
+// folder (present, from scan): a file that appears under such a name is a
+// new completion, so the record only grows with the folder.
+func (p *Pipeline) forgetGone(org string, present []string) {
+	if present == nil {
+		return
+	}
+	done, err := p.db.Completions(org)
+	if err != nil {
+		return
+	}
+	here := make(map[string]bool, len(present))
+	for _, n := range present {
+		here[n] = true
+	}
+	var gone []string
+	for name := range done.Files {
+		if !here[name] {
+			gone = append(gone, name)
+		}
+	}
+	if err := p.db.ForgetCompletions(org, gone); err != nil {
+		p.log.Warn("forget completions", "org", org, "err", err)
 	}
 }

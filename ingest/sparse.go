@@ -6,7 +6,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/rosterd/rosterd/schema"
@@ -132,7 +131,7 @@ const codeSparseFile = "sparse_file"
 func sparseIssues(dir string, files []state.BatchFile) []schema.Issue {
 	var out []schema.Issue
 	for _, f := range files {
-		total, first, err := holesOf(filepath.Join(dir, f.Name))
+		total, first, err := holesOf(archivedFile(dir, f))
 		if err != nil || total == 0 {
 			continue
 		}

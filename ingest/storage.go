@@ -3,6 +3,8 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +51,9 @@ const folderTTL = time.Second
 
 // Space keeps the disk-space limits. Its methods are safe for concurrent
 // use. Usage is counted in allocated blocks (what the disk loses: a sparse
-// file costs what it holds). An organization's archive and reports are
+// file costs what it holds), and a file hard-linked into several batches'
+// archive folders (a file taken over, order.go) once. An organization's
+// archive and reports are
 // walked once, at its first admission, then kept up to date as batches
 // archive, report and prune; its folder is walked at most once per
 // folderTTL, and the admissions since are added to it, so that a check
@@ -85,12 +89,39 @@ func (e *lowDiskError) Unwrap() error { return ErrLowDisk }
 
 // orgUsage is what one organization holds on disk.
 type orgUsage struct {
-	archive  map[string]int64 // batch id -> bytes of archive/ORG/BATCH
-	archived int64            // their sum
-	reports  int64            // ORG/reports/
-	folder   int64            // ORG/ but reports/, at folderAt
+	// archive lists the files of each batch's archive/ORG/BATCH/; a file
+	// taken over from another batch is a hard link to that batch's copy,
+	// so the sum is over distinct files: links counts the batches that
+	// hold each, archived the allocated bytes of those held at all.
+	archive  map[string]map[fileID]int64
+	links    map[fileID]int
+	archived int64
+	reports  int64 // ORG/reports/
+	folder   int64 // ORG/ but reports/, at folderAt
 	folderAt time.Time
 	grown    int64 // admitted since folderAt
+}
+
+// fileID is a file's identity on its file system: hard links share it.
+type fileID struct{ dev, ino uint64 }
+
+// setBatch replaces what u counts for batch's archive folder by files.
+func (u *orgUsage) setBatch(batch string, files map[fileID]int64) {
+	for id, n := range u.archive[batch] {
+		if u.links[id]--; u.links[id] == 0 {
+			delete(u.links, id)
+			u.archived -= n
+		}
+	}
+	delete(u.archive, batch)
+	for id, n := range files {
+		if u.links[id]++; u.links[id] == 1 {
+			u.archived += n
+		}
+	}
+	if len(files) > 0 {
+		u.archive[batch] = files
+	}
 }
 
 // newSpace returns the Space of a pipeline's Config.
@@ -234,16 +265,14 @@ func (s *Space) Used(org string) (folder, archive int64, err error) {
 func (s *Space) usage(org string) (*orgUsage, error) {
 	u := s.orgs[org]
 	if u == nil {
-		u = &orgUsage{archive: map[string]int64{}}
+		u = &orgUsage{archive: map[string]map[fileID]int64{}, links: map[fileID]int{}}
 		ents, err := os.ReadDir(filepath.Join(s.archiveRoot, org))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("archive of %s: %w", org, err)
 		}
 		for _, e := range ents {
 			if e.IsDir() {
-				n := dirUsage(filepath.Join(s.archiveRoot, org, e.Name()))
-				u.archive[e.Name()] = n
-				u.archived += n
+				u.setBatch(e.Name(), archiveFiles(filepath.Join(s.archiveRoot, org, e.Name())))
 			}
 		}
 		u.reports = dirUsage(filepath.Join(s.orgsRoot, org, "reports"))
@@ -264,13 +293,7 @@ func (s *Space) archiveChanged(org, batch string) {
 	if u == nil {
 		return // walked at the organization's first admission
 	}
-	n := dirUsage(filepath.Join(s.archiveRoot, org, batch))
-	u.archived += n - u.archive[batch]
-	if n == 0 {
-		delete(u.archive, batch)
-	} else {
-		u.archive[batch] = n
-	}
+	u.setBatch(batch, archiveFiles(filepath.Join(s.archiveRoot, org, batch)))
 }
 
 // reportsChanged counts ORG/reports/ again.
@@ -299,6 +322,33 @@ func dirUsage(dir string) int64 {
 		}
 	}
 	return n
+}
+
+// archiveFiles returns the regular files under a batch's archive folder
+// dir (the files taken over are in its from/ folders) by identity, with
+// their allocated sizes; none when it does not exist.
+func archiveFiles(dir string) map[fileID]int64 {
+	out := map[fileID]int64{}
+	filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil
+		}
+		var id fileID
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			id = fileID{uint64(st.Dev), st.Ino}
+		} else { // no inodes: each path counts
+			h := fnv.New64a()
+			h.Write([]byte(path))
+			id = fileID{^uint64(0), h.Sum64()}
+		}
+		out[id] = allocated(fi)
+		return nil
+	})
+	return out
 }
 
 // allocated is the disk space a file takes: its blocks, not its size.

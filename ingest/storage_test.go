@@ -134,6 +134,62 @@ func TestSpaceQuota(t *testing.T) {
 	}
 }
 
+// TestSpaceArchiveLinksCountOnce: a file taken over from a superseded
+// batch is a hard link to its archive copy (order.go), under from/ in the
+// new batch's folder (or, recorded before there was a from/, under its
+// name): the archive counts its blocks once, at the walk and as batches
+// change, and still counts them while one link remains.
+func TestSpaceArchiveLinksCountOnce(t *testing.T) {
+	root := t.TempDir()
+	orgs, arch := filepath.Join(root, "orgs"), filepath.Join(root, "archive")
+	b1, b2, b3 := filepath.Join(arch, "acme", "B1"), filepath.Join(arch, "acme", "B2"), filepath.Join(arch, "acme", "B3")
+	for _, d := range []string{filepath.Join(orgs, "acme"), b1, filepath.Join(b2, "from", "B1"), b3} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(b1, "users.csv"), make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b2, "groups.csv"), make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, link := range []string{filepath.Join(b2, "from", "B1", "users.csv"), filepath.Join(b3, "users.csv")} {
+		if err := os.Link(filepath.Join(b1, "users.csv"), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := &fakeFS{avail: 1 << 40, total: 2 << 40}
+	s := newSpace(Config{OrgsRoot: orgs, ArchiveRoot: arch, Statfs: fs.statfs}, func(string) int64 { return 1 << 30 })
+	near := func(what string, got, want int64) {
+		t.Helper()
+		if got < want || got > want+64<<10 {
+			t.Errorf("%s: archive = %d; want about %d", what, got, want)
+		}
+	}
+	_, archive, err := s.Used("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	near("at the first walk", archive, 5<<20)
+	s.archiveChanged("acme", "B2") // a report written into B2, say
+	s.archiveChanged("acme", "B1")
+	_, archive, _ = s.Used("acme")
+	near("after both are counted again", archive, 5<<20)
+	os.RemoveAll(b1) // pruned: B2's link keeps the blocks
+	s.archiveChanged("acme", "B1")
+	_, archive, _ = s.Used("acme")
+	near("after B1 is pruned", archive, 5<<20)
+	os.RemoveAll(b2)
+	s.archiveChanged("acme", "B2")
+	_, archive, _ = s.Used("acme")
+	near("after B2 is pruned", archive, 4<<20)
+	os.RemoveAll(b3)
+	s.archiveChanged("acme", "B3")
+	_, archive, _ = s.Used("acme")
+	near("after all are pruned", archive, 0)
+}
+
 // TestArchiveRetention: archive copies are kept while among the newest
 // ArchiveBatches or younger than ArchiveKeep.
 func TestArchiveRetention(t *testing.T) {

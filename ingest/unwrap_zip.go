@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -122,7 +121,7 @@ func (p *Pipeline) expandZips(org, dir string, files []state.BatchFile, notes []
 			notes = append(notes, fmt.Sprintf("%s is a zip archive inside another wrapping, which rosterd does not read: upload the zip as it is, or encrypt or compress each CSV file by itself (users.csv.gpg, users.csv.gz). It is not part of this batch.", f.Name))
 			continue
 		}
-		members, more, err := readZipMembers(set, filepath.Join(dir, f.Name), f.Name)
+		members, more, err := readZipMembers(set, archivedFile(dir, f), f.Name)
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("%s is not a zip archive rosterd can read (%v), so it is not part of this batch: make the zip again and upload it.", f.Name, err))
 			continue
@@ -137,7 +136,7 @@ func (p *Pipeline) expandZips(org, dir string, files []state.BatchFile, notes []
 				continue
 			}
 			keep, drop := out[i], mf
-			if mf.ModTime.After(out[i].ModTime) {
+			if completedAfter(mf, out[i]) {
 				keep, drop = mf, out[i]
 			}
 			out[i] = keep
@@ -147,6 +146,28 @@ func (p *Pipeline) expandZips(org, dir string, files []state.BatchFile, notes []
 	order := map[string]int{string(schema.Users): 0, string(schema.UserGroups): 1, string(schema.Groups): 2}
 	slices.SortStableFunc(out, func(a, b state.BatchFile) int { return cmp.Compare(order[a.Kind], order[b.Kind]) })
 	return out, notes
+}
+
+// completedAfter reports whether a's upload completed after b's (SPEC §5,
+// order.go): the later completion time (the change time when the file
+// was replaced before it was archived), then the name that sorts last.
+// Records without completion times (formed before they were kept) go by
+// modification time.
+func completedAfter(a, b state.BatchFile) bool {
+	ta, tb := a.CompletedAt, b.CompletedAt
+	if ta.IsZero() && tb.IsZero() {
+		ta, tb = a.ModTime, b.ModTime
+	}
+	if a.ChangeTime.After(ta) {
+		ta = a.ChangeTime
+	}
+	if b.ChangeTime.After(tb) {
+		tb = b.ChangeTime
+	}
+	if c := ta.Compare(tb); c != 0 {
+		return c > 0
+	}
+	return a.Name > b.Name
 }
 
 // fileLabel names a batch file in a note: the upload, and the member of a

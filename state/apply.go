@@ -171,6 +171,9 @@ func (a *ApplyTx) bind() error {
 // and a new one begins, which bounds the memory of the apply; slices read
 // earlier become invalid. In a direct apply it does nothing.
 func (a *ApplyTx) Checkpoint() error {
+	if err := a.db.fault("change"); err != nil {
+		return err
+	}
 	if !a.staged {
 		return nil
 	}
@@ -185,6 +188,9 @@ func (a *ApplyTx) Checkpoint() error {
 // commitStaging commits the staging transaction and begins the next.
 func (a *ApplyTx) commitStaging() error {
 	if err := a.flush(); err != nil {
+		return err
+	}
+	if err := a.db.fault("stage"); err != nil {
 		return err
 	}
 	if err := a.tx.Commit(); err != nil {
@@ -408,6 +414,9 @@ func (db *DB) ApplyBatch(b Batch, report []byte, fn func(*ApplyTx) error) error 
 				return err
 			}
 		}
+		if err := db.fault("apply"); err != nil {
+			return err
+		}
 		return storeBatchTx(tx, b, report)
 	})
 	if a != nil {
@@ -444,11 +453,20 @@ func (db *DB) ApplyBatchStaged(b Batch, report []byte, txChanges int, fn func(*A
 		return fmt.Errorf("apply batch %s: %w", b.ID, err)
 	}
 	a := &ApplyTx{db: db, b: b, staged: true, stage: "s" + b.ID, txChange: txChanges}
+	defer func() {
+		// A panic in fn must not leave the write transaction open: every
+		// later writer would wait for it.
+		if a.tx != nil {
+			a.tx.Rollback()
+			a.tx = nil
+		}
+	}()
 	start := time.Now()
 	err := db.stage(a, fn)
 	a.timings.Stage = time.Since(start)
 	if a.tx != nil {
 		a.tx.Rollback()
+		a.tx = nil
 	}
 	if err != nil {
 		if derr := db.discardStaging(b.Org); derr != nil {
@@ -475,6 +493,9 @@ func (db *DB) flip(a *ApplyTx, report []byte) error {
 	b := a.b
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		if err := checkBatchTx(tx, b); err != nil {
+			return err
+		}
+		if err := db.fault("flip"); err != nil {
 			return err
 		}
 		seq, ms, err := db.nextCommit(tx)
@@ -598,6 +619,9 @@ func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
 	if err := a.flush(); err != nil {
 		return err
 	}
+	if err := db.fault("stage"); err != nil {
+		return err
+	}
 	err = a.tx.Commit()
 	a.tx = nil
 	return err
@@ -674,6 +698,9 @@ func (db *DB) MergeOverlay(org string) error {
 	bi, after := 0, []byte(nil)
 	for done := false; !done; {
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			if err := db.fault("merge"); err != nil {
+				return err
+			}
 			root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
 			p := readPtr(root)
 			if p.overlay != overlay {

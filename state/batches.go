@@ -22,7 +22,9 @@ const (
 	// BatchIgnored records a completed .csv upload that no name or pattern
 	// processes (SPEC §5): a notice, never a batch of the snapshot. It
 	// never supersedes a held batch nor counts as the last batch of an
-	// organization (RecordIgnored).
+	// organization (RecordIgnored). It also records files set aside for a
+	// more recently completed file of their kind, a batch that took no
+	// file (RecordSetAside).
 	BatchIgnored = "ignored"
 )
 
@@ -58,6 +60,18 @@ type Batch struct {
 	// Effective fingerprints the policy and limits the batch ran with
 	// (ingest compares it to recognize a repeated upload).
 	Effective string `json:"effective,omitempty"`
+	// Ignored are the files the batch set aside: candidates of a kind
+	// whose more recently completed file the batch took (SPEC §5).
+	Ignored []BatchFile `json:"ignored,omitempty"`
+	// Supersedes names the unfinished or held batches this one replaced.
+	Supersedes []string `json:"supersedes,omitempty"`
+	// Attempts counts the runs of the batch that failed for a reason
+	// outside its files (a full disk, an I/O error, a panic); LastError is
+	// the last such failure, for the operator; RetryAt is when the batch
+	// runs again while it waits (nil once it is final).
+	Attempts  int        `json:"attempts,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
+	RetryAt   *time.Time `json:"retry_at,omitempty"`
 }
 
 // BatchFile is one input file of a batch, as archived.
@@ -68,6 +82,21 @@ type BatchFile struct {
 	SHA256  string    `json:"sha256"`
 	Rows    int       `json:"rows"`
 	ModTime time.Time `json:"mod_time"`
+	// CompletedAt is when the file's upload completed (Completion): with
+	// Name, it identifies the completion.
+	CompletedAt time.Time `json:"completed_at,omitzero"`
+	// From names the superseded batch the file was taken over from: the
+	// newest file of its kind was in that batch, not in this upload.
+	From string `json:"from_batch,omitempty"`
+	// ArchivePath is where the file's archived copy is in the batch's
+	// archive folder when not under Name: a file taken over From a batch
+	// is under from/FROM/ and that batch's own path of it, so that two
+	// files of one name (two zips named export.zip) never share a copy.
+	ArchivePath string `json:"archive_path,omitempty"`
+	// ChangeTime is the file's change time (ctime) when it was archived:
+	// with its size and modification time, it recognizes those bytes in
+	// the folder (a completion whose bytes a batch already archived).
+	ChangeTime time.Time `json:"change_time,omitzero"`
 	// Inner is the CSV file inside a compressed or encrypted upload (the
 	// member of a zip, set before processing, selects it); InnerSize its
 	// bytes and Decoded how it was read, for the report.

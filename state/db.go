@@ -30,6 +30,7 @@ var (
 	bucketAudit      = []byte("audit")
 	bucketEventOrgs  = []byte("event_orgs") // per-organization event index (events.go)
 	bucketSetupLinks = []byte("setup_links")
+	// bucketCompletions (completions.go) is declared beside its code.
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -37,8 +38,8 @@ var (
 // topBuckets are created at Open. perOrgBuckets hold one nested bucket per
 // organization, removed with it.
 var (
-	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit, bucketEventOrgs, bucketSetupLinks}
-	perOrgBuckets = [][]byte{bucketKeys, bucketSnapshots, bucketBatches, bucketAudit}
+	topBuckets    = [][]byte{bucketMeta, bucketOrgs, bucketKeys, bucketSnapshots, bucketBatches, bucketEvents, bucketDeliveries, bucketAudit, bucketEventOrgs, bucketSetupLinks, bucketCompletions}
+	perOrgBuckets = [][]byte{bucketKeys, bucketSnapshots, bucketBatches, bucketAudit, bucketCompletions}
 )
 
 // migrations[v] moves a database from version v to v+1 inside the Open
@@ -47,8 +48,9 @@ var migrations = map[uint64]func(tx *bolt.Tx) error{}
 
 // DB is the state store. Its methods are safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
-	now  func() time.Time
+	bolt    *bolt.DB
+	now     func() time.Time
+	faultFn func(point string) error
 }
 
 // Options tunes Open. The zero value is the default.
@@ -56,6 +58,28 @@ type Options struct {
 	// NoSync skips fsync on commit. Only for tests and benchmarks: a crash
 	// can then lose or corrupt committed data.
 	NoSync bool
+	// Fault, for tests only, is called at each point where a batch
+	// operation writes (see FaultPoints); an error it returns fails that
+	// write's transaction as a full disk would, so tests drive the same
+	// code path as ENOSPC from bbolt. nil in production.
+	Fault func(point string) error
+}
+
+// FaultPoints are the points where Options.Fault is called: "form"
+// (FormBatch), "archived" (RecordArchived), "apply" (the transaction of
+// ApplyBatch and FinishBatch), "change" (each ApplyTx.Checkpoint),
+// "stage" (each staging commit), "flip" (the flip of a staged apply) and
+// "merge" (each MergeOverlay transaction). The bookkeeping of failures
+// (RecordFailure, SupersedeBatch) has none: it must be able to say what
+// failed.
+var FaultPoints = []string{"form", "archived", "apply", "change", "stage", "flip", "merge"}
+
+// fault returns the injected error for point, if any.
+func (db *DB) fault(point string) error {
+	if db.faultFn == nil {
+		return nil
+	}
+	return db.faultFn(point)
 }
 
 // Open opens or creates the database at path (0600), creates the buckets
@@ -85,7 +109,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
-	db := &DB{bolt: b, now: time.Now}
+	db := &DB{bolt: b, now: time.Now, faultFn: opts.Fault}
 	if err := b.Update(db.init); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
@@ -115,6 +139,9 @@ func (db *DB) init(tx *bolt.Tx) error {
 				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
 			}
 		}
+	}
+	if err := seedCompletions(tx); err != nil {
+		return fmt.Errorf("seed completions: %w", err)
 	}
 	return meta.Put(keySchemaVersion, binary.BigEndian.AppendUint64(nil, v))
 }

@@ -21,6 +21,8 @@
 //	staging        what a staged apply has written before its flip; see apply.go
 //	deliveries     endpoint/ webhook delivery cursors, retry state, failed list
 //	audit          org/ count, records/ id -> AuditRecord: the SFTP audit trail
+//	completions    org/ newest/ kind -> newest Completion processed, files/
+//	               name -> Completion: what batches took (completions.go)
 //	setup_links    token SHA-256 -> SetupLink: the admins' setup links (setuplinks.go)
 //
 // Applying a batch makes snapshot, events, batch record and report visible

@@ -29,6 +29,11 @@ type batchView struct {
 	Errors     int                     `json:"errors"`
 	Warnings   int                     `json:"warnings"`
 	Report     json.RawMessage         `json:"report"`
+	// A batch that failed for a reason outside its files (SPEC §5).
+	Attempts     int        `json:"attempts"`
+	LastError    string     `json:"last_error"`
+	RetryAt      *time.Time `json:"retry_at"`
+	SupersededBy string     `json:"superseded_by"`
 }
 
 // batchCommand is `rosterd batch list|show|approve` (SPEC §2): the
@@ -50,8 +55,9 @@ func batchCommand() *command {
 			{
 				name: "batch list", args: "ORG", summary: "list an organization's batches, newest first",
 				about: "List an organization's batches, newest first: id, status (pending,\n" +
-					"processing, applied, unchanged, rejected, held, superseded), creation\n" +
-					"time, files, and the changes (or why it was held or rejected).",
+					"processing, applied, unchanged, rejected, held, superseded, ignored),\n" +
+					"creation time, files, and the changes (or why it was held or rejected,\n" +
+					"or, for a batch waiting for a retry, its failed attempts).",
 				example: "rosterd batch list acme",
 				minArgs: 1, maxArgs: 1,
 				setup: func(fs *flag.FlagSet) action {
@@ -144,6 +150,12 @@ func listBatches(ctx context.Context, c *apiClient, org string, w io.Writer) err
 }
 
 func changeSummary(b batchView) string {
+	if b.RetryAt != nil {
+		return fmt.Sprintf("failed %d times, retried at %s: %s", b.Attempts, b.RetryAt.Format(time.RFC3339), report.Visible(b.LastError))
+	}
+	if b.SupersededBy != "" {
+		return "superseded by " + b.SupersededBy
+	}
 	if b.Status == "held" || b.Status == "rejected" {
 		if b.Reason != "" {
 			return report.Visible(b.Reason)
@@ -170,7 +182,24 @@ func changeSummary(b batchView) string {
 }
 
 // printBatchReport prints a batch's stored report as text (or its JSON).
+// The text begins with what the operator needs beyond the customer's
+// report: failed attempts and their last error, and the superseding
+// batch.
 func printBatchReport(w io.Writer, b batchView, asJSON bool) error {
+	if !asJSON {
+		if b.Attempts > 0 {
+			fmt.Fprintf(w, "Attempts:     %d failed (outside the files); last error: %s\n", b.Attempts, report.Visible(b.LastError))
+			if b.RetryAt != nil {
+				fmt.Fprintf(w, "Next attempt: %s\n", b.RetryAt.UTC().Format(time.DateTime+" UTC"))
+			}
+		}
+		if b.SupersededBy != "" {
+			fmt.Fprintf(w, "Superseded:   by batch %s\n", b.SupersededBy)
+		}
+		if b.Attempts > 0 || b.SupersededBy != "" {
+			fmt.Fprintln(w)
+		}
+	}
 	if len(b.Report) == 0 {
 		fmt.Fprintf(w, "batch %s is %s; it has no report yet\n", b.ID, b.Status)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -226,6 +227,24 @@ func TestSettingText(t *testing.T) {
 	} {
 		if got := settingText(tt.v); got != tt.want {
 			t.Errorf("settingText(%#v) = %q; want %q", tt.v, got, tt.want)
+		}
+	}
+}
+
+// TestBatchFailureEscaped: a failed run's last error names files, whose
+// names come from uploads: batch list and batch show render its control
+// characters visibly, like every other value they echo.
+func TestBatchFailureEscaped(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	b := batchView{ID: "B1", Status: "processing", Attempts: 2, RetryAt: &at,
+		LastError: "archive users\x1b[2J.csv: no space left on device"}
+	var show bytes.Buffer
+	if err := printBatchReport(&show, b, false); err != nil {
+		t.Fatal(err)
+	}
+	for what, got := range map[string]string{"batch list": changeSummary(b), "batch show": show.String()} {
+		if strings.Contains(got, "\x1b") || !strings.Contains(got, `users\x1b[2J.csv`) {
+			t.Errorf("%s = %q; want the escape rendered as \\x1b", what, got)
 		}
 	}
 }

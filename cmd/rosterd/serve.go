@@ -131,7 +131,7 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	}
 	// The database first: its lock keeps a second daemon from touching a
 	// data directory that one already runs on.
-	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), nil)
+	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), testStateOptions(os.Getenv))
 	if errors.Is(err, state.ErrLocked) {
 		return nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
 	}
@@ -169,6 +169,10 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	}
 	ic := ingestConfig(cfg, d)
 	ic.OnApplied = d.deliverer.Wake
+	if err := applyTestHooks(os.Getenv, &ic); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if d.pipeline, err = ingest.New(ic); err != nil {
 		db.Close()
 		return nil, err

@@ -22,11 +22,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/ingest/webhook"
+	"github.com/rosterd/rosterd/schema/report"
 	"github.com/rosterd/rosterd/state"
 )
 
@@ -299,6 +301,54 @@ func TestOpenAPIAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// SPEC §5 records as the pipeline leaves them: a batch waiting for a
+	// retry, one that only set files aside, and a newer one that
+	// supersedes the waiting batch and takes over its file.
+	now := time.Now().UTC()
+	waiting := state.Batch{ID: ulid.Make().String(), Org: "acme", Status: state.BatchPending,
+		Files: []state.BatchFile{{Name: "users_1.csv", Kind: "users", Size: 40, ModTime: now, CompletedAt: now}}}
+	if _, err := db.FormBatch(waiting, nil); err != nil {
+		t.Fatal(err)
+	}
+	retryAt := now.Add(time.Minute)
+	waiting.Attempts, waiting.LastError, waiting.RetryAt = 1, "archive users_1.csv: write /data/archive/acme/x/users_1.csv: no space left on device", &retryAt
+	if err := db.RecordFailure(waiting, nil); err != nil {
+		t.Fatal(err)
+	}
+	aside := state.Batch{ID: ulid.Make().String(), Org: "acme",
+		Ignored: []state.BatchFile{{Name: "users_0.csv", Kind: "users", Size: 40, ModTime: now, CompletedAt: now.Add(-time.Hour)}}}
+	var asideRep bytes.Buffer
+	(&report.Report{Version: report.Version, BatchID: aside.ID, OrganizationID: "acme", Status: state.BatchIgnored, CreatedAt: now,
+		Notes: []string{"users_0.csv was ignored: a users file that completed later was processed before it."}}).WriteJSON(&asideRep)
+	if err := db.RecordSetAside(aside, asideRep.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	var waitingAnswer, adminAnswer struct {
+		Attempts  int        `json:"attempts"`
+		LastError string     `json:"last_error"`
+		RetryAt   *time.Time `json:"retry_at"`
+	}
+	json.Unmarshal(call("GET", "/v1/organizations/acme/batches/"+waiting.ID, "", nil, 200), &waitingAnswer)
+	if waitingAnswer.Attempts != 1 || waitingAnswer.LastError == "" || waitingAnswer.RetryAt == nil {
+		t.Errorf("GET the waiting batch = %+v; want its attempt, last error and retry time", waitingAnswer)
+	}
+	json.Unmarshal(request(admin, "GET", "/v1/setup/batches/"+waiting.ID, "", nil, 200), &adminAnswer)
+	if adminAnswer.Attempts != 1 || adminAnswer.LastError != "" {
+		t.Errorf("GET /v1/setup/batches/(waiting) = %+v; want the attempt without the server's error", adminAnswer)
+	}
+	if raw := request(admin, "GET", "/v1/setup", "", nil, 200); bytes.Contains(raw, []byte("no space left")) {
+		t.Errorf("GET /v1/setup shows the server's error to the admin: %s", raw)
+	}
+	call("GET", "/v1/organizations/acme/batches/"+aside.ID, "", nil, 200)
+	newer := state.Batch{ID: ulid.Make().String(), Org: "acme", Status: state.BatchPending,
+		Files: []state.BatchFile{{Name: "users_1.csv", Kind: "users", Size: 40, SHA256: strings.Repeat("cd", 32), ModTime: now, CompletedAt: now, ChangeTime: now, From: waiting.ID,
+			ArchivePath: "from/" + waiting.ID + "/users_1.csv"}}}
+	if _, err := db.FormBatch(newer, nil); err != nil {
+		t.Fatal(err)
+	}
+	call("GET", "/v1/organizations/acme/batches/"+newer.ID, "", nil, 200)
+	call("GET", "/v1/organizations/acme/batches/"+waiting.ID, "", nil, 200)
+	call("GET", "/v1/organizations/acme/batches", "", nil, 200)
 	request(admin, "GET", "/v1/setup", "", nil, 200)
 	request(admin, "GET", "/v1/setup/batches/"+batchID, "", nil, 200)
 	request(admin, "GET", "/v1/setup/batches/nope", "", nil, 404)

@@ -144,7 +144,7 @@ func (s *Server) setupOverview(w http.ResponseWriter, r *http.Request, l state.S
 		Keys: keys, AllKeys: allKeys(o), Batches: make([]BatchView, len(bs)), Uploads: make([]AuditView, len(ups)),
 	}
 	for i, b := range bs {
-		v.Batches[i] = BatchView{Object: "batch", Batch: b}
+		v.Batches[i] = BatchView{Object: "batch", Batch: adminBatch(b)}
 	}
 	for i, u := range ups {
 		v.Uploads[i] = auditView(u)
@@ -179,8 +179,17 @@ func (s *Server) setupBatch(w http.ResponseWriter, r *http.Request, l state.Setu
 		s.stateError(w, r, "batch "+id, err)
 		return
 	}
-	v.Report = adminReport(v.Report)
+	v.Batch, v.Report = adminBatch(v.Batch), adminReport(v.Report)
 	writeJSON(w, http.StatusOK, v)
+}
+
+// adminBatch is a batch record as the organization's admin sees it:
+// without last_error, the server's own error (a path of the data
+// directory, a bug) that failed a run of the batch, which is for the
+// operator; the report says in plain words that the batch is retried.
+func adminBatch(b state.Batch) state.Batch {
+	b.LastError = ""
+	return b
 }
 
 // adminReport is a stored report as the organization's admin reads it in
