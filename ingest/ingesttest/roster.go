@@ -132,7 +132,7 @@ var (
 	divisions    = []string{"Ventes, Europe", "Forschung & Entwicklung", "Operações", "Finance", "Logística, Süd", "Støtte", "Marketing", "Produktion"}
 	deptWords    = []string{"Comptabilité", "Einkauf", "Qualität", "Vertrieb", "Recursos humanos", "Juridique", "Kundenservice", "Développement", "Infrastructure", "Sécurité"}
 	teamWords    = []string{"Team Ωmega", "Projekt „Süd, West“", "Squad Ærø", "Équipe Île", "Project Phoenix, Phase", "Grupo Ñandú", "Tiger team", "Arbeitsgruppe Öko"}
-	titles       = []string{"Ingénieure", "Software Engineer", "Sachbearbeiter", "Analyst, Finance", "Vendedor", "Responsable RH", "Team Lead", "Directeur général", "Técnico", "Consultant"}
+	jobTitles    = []string{"Ingénieure", "Software Engineer", "Sachbearbeiter", "Analyst, Finance", "Vendedor", "Responsable RH", "Team Lead", "Directeur général", "Técnico", "Consultant"}
 	types        = []string{"Full-time", "Part-time", "Contractor", "Intern"}
 	langs        = []string{"de", "fr", "es", "pt", "en", "it", "pl", "nb", "ja", "tr"}
 	streets      = []string{"Hauptstraße", "Rue de la Paix", "Calle Mayor", "Ulica Długa", "Øster Allé", "Via Roma", "Main Street", "Rua Augusta"}
@@ -252,7 +252,7 @@ func (r *Roster) newUser(rng *rand.Rand, deptPick, teamPick picker) user {
 		dept:    int32(deptPick.pick(rng)),
 		country: int8(countryPick.pick(rng)),
 		site:    int16(rng.IntN(len(cities))),
-		title:   int16(rng.IntN(len(titles))),
+		title:   int16(rng.IntN(len(jobTitles))),
 		manager: -1,
 		teams:   [2]int32{-1, -1},
 		start:   uint16(rng.IntN(9000)),
@@ -439,7 +439,7 @@ func fold(s string) string {
 
 func (r *Roster) values(u *user, out []string) []string {
 	fn, ln := firstNames[u.first], lastName(u.last)
-	title := titles[u.title]
+	title := jobTitles[u.title]
 	if u.senior {
 		title = "Senior " + title
 	}
