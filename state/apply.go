@@ -159,10 +159,9 @@ func (a *ApplyTx) bind() error {
 		k, _ := a.du.Cursor().First()
 		a.duOld = k != nil
 	}
-	a.ev.FillPercent = 1 // indexes only grow
-	// The copies are written once, mostly in key order (a first upload's
-	// users in file order), and never changed.
-	a.du.FillPercent, a.dg.FillPercent = appendFill, appendFill
+	// The events and the copies are written once, mostly in key order,
+	// and never changed: full pages.
+	a.ev.FillPercent, a.du.FillPercent, a.dg.FillPercent = 1, 1, 1
 	return nil
 }
 
