@@ -191,26 +191,51 @@ func (l *memberList) at(i int) []byte {
 	return l.buf[l.starts[i]:end]
 }
 
-// sort puts the ids in byte order (gu's), which ug's order (length
-// first) already is when the ids have one length.
+// sort puts the ids in byte order (gu's). They come in ug's order: by
+// length, then in byte order, so the list is a run of ascending ids per
+// length, which sort merges (the ids of a real directory have a few
+// lengths: UUIDs, Okta ids, employee numbers); past maxMergeRuns runs it
+// sorts.
 func (l *memberList) sort() {
-	sorted := true
-	for i := 1; i < l.len() && sorted; i++ {
-		sorted = bytes.Compare(l.at(i-1), l.at(i)) < 0
+	var runs []int // where each run starts
+	for i := 0; i < l.len(); i++ {
+		if i == 0 || bytes.Compare(l.at(i-1), l.at(i)) > 0 {
+			runs = append(runs, i)
+		}
 	}
-	if sorted {
+	if len(runs) <= 1 {
 		return
 	}
-	ids := make([][]byte, l.len())
-	for i := range ids {
-		ids[i] = l.at(i)
-	}
-	slices.SortFunc(ids, bytes.Compare)
 	var nl memberList
 	nl.buf = make([]byte, 0, len(l.buf))
-	nl.starts = make([]uint32, 0, len(ids))
-	for _, id := range ids {
-		nl.add(id)
+	nl.starts = make([]uint32, 0, l.len())
+	if len(runs) > maxMergeRuns {
+		ids := make([][]byte, l.len())
+		for i := range ids {
+			ids[i] = l.at(i)
+		}
+		slices.SortFunc(ids, bytes.Compare)
+		for _, id := range ids {
+			nl.add(id)
+		}
+		*l = nl
+		return
+	}
+	next := slices.Clone(runs)
+	end := append(slices.Clone(runs[1:]), l.len())
+	for range l.len() {
+		best := -1
+		for r := range next {
+			if next[r] < end[r] && (best < 0 || bytes.Compare(l.at(next[r]), l.at(next[best])) < 0) {
+				best = r
+			}
+		}
+		nl.add(l.at(next[best]))
+		next[best]++
 	}
 	*l = nl
 }
+
+// maxMergeRuns is the most runs memberList.sort merges; a k-way merge
+// costs k comparisons an id.
+const maxMergeRuns = 8

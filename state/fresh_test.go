@@ -409,3 +409,37 @@ func BenchmarkFirstUpload(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestMemberListSort: a group's member ids, in ug's order (by length,
+// then bytes), come out of memberList.sort in byte order (gu's), by a
+// merge of their runs or, past maxMergeRuns, a sort.
+func TestMemberListSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, lengths := range [][]int{{8}, {6, 20, 36}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}} {
+		var ids [][]byte
+		for range 500 {
+			n := lengths[rng.IntN(len(lengths))]
+			id := make([]byte, n)
+			for i := range id {
+				id[i] = "0123456789abcdefu-"[rng.IntN(18)]
+			}
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, MemberOrder)
+		ids = slices.CompactFunc(ids, bytes.Equal)
+		var l memberList
+		for _, id := range ids {
+			l.add(id)
+		}
+		l.sort()
+		want := slices.Clone(ids)
+		slices.SortFunc(want, bytes.Compare)
+		var got [][]byte
+		for i := range l.len() {
+			got = append(got, l.at(i))
+		}
+		if !slices.EqualFunc(got, want, bytes.Equal) {
+			t.Errorf("lengths %v: sort gave %q; want %q", lengths, got, want)
+		}
+	}
+}
