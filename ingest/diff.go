@@ -1023,7 +1023,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 			return err
 		}
 	}
-	err := r.usersCreated.sorted(func(f [][]byte) error {
+	err := r.usersCreated.sortedAhead(func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
@@ -1035,7 +1035,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 	if err != nil {
 		return err
 	}
-	err = r.usersUpdated.sorted(func(f [][]byte) error {
+	err = r.usersUpdated.sortedAhead(func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
@@ -1047,7 +1047,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 	if err != nil {
 		return err
 	}
-	err = r.membersAdded.sorted(func(f [][]byte) error {
+	err = r.membersAdded.sortedAhead(func(f [][]byte) error {
 		if err := a.AddMember(f[0], f[1]); err != nil {
 			return err
 		}

@@ -13,9 +13,9 @@ import (
 // of equal keys in the order added; whether they stay in memory or go to
 // a file in one run or many.
 func TestSpill(t *testing.T) {
-	defer func(r, m int) { runBytes, spillMemory = r, m }(runBytes, spillMemory)
+	defer func(r, m, a int) { runBytes, spillMemory, aheadBytes = r, m, a }(runBytes, spillMemory, aheadBytes)
 	for _, size := range []int{1 << 20, 300, 40} {
-		runBytes, spillMemory = size, size
+		runBytes, spillMemory, aheadBytes = size, size, size
 		for _, fields := range []int{1, 2, 3, 4} {
 			rng := rand.New(rand.NewPCG(uint64(size), uint64(fields)))
 			type rec struct {
@@ -76,6 +76,22 @@ func TestSpill(t *testing.T) {
 			byKey := slices.Clone(want)
 			slices.SortStableFunc(byKey, func(a, b rec) int { return bytes.Compare(a.key, b.key) })
 			check("sorted", collect(keyed.sorted), byKey)
+			check("sorted ahead", collect(keyed.sortedAhead), byKey)
+			// An error of fn stops the reader and is returned.
+			for _, stopAt := range []int{0, 7, len(want) - 1} {
+				n, errFn := 0, fmt.Errorf("fn failed")
+				err := keyed.sortedAhead(func([][]byte) error {
+					if n == stopAt {
+						return errFn
+					}
+					n++
+					return nil
+				})
+				if err != errFn || n != stopAt {
+					t.Fatalf("%d bytes, %d fields: sortedAhead with fn failing at record %d = %v after %d records; want its error", size, fields, stopAt, err, n)
+				}
+			}
+			check("sorted ahead, after stops", collect(keyed.sortedAhead), byKey)
 			all := collect(keyed.each)
 			slices.SortStableFunc(all, func(a, b []string) int { return slices.Compare(a, b) })
 			wantAll := slices.Clone(want)
