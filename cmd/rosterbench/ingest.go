@@ -25,10 +25,13 @@ import (
 // Phases: validate (what `rosterd validate` runs), first (the three files
 // onto an empty organization), day2 (a working day: a share of the users
 // changed), reorg (a reorganization: a share of the users change groups),
-// deactivate (a share of the users set inactive), identical (day 1's files
-// again), split (users.csv alone onto an empty organization, then
+// deactivate (a share of the users set inactive: held by the deletion
+// guard, then approved; the approved run is timed), identical (day 1's
+// files again), split (users.csv alone onto an empty organization, then
 // user_groups.csv and groups.csv in a later batch). Every day-2 phase
-// starts from the database the first upload left.
+// starts from the database the first upload left. The reference of every
+// row is the read of all the files of the phase's export, also for the
+// split batches, each of which reads only some of them.
 //
 // Memory is reported three ways. anon is the peak of RssAnon (sampled from
 // /proc/self/status every 50 ms): the memory the process holds, which the
@@ -162,7 +165,7 @@ func (b *ingestBench) run(ph string, round int, last bool) error {
 	case "reorg":
 		steps = []step{{"reorg", "apply", "reorg", all}}
 	case "deactivate":
-		steps = []step{{"deactivate", "apply", "deact", all}}
+		steps = []step{{"deactivate", "approve", "deact", all}}
 	case "identical":
 		steps = []step{{"identical", "apply", "day1", all}}
 	case "split":
@@ -194,7 +197,7 @@ func (b *ingestBench) run(ph string, round int, last bool) error {
 		os.RemoveAll(filepath.Join(b.data(), "archive"))
 		dir := filepath.Join(b.work, st.dir)
 		load0 := loadAvg()
-		ref1, err := childPhase(childArgs{Kind: "read", Dir: dir, Files: st.files})
+		ref1, err := childPhase(childArgs{Kind: "read", Dir: dir, Files: all})
 		if err != nil {
 			return err
 		}
@@ -206,7 +209,7 @@ func (b *ingestBench) run(ph string, round int, last bool) error {
 		if err != nil {
 			return err
 		}
-		ref2, err := childPhase(childArgs{Kind: "read", Dir: dir, Files: st.files})
+		ref2, err := childPhase(childArgs{Kind: "read", Dir: dir, Files: all})
 		if err != nil {
 			return err
 		}
@@ -214,7 +217,7 @@ func (b *ingestBench) run(ph string, round int, last bool) error {
 		ref := ref1
 		ref.wall, ref.cpu = (ref1.wall+ref2.wall)/2, (ref1.cpu+ref2.cpu)/2
 		var size int64
-		if fi, _ := os.Stat(b.dbPath()); fi != nil && st.kind == "apply" {
+		if fi, _ := os.Stat(b.dbPath()); fi != nil && st.kind != "validate" {
 			size = fi.Size()
 		}
 		b.record(st.name, row{got, ref, size})

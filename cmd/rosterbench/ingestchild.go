@@ -33,11 +33,14 @@ import (
 //   - validate: report.Validate of the files, what `rosterd validate` runs;
 //   - apply: the files placed in the organization's folder and run through
 //     the pipeline, as the daemon runs an upload (settle 0), until the
-//     batch is final and its overlay merged.
+//     batch is final and its overlay merged;
+//   - approve: apply with a deletion guard of 5 % of the active users, so
+//     that the batch is held (not timed), then Approve, as an operator
+//     releases it (timed).
 
 // childArgs is what the parent tells a child.
 type childArgs struct {
-	Kind    string   `json:"kind"` // read, validate, apply
+	Kind    string   `json:"kind"` // read, validate, apply, approve
 	Data    string   `json:"data"` // the data folder (rosterd.db, orgs/, archive/)
 	Dir     string   `json:"dir"`  // the export folder
 	Files   []string `json:"files"`
@@ -64,11 +67,14 @@ type phaseResult struct {
 	Finished time.Duration `json:"finished"`
 	// Peaks of RssAnon during the diff (reading the files against the
 	// snapshot) and during the apply (stage, flip, merge).
-	DiffAnon  int64  `json:"diff_anon"`
-	ApplyAnon int64  `json:"apply_anon"`
-	DiffHeap  int64  `json:"diff_heap"`
-	ApplyHeap int64  `json:"apply_heap"`
-	Note      string `json:"note"`
+	// HeldCPU is the CPU time of an approve phase's first run, which held
+	// the batch: not the phase's.
+	HeldCPU   time.Duration `json:"held_cpu"`
+	DiffAnon  int64         `json:"diff_anon"`
+	ApplyAnon int64         `json:"apply_anon"`
+	DiffHeap  int64         `json:"diff_heap"`
+	ApplyHeap int64         `json:"apply_heap"`
+	Note      string        `json:"note"`
 
 	wall  time.Duration
 	cpu   time.Duration
@@ -122,7 +128,7 @@ func childPhase(a childArgs) (phaseResult, error) {
 		return r, fmt.Errorf("phase %s: %q", a.Kind, out)
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r.cpu = time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) - r.HeldCPU
 	if tot := st1.total - st0.total; tot > 0 {
 		r.steal = float64(st1.steal-st0.steal) / float64(tot)
 	}
@@ -275,6 +281,15 @@ type stepLog struct {
 	diffFrom, diffTo, applyFrom, applyTo time.Time
 }
 
+// reset forgets the records so far (of a held batch, before its approval).
+func (h *stepLog) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	open := h.steps["open"]
+	h.steps, h.order, h.finished = map[string]time.Duration{"open": open}, []string{"open"}, 0
+	h.diffFrom, h.diffTo, h.applyFrom, h.applyTo = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+}
+
 func (h *stepLog) Enabled(context.Context, slog.Level) bool { return true }
 func (h *stepLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
 func (h *stepLog) WithGroup(string) slog.Handler            { return h }
@@ -330,10 +345,8 @@ func (h *stepLog) Handle(ctx context.Context, r slog.Record) error {
 		for i := len(ds) - 1; i >= 0; i-- {
 			from := t.Add(-ds[i].Value.Duration())
 			switch ds[i].Key {
-			case "merge":
-				h.applyTo = t
 			case "stage":
-				h.applyFrom = from
+				h.applyFrom, h.applyTo = from, r.Time
 			case "diff":
 				h.diffFrom, h.diffTo = from, t
 			}
@@ -359,7 +372,7 @@ func ingestPhase(arg string) error {
 		return fmt.Errorf("ingest -phase: %w", err)
 	}
 	heapProf := ""
-	if a.Prof != "" && a.Kind == "apply" {
+	if a.Prof != "" && (a.Kind == "apply" || a.Kind == "approve") {
 		heapProf = strings.TrimSuffix(a.Prof, ".pprof") + ".heap"
 	}
 	// ROSTERBENCH_SAMPLE=0 turns the memory sampler off, for runs under
@@ -403,7 +416,7 @@ func ingestPhase(arg string) error {
 		}
 		res.Wall = time.Since(start).String()
 		res.Note = fmt.Sprintf("%s, %d issues", rep.Status, rep.IssuesTotal)
-	case "apply":
+	case "apply", "approve":
 		log = &stepLog{steps: map[string]time.Duration{}, timings: make(chan struct{}, 1), failures: make(chan string, 1)}
 		if os.Getenv("ROSTERBENCH_LOG") == "1" {
 			log.echo = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
@@ -412,6 +425,7 @@ func ingestPhase(arg string) error {
 		if err != nil {
 			return err
 		}
+		res.HeldCPU = heldCPU
 		res.Wall, res.Note, res.Steps, res.Order, res.Finished = wall.String(), note, log.steps, log.order, log.finished
 	default:
 		return fmt.Errorf("unknown phase %q", a.Kind)
@@ -448,6 +462,19 @@ func bareRead(path string) error {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
 	}
+}
+
+// heldCPU is the process's CPU time when an approve phase's held run
+// ended.
+var heldCPU time.Duration
+
+// processCPU returns the CPU time the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func applyPhase(a childArgs, log *stepLog) (time.Duration, string, error) {
@@ -493,8 +520,12 @@ func applyPhase(a childArgs, log *stepLog) (time.Duration, string, error) {
 			return 0, "", err
 		}
 	}
+	pct := 20.0
+	if a.Kind == "approve" {
+		pct = 5
+	}
 	p, err := ingest.New(ingest.Config{DB: db, OrgsRoot: filepath.Join(a.Data, "orgs"), Logger: slog.New(log), StageTxChanges: a.StageTx, Defaults: ingest.Defaults{
-		Settle: 0, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep",
+		Settle: 0, DeleteThresholdPercent: pct, DeleteThresholdCount: 10, InactiveUsers: "keep",
 	}})
 	if err != nil {
 		return 0, "", err
@@ -513,6 +544,23 @@ func applyPhase(a childArgs, log *stepLog) (time.Duration, string, error) {
 	case <-log.timings:
 	case err := <-log.failures:
 		return 0, "", fmt.Errorf("the pipeline failed: %s", err)
+	}
+	if a.Kind == "approve" {
+		bs, err := db.Batches("bench", "", 1)
+		if err != nil || len(bs) == 0 || bs[0].Status != state.BatchHeld {
+			return 0, "", fmt.Errorf("the batch to approve: %v %v", bs, err)
+		}
+		log.reset()
+		start = time.Now()
+		heldCPU = processCPU()
+		if _, err := p.Approve(ctx, "bench", bs[0].ID); err != nil {
+			return 0, "", err
+		}
+		select {
+		case <-log.timings:
+		case err := <-log.failures:
+			return 0, "", fmt.Errorf("the pipeline failed: %s", err)
+		}
 	}
 	wall := time.Since(start)
 	cancel()
