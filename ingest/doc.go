@@ -84,7 +84,7 @@
 // Reading users.csv: the schema checker reads and checks the rows (its
 // reader tokenises on a goroutine of its own), and the differ compares
 // each row with the stored user on another goroutine, fed batches of rows
-// through a channel (readUsers in diff.go): the three share the cores.
+// through a channel (readUsers in diff_users.go): the three share the cores.
 // Before the file, the differ reads the stored users once, in key order,
 // keeping per user the hash of its id and of its stored value (stored.go):
 // a row is then compared by hash in memory, whatever the order of the
@@ -111,7 +111,7 @@
 // differ sorts the file's memberships and scans the stored ones; onto a
 // snapshot with no memberships (a first upload, or the groups files after
 // users.csv), every membership of the file is added as it is read.
-// changedMemberships in diff.go.
+// changedMemberships in diff_members.go.
 //
 // Order of the writes: the created and updated users and the added
 // memberships are spilled in sorted runs and merged (spill.go), so that
