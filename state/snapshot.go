@@ -35,14 +35,15 @@ import (
 //     prefixed with opPut or opDel, read over the base.
 //
 // One small transaction then points ptr at it (with the batch's events and
-// record, see apply.go): a new generation replaces the base, an overlay is
-// read over the base until MergeOverlay has copied it into the base in
-// small transactions and ptr drops it (the caller merges after the batch;
-// the organization's next apply merges first if it has not). Readers see
-// base+overlay throughout the merge, so they see the same snapshot
-// before, during and after it; reads through an overlay cost a second
-// lookup each. A bucket in snapshots/ORG/ that ptr does not name is a
-// staging leftover and is deleted before the organization's next apply.
+// record, see apply.go): a new generation replaces the base, an overlay
+// is read over the base until MergeOverlay (merge.go) has copied it into
+// the base in small transactions and ptr drops it (the caller merges
+// after the batch; the organization's next apply merges first if it has
+// not). Readers see base+overlay throughout the merge, so they see the
+// same snapshot before, during and after it; reads through an overlay
+// cost a second lookup each. A bucket in snapshots/ORG/ that ptr does not
+// name is a staging leftover and is deleted before the organization's
+// next apply.
 var (
 	snapUsers   = []byte("users")
 	snapGroups  = []byte("groups")
