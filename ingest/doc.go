@@ -119,8 +119,10 @@
 // the order of the file: bbolt holds a transaction's new keys in unsplit
 // nodes until it commits, and random keys cost a move of half a node at
 // every insert and a rewrite of pages all over the tree at every commit.
-// The deleted users and removed memberships come from scans, in key
-// order already.
+// The apply writes on one goroutine; the runs are read back and merged
+// on another, a few batches of records ahead (spill.sortedAhead). A
+// spilled membership is its key alone (the pair of ids). The deleted
+// users and removed memberships come from scans, in key order already.
 //
 // Measured figures (each phase against a bare encoding/csv read of the
 // same files, on both shapes of export, with the commands that reproduce
@@ -136,15 +138,15 @@
 //     membership (its user and group): about 95 MB for a million users
 //     with three groups each; every change is spilled to temporary files,
 //     sorted in runs of 8 MB. Without users.csv, onto a snapshot with
-//     memberships, it keeps 16 bytes per membership
-//     instead and spills the file's memberships. The schema checker keeps
+//     memberships, it keeps 16 bytes per membership instead and spills
+//     the file's memberships. The schema checker keeps
 //     its own tables (about 85 MB at a million users). Without a memory
 //     limit the garbage collector lets the heap grow to about twice that;
 //     the daemon sets one ([limits] memory, 256 MiB). A batch of 100k rows
 //     or more returns the diff's memory to the system before it applies.
 //   - A day-2 batch reads the whole snapshot (its users, and its
-//     membership index for the group-set hashes) whatever the size of the
-//     change: its cost grows with the organization, not with the change.
+//     membership index to sum the group-set hashes) whatever the size of
+//     the change: its cost grows with the organization, not the change.
 //     Its users.csv step keeps both cores busy (the checker's two
 //     goroutines and the comparison), so only less work per row would
 //     make it faster; the merge after it is bounded by the pages the
@@ -155,9 +157,10 @@
 //   - The first upload (and the groups files after users.csv) write new
 //     buckets in key order without lookups, build the group index once at
 //     the end and store events in blocks of about 2 KB (state); what is
-//     left is bbolt's own cost per key, about 9 million keys at a million
-//     users (users, the batch's copies of them, memberships and the group
-//     index) and 1.6 GB written, each staging commit synced.
+//     left is bbolt's own cost per key (a search from the root and a few
+//     allocations each), about 8 million keys at a million users (users,
+//     the batch's copies of them, memberships and the group index), and
+//     1.6 GB written, a page per write call, each staging commit synced.
 //   - Files the watcher or the scan found are taken only once their size
 //     and modification time stood still for the settle window, and at
 //     least a second, since nothing says when an outside writer is done.
