@@ -1,13 +1,9 @@
 package ingest
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"io"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/rosterd/rosterd/schema"
@@ -131,20 +127,19 @@ type differ struct {
 
 	haveUsers, haveMembers, haveGroups bool
 
-	// With a users and a user_groups file and a snapshot that keeps
-	// group-set hashes (byHash), only the users whose group set changed
-	// are compared membership by membership: setDiff holds, per user of
-	// the users file (in the order of the file, its val in users), the
-	// stored group-set hash minus the file's, zero when they agree; rows
+	// With a users and a user_groups file (byHash), only the users whose
+	// group set changed are compared membership by membership: setDiff
+	// holds, per user of the users file (in the order of the file, its
+	// val in users), the stored group-set hash minus the file's (once
+	// changedUsers has added the stored ones), zero when they agree; rows
 	// the file's memberships in file order, each the user's index in
 	// setDiff (high 32 bits) and the group's in groupList. With no stored
 	// memberships (allNew) every membership of the file is added as read.
 	byHash, allNew bool
-	setLookup      func(uid []byte) state.GroupSetHash
 	setDiff        []state.GroupSetHash
 	userA          []uint64 // by setDiff index: the user's hkey.a
 	nextRow        uint32   // the index user_groups' next user likely has
-	nextScan       uint32   // the index the scan's next stored user likely has
+	nextSet        uint32   // the same for the scan of the stored group sets
 	rows           []uint64
 	lastRowUID     []byte
 	lastRowIdx     uint32
@@ -163,7 +158,10 @@ type differ struct {
 	attrs       []schema.Attr
 	rec         state.UserRecord
 	key, uid    []byte
-	idb         []byte        // compareUser's copy of the user id
+	idb         []byte       // compareUser's copy of the user id
+	stored      *storedUsers // the stored users, with a users or user_groups file
+	lastExists  []byte       // the user exists asked for last, and its answer
+	existsOK    bool
 	sealed      chan struct{} // closed when users is sealed, if a goroutine seals it
 	lastUID     []byte        // memberKey's last user and its hash
 	lastUIDHash uint64
@@ -214,10 +212,10 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		results:      map[schema.Kind]schema.FileResult{},
 		activeBefore: c.Active,
 		usersBefore:  c.Users,
-		usersCreated: newSpill(tmp, 3),
-		usersUpdated: newSpill(tmp, 4),
+		usersCreated: newKeyedSpill(tmp, 3),
+		usersUpdated: newKeyedSpill(tmp, 4),
 		usersDeleted: newSpill(tmp, 1),
-		membersAdded: newSpill(tmp, 2),
+		membersAdded: newKeyedSpill(tmp, 2),
 		membersRemov: newSpill(tmp, 2),
 	}
 	d := &differ{
@@ -228,10 +226,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		memCount: map[string]int{}, memDelta: map[string]int{},
 	}
 	defer d.fileMembers.close()
-	r.checker = schema.NewChecker(lim, func(id string) bool {
-		_, _, ok := s.User([]byte(id))
-		return ok
-	})
+	r.checker = schema.NewChecker(lim, func(id string) bool { return d.exists([]byte(id)) })
 	r.checker.SetMapping(pol.mapping)
 	byKind := map[schema.Kind]input{}
 	for _, f := range files {
@@ -240,10 +235,8 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	_, d.haveUsers = byKind[schema.Users]
 	_, d.haveMembers = byKind[schema.UserGroups]
 	_, d.haveGroups = byKind[schema.Groups]
-	if d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes; d.byHash {
-		d.setLookup = s.UserGroupSetLookup()
-		d.allNew = c.Memberships == 0
-	}
+	d.byHash = d.haveUsers && d.haveMembers && !noGroupSetHashes
+	d.allNew = d.haveMembers && c.Memberships == 0
 	// Day 2 looks much like day 1: size the per-user and per-membership
 	// arrays for the stored counts and a little more, so that a million
 	// users do not cost a series of copies as they grow.
@@ -259,6 +252,14 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		}
 	}
 	r.haveUsers = d.haveUsers
+	if (d.haveUsers || d.haveMembers) && c.Users > 0 {
+		t := time.Now()
+		if err := d.readStored(c.Users); err != nil {
+			r.close()
+			return nil, err
+		}
+		r.timed("read_stored", t)
+	}
 	if !d.haveUsers && c.Users == 0 {
 		r.issues = append(r.issues, schema.Issue{
 			File: "users.csv", Code: "users_file_required", Severity: schema.SeverityError,
@@ -346,723 +347,4 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	r.changes.MembershipsAdded = r.membersAdded.Len()
 	r.changes.MembershipsRemoved = r.membersRemov.Len()
 	return r, nil
-}
-
-func (d *differ) readGroups(rd io.Reader, file string) (schema.FileResult, error) {
-	var rows []*fileGroup
-	res, err := d.r.checker.Groups(rd, file, func(g *schema.Group) error {
-		rows = append(rows, &fileGroup{
-			id: g.ID, name: g.Name, desc: g.Description,
-			custom: slices.Clone(sortedAttrs(d.attrs, g.Custom)),
-		})
-		return nil
-	})
-	if err != nil || d.r.checker.Errors() > 0 {
-		return res, err
-	}
-	given := map[string]bool{}
-	for _, g := range rows {
-		if g.id != "" {
-			given[g.id] = true
-		}
-	}
-	// A group without group_id keeps the id it has (it may have been
-	// created from user_groups.csv), else gets the derived one.
-	for _, g := range rows {
-		if g.id != "" {
-			continue
-		}
-		if id, ok := d.s.GroupByName(g.name); ok && !given[id] {
-			g.id = id
-		} else {
-			g.id = DerivedGroupID(d.org, g.name)
-		}
-		if given[g.id] {
-			d.r.issues = append(d.r.issues, schema.Issue{
-				File: file, Column: "group_id", Value: g.id, Code: schema.CodeDuplicateGroupID, Severity: schema.SeverityError,
-				Message: fmt.Sprintf("group %q gets the id %q that another group's group_id already has; give it a group_id of its own", g.name, g.id),
-			})
-		}
-		given[g.id] = true
-	}
-	for _, g := range rows {
-		d.fileGroups[g.id] = g
-		d.fileNames[g.name] = g.id
-	}
-	return res, nil
-}
-
-// readUsers checks users.csv and compares each row with the stored user.
-// The checker (reading, rules, uniqueness) and the comparison (the stored
-// record's lookup, encoding, spills) each cost about half of the file's
-// time, so they run on two goroutines: the checker's callback copies each
-// row into a batch of userBatchSize rows and hands full batches to
-// compareUsers through a channel of a few batches, and gets emptied ones
-// back, so memory stays a few batches whatever the file's size. Rows are
-// compared in file order; an error of the comparison stops the checker at
-// its next row.
-func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error) {
-	full := make(chan *userBatch, userBatches+1) // a send never blocks
-	free := make(chan *userBatch, userBatches+1)
-	for range userBatches + 1 {
-		free <- &userBatch{}
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.compareUsers(full, free) }()
-	cur := <-free
-	var failed error
-	res, err := d.r.checker.Users(rd, file, func(u *schema.User) error {
-		cur.add(u)
-		if len(cur.users) < userBatchSize {
-			return nil
-		}
-		full <- cur
-		select {
-		case cur = <-free:
-			return nil
-		case failed = <-done:
-			return failed
-		}
-	})
-	if failed == nil {
-		full <- cur
-		close(full)
-		failed = <-done
-	}
-	if err == nil {
-		err = failed
-	}
-	return res, err
-}
-
-// userBatch is a run of users.csv rows on their way from the checker to
-// compareUsers. A schema.User's strings stay valid after the checker's
-// callback; its Custom slice does not, so custom attributes are copied.
-type userBatch struct {
-	users []schema.User
-	attrs []schema.Attr // the users' custom attributes, end to end
-}
-
-const (
-	userBatchSize = 256
-	userBatches   = 4
-)
-
-func (b *userBatch) add(u *schema.User) {
-	b.users = append(b.users, *u)
-	if c := &b.users[len(b.users)-1]; len(c.Custom) > 0 {
-		// A user's slice stays valid when attrs grows: append copies
-		// into a new array and leaves the old one as it was.
-		start := len(b.attrs)
-		b.attrs = append(b.attrs, c.Custom...)
-		c.Custom = b.attrs[start:len(b.attrs):len(b.attrs)]
-	}
-}
-
-// compareUsers compares the rows of the batches it receives until full is
-// closed, returning each batch through free. After an error it returns at
-// once; readUsers then stops the checker.
-func (d *differ) compareUsers(full <-chan *userBatch, free chan<- *userBatch) error {
-	for b := range full {
-		for i := range b.users {
-			if err := d.compareUser(&b.users[i]); err != nil {
-				return err
-			}
-			b.users[i] = schema.User{}
-		}
-		b.users, b.attrs = b.users[:0], b.attrs[:0]
-		free <- b
-	}
-	return nil
-}
-
-// The state byte of a stored user (state.SnapshotTx.PutUser), for spills,
-// which copy it.
-var stateActive, stateInactive = []byte{'a'}, []byte{'i'}
-
-// compareUser compares one users.csv row with the stored user and spills
-// what changes.
-func (d *differ) compareUser(u *schema.User) error {
-	r := d.r
-	d.idb = append(d.idb[:0], u.ID...)
-	id := d.idb
-	if !u.Active && d.pol.inactiveDelete {
-		d.skipped.add(d.hash(id))
-		return nil // SPEC §4: the organization deletes inactive users
-	}
-	k := d.hash(id)
-	if d.byHash {
-		k.val = uint32(len(d.setDiff))
-		d.setDiff = append(d.setDiff, d.setLookup(id))
-		d.userA = append(d.userA, k.a)
-	}
-	d.users.add(k)
-	custom := d.customOf(u)
-	old, oldActive, ok := d.lookup(id)
-	if ok && oldActive == u.Active && state.EqualFields(old, u.ID, u.Email, u.FirstName, u.LastName, &u.Known, custom) {
-		return nil // most rows of a day-2 export: nothing to build
-	}
-	d.buf = d.userRecord(u).AppendBinary(d.buf[:0])
-	st := stateInactive
-	if u.Active {
-		st = stateActive
-	}
-	if !ok {
-		return r.usersCreated.add(id, st, d.buf)
-	}
-	prev, err := previousFromRecords(d.org, oldActive, old, u.Active, d.buf)
-	if err != nil {
-		return fmt.Errorf("user %s: %w", u.ID, err)
-	}
-	if prev == nil {
-		prev = []byte("{}") // a change only in the encoding of the record
-	}
-	if oldActive && !u.Active {
-		r.changes.UsersDeactivated++
-		r.activeLost++
-	}
-	return r.usersUpdated.add(id, st, d.buf, prev)
-}
-
-// deletedUsers lists the stored users the new users file does not hold.
-func (d *differ) deletedUsers() error {
-	d.users.seal()
-	d.skipped.seal()
-	if d.r.checker.Errors() > 0 {
-		return nil
-	}
-	return d.s.ForEachUser(func(id, _ []byte, active bool) error {
-		if d.users.has(d.hash(id)) {
-			return nil
-		}
-		if active {
-			d.r.activeLost++
-		}
-		return d.r.usersDeleted.add(id)
-	})
-}
-
-// present reports whether a user exists after the batch. The checker
-// has already refused memberships of users the users file does not hold,
-// so with a users file only those the policy deletes are absent.
-func (d *differ) present(uid []byte) bool {
-	if d.haveUsers {
-		return d.skipped.len() == 0 || !d.skipped.has(d.hash(uid))
-	}
-	_, _, ok := d.s.User(uid)
-	return ok
-}
-
-// resolvedGroup is what a user_groups.csv group name resolves to, and how
-// many memberships of the file name it.
-type resolvedGroup struct {
-	id  string
-	gid []byte
-	h   state.GroupSetHash // state.GroupIDHash(gid)
-	n   int
-	idx []byte // uvarint of its index in differ.groupList
-	i   uint32 // its index in differ.groupList
-}
-
-// resolve returns the id of the group a user_groups.csv name means: the
-// groups.csv group of that name, else the existing group of that name
-// (unless groups.csv gives its id to another group), else the derived id.
-func (d *differ) resolve(name string) *resolvedGroup {
-	if g, ok := d.resolved[name]; ok {
-		return g
-	}
-	id, ok := d.fileNames[name]
-	if !ok {
-		if sid, found := d.s.GroupByName(name); found && d.fileGroups[sid] == nil {
-			id = sid
-		} else {
-			id = DerivedGroupID(d.org, name)
-		}
-	}
-	if _, ok := d.memNames[id]; !ok {
-		d.memNames[id] = name // the first name, in file order, of the group
-	}
-	g := &resolvedGroup{id: id, gid: []byte(id), h: state.GroupIDHash([]byte(id)), i: uint32(len(d.groupList)), idx: binary.AppendUvarint(nil, uint64(len(d.groupList)))}
-	d.groupList = append(d.groupList, g)
-	d.resolved[name] = g
-	return g
-}
-
-// memberKey identifies a membership in d.members. Its top bits are the
-// user's hash, so that the memberships of one user share a run of the set
-// and the scan of the stored memberships, in user order, finds them in one
-// place; the rest are the membership's hashes.
-func (d *differ) memberKey(uid, gid []byte) hkey {
-	if !bytes.Equal(uid, d.lastUID) { // a user's memberships come together
-		d.lastUID = append(d.lastUID[:0], uid...)
-		d.lastUIDHash = maphash.Bytes(d.seedA, uid)
-	}
-	u := d.lastUIDHash
-	p := d.pairHash(uid, gid)
-	return hkey{a: u&^0xffffffff | p.a&0xffffffff, b: p.b}
-}
-
-func (d *differ) readMembers(rd io.Reader, file string) (schema.FileResult, error) {
-	r := d.r
-	return r.checker.UserGroups(rd, file, func(m *schema.Membership) error {
-		d.uid = append(d.uid[:0], m.UserID...)
-		uid := d.uid
-		if !d.present(uid) {
-			r.skippedMembers++ // an inactive user the policy deletes
-			return nil
-		}
-		g := d.resolve(m.GroupName)
-		if d.allNew {
-			g.n++
-			return r.membersAdded.add(uid, g.gid)
-		}
-		if d.byHash {
-			if !bytes.Equal(uid, d.lastRowUID) {
-				d.lastRowUID = append(d.lastRowUID[:0], uid...)
-				d.lastRowIdx = d.userIndex(d.hash(uid), &d.nextRow)
-			}
-			if d.lastRowIdx != noUser { // else the checker has refused the row
-				d.setDiff[d.lastRowIdx] = d.setDiff[d.lastRowIdx].Sub(g.h)
-			}
-			d.rows = append(d.rows, uint64(d.lastRowIdx)<<32|uint64(g.i))
-			g.n++
-			return nil
-		}
-		h := d.memberKey(uid, g.gid)
-		h.val = uint32(d.fileMembers.Len())
-		if h.val >= foundBit {
-			return fmt.Errorf("more than %d memberships", foundBit)
-		}
-		d.members.add(h)
-		g.n++
-		return d.fileMembers.add(uid, g.idx)
-	})
-}
-
-// countMembers sums the file's memberships per group id.
-func (d *differ) countMembers() {
-	for _, g := range d.resolved {
-		d.memCount[g.id] += g.n
-	}
-}
-
-// memberships finds the removed memberships: with a user_groups file, the
-// stored ones it does not hold; without one, those of deleted users, and
-// those of a group whose name groups.csv now gives to another id (they
-// move to that group).
-func (d *differ) memberships() error {
-	r := d.r
-	if d.byHash {
-		d.countMembers()
-		return d.changedMemberships()
-	}
-	if d.haveMembers {
-		d.countMembers()
-		d.members.seal()
-		err := d.s.ForEachMember(func(uid, gid []byte) error {
-			if d.members.mark(d.memberKey(uid, gid)) {
-				return nil
-			}
-			return r.membersRemov.add(uid, gid)
-		})
-		if err != nil {
-			return err
-		}
-		return d.addedMembers()
-	}
-	deleted := map[string]bool{}
-	err := r.usersDeleted.each(func(f [][]byte) error {
-		uid := f[0]
-		deleted[string(uid)] = true
-		return d.s.UserGroupIDs(uid, "", func(gid []byte) (bool, error) {
-			d.memDelta[string(gid)]--
-			return true, r.membersRemov.add(uid, gid)
-		})
-	})
-	if err != nil || !d.haveGroups {
-		return err
-	}
-	type move struct{ from, to string }
-	var moves []move
-	err = d.s.ForEachGroup(func(id []byte, name string, _ byte, _ []byte) error {
-		if to, ok := d.fileNames[name]; ok && to != string(id) && d.fileGroups[string(id)] == nil {
-			moves = append(moves, move{string(id), to})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, mv := range moves {
-		from, to := []byte(mv.from), []byte(mv.to)
-		err := d.s.GroupUserIDs(from, "", func(uid []byte) (bool, error) {
-			if deleted[string(uid)] {
-				return true, nil // removed above
-			}
-			d.memDelta[mv.from]--
-			if err := r.membersRemov.add(uid, from); err != nil {
-				return false, err
-			}
-			if d.s.IsMember(uid, to) {
-				return true, nil
-			}
-			d.memDelta[mv.to]++
-			return true, r.membersAdded.add(uid, to)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// noGroupSetHashes turns the group-set hash path off (tests compare the
-// two paths).
-var noGroupSetHashes = false
-
-// noUser is userIndex's answer for a user the users file lacks.
-const noUser = ^uint32(0)
-
-// userIndex returns the index in setDiff of the user of hash k, or noUser
-// when the users file lacks it. The files usually list users in the same
-// order: *next, the index after the last one found, is tried first, which
-// saves a random lookup in users.
-func (d *differ) userIndex(k hkey, next *uint32) uint32 {
-	if n := *next; int(n) < len(d.userA) && d.userA[n] == k.a {
-		*next = n + 1
-		return n
-	}
-	d.waitSealed()
-	if i, ok := d.users.get(k); ok {
-		*next = i + 1
-		return i
-	}
-	return noUser
-}
-
-// waitSealed waits until the user set is sorted, when diff sorts it on a
-// goroutine of its own.
-func (d *differ) waitSealed() {
-	if d.sealed != nil {
-		<-d.sealed
-	}
-}
-
-// changedUsers is deletedUsers for the group-set hash path: the scan of
-// the stored users that lists the deleted users also collects the ids of
-// the users whose group set changed (d.dirty), for changedMemberships.
-func (d *differ) changedUsers() error {
-	r := d.r
-	d.waitSealed()
-	d.dirty = make([]bool, len(d.setDiff))
-	for i, h := range d.setDiff {
-		d.dirty[i] = h != (state.GroupSetHash{})
-	}
-	d.dirtyIDs = map[uint32][]byte{}
-	return d.s.ForEachUser(func(id, _ []byte, active bool) error {
-		if i := d.userIndex(d.hash(id), &d.nextScan); i != noUser {
-			if d.dirty[i] {
-				id := bytes.Clone(id) // valid only in the transaction's pages
-				d.cmp = append(d.cmp, id)
-				d.dirtyIDs[i] = id
-			}
-			return nil
-		}
-		if active {
-			r.activeLost++
-		}
-		d.cmp = append(d.cmp, bytes.Clone(id))
-		return r.usersDeleted.add(id)
-	})
-}
-
-// changedMemberships finds the added and removed memberships through the
-// group-set hashes. Only the users whose stored hash differs from the
-// file's and the deleted users (changedUsers) are compared membership by
-// membership, with their stored memberships, in the order a scan of all
-// the stored memberships would meet them; the added memberships follow
-// file order.
-func (d *differ) changedMemberships() error {
-	r := d.r
-	if d.allNew {
-		return nil // readMembers has added them all
-	}
-	// The created users among the changed ones: the scan of the stored
-	// users did not meet them.
-	err := r.usersCreated.each(func(f [][]byte) error {
-		if i, ok := d.users.get(d.hash(f[0])); ok && d.dirty[i] {
-			d.dirtyIDs[i] = bytes.Clone(f[0])
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// The file's memberships of the changed users, in file order.
-	var (
-		sel []uint64 // rows of changed users
-		set hashSet  // their memberships, val = index in sel
-	)
-	for _, rw := range d.rows {
-		i := uint32(rw >> 32)
-		if i == noUser || !d.dirty[i] {
-			continue
-		}
-		k := d.memberKey(d.dirtyIDs[i], d.groupList[uint32(rw)].gid)
-		k.val = uint32(len(sel))
-		set.add(k)
-		sel = append(sel, rw)
-	}
-	set.seal()
-	slices.SortFunc(d.cmp, state.MemberOrder)
-	for _, uid := range d.cmp {
-		err := d.s.UserGroupIDs(uid, "", func(gid []byte) (bool, error) {
-			if set.mark(d.memberKey(uid, gid)) {
-				return true, nil
-			}
-			return true, r.membersRemov.add(uid, gid)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	var recs []uint32
-	for _, k := range set.keys {
-		if k.val&foundBit == 0 {
-			recs = append(recs, k.val)
-		}
-	}
-	slices.Sort(recs)
-	for _, n := range recs {
-		rw := sel[n]
-		if err := r.membersAdded.add(d.dirtyIDs[uint32(rw>>32)], d.groupList[uint32(rw)].gid); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// addedMembers lists, in file order, the memberships of the user_groups
-// file that the scan of the stored ones did not find.
-func (d *differ) addedMembers() error {
-	var recs []uint32
-	for _, k := range d.members.keys {
-		if k.val&foundBit == 0 {
-			recs = append(recs, k.val)
-		}
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	slices.Sort(recs)
-	i, n := 0, uint32(0)
-	return d.fileMembers.each(func(f [][]byte) error {
-		for i < len(recs) && recs[i] == n {
-			i++
-			g, _ := binary.Uvarint(f[1])
-			if err := d.r.membersAdded.add(f[0], d.groupList[g].gid); err != nil {
-				return err
-			}
-		}
-		n++
-		return nil
-	})
-}
-
-// groups decides every group's fate: a group exists when groups.csv holds
-// it or it has members (SPEC §4).
-func (d *differ) groups() error {
-	r := d.r
-	type old struct {
-		name  string
-		flags byte
-		rec   []byte
-	}
-	olds := map[string]old{}
-	err := d.s.ForEachGroup(func(id []byte, name string, flags byte, rec []byte) error {
-		olds[string(id)] = old{name, flags, bytes.Clone(rec)}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	ids := map[string]bool{}
-	for id := range olds {
-		ids[id] = true
-	}
-	for id := range d.fileGroups {
-		ids[id] = true
-	}
-	for id := range d.memNames {
-		ids[id] = true
-	}
-	for id := range d.memDelta {
-		ids[id] = true
-	}
-	sorted := make([]string, 0, len(ids))
-	for id := range ids {
-		sorted = append(sorted, id)
-	}
-	slices.Sort(sorted)
-	for _, id := range sorted {
-		o, had := olds[id]
-		var members int
-		if d.haveMembers {
-			members = d.memCount[id]
-		} else {
-			members = d.s.MemberCount([]byte(id)) + d.memDelta[id]
-		}
-		g := groupChange{id: id}
-		switch fg := d.fileGroups[id]; {
-		case fg != nil:
-			g.name, g.flags = fg.name, state.GroupInFile
-			g.rec = renderGroup(nil, d.org, id, fg.name, fg.desc, fg.custom)
-		case !d.haveGroups && had:
-			g.name, g.flags, g.rec = o.name, o.flags, o.rec
-		default:
-			g.name = d.memNames[id]
-			if g.name == "" {
-				g.name = o.name
-			}
-			g.rec = renderGroup(nil, d.org, id, g.name, "", nil)
-		}
-		exists := g.flags&state.GroupInFile != 0 || members > 0
-		switch {
-		case had && !exists:
-			r.groupsDeleted = append(r.groupsDeleted, id)
-			r.changes.GroupsDeleted++
-		case !had && exists:
-			g.event = state.EventGroupCreated
-			r.groups = append(r.groups, g)
-			r.changes.GroupsCreated++
-		case had && exists:
-			if !bytes.Equal(o.rec, g.rec) {
-				g.event = state.EventGroupUpdated
-				r.changes.GroupsUpdated++
-			} else if o.flags == g.flags && o.name == g.name {
-				continue
-			}
-			r.groups = append(r.groups, g)
-		}
-	}
-	return nil
-}
-
-// changeCount is the number of snapshot changes the batch makes.
-func (r *diffResult) changeCount() int {
-	return len(r.groups) + len(r.groupsDeleted) + r.usersCreated.Len() + r.usersUpdated.Len() +
-		r.usersDeleted.Len() + r.membersAdded.Len() + r.membersRemov.Len()
-}
-
-// applyChunk is how many records apply sorts at a time before writing
-// them: bbolt keeps a transaction's new keys in unsplit nodes until
-// commit, so keys in random order would cost a memmove each over a large
-// node. Within a chunk, events follow key order.
-const applyChunk = 16384
-
-// apply is step 2: it writes the changes into the snapshot and emits the
-// events in the order of SPEC §6, calling Checkpoint after each change so
-// that a staged apply commits in bounded transactions.
-func (r *diffResult) apply(a *state.ApplyTx) error {
-	for _, g := range r.groups {
-		if err := a.PutGroup([]byte(g.id), g.name, g.flags, g.rec); err != nil {
-			return err
-		}
-		if g.event != "" {
-			if err := a.EmitGroup(g.event, []byte(g.id)); err != nil {
-				return err
-			}
-		}
-		if err := a.Checkpoint(); err != nil {
-			return err
-		}
-	}
-	err := r.usersCreated.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
-		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
-			return err
-		}
-		if err := a.EmitUser(state.EventUserCreated, f[0], nil); err != nil {
-			return err
-		}
-		return a.Checkpoint()
-	})
-	if err != nil {
-		return err
-	}
-	err = r.usersUpdated.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
-		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
-			return err
-		}
-		if err := a.EmitUser(state.EventUserUpdated, f[0], f[3]); err != nil {
-			return err
-		}
-		return a.Checkpoint()
-	})
-	if err != nil {
-		return err
-	}
-	err = r.membersAdded.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
-		if err := a.AddMember(f[0], f[1]); err != nil {
-			return err
-		}
-		if err := a.EmitMember(state.EventGroupUserAdded, f[0], f[1]); err != nil {
-			return err
-		}
-		return a.Checkpoint()
-	})
-	if err != nil {
-		return err
-	}
-	err = r.membersRemov.each(func(f [][]byte) error {
-		if err := a.EmitMember(state.EventGroupUserRemoved, f[0], f[1]); err != nil {
-			return err
-		}
-		if err := a.RemoveMember(f[0], f[1]); err != nil {
-			return err
-		}
-		return a.Checkpoint()
-	})
-	if err != nil {
-		return err
-	}
-	err = r.usersDeleted.each(func(f [][]byte) error {
-		if err := a.EmitUser(state.EventUserDeleted, f[0], nil); err != nil {
-			return err
-		}
-		if err := a.DeleteUser(f[0]); err != nil {
-			return err
-		}
-		return a.Checkpoint()
-	})
-	if err != nil {
-		return err
-	}
-	for _, id := range r.groupsDeleted {
-		if err := a.EmitGroup(state.EventGroupDeleted, []byte(id)); err != nil {
-			return err
-		}
-		if err := a.DeleteGroup([]byte(id)); err != nil {
-			return err
-		}
-		if err := a.Checkpoint(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// guardReason returns why the deletion guard of SPEC §5 holds the batch,
-// or "".
-func (r *diffResult) guardReason(pol policy) string {
-	if !pol.guard || !r.haveUsers {
-		return ""
-	}
-	if r.usersRows == 0 && r.usersBefore > 0 {
-		return fmt.Sprintf("users.csv has no rows while the organization has %d users", r.usersBefore)
-	}
-	if r.activeLost > pol.count && float64(r.activeLost) > pol.pct/100*float64(r.activeBefore) {
-		return fmt.Sprintf("the batch would delete or deactivate %d of %d active users (more than %s%% and more than %d)",
-			r.activeLost, r.activeBefore, strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", pol.pct), "0"), "."), pol.count)
-	}
-	return ""
 }

@@ -2,7 +2,6 @@ package state
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -49,15 +48,6 @@ var bucketStaging = []byte("staging") // ORG\x00BATCH -> "": event_batches being
 // keys arrive in several sorted runs, each insert moving the rest of an
 // ever larger node.
 const DefaultStageTxChanges = 16384
-
-// mergeTxNodes bounds the pages one MergeOverlay transaction dirties
-// (bbolt nodes: a page's entries, then its new 4 KB copy at commit; 7 to
-// 8 KB each while it commits). Fewer, larger transactions cost fewer
-// fsyncs; the pages a merge writes are the same. A day-2 batch of 2 % of
-// a million users dirties about 45,000 pages of the base (51,000 before
-// appendFill): six or seven transactions, the process at 90 to 160 MB
-// anon (12,288 took 160 to 190 MB and saved no measurable time).
-var mergeTxNodes int64 = 8192
 
 // ApplyTx is the writable snapshot of one organization inside ApplyBatch
 // or ApplyBatchStaged, plus the Emit methods that store the batch's
@@ -114,7 +104,7 @@ func (a *ApplyTx) bind() error {
 	var s *SnapshotTx
 	var err error
 	if a.staged {
-		s, err = openStaging(a.tx, a.b.Org, a.stage, a.fresh)
+		s, err = openStaging(a.tx, a.b.Org, a.stage, a.gen)
 	} else {
 		s, err = openSnapshot(a.tx, a.b.Org)
 	}
@@ -122,6 +112,7 @@ func (a *ApplyTx) bind() error {
 		return err
 	}
 	s.fresh = a.gen
+	s.deferCounts = a.staged
 	if a.SnapshotTx == nil {
 		a.SnapshotTx = s
 	} else {
@@ -151,10 +142,9 @@ func (a *ApplyTx) bind() error {
 		k, _ := a.du.Cursor().First()
 		a.duOld = k != nil
 	}
-	a.ev.FillPercent = 1 // indexes only grow
-	// The copies are written once, mostly in key order (a first upload's
-	// users in file order), and never changed.
-	a.du.FillPercent, a.dg.FillPercent = appendFill, appendFill
+	// The events and the copies are written once, mostly in key order,
+	// and never changed: full pages.
+	a.ev.FillPercent, a.du.FillPercent, a.dg.FillPercent = 1, 1, 1
 	return nil
 }
 
@@ -201,165 +191,6 @@ func (a *ApplyTx) commitStaging() error {
 // Staged reports whether this is a staged apply (ids are drawn at the
 // flip, so Emit returns "").
 func (a *ApplyTx) Staged() bool { return a.staged }
-
-// put appends one event record to the open block (events.go), and
-// stores the block once full.
-func (a *ApplyTx) put(kind byte, typ string, parts ...[]byte) error {
-	v := a.rec[:0]
-	if kind == recRaw {
-		v = appendLV(append(v, recRaw), typ)
-	} else {
-		c, ok := typeCode(typ)
-		if !ok {
-			return fmt.Errorf("unknown event type %q", typ)
-		}
-		v = append(v, kind, c)
-	}
-	for i, p := range parts {
-		if i < len(parts)-1 {
-			v = binary.AppendUvarint(v, uint64(len(p)))
-		}
-		v = append(v, p...)
-	}
-	a.rec = v
-	if len(a.blk) > 1 && len(a.blk)+binary.MaxVarintLen32+len(v) > eventBlockBytes {
-		if err := a.ev.Put(binary.BigEndian.AppendUint32(nil, a.blkFirst), a.blk); err != nil {
-			return err
-		}
-		a.blk = nil // bbolt holds it until the commit
-	}
-	if len(a.blk) == 0 {
-		a.blk = append(make([]byte, 0, eventBlockBytes), recBlock)
-		a.blkFirst = a.emitted
-	}
-	a.blk = append(binary.AppendUvarint(a.blk, uint64(len(v))), v...)
-	a.emitted++
-	return nil
-}
-
-// flush stores the counters and the open event block: ApplyBatch and
-// ApplyBatchStaged call it before each commit. The block stays open; a
-// commit (after which bbolt no longer holds it) and appending more
-// records to it, then storing it again, replaces it.
-func (a *ApplyTx) flush() error {
-	if err := a.SnapshotTx.flush(); err != nil {
-		return err
-	}
-	if len(a.blk) > 1 {
-		return a.ev.Put(binary.BigEndian.AppendUint32(nil, a.blkFirst), a.blk)
-	}
-	return nil
-}
-
-func (a *ApplyTx) lastID() string {
-	if a.staged {
-		return ""
-	}
-	return eventID(a.ms, a.seq, a.emitted-1)
-}
-
-// Emit stores one event of the given type with data (the SPEC §6 data
-// object, valid JSON, stored as given) and returns its id ("" in a staged
-// apply, whose ids are drawn when it commits). Events of a batch are
-// emitted in SPEC §6 order by the caller; their ids sort in emission
-// order.
-func (a *ApplyTx) Emit(typ string, data []byte) (string, error) {
-	if err := a.put(recRaw, typ, data); err != nil {
-		return "", err
-	}
-	return a.lastID(), nil
-}
-
-// keepUser stores the user's current record in the batch's copy, once.
-func (a *ApplyTx) keepUser(uid []byte) error {
-	if a.lastUser != nil && bytes.Equal(a.lastUser, uid) {
-		return nil
-	}
-	a.lastUser = append(a.lastUser[:0], uid...)
-	if a.duOld || (a.duTail != nil && bytes.Compare(uid, a.duTail) <= 0) {
-		if _, ok := a.duSeek.find(uid); ok {
-			return nil
-		}
-	}
-	v := a.userValue(uid)
-	if v == nil {
-		a.lastUser = a.lastUser[:0]
-		return fmt.Errorf("event of missing user %q", uid)
-	}
-	if a.duTail == nil || bytes.Compare(uid, a.duTail) > 0 {
-		a.duTail = append(a.duTail[:0], uid...)
-	}
-	a.duSeek.k = nil // a put moves what the cursor points at
-	if len(v) != len(a.lastPutVal) || &v[0] != &a.lastPutVal[0] {
-		v = bytes.Clone(v) // from the database: valid only until the commit
-	}
-	return a.du.Put(uid, v)
-}
-
-func (a *ApplyTx) keepGroup(gid []byte) error {
-	g := a.groupState(gid)
-	if g.kept {
-		return nil
-	}
-	if a.dg.Get(gid) == nil {
-		_, _, rec, ok := a.Group(gid)
-		if !ok {
-			return fmt.Errorf("event of missing group %q", gid)
-		}
-		if err := a.dg.Put(gid, bytes.Clone(rec)); err != nil {
-			return err
-		}
-	}
-	g.kept = true
-	return nil
-}
-
-// EmitUser stores a user event whose data is the user as the snapshot
-// holds it now (for dsync.user.deleted: before DeleteUser), plus, when
-// prev is not nil, previous_attributes (dsync.user.updated). Every event
-// of a batch that names a user shows the same record: the first one
-// emitted.
-func (a *ApplyTx) EmitUser(typ string, uid, prev []byte) error {
-	if err := a.keepUser(uid); err != nil {
-		return err
-	}
-	if prev != nil {
-		return a.put(recUpdate, typ, uid, prev)
-	}
-	return a.put(recUser, typ, uid)
-}
-
-// EmitGroup stores a group event whose data is the group as the snapshot
-// holds it now.
-func (a *ApplyTx) EmitGroup(typ string, gid []byte) error {
-	if err := a.keepGroup(gid); err != nil {
-		return err
-	}
-	return a.put(recGroup, typ, gid)
-}
-
-// EmitMember stores a membership event, data {"user": ..., "group": ...}
-// as the snapshot holds them now.
-func (a *ApplyTx) EmitMember(typ string, uid, gid []byte) error {
-	if err := a.keepUser(uid); err != nil {
-		return err
-	}
-	if err := a.keepGroup(gid); err != nil {
-		return err
-	}
-	return a.put(recMember, typ, uid, gid)
-}
-
-// Emitted returns the number of events emitted so far.
-func (a *ApplyTx) Emitted() int { return int(a.emitted) }
-
-// commit makes the events visible (or drops the empty event bucket).
-func (a *ApplyTx) commit(tx *bolt.Tx, seq, ms uint64) error {
-	if a.emitted == 0 {
-		return tx.Bucket(bucketEventData).DeleteBucket(dataKey(a.b.Org, a.b.ID))
-	}
-	return writeCommit(tx, commitRec{seq: seq, ms: ms, count: a.emitted, created: *a.b.FinishedAt, org: a.b.Org, batch: a.b.ID})
-}
 
 // ApplyBatch is the one transaction of SPEC §6: it runs fn, which changes
 // the snapshot and emits events through the ApplyTx, then stores the batch
@@ -507,14 +338,20 @@ func (db *DB) flip(a *ApplyTx, report []byte) error {
 			// since: another apply of the organization ran meanwhile.
 			return fmt.Errorf("snapshot of %s: an overlay appeared during staging", b.Org)
 		}
-		if a.fresh {
+		switch {
+		case a.fresh:
 			if p.base != "" {
 				if err := root.DeleteBucket([]byte(p.base)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 					return err
 				}
 			}
 			p.base = a.stage
-		} else {
+		default:
+			// The buckets staged fresh replace the base's empty ones;
+			// the rest of the staging is the overlay.
+			if err := moveFresh(root, p.base, a.stage, a.gen); err != nil {
+				return err
+			}
 			p.overlay = a.stage
 		}
 		if err := writePtr(root, p); err != nil {
@@ -525,6 +362,30 @@ func (db *DB) flip(a *ApplyTx, report []byte) error {
 		}
 		return storeBatchTx(tx, b, report)
 	})
+}
+
+// moveFresh moves the buckets gen wrote fresh from the staging bucket
+// into the base generation, in place of the base's empty ones.
+func moveFresh(root *bolt.Bucket, base, stage string, gen *freshGen) error {
+	if gen == nil {
+		return nil
+	}
+	b, st := root.Bucket([]byte(base)), root.Bucket([]byte(stage))
+	if b == nil || st == nil {
+		return fmt.Errorf("snapshot: base %q or staging %q missing", base, stage)
+	}
+	for i, name := range snapBuckets {
+		if !gen.on[i] {
+			continue
+		}
+		if err := b.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		if err := st.MoveBucket(name, b); err != nil {
+			return fmt.Errorf("move staged bucket %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // stage runs fn in staging transactions; a.tx is the open one (or nil).
@@ -546,9 +407,14 @@ func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
 	}
 	c := cur.Counts()
 	a.fresh = c.Users == 0 && c.Groups == 0 && c.Memberships == 0
-	if a.fresh {
-		a.gen = newFreshGen()
+	var empty [nSnap]bool
+	for i, b := range cur.base {
+		if b != nil {
+			k, _ := b.Cursor().First()
+			empty[i] = k == nil
+		}
 	}
+	a.gen = newFreshGen(a.fresh, empty)
 	st, err := tx.CreateBucketIfNotExists(bucketStaging)
 	if err != nil {
 		return err
@@ -569,6 +435,9 @@ func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
 		if err := a.buildGU(a.commitStaging); err != nil {
 			return err
 		}
+	}
+	if err := a.flushMemberCounts(); err != nil {
+		return err
 	}
 	if err := a.flush(); err != nil {
 		return err
@@ -625,145 +494,4 @@ func (db *DB) discardStaging(org string) error {
 		}
 		return nil
 	})
-}
-
-// MergeOverlay copies org's overlay, which ApplyBatchStaged leaves after
-// a change onto a non-empty snapshot, into its base in transactions that
-// dirty at most mergeTxNodes pages, the last of which drops the overlay.
-// Readers read the overlay over the base throughout, so they see the same
-// snapshot at every step, and a crash half way leaves a snapshot that
-// reads the same (prepareOrg or Recover finishes the merge). It does
-// nothing when org has no overlay. It is safe to call concurrently with
-// anything; a merge overtaken by another (which dropped its overlay)
-// stops. Cost at a million users, day 2 (2 % changed): 0.8 to 0.9 s of
-// CPU, 1.2 to 1.5 s wall and 180 MB written, nearly all bbolt rewriting
-// the pages the changes fall on (a page each, they are that spread out).
-func (db *DB) MergeOverlay(org string) error {
-	var overlay string
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		overlay = readPtr(tx.Bucket(bucketSnapshots).Bucket([]byte(org))).overlay
-		return nil
-	})
-	if err != nil || overlay == "" {
-		return err
-	}
-	// Where the merge stands between transactions: bucket snapBuckets[bi],
-	// after its key after (nil: from its first key).
-	bi, after := 0, []byte(nil)
-	for done := false; !done; {
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
-			if err := db.fault("merge"); err != nil {
-				return err
-			}
-			root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
-			p := readPtr(root)
-			if p.overlay != overlay {
-				done = true // merged by another call
-				return nil
-			}
-			over, base := root.Bucket([]byte(p.overlay)), root.Bucket([]byte(p.base))
-			n := 0 // keys copied in this transaction
-			for ; bi < len(snapBuckets); bi, after = bi+1, nil {
-				o := over.Bucket(snapBuckets[bi])
-				if o == nil {
-					continue
-				}
-				b, err := base.CreateBucketIfNotExists(snapBuckets[bi])
-				if err != nil {
-					return err
-				}
-				c := o.Cursor()
-				k, v := c.First()
-				if after != nil {
-					if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-						k, v = c.Next()
-					}
-				}
-				var last []byte
-				for ; k != nil; k, v = c.Next() {
-					if st := tx.Stats(); n > 0 && st.GetNodeCount() >= mergeTxNodes {
-						if last != nil {
-							after = bytes.Clone(last)
-						}
-						return nil
-					}
-					// bbolt copies the key; the value stays in the
-					// overlay's pages, which this transaction does not
-					// change (and a remap copies).
-					if len(v) > 0 && v[0] == opPut {
-						err = b.Put(k, v[1:])
-					} else {
-						err = b.Delete(k)
-					}
-					if err != nil {
-						return err
-					}
-					last = k
-					n++
-				}
-			}
-			done = true
-			if err := root.DeleteBucket([]byte(p.overlay)); err != nil {
-				return err
-			}
-			p.overlay = ""
-			return writePtr(root, p)
-		})
-		if err != nil {
-			return fmt.Errorf("merge snapshot of %s: %w", org, err)
-		}
-	}
-	return nil
-}
-
-// prepareOrg deletes org's staging leftovers and finishes a merge a crash
-// interrupted.
-func (db *DB) prepareOrg(org string) error {
-	if err := db.discardStaging(org); err != nil {
-		return fmt.Errorf("discard staging of %s: %w", org, err)
-	}
-	var pending bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
-		pending = root != nil && readPtr(root).overlay != ""
-		return nil
-	})
-	if err != nil || !pending {
-		return err
-	}
-	return db.MergeOverlay(org)
-}
-
-// Recover deletes every organization's staging leftovers and finishes the
-// merges a crash interrupted. Applies do this for their organization
-// anyway; calling it at start-up, before any apply, frees the space at
-// once. It must not run while a staged apply is in progress.
-func (db *DB) Recover() error {
-	var orgs []string
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSnapshots).ForEachBucket(func(k []byte) error {
-			orgs = append(orgs, string(k))
-			return nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("recover: %w", err)
-	}
-	var errs []error
-	for _, org := range orgs {
-		errs = append(errs, db.prepareOrg(org))
-	}
-	return errors.Join(errs...)
-}
-
-// PendingMerge reports whether org's snapshot still has an overlay being
-// merged into its base (readers see the same snapshot either way).
-func (db *DB) PendingMerge(org string) (bool, error) {
-	var pending bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucketSnapshots).Bucket([]byte(org))
-		pending = root != nil && readPtr(root).overlay != ""
-		return nil
-	})
-	return pending, err
 }

@@ -83,6 +83,15 @@ func (db *DB) fault(point string) error {
 	return db.faultFn(point)
 }
 
+// allocSize is how much bbolt grows the file by, past what a commit needs,
+// once the file is larger than that: each growth is a truncate and an
+// fsync (the file's size must be on disk before the meta page that needs
+// it). bbolt's 16 MB made a million-user first upload, 1.6 GB written in
+// about 290 staging commits, grow the file about a hundred times, the
+// fsyncs 1.5 s of its wall time. The space is a hole in the file until
+// pages are written there.
+const allocSize = 128 << 20
+
 // Open opens or creates the database at path (0600), creates the buckets
 // and migrates the schema. It waits up to a second for the file lock and
 // then returns ErrLocked: another process has the database open.
@@ -110,6 +119,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
+	b.AllocSize = allocSize
 	db := &DB{bolt: b, now: time.Now, faultFn: opts.Fault}
 	if err := b.Update(db.init); err != nil {
 		b.Close()

@@ -1,13 +1,8 @@
 package state
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -20,14 +15,12 @@ import (
 //	  groups  group id -> flags byte + uvarint len(name) + name + directory group JSON
 //	  names   group name -> group id (every existing group; names are unique)
 //	  ug      uvarint len(user id) + user id + group id -> "" (a user's groups);
-//	          uvarint len(user id) + user id -> the user's group-set hash
-//	          (16 bytes, see GroupSetHash), absent for a user without
-//	          groups: beside the user's memberships, so that changing them
-//	          dirties no other page
+//	          a snapshot written by an older rosterd may also hold
+//	          uvarint len(user id) + user id -> 16 bytes (a group-set hash
+//	          it kept): no longer written, nor read, every reader skips it
 //	  gu      uvarint len(group id) + group id + user id -> "" (a group's users)
 //	  gc      group id -> uint64 member count (big endian)
-//	  meta    "users", "active", "memberships", "groups" -> uint64 counters;
-//	          "groupsets" -> 1 when ug holds every user's group-set hash
+//	  meta    "users", "active", "memberships", "groups" -> uint64 counters
 //
 // A user record is either the directory user JSON (it starts with '{') or
 // the compact encoding of UserRecord; reads render the JSON of SPEC §6.
@@ -42,14 +35,15 @@ import (
 //     prefixed with opPut or opDel, read over the base.
 //
 // One small transaction then points ptr at it (with the batch's events and
-// record, see apply.go): a new generation replaces the base, an overlay is
-// read over the base until MergeOverlay has copied it into the base in
-// small transactions and ptr drops it (the caller merges after the batch;
-// the organization's next apply merges first if it has not). Readers see
-// base+overlay throughout the merge, so they see the same snapshot
-// before, during and after it; reads through an overlay cost a second
-// lookup each. A bucket in snapshots/ORG/ that ptr does not name is a
-// staging leftover and is deleted before the organization's next apply.
+// record, see apply.go): a new generation replaces the base, an overlay
+// is read over the base until MergeOverlay (merge.go) has copied it into
+// the base in small transactions and ptr drops it (the caller merges
+// after the batch; the organization's next apply merges first if it has
+// not). Readers see base+overlay throughout the merge, so they see the
+// same snapshot before, during and after it; reads through an overlay
+// cost a second lookup each. A bucket in snapshots/ORG/ that ptr does not
+// name is a staging leftover and is deleted before the organization's
+// next apply.
 var (
 	snapUsers   = []byte("users")
 	snapGroups  = []byte("groups")
@@ -66,7 +60,6 @@ var (
 	metaActive      = []byte("active")
 	metaMemberships = []byte("memberships")
 	metaGroups      = []byte("groups")
-	metaGroupSets   = []byte("groupsets")
 )
 
 // Indexes into SnapshotTx.base and .over.
@@ -130,170 +123,31 @@ func writePtr(root *bolt.Bucket, p snapPtr) error {
 type SnapshotTx struct {
 	org                                    string
 	base, over                             [nSnap]*bolt.Bucket
-	writeOver                              bool // writes go to the overlay
 	writable                               bool
 	nUsers, nActive, nMemberships, nGroups int
 	// groups caches what the transaction knows of each group it met
 	// (groupcache.go), dirty lists the groups whose member count changed
 	// since the last flush.
 	groups *groupCache
+	// deferCounts: the member counts of changed groups are written once,
+	// before the last commit of a staged apply, not at every commit. A
+	// staging transaction of memberships in user order changes the count
+	// of nearly every group: at every commit, they cost as many puts as
+	// the memberships of a million-user first upload. They stay in
+	// groups, which outlives the staging transactions, until then.
+	deferCounts bool
 	// guOps are the changes to gu not written yet, in the order made.
 	// Memberships come in user order; bbolt inserts a group's members
 	// several times faster together, so flush writes them in key order.
 	guOps []guOp
-	// groupSets says that ug holds every user's group-set hash: true for
-	// a snapshot that had no memberships or had the hashes when opened.
-	groupSets bool
-	// curUID's group-set hash changes by curDelta, not written yet:
-	// memberships change in runs of one user, in key order, and the hash
-	// is written when the run ends, next to the run's keys.
-	curUID   []byte
-	curDelta GroupSetHash
-	curNew   bool // curUID had no hash before its run (fresh)
 	// fresh is set in a staged apply that writes a new generation
 	// (fresh.go), nil otherwise.
 	fresh *freshGen
 	// lastPutID's value is lastPutVal, as PutUser wrote it: the batch's
 	// copy of a user just written needs no lookup.
 	lastPutID, lastPutVal []byte
-	// kbuf and hbuf are scratch keys (bbolt copies the keys it stores);
-	// slab is memory for small values bbolt holds until the commit.
-	kbuf, hbuf, slab []byte
-}
-
-// GroupSetHash is an order-independent hash of a set of group ids: the
-// sum, lane by lane modulo 2^64, of the first 16 bytes of the SHA-256 of
-// each id (GroupIDHash). The empty set hashes to zero. Equal sets give
-// equal hashes; different sets an equal one with a chance of about 2^-128.
-type GroupSetHash [2]uint64
-
-// Add returns h with the group of hash g added.
-func (h GroupSetHash) Add(g GroupSetHash) GroupSetHash { return GroupSetHash{h[0] + g[0], h[1] + g[1]} }
-
-// Sub returns h with the group of hash g removed.
-func (h GroupSetHash) Sub(g GroupSetHash) GroupSetHash { return GroupSetHash{h[0] - g[0], h[1] - g[1]} }
-
-// GroupIDHash is the hash of one group id in a GroupSetHash.
-func GroupIDHash(gid []byte) GroupSetHash {
-	sum := sha256.Sum256(gid)
-	return GroupSetHash{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])}
-}
-
-func decodeGroupSetHash(v []byte) GroupSetHash {
-	if len(v) != 16 {
-		return GroupSetHash{}
-	}
-	return GroupSetHash{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
-}
-
-// HasGroupSetHashes reports whether UserGroupSetLookup answers for every
-// user. A snapshot written before the hashes existed has none.
-func (s *SnapshotTx) HasGroupSetHashes() bool { return s.groupSets }
-
-// UserGroupSetLookup returns a function that returns the group-set hash
-// of a user's groups (zero for none), valid as long as s is and while
-// nothing writes to it. Like UserLookup, ascending ids step a cursor.
-func (s *SnapshotTx) UserGroupSetLookup() func(uid []byte) GroupSetHash {
-	if s.over[iUG] != nil || s.base[iUG] == nil || s.writable {
-		return func(uid []byte) GroupSetHash { return s.userGroupSet(uid) }
-	}
-	sk := &seeker{c: s.base[iUG].Cursor()}
-	var id []byte
-	return func(uid []byte) GroupSetHash {
-		id = appendPairKey(id[:0], uid, nil)
-		v, ok := sk.find(id)
-		if !ok {
-			return GroupSetHash{}
-		}
-		return decodeGroupSetHash(v)
-	}
-}
-
-func (s *SnapshotTx) userGroupSet(uid []byte) GroupSetHash {
-	h := decodeGroupSetHash(s.get(iUG, pairKey(uid, nil)))
-	if s.curUID != nil && bytes.Equal(uid, s.curUID) {
-		h = h.Add(s.curDelta)
-	}
-	return h
-}
-
-// changeGroupSet records that the user gained (add) or lost a group.
-func (s *SnapshotTx) changeGroupSet(uid, gid []byte, add bool) error {
-	if s.curUID == nil || !bytes.Equal(uid, s.curUID) {
-		if err := s.flushGroupSet(); err != nil {
-			return err
-		}
-		s.curUID = append(s.curUID[:0], uid...)
-		// In a fresh generation, a user whose hash key sorts after every
-		// key of ug written before this run has no hash yet.
-		s.curNew = s.fresh != nil && s.fresh.absent(iUG, appendPairKey(s.hbuf[:0], uid, nil))
-	}
-	g := s.groupState(gid).idHash(gid)
-	if add {
-		s.curDelta = s.curDelta.Add(g)
-	} else {
-		s.curDelta = s.curDelta.Sub(g)
-	}
-	return nil
-}
-
-// flushGroupSet writes the pending change of curUID's group-set hash.
-func (s *SnapshotTx) flushGroupSet() error {
-	if s.curUID == nil || s.curDelta == (GroupSetHash{}) {
-		s.curUID, s.curDelta = s.curUID[:0], GroupSetHash{}
-		return nil
-	}
-	s.hbuf = appendPairKey(s.hbuf[:0], s.curUID, nil)
-	k := s.hbuf
-	h := s.curDelta
-	if !s.curNew {
-		h = decodeGroupSetHash(s.get(iUG, k)).Add(h)
-	}
-	s.curUID, s.curDelta = s.curUID[:0], GroupSetHash{}
-	if h == (GroupSetHash{}) {
-		return s.del(iUG, k)
-	}
-	// bbolt keeps the value until the commit: carve it from a slab.
-	if len(s.slab) < 16 {
-		s.slab = make([]byte, 16<<10)
-	}
-	v := s.slab[:16:16]
-	s.slab = s.slab[16:]
-	binary.BigEndian.PutUint64(v, h[0])
-	binary.BigEndian.PutUint64(v[8:], h[1])
-	return s.put(iUG, k, v)
-}
-
-type guOp struct {
-	key []byte
-	seq int // changes to one key keep their order
-	del bool
-}
-
-// flushGU writes the pending changes to gu in key order.
-func (s *SnapshotTx) flushGU() error {
-	if len(s.guOps) == 0 {
-		return nil
-	}
-	slices.SortFunc(s.guOps, func(a, b guOp) int {
-		if c := bytes.Compare(a.key, b.key); c != 0 {
-			return c
-		}
-		return a.seq - b.seq
-	})
-	for _, op := range s.guOps {
-		var err error
-		if op.del {
-			err = s.del(iGU, op.key)
-		} else {
-			err = s.put(iGU, op.key, []byte{})
-		}
-		if err != nil {
-			return err
-		}
-	}
-	s.guOps = s.guOps[:0]
-	return nil
+	// kbuf is a scratch key (bbolt copies the keys it stores).
+	kbuf []byte
 }
 
 func subBuckets(parent *bolt.Bucket, create bool) ([nSnap]*bolt.Bucket, error) {
@@ -329,7 +183,7 @@ func snapRoot(tx *bolt.Tx, org string) (*bolt.Bucket, error) {
 // error (the caller merges first). In a read-only tx with no snapshot yet,
 // every read answers "empty".
 func openSnapshot(tx *bolt.Tx, org string) (*SnapshotTx, error) {
-	s := &SnapshotTx{org: org, writable: tx.Writable(), groupSets: true}
+	s := &SnapshotTx{org: org, writable: tx.Writable()}
 	root, err := snapRoot(tx, org)
 	if err != nil || root == nil {
 		return s, err
@@ -366,21 +220,21 @@ func openSnapshot(tx *bolt.Tx, org string) (*SnapshotTx, error) {
 
 // appendFill is the FillPercent of buckets written mostly in key order
 // and seldom changed after: a new generation (a first upload, its users
-// in file order, memberships by user and, per group, appended) and a
-// batch's copies of users and groups. bbolt splits a page that outgrows
-// itself at FillPercent, 0.5 by default, which leaves pages written in
-// key order half empty for ever. At 0.9 a million-user first upload
-// takes 1.6 GB instead of 2.2 GB, its users 79,000 pages instead of
-// 143,000, and the day-2 lookups that walk them fault in a third fewer
-// pages; the day-2 merge dirties 45,000 pages instead of 51,000 (updates
-// fit in the 10 % left; an insert into a full page splits it in two).
-// Later applies and merges use bbolt's default.
+// and memberships in key order and, per group, appended). bbolt splits a
+// page that outgrows itself at FillPercent, 0.5 by default, which leaves
+// pages written in key order half empty for ever. At 0.9 a million-user
+// first upload takes about a quarter less space than at 0.5, the day-2
+// lookups that walk it fault in a third fewer pages, and the day-2 merge
+// dirties a tenth fewer (updates fit in the 10 % left; an insert into a
+// full page splits it in two). Later applies and merges use bbolt's
+// default.
 const appendFill = 0.9
 
 // openStaging returns a writable SnapshotTx whose writes go to the staging
-// bucket name: a whole new generation (fresh) or an overlay over the
-// current base.
-func openStaging(tx *bolt.Tx, org, name string, fresh bool) (*SnapshotTx, error) {
+// bucket name: each bucket gen writes fresh (fresh.go), the whole
+// generation when gen says so, is written there as it will be; the others
+// as an overlay over the current base.
+func openStaging(tx *bolt.Tx, org, name string, gen *freshGen) (*SnapshotTx, error) {
 	s := &SnapshotTx{org: org, writable: true}
 	root, err := snapRoot(tx, org)
 	if err != nil {
@@ -390,20 +244,21 @@ func openStaging(tx *bolt.Tx, org, name string, fresh bool) (*SnapshotTx, error)
 	if err != nil {
 		return nil, err
 	}
-	if fresh {
-		if s.base, err = subBuckets(st, true); err != nil {
-			return nil, err
+	staged, err := subBuckets(st, true)
+	if err != nil {
+		return nil, err
+	}
+	var base [nSnap]*bolt.Bucket
+	if gen == nil || !gen.whole {
+		base, _ = subBuckets(root.Bucket([]byte(readPtr(root).base)), false)
+	}
+	for i := range staged {
+		if gen != nil && gen.on[i] {
+			s.base[i] = staged[i]
+			s.base[i].FillPercent = appendFill
+		} else {
+			s.base[i], s.over[i] = base[i], staged[i]
 		}
-		for _, b := range s.base {
-			b.FillPercent = appendFill
-		}
-	} else {
-		p := readPtr(root)
-		s.base, _ = subBuckets(root.Bucket([]byte(p.base)), false)
-		if s.over, err = subBuckets(st, true); err != nil {
-			return nil, err
-		}
-		s.writeOver = true
 	}
 	s.loadCounts()
 	return s, nil
@@ -414,7 +269,6 @@ func (s *SnapshotTx) loadCounts() {
 	s.nActive = int(s.getUint(iMeta, metaActive))
 	s.nMemberships = int(s.getUint(iMeta, metaMemberships))
 	s.nGroups = int(s.getUint(iMeta, metaGroups))
-	s.groupSets = s.nMemberships == 0 || s.getUint(iMeta, metaGroupSets) == 1
 }
 
 // get reads key k of bucket i: the overlay's entry when it has one, else
@@ -438,7 +292,7 @@ func (s *SnapshotTx) get(i int, k []byte) []byte {
 }
 
 func (s *SnapshotTx) put(i int, k, v []byte) error {
-	if s.writeOver {
+	if s.over[i] != nil { // staging an overlay
 		ov := make([]byte, 1+len(v))
 		ov[0] = opPut
 		copy(ov[1:], v)
@@ -451,7 +305,7 @@ func (s *SnapshotTx) put(i int, k, v []byte) error {
 }
 
 func (s *SnapshotTx) del(i int, k []byte) error {
-	if s.writeOver {
+	if s.over[i] != nil {
 		return s.over[i].Put(k, []byte{opDel})
 	}
 	return s.base[i].Delete(k)
@@ -472,24 +326,20 @@ func (s *SnapshotTx) putUint(i int, k []byte, n uint64) error {
 // cursor returns a merged cursor over bucket i.
 func (s *SnapshotTx) cursor(i int) *mcursor { return newMcursor(s.base[i], s.over[i]) }
 
-// flush stores the counters. ApplyBatch calls it before each commit.
+// flush stores the counters. ApplyBatch calls it before each commit;
+// in a staged apply (deferCounts), the groups' member counts are stored
+// only by the last one (flushMemberCounts).
 func (s *SnapshotTx) flush() error {
 	if !s.writable {
 		return nil
 	}
-	if err := s.flushMemberCounts(); err != nil {
-		return err
+	if !s.deferCounts {
+		if err := s.flushMemberCounts(); err != nil {
+			return err
+		}
 	}
 	if err := s.flushGU(); err != nil {
 		return err
-	}
-	if err := s.flushGroupSet(); err != nil {
-		return err
-	}
-	if s.groupSets {
-		if err := s.putUint(iMeta, metaGroupSets, 1); err != nil {
-			return err
-		}
 	}
 	for _, kv := range []struct {
 		k []byte
@@ -508,704 +358,4 @@ func (s *SnapshotTx) Org() string { return s.org }
 // Counts returns the snapshot's totals as of now in the transaction.
 func (s *SnapshotTx) Counts() SnapshotCounts {
 	return SnapshotCounts{Users: s.nUsers, Active: s.nActive, Groups: s.nGroups, Memberships: s.nMemberships}
-}
-
-// userValue returns the stored value of a user: state byte + record.
-func (s *SnapshotTx) userValue(id []byte) []byte {
-	if s.lastPutID != nil && bytes.Equal(id, s.lastPutID) {
-		return s.lastPutVal
-	}
-	v := s.get(iUsers, id)
-	if len(v) == 0 {
-		return nil
-	}
-	return v
-}
-
-// User returns the stored record of id (the directory user JSON or the
-// compact UserRecord encoding, see UserJSON) and whether it is active.
-func (s *SnapshotTx) User(id []byte) (rec []byte, active, ok bool) {
-	v := s.userValue(id)
-	if v == nil {
-		return nil, false, false
-	}
-	return v[1:], v[0] == 'a', true
-}
-
-// UserLookup returns a function that answers like User, valid as long as
-// s is and while nothing writes to it. When successive ids ascend, as in a file sorted by user id, it steps
-// a cursor forward instead of searching the tree from its root for each
-// id; other orders cost what User costs.
-func (s *SnapshotTx) UserLookup() func(id []byte) (rec []byte, active, ok bool) {
-	if s.over[iUsers] != nil || s.base[iUsers] == nil {
-		return s.User
-	}
-	sk := &seeker{c: s.base[iUsers].Cursor()}
-	return func(id []byte) ([]byte, bool, bool) {
-		v, ok := sk.find(id)
-		if !ok || len(v) == 0 {
-			return nil, false, false
-		}
-		return v[1:], v[0] == 'a', true
-	}
-}
-
-// seeker finds keys of one bucket through one cursor. When keys are asked
-// for in ascending order it steps the cursor forward a few keys instead of
-// searching the tree from its root each time; otherwise it seeks.
-type seeker struct {
-	c    *bolt.Cursor
-	k, v []byte
-}
-
-// find returns the value of key, valid while the transaction is.
-func (s *seeker) find(key []byte) ([]byte, bool) {
-	if s.k != nil && bytes.Compare(key, s.k) >= 0 {
-		for range 8 {
-			if bytes.Compare(s.k, key) >= 0 {
-				break
-			}
-			if s.k, s.v = s.c.Next(); s.k == nil {
-				break
-			}
-		}
-	} else {
-		s.k = nil
-	}
-	if s.k == nil || bytes.Compare(s.k, key) < 0 {
-		s.k, s.v = s.c.Seek(key)
-	}
-	if s.k == nil || !bytes.Equal(s.k, key) {
-		return nil, false
-	}
-	return s.v, true
-}
-
-// UserJSON returns the directory user JSON of id (SPEC §6).
-func (s *SnapshotTx) UserJSON(id []byte) ([]byte, bool) {
-	v := s.userValue(id)
-	if v == nil {
-		return nil, false
-	}
-	return appendUserJSON(nil, s.org, v), true
-}
-
-// PutUser stores (creates or replaces) a user. rec is the directory user
-// JSON or an encoded UserRecord; it must stay unchanged until the
-// transaction ends.
-func (s *SnapshotTx) PutUser(id []byte, active bool, rec []byte) error {
-	if old := s.userValue(id); old != nil {
-		s.nUsers--
-		if old[0] == 'a' {
-			s.nActive--
-		}
-	}
-	v := make([]byte, 1+len(rec))
-	v[0] = 'i'
-	if active {
-		v[0] = 'a'
-		s.nActive++
-	}
-	copy(v[1:], rec)
-	s.nUsers++
-	if err := s.put(iUsers, id, v); err != nil {
-		return err
-	}
-	s.lastPutID, s.lastPutVal = append(s.lastPutID[:0], id...), v
-	return nil
-}
-
-// DeleteUser removes a user. Its memberships are the caller's to remove
-// first (RemoveMember).
-func (s *SnapshotTx) DeleteUser(id []byte) error {
-	old := s.userValue(id)
-	if old == nil {
-		return nil
-	}
-	s.nUsers--
-	if old[0] == 'a' {
-		s.nActive--
-	}
-	s.lastPutID, s.lastPutVal = nil, nil
-	return s.del(iUsers, id)
-}
-
-// ForEachUser calls fn for every user in id order with its stored record.
-func (s *SnapshotTx) ForEachUser(fn func(id, rec []byte, active bool) error) error {
-	c := s.cursor(iUsers)
-	for k, v := c.first(); k != nil; k, v = c.next() {
-		if len(v) == 0 {
-			continue
-		}
-		if err := fn(k, v[1:], v[0] == 'a'); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Group returns a stored group: its name, flags (GroupInFile) and
-// directory group JSON.
-func (s *SnapshotTx) Group(id []byte) (name string, flags byte, rec []byte, ok bool) {
-	v := s.get(iGroups, id)
-	if len(v) == 0 {
-		return "", 0, nil, false
-	}
-	name, flags, rec = decodeGroup(v)
-	return name, flags, rec, true
-}
-
-func decodeGroup(v []byte) (name string, flags byte, rec []byte) {
-	n, w := binary.Uvarint(v[1:])
-	return string(v[1+w : 1+w+int(n)]), v[0], v[1+w+int(n):]
-}
-
-// GroupByName returns the id of the group with the given name.
-func (s *SnapshotTx) GroupByName(name string) (string, bool) {
-	v := s.get(iNames, []byte(name))
-	return string(v), v != nil
-}
-
-// PutGroup stores (creates or replaces) a group and keeps the name index:
-// a rename frees the old name unless another group already took it.
-func (s *SnapshotTx) PutGroup(id []byte, name string, flags byte, rec []byte) error {
-	if old := s.get(iGroups, id); old != nil {
-		if oldName, _, _ := decodeGroup(old); oldName != name && bytes.Equal(s.get(iNames, []byte(oldName)), id) {
-			if err := s.del(iNames, []byte(oldName)); err != nil {
-				return err
-			}
-		}
-	} else {
-		s.nGroups++
-	}
-	v := []byte{flags}
-	v = binary.AppendUvarint(v, uint64(len(name)))
-	v = append(v, name...)
-	v = append(v, rec...)
-	if err := s.put(iGroups, id, v); err != nil {
-		return err
-	}
-	return s.put(iNames, []byte(name), bytes.Clone(id))
-}
-
-// DeleteGroup removes a group (its memberships are the caller's to remove
-// first).
-func (s *SnapshotTx) DeleteGroup(id []byte) error {
-	old := s.get(iGroups, id)
-	if old == nil {
-		return nil
-	}
-	s.nGroups--
-	if name, _, _ := decodeGroup(old); bytes.Equal(s.get(iNames, []byte(name)), id) {
-		if err := s.del(iNames, []byte(name)); err != nil {
-			return err
-		}
-	}
-	g := s.groupState(id)
-	g.count, g.counted = 0, true
-	g.dirty = false // its counter is deleted here
-	if err := s.del(iGC, id); err != nil {
-		return err
-	}
-	return s.del(iGroups, id)
-}
-
-// ForEachGroup calls fn for every group in id order.
-func (s *SnapshotTx) ForEachGroup(fn func(id []byte, name string, flags byte, rec []byte) error) error {
-	c := s.cursor(iGroups)
-	for k, v := c.first(); k != nil; k, v = c.next() {
-		if len(v) == 0 {
-			continue
-		}
-		name, flags, rec := decodeGroup(v)
-		if err := fn(k, name, flags, rec); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// MemberCount returns the number of members of a group.
-func (s *SnapshotTx) MemberCount(gid []byte) int { return int(s.memberCount(gid)) }
-
-func (s *SnapshotTx) memberCount(gid []byte) uint64 {
-	g := s.groupState(gid)
-	if !g.counted {
-		g.count, g.counted = s.getUint(iGC, gid), true
-	}
-	return g.count
-}
-
-func (s *SnapshotTx) setMemberCount(gid []byte, n uint64) {
-	g := s.groupState(gid)
-	g.count, g.counted = n, true
-	if !g.dirty {
-		g.dirty = true
-		s.groups.dirty = append(s.groups.dirty, g)
-	}
-}
-
-// flushMemberCounts writes the member counts changed since the last flush,
-// in key order.
-func (s *SnapshotTx) flushMemberCounts() error {
-	if s.groups == nil || len(s.groups.dirty) == 0 {
-		return nil
-	}
-	dirty := s.groups.dirty
-	slices.SortFunc(dirty, func(a, b *groupState) int { return strings.Compare(a.id, b.id) })
-	for _, g := range dirty {
-		if !g.dirty {
-			continue // deleted since
-		}
-		g.dirty = false
-		var err error
-		if g.count == 0 {
-			err = s.del(iGC, []byte(g.id))
-		} else {
-			err = s.putUint(iGC, []byte(g.id), g.count)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	s.groups.dirty = dirty[:0]
-	return nil
-}
-
-func pairKey(a, b []byte) []byte {
-	return appendPairKey(make([]byte, 0, binary.MaxVarintLen64+len(a)+len(b)), a, b)
-}
-
-func appendPairKey(k, a, b []byte) []byte {
-	k = binary.AppendUvarint(k, uint64(len(a)))
-	k = append(k, a...)
-	return append(k, b...)
-}
-
-// IsMember reports whether the user is a member of the group.
-func (s *SnapshotTx) IsMember(uid, gid []byte) bool {
-	return s.get(iUG, pairKey(uid, gid)) != nil
-}
-
-// AddMember adds a membership; adding an existing one is a no-op.
-func (s *SnapshotTx) AddMember(uid, gid []byte) error {
-	s.kbuf = appendPairKey(s.kbuf[:0], uid, gid) // bbolt copies keys
-	k := s.kbuf
-	if s.get(iUG, k) != nil {
-		return nil
-	}
-	// Before the put: a new run of uid checks whether it has a hash yet.
-	if err := s.changeGroupSet(uid, gid, true); err != nil {
-		return err
-	}
-	if err := s.put(iUG, k, []byte{}); err != nil {
-		return err
-	}
-	if s.fresh != nil && s.fresh.guDeferred {
-		s.groupState(gid).guBytes += memberSize(uid)
-	} else {
-		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps)})
-	}
-	s.nMemberships++
-	s.setMemberCount(gid, s.memberCount(gid)+1)
-	return nil
-}
-
-// AddMembers adds memberships (uids[i], gids[i]), inserting both indexes
-// in key order: bbolt keeps a transaction's new keys in unsplit nodes
-// until commit, so many keys in random order would cost a memmove each
-// over a huge node. Existing memberships are skipped.
-func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
-	if err := s.flushGU(); err != nil { // keep the order of the changes
-		return err
-	}
-	type pair struct{ ug, gu []byte }
-	pairs := make([]pair, 0, len(uids))
-	counts := map[string]uint64{}
-	for i := range uids {
-		k := pairKey(uids[i], gids[i])
-		if s.get(iUG, k) != nil {
-			continue
-		}
-		pairs = append(pairs, pair{k, pairKey(gids[i], uids[i])})
-		counts[string(gids[i])]++
-	}
-	slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.ug, b.ug) })
-	pairs = slices.CompactFunc(pairs, func(a, b pair) bool { return bytes.Equal(a.ug, b.ug) })
-	for _, p := range pairs {
-		if err := s.put(iUG, p.ug, []byte{}); err != nil {
-			return err
-		}
-	}
-	if s.fresh != nil && s.fresh.guDeferred {
-		for _, p := range pairs {
-			n, w := binary.Uvarint(p.ug)
-			uid, gid := p.ug[w:w+int(n)], p.ug[w+int(n):]
-			s.groupState(gid).guBytes += memberSize(uid)
-			if err := s.changeGroupSet(uid, gid, true); err != nil {
-				return err
-			}
-		}
-	} else {
-		slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.gu, b.gu) })
-		for _, p := range pairs {
-			if err := s.put(iGU, p.gu, []byte{}); err != nil {
-				return err
-			}
-			n, w := binary.Uvarint(p.gu)
-			if err := s.changeGroupSet(p.gu[w+int(n):], p.gu[w:w+int(n)], true); err != nil {
-				return err
-			}
-		}
-	}
-	s.nMemberships += len(pairs)
-	if len(pairs) != len(uids) { // duplicates in the call: count again
-		clear(counts)
-		for _, p := range pairs {
-			n, w := binary.Uvarint(p.gu)
-			counts[string(p.gu[w:w+int(n)])]++
-		}
-	}
-	gidsSorted := make([]string, 0, len(counts))
-	for g := range counts {
-		gidsSorted = append(gidsSorted, g)
-	}
-	slices.Sort(gidsSorted)
-	for _, gid := range gidsSorted {
-		s.setMemberCount([]byte(gid), s.memberCount([]byte(gid))+counts[gid])
-	}
-	return nil
-}
-
-// RemoveMember removes a membership; removing a missing one is a no-op.
-func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
-	k := pairKey(uid, gid)
-	if s.get(iUG, k) == nil {
-		return nil
-	}
-	if err := s.del(iUG, k); err != nil {
-		return err
-	}
-	if s.fresh != nil && s.fresh.guDeferred {
-		s.groupState(gid).guBytes -= memberSize(uid)
-	} else {
-		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
-	}
-	if err := s.changeGroupSet(uid, gid, false); err != nil {
-		return err
-	}
-	s.nMemberships--
-	n := s.memberCount(gid)
-	s.setMemberCount(gid, max(n, 1)-1)
-	return nil
-}
-
-// ForEachMember calls fn for every membership, in MemberOrder of the user
-// ids, then by group id.
-func (s *SnapshotTx) ForEachMember(fn func(uid, gid []byte) error) error {
-	each := func(k []byte) error {
-		n, w := binary.Uvarint(k)
-		if w+int(n) == len(k) {
-			return nil // the user's group-set hash
-		}
-		return fn(k[w:w+int(n)], k[w+int(n):])
-	}
-	if s.over[iUG] == nil && s.base[iUG] != nil { // no overlay: the plain cursor is faster
-		c := s.base[iUG].Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if err := each(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	c := s.cursor(iUG)
-	for k, _ := c.first(); k != nil; k, _ = c.next() {
-		if err := each(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// MemberOrder compares two user ids in the order in which ForEachMember
-// meets their memberships: the order of the index's keys, each the
-// uvarint of the id's length and then the id (for ids under 128 bytes,
-// shorter ids first, then byte order).
-func MemberOrder(a, b []byte) int {
-	var pa, pb [binary.MaxVarintLen64]byte
-	// A uvarint is no prefix of another: unequal ones decide.
-	if c := bytes.Compare(binary.AppendUvarint(pa[:0], uint64(len(a))), binary.AppendUvarint(pb[:0], uint64(len(b)))); c != 0 {
-		return c
-	}
-	return bytes.Compare(a, b)
-}
-
-// UserGroupIDs calls fn with the id of each group of the user, in id order,
-// starting after after ("" = from the first).
-func (s *SnapshotTx) UserGroupIDs(uid []byte, after string, fn func(gid []byte) (more bool, err error)) error {
-	return forEachPair(s.cursor(iUG), uid, after, fn)
-}
-
-// GroupUserIDs calls fn with the id of each member of the group, in id
-// order, starting after after.
-func (s *SnapshotTx) GroupUserIDs(gid []byte, after string, fn func(uid []byte) (more bool, err error)) error {
-	if s.fresh != nil && s.fresh.guDeferred {
-		if err := s.buildGU(nil); err != nil {
-			return err
-		}
-	}
-	if err := s.flushGU(); err != nil {
-		return err
-	}
-	return forEachPair(s.cursor(iGU), gid, after, fn)
-}
-
-func forEachPair(c *mcursor, a []byte, after string, fn func([]byte) (bool, error)) error {
-	prefix := pairKey(a, nil)
-	k, _ := c.seek(append(bytes.Clone(prefix), after...))
-	if k != nil && after != "" && string(k[len(prefix):]) == after && bytes.HasPrefix(k, prefix) {
-		k, _ = c.next()
-	}
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.next() {
-		if len(k) == len(prefix) {
-			continue // in ug, the user's group-set hash
-		}
-		more, err := fn(k[len(prefix):])
-		if err != nil || !more {
-			return err
-		}
-	}
-	return nil
-}
-
-// mcursor walks a base bucket with an overlay over it: an overlay entry
-// replaces the base entry of the same key, and an opDel entry hides it.
-// Either bucket may be nil.
-type mcursor struct {
-	b, o         *bolt.Cursor
-	bk, bv       []byte
-	ok, ov       []byte
-	fromB, fromO bool
-}
-
-func newMcursor(base, over *bolt.Bucket) *mcursor {
-	m := &mcursor{}
-	if base != nil {
-		m.b = base.Cursor()
-	}
-	if over != nil {
-		m.o = over.Cursor()
-	}
-	return m
-}
-
-func (m *mcursor) first() ([]byte, []byte) {
-	if m.b != nil {
-		m.bk, m.bv = m.b.First()
-	}
-	if m.o != nil {
-		m.ok, m.ov = m.o.First()
-	}
-	return m.pick()
-}
-
-func (m *mcursor) seek(k []byte) ([]byte, []byte) {
-	if m.b != nil {
-		m.bk, m.bv = m.b.Seek(k)
-	}
-	if m.o != nil {
-		m.ok, m.ov = m.o.Seek(k)
-	}
-	return m.pick()
-}
-
-func (m *mcursor) next() ([]byte, []byte) {
-	if m.fromB {
-		m.bk, m.bv = m.b.Next()
-	}
-	if m.fromO {
-		m.ok, m.ov = m.o.Next()
-	}
-	return m.pick()
-}
-
-func (m *mcursor) pick() ([]byte, []byte) {
-	for {
-		m.fromB, m.fromO = false, false
-		if m.ok == nil {
-			if m.bk == nil {
-				return nil, nil
-			}
-			m.fromB = true
-			return m.bk, m.bv
-		}
-		c := 1
-		if m.bk != nil {
-			c = bytes.Compare(m.bk, m.ok)
-		}
-		if c < 0 {
-			m.fromB = true
-			return m.bk, m.bv
-		}
-		m.fromO, m.fromB = true, c == 0
-		if len(m.ov) > 0 && m.ov[0] == opPut {
-			return m.ok, m.ov[1:]
-		}
-		m.ok, m.ov = m.o.Next() // a deletion: skip the key in both
-		if m.fromB {
-			m.bk, m.bv = m.b.Next()
-		}
-	}
-}
-
-// ViewSnapshot runs fn on org's snapshot in a read-only transaction: a
-// consistent view, never blocked by writers. It returns ErrNotFound when
-// the organization does not exist.
-func (db *DB) ViewSnapshot(org string, fn func(*SnapshotTx) error) error {
-	return db.bolt.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketOrgs).Get([]byte(org)) == nil {
-			return fmt.Errorf("organization %s: %w", org, ErrNotFound)
-		}
-		s, err := openSnapshot(tx, org)
-		if err != nil {
-			return err
-		}
-		return fn(s)
-	})
-}
-
-// Users returns up to limit directory users of org (SPEC §6 user objects)
-// whose ids sort after after, in id order. stateFilter "active" or
-// "inactive" keeps only users in that state; "" keeps all.
-func (db *DB) Users(org, stateFilter, after string, limit int) ([]json.RawMessage, error) {
-	var out []json.RawMessage
-	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		c := s.cursor(iUsers)
-		k, v := c.seek([]byte(after))
-		if k != nil && after != "" && string(k) == after {
-			k, v = c.next()
-		}
-		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.next() {
-			if len(v) == 0 || (stateFilter == "active" && v[0] != 'a') || (stateFilter == "inactive" && v[0] != 'i') {
-				continue
-			}
-			out = append(out, appendUserJSON(nil, org, v))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
-	}
-	return out, nil
-}
-
-// User returns one directory user, or ErrNotFound.
-func (db *DB) User(org, id string) (json.RawMessage, error) {
-	var out json.RawMessage
-	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		rec, ok := s.UserJSON([]byte(id))
-		if !ok {
-			return ErrNotFound
-		}
-		out = rec
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("user %s: %w", id, err)
-	}
-	return out, nil
-}
-
-// UserGroups returns up to limit directory groups of a user, in group id
-// order after after; ErrNotFound when the user does not exist.
-func (db *DB) UserGroups(org, userID, after string, limit int) ([]json.RawMessage, error) {
-	var out []json.RawMessage
-	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		if _, _, ok := s.User([]byte(userID)); !ok {
-			return ErrNotFound
-		}
-		return s.UserGroupIDs([]byte(userID), after, func(gid []byte) (bool, error) {
-			if _, _, rec, ok := s.Group(gid); ok {
-				out = append(out, bytes.Clone(rec))
-			}
-			return limit <= 0 || len(out) < limit, nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("groups of user %s: %w", userID, err)
-	}
-	return out, nil
-}
-
-// Groups returns up to limit directory groups in id order after after.
-func (db *DB) Groups(org, after string, limit int) ([]json.RawMessage, error) {
-	var out []json.RawMessage
-	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		c := s.cursor(iGroups)
-		k, v := c.seek([]byte(after))
-		if k != nil && after != "" && string(k) == after {
-			k, v = c.next()
-		}
-		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.next() {
-			if len(v) == 0 {
-				continue
-			}
-			_, _, rec := decodeGroup(v)
-			out = append(out, bytes.Clone(rec))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list groups: %w", err)
-	}
-	return out, nil
-}
-
-// Group returns one directory group, or ErrNotFound.
-func (db *DB) Group(org, id string) (json.RawMessage, error) {
-	var out json.RawMessage
-	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		_, _, rec, ok := s.Group([]byte(id))
-		if !ok {
-			return ErrNotFound
-		}
-		out = bytes.Clone(rec)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("group %s: %w", id, err)
-	}
-	return out, nil
-}
-
-// GroupUsers returns up to limit directory users of a group, in user id
-// order after after; ErrNotFound when the group does not exist.
-func (db *DB) GroupUsers(org, groupID, after string, limit int) ([]json.RawMessage, error) {
-	var out []json.RawMessage
-	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		if _, _, _, ok := s.Group([]byte(groupID)); !ok {
-			return ErrNotFound
-		}
-		return s.GroupUserIDs([]byte(groupID), after, func(uid []byte) (bool, error) {
-			if rec, ok := s.UserJSON(uid); ok {
-				out = append(out, rec)
-			}
-			return limit <= 0 || len(out) < limit, nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("users of group %s: %w", groupID, err)
-	}
-	return out, nil
-}
-
-// SnapshotCounts returns org's snapshot totals.
-func (db *DB) SnapshotCounts(org string) (SnapshotCounts, error) {
-	var c SnapshotCounts
-	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		c = s.Counts()
-		return nil
-	})
-	return c, err
 }
