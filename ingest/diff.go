@@ -135,16 +135,16 @@ type differ struct {
 	// group-set hashes (byHash), only the users whose group set changed
 	// are compared membership by membership: setDiff holds, per user of
 	// the users file (in the order of the file, its val in users), the
-	// stored group-set hash minus the file's, zero when they agree; rows
+	// stored group-set hash minus the file's (once changedUsers has added
+	// the stored ones), zero when they agree; rows
 	// the file's memberships in file order, each the user's index in
 	// setDiff (high 32 bits) and the group's in groupList. With no stored
 	// memberships (allNew) every membership of the file is added as read.
 	byHash, allNew bool
-	setLookup      func(uid []byte) state.GroupSetHash
 	setDiff        []state.GroupSetHash
 	userA          []uint64 // by setDiff index: the user's hkey.a
 	nextRow        uint32   // the index user_groups' next user likely has
-	nextScan       uint32   // the index the scan's next stored user likely has
+	nextSet        uint32   // the same for the scan of the group-set hashes
 	rows           []uint64
 	lastRowUID     []byte
 	lastRowIdx     uint32
@@ -163,7 +163,10 @@ type differ struct {
 	attrs       []schema.Attr
 	rec         state.UserRecord
 	key, uid    []byte
-	idb         []byte        // compareUser's copy of the user id
+	idb         []byte       // compareUser's copy of the user id
+	stored      *storedUsers // the stored users, with a users or user_groups file
+	lastExists  []byte       // the user exists asked for last, and its answer
+	existsOK    bool
 	sealed      chan struct{} // closed when users is sealed, if a goroutine seals it
 	lastUID     []byte        // memberKey's last user and its hash
 	lastUIDHash uint64
@@ -214,10 +217,10 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		results:      map[schema.Kind]schema.FileResult{},
 		activeBefore: c.Active,
 		usersBefore:  c.Users,
-		usersCreated: newSpill(tmp, 3),
-		usersUpdated: newSpill(tmp, 4),
+		usersCreated: newKeyedSpill(tmp, 3),
+		usersUpdated: newKeyedSpill(tmp, 4),
 		usersDeleted: newSpill(tmp, 1),
-		membersAdded: newSpill(tmp, 2),
+		membersAdded: newKeyedSpill(tmp, 2),
 		membersRemov: newSpill(tmp, 2),
 	}
 	d := &differ{
@@ -228,10 +231,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		memCount: map[string]int{}, memDelta: map[string]int{},
 	}
 	defer d.fileMembers.close()
-	r.checker = schema.NewChecker(lim, func(id string) bool {
-		_, _, ok := s.User([]byte(id))
-		return ok
-	})
+	r.checker = schema.NewChecker(lim, func(id string) bool { return d.exists([]byte(id)) })
 	r.checker.SetMapping(pol.mapping)
 	byKind := map[schema.Kind]input{}
 	for _, f := range files {
@@ -240,10 +240,8 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	_, d.haveUsers = byKind[schema.Users]
 	_, d.haveMembers = byKind[schema.UserGroups]
 	_, d.haveGroups = byKind[schema.Groups]
-	if d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes; d.byHash {
-		d.setLookup = s.UserGroupSetLookup()
-		d.allNew = c.Memberships == 0
-	}
+	d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes
+	d.allNew = d.haveMembers && c.Memberships == 0
 	// Day 2 looks much like day 1: size the per-user and per-membership
 	// arrays for the stored counts and a little more, so that a million
 	// users do not cost a series of copies as they grow.
@@ -259,6 +257,14 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		}
 	}
 	r.haveUsers = d.haveUsers
+	if (d.haveUsers || d.haveMembers) && c.Users > 0 {
+		t := time.Now()
+		if err := d.readStored(c.Users); err != nil {
+			r.close()
+			return nil, err
+		}
+		r.timed("read_stored", t)
+	}
 	if !d.haveUsers && c.Users == 0 {
 		r.issues = append(r.issues, schema.Issue{
 			File: "users.csv", Code: "users_file_required", Severity: schema.SeverityError,
@@ -491,21 +497,36 @@ func (d *differ) compareUser(u *schema.User) error {
 		return nil // SPEC §4: the organization deletes inactive users
 	}
 	k := d.hash(id)
+	k.val = uint32(len(d.users.keys)) // the row's index among the file's users
 	if d.byHash {
-		k.val = uint32(len(d.setDiff))
-		d.setDiff = append(d.setDiff, d.setLookup(id))
+		d.setDiff = append(d.setDiff, state.GroupSetHash{}) // changedUsers adds the stored hash
 		d.userA = append(d.userA, k.a)
 	}
 	d.users.add(k)
 	custom := d.customOf(u)
-	old, oldActive, ok := d.lookup(id)
-	if ok && oldActive == u.Active && state.EqualFields(old, u.ID, u.Email, u.FirstName, u.LastName, &u.Known, custom) {
-		return nil // most rows of a day-2 export: nothing to build
-	}
-	d.buf = d.userRecord(u).AppendBinary(d.buf[:0])
 	st := stateInactive
 	if u.Active {
 		st = stateActive
+	}
+	encoded := false
+	if d.stored != nil {
+		// Most rows of a day-2 export: compared by hash, no lookup.
+		i, found := d.stored.find(k, k.val)
+		d.buf = d.userRecord(u).AppendBinary(d.buf[:0])
+		encoded = true
+		if !found {
+			return r.usersCreated.add(id, st, d.buf)
+		}
+		if d.stored.unchanged(i, u.Active, d.buf) {
+			return nil
+		}
+	}
+	old, oldActive, ok := d.lookup(id)
+	if ok && oldActive == u.Active && state.EqualFields(old, u.ID, u.Email, u.FirstName, u.LastName, &u.Known, custom) {
+		return nil // the same user, stored in another encoding
+	}
+	if !encoded {
+		d.buf = d.userRecord(u).AppendBinary(d.buf[:0])
 	}
 	if !ok {
 		return r.usersCreated.add(id, st, d.buf)
@@ -531,8 +552,8 @@ func (d *differ) deletedUsers() error {
 	if d.r.checker.Errors() > 0 {
 		return nil
 	}
-	return d.s.ForEachUser(func(id, _ []byte, active bool) error {
-		if d.users.has(d.hash(id)) {
+	return d.eachStored(func(id []byte, active bool, fileIdx uint32) error {
+		if fileIdx != noUser {
 			return nil
 		}
 		if active {
@@ -549,8 +570,22 @@ func (d *differ) present(uid []byte) bool {
 	if d.haveUsers {
 		return d.skipped.len() == 0 || !d.skipped.has(d.hash(uid))
 	}
-	_, _, ok := d.s.User(uid)
-	return ok
+	return d.exists(uid)
+}
+
+// exists reports whether the snapshot has the user: in memory when the
+// stored users were read (readStored), else a lookup, skipped for the
+// user asked last (a user's memberships come together).
+func (d *differ) exists(uid []byte) bool {
+	if d.stored != nil {
+		_, ok := d.stored.set.get(d.hash(uid))
+		return ok
+	}
+	if d.lastExists == nil || !bytes.Equal(uid, d.lastExists) {
+		d.lastExists = append(d.lastExists[:0], uid...)
+		_, _, d.existsOK = d.s.User(uid)
+	}
+	return d.existsOK
 }
 
 // resolvedGroup is what a user_groups.csv group name resolves to, and how
@@ -652,12 +687,16 @@ func (d *differ) countMembers() {
 // move to that group).
 func (d *differ) memberships() error {
 	r := d.r
-	if d.byHash {
+	if d.haveMembers {
 		d.countMembers()
+	}
+	if d.allNew {
+		return nil // readMembers has added them all
+	}
+	if d.byHash {
 		return d.changedMemberships()
 	}
 	if d.haveMembers {
-		d.countMembers()
 		d.members.seal()
 		err := d.s.ForEachMember(func(uid, gid []byte) error {
 			if d.members.mark(d.memberKey(uid, gid)) {
@@ -748,19 +787,32 @@ func (d *differ) waitSealed() {
 	}
 }
 
-// changedUsers is deletedUsers for the group-set hash path: the scan of
+// changedUsers is deletedUsers for the group-set hash path. A scan of the
+// stored group-set hashes adds each to its user's setDiff (the file's
+// hashes were subtracted as user_groups.csv was read); then the scan of
 // the stored users that lists the deleted users also collects the ids of
 // the users whose group set changed (d.dirty), for changedMemberships.
 func (d *differ) changedUsers() error {
 	r := d.r
 	d.waitSealed()
+	if !d.allNew {
+		err := d.s.ForEachGroupSet(func(uid []byte, h state.GroupSetHash) error {
+			if i := d.userIndex(d.hash(uid), &d.nextSet); i != noUser {
+				d.setDiff[i] = d.setDiff[i].Add(h)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	d.dirty = make([]bool, len(d.setDiff))
 	for i, h := range d.setDiff {
 		d.dirty[i] = h != (state.GroupSetHash{})
 	}
 	d.dirtyIDs = map[uint32][]byte{}
-	return d.s.ForEachUser(func(id, _ []byte, active bool) error {
-		if i := d.userIndex(d.hash(id), &d.nextScan); i != noUser {
+	return d.eachStored(func(id []byte, active bool, i uint32) error {
+		if i != noUser {
 			if d.dirty[i] {
 				id := bytes.Clone(id) // valid only in the transaction's pages
 				d.cmp = append(d.cmp, id)
@@ -954,12 +1006,6 @@ func (r *diffResult) changeCount() int {
 		r.usersDeleted.Len() + r.membersAdded.Len() + r.membersRemov.Len()
 }
 
-// applyChunk is how many records apply sorts at a time before writing
-// them: bbolt keeps a transaction's new keys in unsplit nodes until
-// commit, so keys in random order would cost a memmove each over a large
-// node. Within a chunk, events follow key order.
-const applyChunk = 16384
-
 // apply is step 2: it writes the changes into the snapshot and emits the
 // events in the order of SPEC §6, calling Checkpoint after each change so
 // that a staged apply commits in bounded transactions.
@@ -977,7 +1023,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 			return err
 		}
 	}
-	err := r.usersCreated.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
+	err := r.usersCreated.sorted(func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
@@ -989,7 +1035,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 	if err != nil {
 		return err
 	}
-	err = r.usersUpdated.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
+	err = r.usersUpdated.sorted(func(f [][]byte) error {
 		if err := a.PutUser(f[0], f[1][0] == 'a', f[2]); err != nil {
 			return err
 		}
@@ -1001,7 +1047,7 @@ func (r *diffResult) apply(a *state.ApplyTx) error {
 	if err != nil {
 		return err
 	}
-	err = r.membersAdded.chunks(applyChunk, pairKeyOf, func(f [][]byte) error {
+	err = r.membersAdded.sorted(func(f [][]byte) error {
 		if err := a.AddMember(f[0], f[1]); err != nil {
 			return err
 		}

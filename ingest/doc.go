@@ -85,6 +85,12 @@
 // reader tokenises on a goroutine of its own), and the differ compares
 // each row with the stored user on another goroutine, fed batches of rows
 // through a channel (readUsers in diff.go): the three share the cores.
+// Before the file, the differ reads the stored users once, in key order,
+// keeping per user the hash of its id and of its stored value (stored.go):
+// a row is then compared by hash in memory, whatever the order of the
+// file's rows, and only a changed row looks its stored user up (for
+// previous_attributes). The scan that lists the deleted users meets the
+// stored users in the same order and finds each one's row by index.
 //
 // Repeated uploads: when every file of a batch has the name, kind and
 // SHA-256 (computed while archiving) of the files of the organization's
@@ -97,88 +103,63 @@
 // memberships, an order-independent 128-bit hash of the user's group ids
 // (state.GroupSetHash, kept by the state with every membership change).
 // With users.csv and user_groups.csv, the differ subtracts the hash of
-// each group a user has in the file from the user's stored hash: only the
-// users left with a non-zero difference, and the deleted users, have their
-// memberships compared one by one (a seek each), in the order a scan of
-// all the stored memberships would meet them. The scan of the stored users
-// that finds the deleted users also collects those users' ids. Without
+// each group a user has in the file, then adds each user's stored hash
+// from one scan of the membership index (state.SnapshotTx.ForEachGroupSet):
+// only the users left with a non-zero difference, and the deleted users,
+// have their memberships compared one by one (a seek each), in the order
+// a scan of all the stored memberships would meet them. Without
 // users.csv, or on a snapshot written before the hashes existed, the
 // differ sorts the file's memberships and scans the stored ones; onto a
-// snapshot with no memberships, every membership of the file is added as
-// it is read. changedMemberships in diff.go.
+// snapshot with no memberships (a first upload, or the groups files after
+// users.csv), every membership of the file is added as it is read.
+// changedMemberships in diff.go.
 //
-// Measured with `rosterbench ingest` (20 columns, 3 groups per user, day
-// 2 changes 2 %: 54k snapshot changes at 1M users) on the 2-core VM, each
-// phase in its own process with the daemon's default memory limit
-// (GOMEMLIMIT=256MiB), ratios to the mean of a bare encoding/csv read of
-// the same files run just before and one just after the phase (0.89 to
-// 1.59 s at 1M users, 0.10 to 0.12 s at 100k). anon is the peak of
-// RssAnon, sampled every 50 ms: the memory the daemon holds, which the
-// issue's 300 MB is judged on. applied is validate+diff+apply up to the
-// flip (events, report and snapshot visible); +merge adds the merge of
-// the overlay that follows it (see Applying). Opening the database is not
-// in these times (0.06 to 0.35 s at 1M users: see state's mmapFlags).
+// Order of the writes: the created and updated users and the added
+// memberships are spilled in sorted runs and merged (spill.go), so that
+// the apply writes every bucket of the snapshot in key order, whatever
+// the order of the file: bbolt holds a transaction's new keys in unsplit
+// nodes until it commits, and random keys cost a move of half a node at
+// every insert and a rewrite of pages all over the tree at every commit.
+// The deleted users and removed memberships come from scans, in key
+// order already.
 //
-//	users phase               wall (s)      anon      db       applied×          +merge×
-//	100k  first upload (2)    2.2 to 2.5    59 MB     131 MB   18 to 23          same
-//	100k  day 2 (4)           0.49 to 0.74  52 MB     159 MB   2.9 to 4.2        4.2, 5.4 (2 runs)
-//	100k  identical (2)       .064, .087     6 MB     —        0.47, 0.49 (wall)
-//	1M    first upload (1)    51.5 (loaded) 232 MB    1.24 GB  12 (4.3 s read)   same
-//	1M    day 2 (8)           4.3 to 5.7    226-243   1.30 GB  1.9 to 3.0, med 2.6  2.9 to 4.4, med 3.7
-//	1M    identical (8)       .36 to .43     7-8 MB   —        0.33 to 0.45 (wall)
-//
-// The first upload at 1M users took 19 and 23 s (15 and 26 times the
-// read) in earlier runs on a quieter machine; the one run above had a
-// 1-minute load of 1.1 to 1.5 and a bare read four times its usual time.
-// Before the database was mapped with MAP_POPULATE, day 2 at 1M users was
-// 2.6 to 4.3 times the read to applied (median 3.3 over fourteen runs):
-// each page of the snapshot the diff read cost a page fault in a freshly
-// started process, 1.3 to 1.4 s of CPU on the comparison goroutine.
-//
-// Where day 2 at 1M users goes (wall, quieter runs): archive copy and
-// SHA-256 0.35 to 0.4 s (not counted above); users.csv checked and
-// compared 1.4 s (three goroutines on two cores: the checker's reader
-// about 0.5 s of CPU, its checks 0.8 s, the differ's comparison about
-// 1 s, a quarter of it the group-set hashes' cursor steps); user_groups.csv
-// 0.6 to 0.75 s (with the sort of the user set, 0.25 s of CPU, beside it);
-// deleted and changed users (a scan of the snapshot's users) 0.15 s;
-// added and removed memberships 50 ms; staging 0.5 to 0.55 s; flip 1 ms;
-// then the merge 1.1 to 1.6 s, nearly all bbolt rewriting the pages the
-// changes fall on (2 % of the users, spread over all of them) and writing
-// them to disk. The memory peak is in the diff: the checker's tables
-// (about 85 MB, sized from the file size) and the differ's arrays (about
-// 65 MB) under the 256 MiB soft limit; the apply stays near 140 MB.
+// Measured figures (each phase against a bare encoding/csv read of the
+// same files, on both shapes of export, with the commands that reproduce
+// them) are in BENCHMARKS.md, "Ingest".
 //
 // Caveats:
 //   - bbolt has one writer: the transactions of organizations run one at
 //     a time (the diffs, in read transactions, run in parallel), and a
 //     staged apply interleaves its transactions with other writers.
 //   - The differ keeps about 42 bytes per user of the upload (its hash,
-//     an index, the group-set hash difference) and 8 per membership (its
-//     user and group), about 65 MB for a million users with three groups
-//     each; every change is spilled to temporary files. Without the
-//     group-set hashes (no users.csv) it keeps 16 bytes per membership
-//     instead and spills the file's memberships. The schema checker
-//     keeps its own tables (about 85 MB at a million users). Without a
-//     memory limit the garbage collector lets the heap grow to about
-//     twice that; the daemon sets one ([limits] memory, 256 MiB). A batch
-//     of 100k rows or more returns the diff's memory to the system before
-//     it applies.
-//   - Day 2 at a million users costs 1.9 to 3.0 times the bare read to
-//     applied, 2.9 to 4.4 times with the merge: the three goroutines of
-//     users.csv use both cores fully, so only less work per row would
-//     make it faster; the merge is bounded by the pages it rewrites.
-//     Merging every few batches instead would save less than half of it
-//     (five days of 2 % changes fall on about three times the pages of
-//     one) and make every read and staging look through more than one
-//     overlay.
-//   - The first upload writes a new generation in key order without
-//     lookups, builds the group index once at the end and stores events
-//     in blocks of about 2 KB (state); what is left of its 17 to 20 s of
-//     staging is about 9M bbolt puts and about 290 commits.
-//   - In a staged apply, the events of one category follow key order
-//     within chunks of 16,384 changes taken in file order (a batch that
-//     fits in one chunk is in key order).
+//     an index, the group-set hash difference), 28 per stored user (the
+//     hashes of its id and value, the index of its row) and 8 per
+//     membership (its user and group): about 95 MB for a million users
+//     with three groups each; every change is spilled to temporary files,
+//     sorted in runs of 8 MB. Without the group-set hashes (no users.csv,
+//     onto a snapshot with memberships) it keeps 16 bytes per membership
+//     instead and spills the file's memberships. The schema checker keeps
+//     its own tables (about 85 MB at a million users). Without a memory
+//     limit the garbage collector lets the heap grow to about twice that;
+//     the daemon sets one ([limits] memory, 256 MiB). A batch of 100k rows
+//     or more returns the diff's memory to the system before it applies.
+//   - A day-2 batch reads the whole snapshot (its users, and its
+//     membership index for the group-set hashes) whatever the size of the
+//     change: its cost grows with the organization, not with the change.
+//     Its users.csv step keeps both cores busy (the checker's two
+//     goroutines and the comparison), so only less work per row would
+//     make it faster; the merge after it is bounded by the pages the
+//     changes fall on. Merging every few batches instead would save less
+//     than half of it (five days of 2 % changes fall on about three times
+//     the pages of one) and make every read and staging look through more
+//     than one overlay.
+//   - The first upload (and the groups files after users.csv) write new
+//     buckets in key order without lookups, build the group index once at
+//     the end and store events in blocks of about 2 KB (state); what is
+//     left is bbolt's own cost per key, about 9 million keys at a million
+//     users (users, the batch's copies of them, memberships and the group
+//     index, group-set hashes) and 1.7 GB written, each staging commit
+//     synced.
 //   - Files the watcher or the scan found are taken only once their size
 //     and modification time stood still for the settle window, and at
 //     least a second, since nothing says when an outside writer is done.
@@ -199,8 +180,14 @@
 //     2^-50 for three million memberships) would keep a user that should
 //     have been deleted, or miss a membership's change; so would two group
 //     sets of one user with equal 128-bit group-set hashes (about 2^-128
-//     a user).
-//   - Events within one category (users created, memberships added …)
-//     follow the order of the rows in the file; the categories follow
-//     SPEC §6.
+//     a user). A row is taken as unchanged when the 64-bit hash of its
+//     encoded record equals the stored one's (two different records
+//     collide with a chance of about 2^-64 each), and a user_groups.csv
+//     row without users.csv finds its user by the 96-bit hash of its id.
+//   - Events within one category follow the snapshot's key order: user
+//     ids for users created and updated, and for memberships added the
+//     user id's length, the user id, then the group id; deleted users and
+//     removed memberships follow the scans that find them (the same
+//     orders, except the memberships a groups.csv rename moves, group by
+//     group). The categories follow SPEC §6.
 package ingest

@@ -103,52 +103,42 @@
 //
 // # Performance: why this reader
 //
-// Measured on this project's 2-core VM (Go 1.26, a generated users.csv of
-// 1M users, 23 columns, non-ASCII names, quoted commas, 257 MB; best of 3,
-// CPU time because the machine was shared): a bare encoding/csv loop with
-// ReuseRecord takes 0.73 s and allocates one string per row (237 MB);
-// Checker.Users with a nil callback takes 0.96 s (ratio 1.3), 0.00
-// allocations per row, peak heap 118 MB; with a callback that receives
-// every *User, 1.29 s (ratio 1.7), one allocation per row, peak heap 150
-// MB. (On 2026-11-22, with the reading goroutine below, the same
-// benchmark measured 1.00 s of wall time with a nil callback and 1.05 s
-// with one, 1.43× and 1.50× the bare loop's 0.70 s; CPU time 1.67× the
-// loop's; peak heap 138 MB. Later that day, reading a line without
-// quotes in one copy, one string per chunk of rows for the callback
-// instead of one per row, a table-driven email check and no per-row scan
-// for unnamed columns took the checker on the day-2 files from about 2.0
-// to 1.6 s of CPU time (means of 4 runs), and Checker.Users with a
-// callback on the day-2 users.csv from 1.53-1.66× to 1.45-1.48× the bare
-// loop's CPU time, with 0.00 allocations per row.) gocsv's streaming decoder was measured by
-// the lead at 2.9 s and its unmarshal-all at 1.4 GB on the same kind of
-// file, so it is out of the hot path; it writes the report's issues CSV
-// (package report), where speed does not matter. It does not read
-// groups.csv either: groups.csv needs the same encoding, delimiter,
-// line-number and custom-column handling as users.csv, which gocsv's
-// struct mapping does not give.
+// The checker must cost little more than reading the files: it reads
+// every upload, and `rosterd validate` is run by admins on their own
+// exports. The figures (against a bare encoding/csv read of the same
+// files, with the commands that reproduce them, and what each change
+// below gained) are in BENCHMARKS.md, "Validate".
+//
+// gocsv's streaming decoder is several times slower than encoding/csv and
+// its unmarshal-all holds the whole file, so it is out of the hot path; it
+// writes the report's issues CSV (package report), where speed does not
+// matter. It does not read groups.csv either: groups.csv needs the same
+// encoding, delimiter, line-number and custom-column handling as
+// users.csv, which gocsv's struct mapping does not give.
 //
 // The reader is a small RFC 4180 reader following encoding/csv's
 // algorithm (ReadSlice per physical line, IndexByte for delimiters and
 // quotes) rather than encoding/csv itself, because encoding/csv buffers a
 // whole record with no size limit (a stray quote in a 1 GiB upload would
 // hold the rest of the file in memory), allocates a string per record even
-// when nothing is kept, and needs FieldPos calls for line numbers. The
-// fuzz test FuzzReader checks that it reads what encoding/csv reads
-// wherever both accept the input.
+// when nothing is kept, and needs FieldPos calls for line numbers. A line
+// without quotes is read in one copy, the callback gets one string per
+// chunk of rows instead of one per row, emails are checked by table, and
+// no row is scanned for unnamed columns: no allocation per row. The fuzz
+// test FuzzReader checks that it reads what encoding/csv reads wherever
+// both accept the input.
 //
-// Uniqueness was the other half of the cost: 2M inserts into Go maps (or
-// any hash table) of 1M random 64-bit keys cost 0.8 s of cache and TLB
-// misses, more than the parse. Keys therefore wait in a window of 65,536
+// Uniqueness was the other half of the cost: inserting a million random
+// 64-bit keys into a Go map (or any hash table) costs more in cache and
+// TLB misses than the parse. Keys therefore wait in a window of 65,536
 // and go into the table sorted by slot, so memory is swept in order.
 // Memberships cannot wait (the callback must see a membership once, when
-// its row is read), and 3M random inserts into one table of all of them
-// cost 2.2 s at a million users; instead each user's memberships are a
-// short chain checked as the rows come: exports list a user's rows
-// together, so the chain is in cache, and the user is looked up once per
-// run of rows of that user, first among the next user_ids of users.csv.
-// On the day-2 files of 1M users this took UserGroups from 1.8-2.4 s to
-// 0.3-0.5 s, and the whole checker's held memory from 320 MB to about
-// 110 MB.
+// its row is read), and random inserts of three million into one table
+// cost several times more; instead each user's memberships are a short
+// chain checked as the rows come: exports list a user's rows together, so
+// the chain is in cache, and the user is looked up once per run of rows
+// of that user, first among the next user_ids of users.csv. This also
+// cut the checker's held memory to about a third.
 //
 // # Reading on two cores
 //
@@ -160,10 +150,8 @@
 // reused, so memory stays under a megabyte whatever the file. When the
 // call returns, early (a callback's error, an I/O error) or at the end,
 // it first stops the goroutine and waits for it, so the reader given is
-// never read after the call. On the day-2 files of 1M users (215 + 55 MB)
-// this took the checker alone from about 2.1 s to 1.3 s of wall time, for
-// about 0.1 s more CPU time (medians of 7 runs on a shared VM; a bare
-// encoding/csv read of the same files took 0.9 s). A caller that already
+// never read after the call. The checker alone then takes about the wall
+// time of a bare read for a little more CPU time; a caller that already
 // spreads its callback's work over the two cores gains less.
 //
 // # Caveats
@@ -195,6 +183,10 @@
 //     Read in progress to return.
 //   - Without a users file, UserGroups calls the userExists lookup once
 //     per run of consecutive rows with the same user_id, not once per row.
+//   - A user_groups.csv listed group by group rather than user by user
+//     looks its user up at every row, out of users.csv's order, and walks
+//     a user's chain out of cache: more time per row (see BENCHMARKS.md),
+//     the same memory.
 //   - The strings of the Users given to the callback are slices of one
 //     string per chunk of rows (about 256 KB): keeping one value keeps its
 //     chunk. Memberships' strings are made once per group and once per

@@ -59,6 +59,13 @@ const DefaultStageTxChanges = 16384
 // anon (12,288 took 160 to 190 MB and saved no measurable time).
 var mergeTxNodes int64 = 8192
 
+// mergeTxKeys bounds the keys one MergeOverlay transaction copies: keys
+// appended after the last key of a base bucket all go into one node,
+// which bbolt splits only at the commit, so the node count alone does not
+// bound the transaction (an overlay of three million memberships onto an
+// empty base was copied in one transaction, at 1.9 GB).
+var mergeTxKeys = 65536
+
 // ApplyTx is the writable snapshot of one organization inside ApplyBatch
 // or ApplyBatchStaged, plus the Emit methods that store the batch's
 // events. In a staged apply, byte slices read through it are valid only
@@ -114,7 +121,7 @@ func (a *ApplyTx) bind() error {
 	var s *SnapshotTx
 	var err error
 	if a.staged {
-		s, err = openStaging(a.tx, a.b.Org, a.stage, a.fresh)
+		s, err = openStaging(a.tx, a.b.Org, a.stage, a.gen)
 	} else {
 		s, err = openSnapshot(a.tx, a.b.Org)
 	}
@@ -122,6 +129,7 @@ func (a *ApplyTx) bind() error {
 		return err
 	}
 	s.fresh = a.gen
+	s.deferCounts = a.staged
 	if a.SnapshotTx == nil {
 		a.SnapshotTx = s
 	} else {
@@ -507,14 +515,20 @@ func (db *DB) flip(a *ApplyTx, report []byte) error {
 			// since: another apply of the organization ran meanwhile.
 			return fmt.Errorf("snapshot of %s: an overlay appeared during staging", b.Org)
 		}
-		if a.fresh {
+		switch {
+		case a.fresh:
 			if p.base != "" {
 				if err := root.DeleteBucket([]byte(p.base)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 					return err
 				}
 			}
 			p.base = a.stage
-		} else {
+		default:
+			// The buckets staged fresh replace the base's empty ones;
+			// the rest of the staging is the overlay.
+			if err := moveFresh(root, p.base, a.stage, a.gen); err != nil {
+				return err
+			}
 			p.overlay = a.stage
 		}
 		if err := writePtr(root, p); err != nil {
@@ -525,6 +539,30 @@ func (db *DB) flip(a *ApplyTx, report []byte) error {
 		}
 		return storeBatchTx(tx, b, report)
 	})
+}
+
+// moveFresh moves the buckets gen wrote fresh from the staging bucket
+// into the base generation, in place of the base's empty ones.
+func moveFresh(root *bolt.Bucket, base, stage string, gen *freshGen) error {
+	if gen == nil {
+		return nil
+	}
+	b, st := root.Bucket([]byte(base)), root.Bucket([]byte(stage))
+	if b == nil || st == nil {
+		return fmt.Errorf("snapshot: base %q or staging %q missing", base, stage)
+	}
+	for i, name := range snapBuckets {
+		if !gen.on[i] {
+			continue
+		}
+		if err := b.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		if err := st.MoveBucket(name, b); err != nil {
+			return fmt.Errorf("move staged bucket %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // stage runs fn in staging transactions; a.tx is the open one (or nil).
@@ -546,9 +584,14 @@ func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
 	}
 	c := cur.Counts()
 	a.fresh = c.Users == 0 && c.Groups == 0 && c.Memberships == 0
-	if a.fresh {
-		a.gen = newFreshGen()
+	var empty [nSnap]bool
+	for i, b := range cur.base {
+		if b != nil {
+			k, _ := b.Cursor().First()
+			empty[i] = k == nil
+		}
 	}
+	a.gen = newFreshGen(a.fresh, empty)
 	st, err := tx.CreateBucketIfNotExists(bucketStaging)
 	if err != nil {
 		return err
@@ -569,6 +612,9 @@ func (db *DB) stage(a *ApplyTx, fn func(*ApplyTx) error) error {
 		if err := a.buildGU(a.commitStaging); err != nil {
 			return err
 		}
+	}
+	if err := a.flushMemberCounts(); err != nil {
+		return err
 	}
 	if err := a.flush(); err != nil {
 		return err
@@ -681,7 +727,7 @@ func (db *DB) MergeOverlay(org string) error {
 				}
 				var last []byte
 				for ; k != nil; k, v = c.Next() {
-					if st := tx.Stats(); n > 0 && st.GetNodeCount() >= mergeTxNodes {
+					if st := tx.Stats(); n > 0 && (st.GetNodeCount() >= mergeTxNodes || n >= mergeTxKeys) {
 						if last != nil {
 							after = bytes.Clone(last)
 						}

@@ -7,16 +7,23 @@ import (
 )
 
 // A staged apply onto an empty snapshot writes a whole new generation,
-// which no reader sees before the flip. Its buckets start empty, so it
-// can skip work an apply onto a snapshot must do:
+// which no reader sees before the flip. A staged apply onto a snapshot
+// writes each of its buckets that is empty (users.csv uploaded first:
+// no groups, no memberships yet) the same way, and the flip moves those
+// buckets into the base in place of the empty ones; the other buckets get
+// an overlay. A bucket written fresh starts empty, so the apply can skip
+// work it must do on an overlay:
 //
-//   - a key that sorts after every key written so far to its bucket (a
-//     first upload writes users and memberships in key order) is absent
-//     without a lookup: freshGen.tail;
+//   - a key that sorts after every key written so far to its bucket (the
+//     apply writes users and memberships in key order) is absent without
+//     a lookup: freshGen.tail;
 //   - the group index gu is not written change by change, which touches
 //     the last page of every group in every staging transaction, but once
 //     at the end, from ug, group by group in key order (buildGU): each of
-//     its pages is written once, full.
+//     its pages is written once, full;
+//   - nothing is merged after the batch: an overlay of a million-user
+//     batch of memberships is written twice (overlay, then base) and read
+//     over the base until then.
 //
 // The same holds for a batch's copies of users (event_batches' u), which
 // every staged or direct apply starts empty: ApplyTx.duTail.
@@ -35,19 +42,38 @@ var guTxBytes = 6 << 20
 // freshGen is what a staged apply knows of the new generation it writes.
 // It outlives the staging transactions (ApplyTx keeps it across binds).
 type freshGen struct {
-	tail [nSnap][]byte // the greatest key written to each bucket so far
+	whole bool          // a new generation: every bucket fresh
+	on    [nSnap]bool   // the buckets written fresh
+	tail  [nSnap][]byte // the greatest key written to each bucket so far
 	// guDeferred: gu stays empty until buildGU writes it from ug (each
 	// group's groupState.guBytes says the memory its member ids take
 	// there).
 	guDeferred bool
 }
 
-func newFreshGen() *freshGen { return &freshGen{guDeferred: true} }
+// newFreshGen returns what a staged apply knows of the buckets it writes
+// fresh: every one (whole), or those of the snapshot's buckets that are
+// empty. It returns nil when none is.
+func newFreshGen(whole bool, empty [nSnap]bool) *freshGen {
+	f := &freshGen{whole: whole}
+	any := false
+	for i := range f.on {
+		f.on[i] = whole || (empty[i] && i != iMeta)
+		any = any || f.on[i]
+	}
+	if !any {
+		return nil
+	}
+	// gu is built from ug at the end when both start empty (they always
+	// empty together).
+	f.guDeferred = f.on[iUG] && f.on[iGU]
+	return f
+}
 
-// absent reports whether k sorts after every key written to bucket i,
-// which is then known not to hold it.
+// absent reports whether bucket i is written fresh and k sorts after
+// every key written to it, which is then known not to hold k.
 func (f *freshGen) absent(i int, k []byte) bool {
-	return f.tail[i] == nil || bytes.Compare(k, f.tail[i]) > 0
+	return f.on[i] && (f.tail[i] == nil || bytes.Compare(k, f.tail[i]) > 0)
 }
 
 func (f *freshGen) wrote(i int, k []byte) {
@@ -80,7 +106,8 @@ func (s *SnapshotTx) buildGU(commit func() error) error {
 	for g := range sizes {
 		gids = append(gids, g)
 	}
-	slices.Sort(gids)
+	// In gu's order: a key starts with the uvarint of the id's length.
+	slices.SortFunc(gids, func(a, b string) int { return MemberOrder([]byte(a), []byte(b)) })
 	empty := []byte{}
 	var key []byte
 	written := 0
@@ -90,7 +117,7 @@ func (s *SnapshotTx) buildGU(commit func() error) error {
 			size += sizes[gids[hi]]
 			hi++
 		}
-		lists, err := s.readMembers(gids[lo:hi], sizes, hi-lo == len(gids))
+		lists, err := s.readMembers(gids[lo:hi], sizes)
 		if err != nil {
 			return err
 		}
@@ -118,10 +145,9 @@ func (s *SnapshotTx) buildGU(commit func() error) error {
 	return nil
 }
 
-// readMembers returns the member ids, from ug, of the groups gids (sorted
-// ids; all: every group with members), each list allocated at the size
-// that sizes and the member count say.
-func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int, all bool) ([]memberList, error) {
+// readMembers returns the member ids, from ug, of the groups gids, each
+// list allocated at the size that sizes and the member count say.
+func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int) ([]memberList, error) {
 	idx := make(map[string]int, len(gids))
 	lists := make([]memberList, len(gids))
 	for i, g := range gids {
@@ -130,7 +156,6 @@ func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int, all bool) 
 		lists[i].starts = make([]uint32, 0, n)
 		lists[i].buf = make([]byte, 0, max(0, sizes[g]-4*n))
 	}
-	first, last := gids[0], gids[len(gids)-1]
 	c := s.base[iUG].Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		n, w := binary.Uvarint(k)
@@ -138,9 +163,6 @@ func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int, all bool) 
 			continue // the user's group-set hash
 		}
 		uid, gid := k[w:w+int(n)], k[w+int(n):]
-		if !all && (string(gid) < first || string(gid) > last) {
-			continue
-		}
 		if i, ok := idx[string(gid)]; ok {
 			lists[i].add(uid)
 		}

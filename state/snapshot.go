@@ -130,13 +130,19 @@ func writePtr(root *bolt.Bucket, p snapPtr) error {
 type SnapshotTx struct {
 	org                                    string
 	base, over                             [nSnap]*bolt.Bucket
-	writeOver                              bool // writes go to the overlay
 	writable                               bool
 	nUsers, nActive, nMemberships, nGroups int
 	// groups caches what the transaction knows of each group it met
 	// (groupcache.go), dirty lists the groups whose member count changed
 	// since the last flush.
 	groups *groupCache
+	// deferCounts: the member counts of changed groups are written once,
+	// before the last commit of a staged apply, not at every commit. A
+	// staging transaction of memberships in user order changes the count
+	// of nearly every group: at every commit, they cost as many puts as
+	// the memberships of a million-user first upload. They stay in
+	// groups, which outlives the staging transactions, until then.
+	deferCounts bool
 	// guOps are the changes to gu not written yet, in the order made.
 	// Memberships come in user order; bbolt inserts a group's members
 	// several times faster together, so flush writes them in key order.
@@ -209,6 +215,37 @@ func (s *SnapshotTx) UserGroupSetLookup() func(uid []byte) GroupSetHash {
 	}
 }
 
+// ForEachGroupSet calls fn for every user with groups and the group-set
+// hash of the user's groups, in MemberOrder of the user ids. It reads the
+// index of memberships from end to end (the hashes are beside the
+// memberships): at a million users a sequential scan, where a lookup per
+// user in random order costs a search of the tree each.
+func (s *SnapshotTx) ForEachGroupSet(fn func(uid []byte, h GroupSetHash) error) error {
+	each := func(k, v []byte) error {
+		n, w := binary.Uvarint(k)
+		if w+int(n) != len(k) {
+			return nil // a membership
+		}
+		return fn(k[w:], decodeGroupSetHash(v))
+	}
+	if s.over[iUG] == nil && s.base[iUG] != nil { // no overlay: the plain cursor is faster
+		c := s.base[iUG].Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if err := each(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	c := s.cursor(iUG)
+	for k, v := c.first(); k != nil; k, v = c.next() {
+		if err := each(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *SnapshotTx) userGroupSet(uid []byte) GroupSetHash {
 	h := decodeGroupSetHash(s.get(iUG, pairKey(uid, nil)))
 	if s.curUID != nil && bytes.Equal(uid, s.curUID) {
@@ -217,8 +254,9 @@ func (s *SnapshotTx) userGroupSet(uid []byte) GroupSetHash {
 	return h
 }
 
-// changeGroupSet records that the user gained (add) or lost a group.
-func (s *SnapshotTx) changeGroupSet(uid, gid []byte, add bool) error {
+// changeGroupSet records that the user gained (add) or lost the group g
+// (of id gid).
+func (s *SnapshotTx) changeGroupSet(uid, gid []byte, g *groupState, add bool) error {
 	if s.curUID == nil || !bytes.Equal(uid, s.curUID) {
 		if err := s.flushGroupSet(); err != nil {
 			return err
@@ -228,11 +266,11 @@ func (s *SnapshotTx) changeGroupSet(uid, gid []byte, add bool) error {
 		// key of ug written before this run has no hash yet.
 		s.curNew = s.fresh != nil && s.fresh.absent(iUG, appendPairKey(s.hbuf[:0], uid, nil))
 	}
-	g := s.groupState(gid).idHash(gid)
+	h := g.idHash(gid)
 	if add {
-		s.curDelta = s.curDelta.Add(g)
+		s.curDelta = s.curDelta.Add(h)
 	} else {
-		s.curDelta = s.curDelta.Sub(g)
+		s.curDelta = s.curDelta.Sub(h)
 	}
 	return nil
 }
@@ -378,9 +416,10 @@ func openSnapshot(tx *bolt.Tx, org string) (*SnapshotTx, error) {
 const appendFill = 0.9
 
 // openStaging returns a writable SnapshotTx whose writes go to the staging
-// bucket name: a whole new generation (fresh) or an overlay over the
-// current base.
-func openStaging(tx *bolt.Tx, org, name string, fresh bool) (*SnapshotTx, error) {
+// bucket name: each bucket gen writes fresh (fresh.go), the whole
+// generation when gen says so, is written there as it will be; the others
+// as an overlay over the current base.
+func openStaging(tx *bolt.Tx, org, name string, gen *freshGen) (*SnapshotTx, error) {
 	s := &SnapshotTx{org: org, writable: true}
 	root, err := snapRoot(tx, org)
 	if err != nil {
@@ -390,20 +429,21 @@ func openStaging(tx *bolt.Tx, org, name string, fresh bool) (*SnapshotTx, error)
 	if err != nil {
 		return nil, err
 	}
-	if fresh {
-		if s.base, err = subBuckets(st, true); err != nil {
-			return nil, err
+	staged, err := subBuckets(st, true)
+	if err != nil {
+		return nil, err
+	}
+	var base [nSnap]*bolt.Bucket
+	if gen == nil || !gen.whole {
+		base, _ = subBuckets(root.Bucket([]byte(readPtr(root).base)), false)
+	}
+	for i := range staged {
+		if gen != nil && gen.on[i] {
+			s.base[i] = staged[i]
+			s.base[i].FillPercent = appendFill
+		} else {
+			s.base[i], s.over[i] = base[i], staged[i]
 		}
-		for _, b := range s.base {
-			b.FillPercent = appendFill
-		}
-	} else {
-		p := readPtr(root)
-		s.base, _ = subBuckets(root.Bucket([]byte(p.base)), false)
-		if s.over, err = subBuckets(st, true); err != nil {
-			return nil, err
-		}
-		s.writeOver = true
 	}
 	s.loadCounts()
 	return s, nil
@@ -438,7 +478,7 @@ func (s *SnapshotTx) get(i int, k []byte) []byte {
 }
 
 func (s *SnapshotTx) put(i int, k, v []byte) error {
-	if s.writeOver {
+	if s.over[i] != nil { // staging an overlay
 		ov := make([]byte, 1+len(v))
 		ov[0] = opPut
 		copy(ov[1:], v)
@@ -451,7 +491,7 @@ func (s *SnapshotTx) put(i int, k, v []byte) error {
 }
 
 func (s *SnapshotTx) del(i int, k []byte) error {
-	if s.writeOver {
+	if s.over[i] != nil {
 		return s.over[i].Put(k, []byte{opDel})
 	}
 	return s.base[i].Delete(k)
@@ -472,13 +512,17 @@ func (s *SnapshotTx) putUint(i int, k []byte, n uint64) error {
 // cursor returns a merged cursor over bucket i.
 func (s *SnapshotTx) cursor(i int) *mcursor { return newMcursor(s.base[i], s.over[i]) }
 
-// flush stores the counters. ApplyBatch calls it before each commit.
+// flush stores the counters. ApplyBatch calls it before each commit;
+// in a staged apply (deferCounts), the groups' member counts are stored
+// only by the last one (flushMemberCounts).
 func (s *SnapshotTx) flush() error {
 	if !s.writable {
 		return nil
 	}
-	if err := s.flushMemberCounts(); err != nil {
-		return err
+	if !s.deferCounts {
+		if err := s.flushMemberCounts(); err != nil {
+			return err
+		}
 	}
 	if err := s.flushGU(); err != nil {
 		return err
@@ -728,16 +772,20 @@ func (s *SnapshotTx) ForEachGroup(fn func(id []byte, name string, flags byte, re
 // MemberCount returns the number of members of a group.
 func (s *SnapshotTx) MemberCount(gid []byte) int { return int(s.memberCount(gid)) }
 
-func (s *SnapshotTx) memberCount(gid []byte) uint64 {
-	g := s.groupState(gid)
+func (s *SnapshotTx) memberCount(gid []byte) uint64 { return s.countOf(s.groupState(gid), gid) }
+
+// countOf is memberCount of the group g of id gid.
+func (s *SnapshotTx) countOf(g *groupState, gid []byte) uint64 {
 	if !g.counted {
 		g.count, g.counted = s.getUint(iGC, gid), true
 	}
 	return g.count
 }
 
-func (s *SnapshotTx) setMemberCount(gid []byte, n uint64) {
-	g := s.groupState(gid)
+func (s *SnapshotTx) setMemberCount(gid []byte, n uint64) { s.setCount(s.groupState(gid), n) }
+
+// setCount is setMemberCount of the group g.
+func (s *SnapshotTx) setCount(g *groupState, n uint64) {
 	g.count, g.counted = n, true
 	if !g.dirty {
 		g.dirty = true
@@ -794,20 +842,21 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 	if s.get(iUG, k) != nil {
 		return nil
 	}
+	g := s.groupState(gid) // once: a user's groups alternate
 	// Before the put: a new run of uid checks whether it has a hash yet.
-	if err := s.changeGroupSet(uid, gid, true); err != nil {
+	if err := s.changeGroupSet(uid, gid, g, true); err != nil {
 		return err
 	}
 	if err := s.put(iUG, k, []byte{}); err != nil {
 		return err
 	}
 	if s.fresh != nil && s.fresh.guDeferred {
-		s.groupState(gid).guBytes += memberSize(uid)
+		g.guBytes += memberSize(uid)
 	} else {
 		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps)})
 	}
 	s.nMemberships++
-	s.setMemberCount(gid, s.memberCount(gid)+1)
+	s.setCount(g, s.countOf(g, gid)+1)
 	return nil
 }
 
@@ -841,8 +890,9 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 		for _, p := range pairs {
 			n, w := binary.Uvarint(p.ug)
 			uid, gid := p.ug[w:w+int(n)], p.ug[w+int(n):]
-			s.groupState(gid).guBytes += memberSize(uid)
-			if err := s.changeGroupSet(uid, gid, true); err != nil {
+			g := s.groupState(gid)
+			g.guBytes += memberSize(uid)
+			if err := s.changeGroupSet(uid, gid, g, true); err != nil {
 				return err
 			}
 		}
@@ -853,7 +903,8 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 				return err
 			}
 			n, w := binary.Uvarint(p.gu)
-			if err := s.changeGroupSet(p.gu[w+int(n):], p.gu[w:w+int(n)], true); err != nil {
+			gid := p.gu[w : w+int(n)]
+			if err := s.changeGroupSet(p.gu[w+int(n):], gid, s.groupState(gid), true); err != nil {
 				return err
 			}
 		}
@@ -886,17 +937,17 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 	if err := s.del(iUG, k); err != nil {
 		return err
 	}
+	g := s.groupState(gid)
 	if s.fresh != nil && s.fresh.guDeferred {
-		s.groupState(gid).guBytes -= memberSize(uid)
+		g.guBytes -= memberSize(uid)
 	} else {
 		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
 	}
-	if err := s.changeGroupSet(uid, gid, false); err != nil {
+	if err := s.changeGroupSet(uid, gid, g, false); err != nil {
 		return err
 	}
 	s.nMemberships--
-	n := s.memberCount(gid)
-	s.setMemberCount(gid, max(n, 1)-1)
+	s.setCount(g, max(s.countOf(g, gid), 1)-1)
 	return nil
 }
 
