@@ -130,6 +130,11 @@ type differ struct {
 	groupList   []*resolvedGroup // the values of resolved, in order
 
 	haveUsers, haveMembers, haveGroups bool
+	// derived holds the memberships users.csv gives through the
+	// organization's groups_from_columns (derived.go), nil when it gives
+	// none; they make haveMembers true.
+	derived       *spill
+	dUID, dGroups []byte // spillDerived's record
 
 	// With a users and a user_groups file and a snapshot that keeps
 	// group-set hashes (byHash), only the users whose group set changed
@@ -240,6 +245,12 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	_, d.haveUsers = byKind[schema.Users]
 	_, d.haveMembers = byKind[schema.UserGroups]
 	_, d.haveGroups = byKind[schema.Groups]
+	if d.haveUsers && pol.mapping.DerivesGroups() {
+		// SPEC §4: the batch's memberships are those users.csv gives,
+		// joined with its user_groups.csv.
+		d.derived, d.haveMembers = newSpill(tmp, 2), true
+		defer d.derived.close()
+	}
 	d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes
 	d.allNew = d.haveMembers && c.Memberships == 0
 	// Day 2 looks much like day 1: size the per-user and per-membership
@@ -322,6 +333,14 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	}
 	if r.errors() > 0 {
 		return r, nil // rejected: the rest would be wasted work
+	}
+	if d.derived != nil {
+		t := time.Now()
+		if err := d.readDerived(); err != nil {
+			r.close()
+			return nil, err
+		}
+		r.timed("derived_members", t)
 	}
 	if d.byHash {
 		t := time.Now()
@@ -418,6 +437,9 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 	cur := <-free
 	var failed error
 	res, err := d.r.checker.Users(rd, file, func(u *schema.User) error {
+		if err := d.spillDerived(u); err != nil {
+			return err
+		}
 		cur.add(u)
 		if len(cur.users) < userBatchSize {
 			return nil
@@ -638,40 +660,46 @@ func (d *differ) memberKey(uid, gid []byte) hkey {
 }
 
 func (d *differ) readMembers(rd io.Reader, file string) (schema.FileResult, error) {
-	r := d.r
-	return r.checker.UserGroups(rd, file, func(m *schema.Membership) error {
+	return d.r.checker.UserGroups(rd, file, func(m *schema.Membership) error {
 		d.uid = append(d.uid[:0], m.UserID...)
-		uid := d.uid
-		if !d.present(uid) {
-			r.skippedMembers++ // an inactive user the policy deletes
-			return nil
-		}
-		g := d.resolve(m.GroupName)
-		if d.allNew {
-			g.n++
-			return r.membersAdded.add(uid, g.gid)
-		}
-		if d.byHash {
-			if !bytes.Equal(uid, d.lastRowUID) {
-				d.lastRowUID = append(d.lastRowUID[:0], uid...)
-				d.lastRowIdx = d.userIndex(d.hash(uid), &d.nextRow)
-			}
-			if d.lastRowIdx != noUser { // else the checker has refused the row
-				d.setDiff[d.lastRowIdx] = d.setDiff[d.lastRowIdx].Sub(g.h)
-			}
-			d.rows = append(d.rows, uint64(d.lastRowIdx)<<32|uint64(g.i))
-			g.n++
-			return nil
-		}
-		h := d.memberKey(uid, g.gid)
-		h.val = uint32(d.fileMembers.Len())
-		if h.val >= foundBit {
-			return fmt.Errorf("more than %d memberships", foundBit)
-		}
-		d.members.add(h)
-		g.n++
-		return d.fileMembers.add(uid, g.idx)
+		return d.member(d.uid, m.GroupName)
 	})
+}
+
+// member takes one membership of the batch, of user uid in the group
+// named name: a row of user_groups.csv or one that users.csv gives
+// (readDerived). The checker lets each through once, whichever gave it.
+func (d *differ) member(uid []byte, name string) error {
+	r := d.r
+	if !d.present(uid) {
+		r.skippedMembers++ // an inactive user the policy deletes
+		return nil
+	}
+	g := d.resolve(name)
+	if d.allNew {
+		g.n++
+		return r.membersAdded.add(uid, g.gid)
+	}
+	if d.byHash {
+		if !bytes.Equal(uid, d.lastRowUID) {
+			d.lastRowUID = append(d.lastRowUID[:0], uid...)
+			d.lastRowIdx = d.userIndex(d.hash(uid), &d.nextRow)
+		}
+		if d.lastRowIdx != noUser { // else the checker has refused the row
+			d.setDiff[d.lastRowIdx] = d.setDiff[d.lastRowIdx].Sub(g.h)
+		}
+		d.rows = append(d.rows, uint64(d.lastRowIdx)<<32|uint64(g.i))
+		g.n++
+		return nil
+	}
+	h := d.memberKey(uid, g.gid)
+	h.val = uint32(d.fileMembers.Len())
+	if h.val >= foundBit {
+		return fmt.Errorf("more than %d memberships", foundBit)
+	}
+	d.members.add(h)
+	g.n++
+	return d.fileMembers.add(uid, g.idx)
 }
 
 // countMembers sums the file's memberships per group id.
