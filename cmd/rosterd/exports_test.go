@@ -55,6 +55,8 @@ func TestValidateExports(t *testing.T) {
 		{"a bad mapping", []string{"--mapping", badMapping, ex + "users.csv"}, 2, ""},
 		{"an unknown key", []string{"--mapping", unknownKey, ex + "users.csv"}, 2, ""},
 		{"encrypted", []string{filepath.Join(dir, "users.csv.gpg")}, 2, ""},
+		{"groups from columns", []string{"--mapping", "../../examples/exports/hr-groups/mapping.toml", "../../examples/exports/hr-groups/users.csv", "../../examples/exports/hr-groups/groups.csv"},
+			-1, `teams, named by the value, values split on ";": 8 memberships`},
 		{"both sources", []string{"--mapping", ex + "mapping.toml", "--org", "acme", ex + "users.csv"}, 2, ""},
 	}
 	for _, tt := range tests {
