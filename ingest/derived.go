@@ -1,63 +1,43 @@
 package ingest
 
-import (
-	"encoding/binary"
-	"fmt"
-
-	"github.com/rosterd/rosterd/schema"
-)
+import "github.com/rosterd/rosterd/schema"
 
 // Groups derived from users.csv (SPEC §4, exports as they come): the
 // checker gives each valid users.csv row's groups (schema.User.Groups,
-// the organization's groups_from_columns), already distinct and counted
-// in its membership set, so that user_groups.csv's rows that repeat them
-// are not given again. The differ keeps them in the spill derived, one
-// record per user, while users.csv is read, and then takes them through
-// member, the way user_groups.csv's rows go, once the users are known.
-// What follows (the group-set hashes, the scan of the stored memberships,
-// groups, events) does not tell them apart.
+// from the organization's groups_from_columns), already distinct and
+// counted in its membership set, so that the rows of user_groups.csv that
+// repeat them are not given again. compareUsers takes them right after it
+// has compared their user, through addMember, the way user_groups.csv's
+// rows go: what follows (the group-set hashes, the scan of the stored
+// memberships, groups, events) does not tell them apart. Nothing is kept
+// per user beyond what a user_groups.csv row costs.
 //
-// The spill holds about what the memberships' CSV would (a user id and
-// the group names of each user), in memory up to a few MB and on a
-// temporary file beyond, so a million users cost no memory per user here.
+// compareUsers runs on its own goroutine while the checker reads
+// users.csv. It is then the only user of the snapshot's transaction
+// (resolve looks groups up by name) and of the membership state
+// addMember changes: user_groups.csv is read after users.csv.
 
-// spillDerived keeps the groups users.csv gives user u: its id and the
-// names, each a uvarint length and its bytes.
-func (d *differ) spillDerived(u *schema.User) error {
-	if d.derived == nil || len(u.Groups) == 0 {
+// derivedMembers takes the memberships u's row gives, after compareUser.
+// u's user is the last compareUser added (or skipped).
+func (d *differ) derivedMembers(u *schema.User) error {
+	if !d.derives || len(u.Groups) == 0 {
 		return nil
 	}
-	d.dUID = append(d.dUID[:0], u.ID...)
-	d.dGroups = d.dGroups[:0]
+	if !u.Active && d.pol.inactiveDelete {
+		d.r.skippedMembers += len(u.Groups) // SPEC §4: deleted, with its memberships
+		return nil
+	}
+	id := d.idb // compareUser's copy of u.ID
+	if d.byHash {
+		// The user's place in setDiff is the last one compareUser made:
+		// addMember's lookup of the user is skipped.
+		d.lastRowUID = append(d.lastRowUID[:0], id...)
+		d.lastRowIdx = uint32(len(d.setDiff) - 1)
+	}
 	for _, g := range u.Groups {
-		d.dGroups = binary.AppendUvarint(d.dGroups, uint64(len(g)))
-		d.dGroups = append(d.dGroups, g...)
-	}
-	return d.derived.add(d.dUID, d.dGroups)
-}
-
-// readDerived takes the memberships spillDerived kept, in users.csv's
-// order, through member.
-func (d *differ) readDerived() error {
-	names := map[string]string{} // one string per group, not per membership
-	return d.derived.each(func(f [][]byte) error {
-		uid, rest := f[0], f[1]
-		for len(rest) > 0 {
-			n, k := binary.Uvarint(rest)
-			if k <= 0 || uint64(len(rest)-k) < n {
-				return fmt.Errorf("derived memberships of %s: bad record", uid)
-			}
-			b := rest[k : k+int(n)]
-			rest = rest[k+int(n):]
-			name, ok := names[string(b)]
-			if !ok {
-				name = string(b)
-				names[name] = name
-			}
-			if err := d.member(uid, name); err != nil {
-				return err
-			}
+		if err := d.addMember(id, g); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	return nil
 }

@@ -130,11 +130,9 @@ type differ struct {
 	groupList   []*resolvedGroup // the values of resolved, in order
 
 	haveUsers, haveMembers, haveGroups bool
-	// derived holds the memberships users.csv gives through the
-	// organization's groups_from_columns (derived.go), nil when it gives
-	// none; they make haveMembers true.
-	derived       *spill
-	dUID, dGroups []byte // spillDerived's record
+	// derives: users.csv gives memberships through the organization's
+	// groups_from_columns (derived.go); haveMembers is then true.
+	derives bool
 
 	// With a users and a user_groups file and a snapshot that keeps
 	// group-set hashes (byHash), only the users whose group set changed
@@ -248,8 +246,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	if d.haveUsers && pol.mapping.DerivesGroups() {
 		// SPEC §4: the batch's memberships are those users.csv gives,
 		// joined with its user_groups.csv.
-		d.derived, d.haveMembers = newSpill(tmp, 2), true
-		defer d.derived.close()
+		d.derives, d.haveMembers = true, true
 	}
 	d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes
 	d.allNew = d.haveMembers && c.Memberships == 0
@@ -333,14 +330,6 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	}
 	if r.errors() > 0 {
 		return r, nil // rejected: the rest would be wasted work
-	}
-	if d.derived != nil {
-		t := time.Now()
-		if err := d.readDerived(); err != nil {
-			r.close()
-			return nil, err
-		}
-		r.timed("derived_members", t)
 	}
 	if d.byHash {
 		t := time.Now()
@@ -437,9 +426,6 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 	cur := <-free
 	var failed error
 	res, err := d.r.checker.Users(rd, file, func(u *schema.User) error {
-		if err := d.spillDerived(u); err != nil {
-			return err
-		}
 		cur.add(u)
 		if len(cur.users) < userBatchSize {
 			return nil
@@ -465,10 +451,11 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 
 // userBatch is a run of users.csv rows on their way from the checker to
 // compareUsers. A schema.User's strings stay valid after the checker's
-// callback; its Custom slice does not, so custom attributes are copied.
+// callback; its Custom and Groups slices do not, so they are copied.
 type userBatch struct {
-	users []schema.User
-	attrs []schema.Attr // the users' custom attributes, end to end
+	users  []schema.User
+	attrs  []schema.Attr // the users' custom attributes, end to end
+	groups []string      // the users' derived groups, end to end
 }
 
 const (
@@ -485,6 +472,11 @@ func (b *userBatch) add(u *schema.User) {
 		b.attrs = append(b.attrs, c.Custom...)
 		c.Custom = b.attrs[start:len(b.attrs):len(b.attrs)]
 	}
+	if c := &b.users[len(b.users)-1]; len(c.Groups) > 0 {
+		start := len(b.groups)
+		b.groups = append(b.groups, c.Groups...)
+		c.Groups = b.groups[start:len(b.groups):len(b.groups)]
+	}
 }
 
 // compareUsers compares the rows of the batches it receives until full is
@@ -496,9 +488,12 @@ func (d *differ) compareUsers(full <-chan *userBatch, free chan<- *userBatch) er
 			if err := d.compareUser(&b.users[i]); err != nil {
 				return err
 			}
+			if err := d.derivedMembers(&b.users[i]); err != nil {
+				return err
+			}
 			b.users[i] = schema.User{}
 		}
-		b.users, b.attrs = b.users[:0], b.attrs[:0]
+		b.users, b.attrs, b.groups = b.users[:0], b.attrs[:0], b.groups[:0]
 		free <- b
 	}
 	return nil
@@ -666,15 +661,22 @@ func (d *differ) readMembers(rd io.Reader, file string) (schema.FileResult, erro
 	})
 }
 
-// member takes one membership of the batch, of user uid in the group
-// named name: a row of user_groups.csv or one that users.csv gives
-// (readDerived). The checker lets each through once, whichever gave it.
+// member takes one row of user_groups.csv: user uid in the group named
+// name.
 func (d *differ) member(uid []byte, name string) error {
-	r := d.r
 	if !d.present(uid) {
-		r.skippedMembers++ // an inactive user the policy deletes
+		d.r.skippedMembers++ // an inactive user the policy deletes
 		return nil
 	}
+	return d.addMember(uid, name)
+}
+
+// addMember takes one membership of the batch of a user that exists
+// after it: a row of user_groups.csv or one users.csv gives
+// (derivedMembers). The checker lets each through once, whichever gave
+// it.
+func (d *differ) addMember(uid []byte, name string) error {
+	r := d.r
 	g := d.resolve(name)
 	if d.allNew {
 		g.n++
