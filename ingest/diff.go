@@ -134,12 +134,11 @@ type differ struct {
 	// groups_from_columns (derived.go); haveMembers is then true.
 	derives bool
 
-	// With a users and a user_groups file and a snapshot that keeps
-	// group-set hashes (byHash), only the users whose group set changed
-	// are compared membership by membership: setDiff holds, per user of
-	// the users file (in the order of the file, its val in users), the
-	// stored group-set hash minus the file's (once changedUsers has added
-	// the stored ones), zero when they agree; rows
+	// With a users and a user_groups file (byHash), only the users whose
+	// group set changed are compared membership by membership: setDiff
+	// holds, per user of the users file (in the order of the file, its
+	// val in users), the stored group-set hash minus the file's (once
+	// changedUsers has added the stored ones), zero when they agree; rows
 	// the file's memberships in file order, each the user's index in
 	// setDiff (high 32 bits) and the group's in groupList. With no stored
 	// memberships (allNew) every membership of the file is added as read.
@@ -147,7 +146,7 @@ type differ struct {
 	setDiff        []state.GroupSetHash
 	userA          []uint64 // by setDiff index: the user's hkey.a
 	nextRow        uint32   // the index user_groups' next user likely has
-	nextSet        uint32   // the same for the scan of the group-set hashes
+	nextSet        uint32   // the same for the scan of the stored group sets
 	rows           []uint64
 	lastRowUID     []byte
 	lastRowIdx     uint32
@@ -248,7 +247,7 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		// joined with its user_groups.csv.
 		d.derives, d.haveMembers = true, true
 	}
-	d.byHash = d.haveUsers && d.haveMembers && s.HasGroupSetHashes() && !noGroupSetHashes
+	d.byHash = d.haveUsers && d.haveMembers && !noGroupSetHashes
 	d.allNew = d.haveMembers && c.Memberships == 0
 	// Day 2 looks much like day 1: size the per-user and per-membership
 	// arrays for the stored counts and a little more, so that a million
@@ -818,10 +817,11 @@ func (d *differ) waitSealed() {
 }
 
 // changedUsers is deletedUsers for the group-set hash path. A scan of the
-// stored group-set hashes adds each to its user's setDiff (the file's
-// hashes were subtracted as user_groups.csv was read); then the scan of
-// the stored users that lists the deleted users also collects the ids of
-// the users whose group set changed (d.dirty), for changedMemberships.
+// stored memberships adds each user's group-set hash to its setDiff (the
+// file's hashes were subtracted as user_groups.csv was read); then the
+// scan of the stored users that lists the deleted users also collects the
+// ids of the users whose group set changed (d.dirty), for
+// changedMemberships.
 func (d *differ) changedUsers() error {
 	r := d.r
 	d.waitSealed()

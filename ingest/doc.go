@@ -99,16 +99,15 @@
 // archived, recorded and reported (rows, counts and warnings repeated from
 // that batch). identical.go.
 //
-// Memberships on day 2: the snapshot keeps, beside each user's
-// memberships, an order-independent 128-bit hash of the user's group ids
-// (state.GroupSetHash, kept by the state with every membership change).
-// With users.csv and user_groups.csv, the differ subtracts the hash of
-// each group a user has in the file, then adds each user's stored hash
-// from one scan of the membership index (state.SnapshotTx.ForEachGroupSet):
-// only the users left with a non-zero difference, and the deleted users,
-// have their memberships compared one by one (a seek each), in the order
-// a scan of all the stored memberships would meet them. Without
-// users.csv, or on a snapshot written before the hashes existed, the
+// Memberships on day 2: each user's groups have an order-independent
+// 128-bit hash of their ids (state.GroupSetHash). With users.csv and
+// user_groups.csv, the differ subtracts the hash of each group a user has
+// in the file, then adds each user's stored one, summed in one scan of the
+// membership index (state.SnapshotTx.ForEachGroupSet; nothing stores the
+// hashes, so changing memberships writes nothing more): only the users
+// left with a non-zero difference, and the deleted users, have their
+// memberships compared one by one (a seek each), in the order a scan of
+// all the stored memberships would meet them. Without users.csv, the
 // differ sorts the file's memberships and scans the stored ones; onto a
 // snapshot with no memberships (a first upload, or the groups files after
 // users.csv), every membership of the file is added as it is read.
@@ -143,8 +142,8 @@
 //     hashes of its id and value, the index of its row) and 8 per
 //     membership (its user and group): about 95 MB for a million users
 //     with three groups each; every change is spilled to temporary files,
-//     sorted in runs of 8 MB. Without the group-set hashes (no users.csv,
-//     onto a snapshot with memberships) it keeps 16 bytes per membership
+//     sorted in runs of 8 MB. Without users.csv, onto a snapshot with
+//     memberships, it keeps 16 bytes per membership
 //     instead and spills the file's memberships. The schema checker keeps
 //     its own tables (about 85 MB at a million users). Without a memory
 //     limit the garbage collector lets the heap grow to about twice that;
@@ -165,8 +164,7 @@
 //     the end and store events in blocks of about 2 KB (state); what is
 //     left is bbolt's own cost per key, about 9 million keys at a million
 //     users (users, the batch's copies of them, memberships and the group
-//     index, group-set hashes) and 1.7 GB written, each staging commit
-//     synced.
+//     index) and 1.6 GB written, each staging commit synced.
 //   - Files the watcher or the scan found are taken only once their size
 //     and modification time stood still for the settle window, and at
 //     least a second, since nothing says when an outside writer is done.

@@ -24,26 +24,39 @@ func shuffleRows(rng *rand.Rand, csv string) string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// checkGroupSets checks every user's stored group-set hash against its
-// stored memberships.
+// checkGroupSets checks the group-set hash ForEachGroupSet gives each
+// user against the user's memberships, one by one: every user with
+// groups once, in MemberOrder, none without.
 func checkGroupSets(t *testing.T, db *state.DB, org string) {
 	t.Helper()
 	err := db.ViewSnapshot(org, func(s *state.SnapshotTx) error {
-		if !s.HasGroupSetHashes() {
-			t.Fatal("snapshot has no group-set hashes")
-		}
-		look := s.UserGroupSetLookup()
-		return s.ForEachUser(func(id, _ []byte, _ bool) error {
-			var want state.GroupSetHash
-			s.UserGroupIDs(id, "", func(gid []byte) (bool, error) {
-				want = want.Add(state.GroupIDHash(gid))
+		want := map[string]state.GroupSetHash{}
+		err := s.ForEachUser(func(id, _ []byte, _ bool) error {
+			return s.UserGroupIDs(id, "", func(gid []byte) (bool, error) {
+				want[string(id)] = want[string(id)].Add(state.GroupIDHash(gid))
 				return true, nil
 			})
-			if got := look(id); got != want {
-				t.Errorf("user %s: group-set hash %x, memberships give %x", id, got, want)
+		})
+		if err != nil {
+			return err
+		}
+		var last []byte
+		n := 0
+		err = s.ForEachGroupSet(func(uid []byte, h state.GroupSetHash) error {
+			if last != nil && state.MemberOrder(last, uid) >= 0 {
+				t.Errorf("ForEachGroupSet gave %q after %q", uid, last)
 			}
+			last = append(last[:0], uid...)
+			if w, ok := want[string(uid)]; !ok || h != w {
+				t.Errorf("user %s: group-set hash %x, memberships give %x (%v)", uid, h, w, ok)
+			}
+			n++
 			return nil
 		})
+		if n != len(want) {
+			t.Errorf("ForEachGroupSet gave %d users; %d have groups", n, len(want))
+		}
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,9 +12,9 @@ import "hash/maphash"
 // Reading them in one scan of the snapshot, in key order, is what makes
 // the comparison independent of the order of the file's rows. A file in
 // random order (ids that sort in no useful way, rows by last name)
-// costs a search of the tree from its root for every row otherwise, two
-// with the group-set hash, each a few cache misses over the whole mapped
-// database: at a million users about two thirds of a day-2 batch's CPU
+// costs a search of the tree from its root for every row otherwise, each
+// a few cache misses over the whole mapped database: at a million users
+// about two thirds of a day-2 batch's CPU
 // time. With the scan, a row is compared by hash in memory; only the rows
 // whose record changed look the stored user up. The scan that lists the
 // deleted users afterwards meets the users in the same order and finds

@@ -486,16 +486,24 @@ func setMergeTxNodes(t *testing.T, n int64) {
 	t.Cleanup(func() { mergeTxNodes = old })
 }
 
-// lookups reads every user of ids through UserLookup and
-// UserGroupSetLookup, as the day-2 diff does.
+// lookups reads every user of ids through UserLookup and its group-set
+// hash through ForEachGroupSet, as the day-2 diff does.
 func lookups(t *testing.T, db *DB, org string, ids []string) []string {
 	t.Helper()
 	var out []string
 	err := db.ViewSnapshot(org, func(s *SnapshotTx) error {
-		look, sets := s.UserLookup(), s.UserGroupSetLookup()
+		sets := map[string]GroupSetHash{}
+		err := s.ForEachGroupSet(func(uid []byte, h GroupSetHash) error {
+			sets[string(uid)] = h
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		look := s.UserLookup()
 		for _, id := range ids {
 			rec, active, ok := look([]byte(id))
-			out = append(out, fmt.Sprintf("%s %x %v %v %x", id, rec, active, ok, sets([]byte(id))))
+			out = append(out, fmt.Sprintf("%s %x %v %v %x", id, rec, active, ok, sets[id]))
 		}
 		return nil
 	})

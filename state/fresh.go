@@ -160,7 +160,7 @@ func (s *SnapshotTx) readMembers(gids []string, sizes map[string]int) ([]memberL
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		n, w := binary.Uvarint(k)
 		if w+int(n) >= len(k) {
-			continue // the user's group-set hash
+			continue // a group-set hash an older rosterd stored
 		}
 		uid, gid := k[w:w+int(n)], k[w+int(n):]
 		if i, ok := idx[string(gid)]; ok {

@@ -1,11 +1,11 @@
 package state
 
 // groupCache is what a writable SnapshotTx knows of the groups it met:
-// the hash of each id and, once read or changed, its member count. An
+// once read or changed, each one's member count. An
 // apply keeps it across its staging transactions (every change of the
 // snapshot goes through it), so that a membership costs one map lookup
 // for its group, none when the group is the last one met, instead of a
-// lookup of its counter, its hash and its event copy in each.
+// lookup of its counter and its event copy in each.
 type groupCache struct {
 	m     map[string]*groupState
 	last  *groupState
@@ -14,8 +14,6 @@ type groupCache struct {
 
 type groupState struct {
 	id      string
-	hash    GroupSetHash // GroupIDHash(id), once hashed
-	hashed  bool
 	count   uint64 // member count, once counted
 	counted bool
 	dirty   bool // count not stored yet
@@ -40,11 +38,4 @@ func (s *SnapshotTx) groupState(gid []byte) *groupState {
 	}
 	c.last = g
 	return g
-}
-
-func (g *groupState) idHash(gid []byte) GroupSetHash {
-	if !g.hashed {
-		g.hash, g.hashed = GroupIDHash(gid), true
-	}
-	return g.hash
 }

@@ -20,14 +20,12 @@ import (
 //	  groups  group id -> flags byte + uvarint len(name) + name + directory group JSON
 //	  names   group name -> group id (every existing group; names are unique)
 //	  ug      uvarint len(user id) + user id + group id -> "" (a user's groups);
-//	          uvarint len(user id) + user id -> the user's group-set hash
-//	          (16 bytes, see GroupSetHash), absent for a user without
-//	          groups: beside the user's memberships, so that changing them
-//	          dirties no other page
+//	          a snapshot written by an older rosterd may also hold
+//	          uvarint len(user id) + user id -> 16 bytes (a group-set hash
+//	          it kept): no longer written, nor read, every reader skips it
 //	  gu      uvarint len(group id) + group id + user id -> "" (a group's users)
 //	  gc      group id -> uint64 member count (big endian)
-//	  meta    "users", "active", "memberships", "groups" -> uint64 counters;
-//	          "groupsets" -> 1 when ug holds every user's group-set hash
+//	  meta    "users", "active", "memberships", "groups" -> uint64 counters
 //
 // A user record is either the directory user JSON (it starts with '{') or
 // the compact encoding of UserRecord; reads render the JSON of SPEC §6.
@@ -66,7 +64,6 @@ var (
 	metaActive      = []byte("active")
 	metaMemberships = []byte("memberships")
 	metaGroups      = []byte("groups")
-	metaGroupSets   = []byte("groupsets")
 )
 
 // Indexes into SnapshotTx.base and .over.
@@ -147,24 +144,14 @@ type SnapshotTx struct {
 	// Memberships come in user order; bbolt inserts a group's members
 	// several times faster together, so flush writes them in key order.
 	guOps []guOp
-	// groupSets says that ug holds every user's group-set hash: true for
-	// a snapshot that had no memberships or had the hashes when opened.
-	groupSets bool
-	// curUID's group-set hash changes by curDelta, not written yet:
-	// memberships change in runs of one user, in key order, and the hash
-	// is written when the run ends, next to the run's keys.
-	curUID   []byte
-	curDelta GroupSetHash
-	curNew   bool // curUID had no hash before its run (fresh)
 	// fresh is set in a staged apply that writes a new generation
 	// (fresh.go), nil otherwise.
 	fresh *freshGen
 	// lastPutID's value is lastPutVal, as PutUser wrote it: the batch's
 	// copy of a user just written needs no lookup.
 	lastPutID, lastPutVal []byte
-	// kbuf and hbuf are scratch keys (bbolt copies the keys it stores);
-	// slab is memory for small values bbolt holds until the commit.
-	kbuf, hbuf, slab []byte
+	// kbuf is a scratch key (bbolt copies the keys it stores).
+	kbuf []byte
 }
 
 // GroupSetHash is an order-independent hash of a set of group ids: the
@@ -185,121 +172,61 @@ func GroupIDHash(gid []byte) GroupSetHash {
 	return GroupSetHash{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])}
 }
 
-func decodeGroupSetHash(v []byte) GroupSetHash {
-	if len(v) != 16 {
-		return GroupSetHash{}
-	}
-	return GroupSetHash{binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])}
-}
-
-// HasGroupSetHashes reports whether UserGroupSetLookup answers for every
-// user. A snapshot written before the hashes existed has none.
-func (s *SnapshotTx) HasGroupSetHashes() bool { return s.groupSets }
-
-// UserGroupSetLookup returns a function that returns the group-set hash
-// of a user's groups (zero for none), valid as long as s is and while
-// nothing writes to it. Like UserLookup, ascending ids step a cursor.
-func (s *SnapshotTx) UserGroupSetLookup() func(uid []byte) GroupSetHash {
-	if s.over[iUG] != nil || s.base[iUG] == nil || s.writable {
-		return func(uid []byte) GroupSetHash { return s.userGroupSet(uid) }
-	}
-	sk := &seeker{c: s.base[iUG].Cursor()}
-	var id []byte
-	return func(uid []byte) GroupSetHash {
-		id = appendPairKey(id[:0], uid, nil)
-		v, ok := sk.find(id)
-		if !ok {
-			return GroupSetHash{}
-		}
-		return decodeGroupSetHash(v)
-	}
-}
-
-// ForEachGroupSet calls fn for every user with groups and the group-set
-// hash of the user's groups, in MemberOrder of the user ids. It reads the
-// index of memberships from end to end (the hashes are beside the
-// memberships): at a million users a sequential scan, where a lookup per
-// user in random order costs a search of the tree each.
+// ForEachGroupSet calls fn for every user with groups, in MemberOrder of
+// the user ids, with the group-set hash of the user's groups. It sums the
+// hashes as it reads the index of memberships from end to end (a user's
+// memberships are together there, each group hashed once): at a million
+// users a sequential scan, where a lookup per user in random order would
+// cost a search of the tree each. Nothing stores the hashes, so no change
+// of memberships costs a write for them. uid is valid only during fn.
 func (s *SnapshotTx) ForEachGroupSet(fn func(uid []byte, h GroupSetHash) error) error {
-	each := func(k, v []byte) error {
+	hashes := map[string]GroupSetHash{}
+	var (
+		cur  []byte
+		sum  GroupSetHash
+		have bool
+	)
+	each := func(k []byte) error {
 		n, w := binary.Uvarint(k)
-		if w+int(n) != len(k) {
-			return nil // a membership
+		if w+int(n) >= len(k) {
+			return nil // a group-set hash an older rosterd stored
 		}
-		return fn(k[w:], decodeGroupSetHash(v))
+		uid, gid := k[w:w+int(n)], k[w+int(n):]
+		if !have || !bytes.Equal(uid, cur) {
+			if have {
+				if err := fn(cur, sum); err != nil {
+					return err
+				}
+			}
+			cur, sum, have = append(cur[:0], uid...), GroupSetHash{}, true
+		}
+		h, ok := hashes[string(gid)]
+		if !ok {
+			h = GroupIDHash(gid)
+			hashes[string(gid)] = h
+		}
+		sum = sum.Add(h)
+		return nil
 	}
 	if s.over[iUG] == nil && s.base[iUG] != nil { // no overlay: the plain cursor is faster
 		c := s.base[iUG].Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if err := each(k, v); err != nil {
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if err := each(k); err != nil {
 				return err
 			}
 		}
-		return nil
-	}
-	c := s.cursor(iUG)
-	for k, v := c.first(); k != nil; k, v = c.next() {
-		if err := each(k, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *SnapshotTx) userGroupSet(uid []byte) GroupSetHash {
-	h := decodeGroupSetHash(s.get(iUG, pairKey(uid, nil)))
-	if s.curUID != nil && bytes.Equal(uid, s.curUID) {
-		h = h.Add(s.curDelta)
-	}
-	return h
-}
-
-// changeGroupSet records that the user gained (add) or lost the group g
-// (of id gid).
-func (s *SnapshotTx) changeGroupSet(uid, gid []byte, g *groupState, add bool) error {
-	if s.curUID == nil || !bytes.Equal(uid, s.curUID) {
-		if err := s.flushGroupSet(); err != nil {
-			return err
-		}
-		s.curUID = append(s.curUID[:0], uid...)
-		// In a fresh generation, a user whose hash key sorts after every
-		// key of ug written before this run has no hash yet.
-		s.curNew = s.fresh != nil && s.fresh.absent(iUG, appendPairKey(s.hbuf[:0], uid, nil))
-	}
-	h := g.idHash(gid)
-	if add {
-		s.curDelta = s.curDelta.Add(h)
 	} else {
-		s.curDelta = s.curDelta.Sub(h)
+		c := s.cursor(iUG)
+		for k, _ := c.first(); k != nil; k, _ = c.next() {
+			if err := each(k); err != nil {
+				return err
+			}
+		}
 	}
-	return nil
-}
-
-// flushGroupSet writes the pending change of curUID's group-set hash.
-func (s *SnapshotTx) flushGroupSet() error {
-	if s.curUID == nil || s.curDelta == (GroupSetHash{}) {
-		s.curUID, s.curDelta = s.curUID[:0], GroupSetHash{}
+	if !have {
 		return nil
 	}
-	s.hbuf = appendPairKey(s.hbuf[:0], s.curUID, nil)
-	k := s.hbuf
-	h := s.curDelta
-	if !s.curNew {
-		h = decodeGroupSetHash(s.get(iUG, k)).Add(h)
-	}
-	s.curUID, s.curDelta = s.curUID[:0], GroupSetHash{}
-	if h == (GroupSetHash{}) {
-		return s.del(iUG, k)
-	}
-	// bbolt keeps the value until the commit: carve it from a slab.
-	if len(s.slab) < 16 {
-		s.slab = make([]byte, 16<<10)
-	}
-	v := s.slab[:16:16]
-	s.slab = s.slab[16:]
-	binary.BigEndian.PutUint64(v, h[0])
-	binary.BigEndian.PutUint64(v[8:], h[1])
-	return s.put(iUG, k, v)
+	return fn(cur, sum)
 }
 
 type guOp struct {
@@ -367,7 +294,7 @@ func snapRoot(tx *bolt.Tx, org string) (*bolt.Bucket, error) {
 // error (the caller merges first). In a read-only tx with no snapshot yet,
 // every read answers "empty".
 func openSnapshot(tx *bolt.Tx, org string) (*SnapshotTx, error) {
-	s := &SnapshotTx{org: org, writable: tx.Writable(), groupSets: true}
+	s := &SnapshotTx{org: org, writable: tx.Writable()}
 	root, err := snapRoot(tx, org)
 	if err != nil || root == nil {
 		return s, err
@@ -454,7 +381,6 @@ func (s *SnapshotTx) loadCounts() {
 	s.nActive = int(s.getUint(iMeta, metaActive))
 	s.nMemberships = int(s.getUint(iMeta, metaMemberships))
 	s.nGroups = int(s.getUint(iMeta, metaGroups))
-	s.groupSets = s.nMemberships == 0 || s.getUint(iMeta, metaGroupSets) == 1
 }
 
 // get reads key k of bucket i: the overlay's entry when it has one, else
@@ -526,14 +452,6 @@ func (s *SnapshotTx) flush() error {
 	}
 	if err := s.flushGU(); err != nil {
 		return err
-	}
-	if err := s.flushGroupSet(); err != nil {
-		return err
-	}
-	if s.groupSets {
-		if err := s.putUint(iMeta, metaGroupSets, 1); err != nil {
-			return err
-		}
 	}
 	for _, kv := range []struct {
 		k []byte
@@ -843,10 +761,6 @@ func (s *SnapshotTx) AddMember(uid, gid []byte) error {
 		return nil
 	}
 	g := s.groupState(gid) // once: a user's groups alternate
-	// Before the put: a new run of uid checks whether it has a hash yet.
-	if err := s.changeGroupSet(uid, gid, g, true); err != nil {
-		return err
-	}
 	if err := s.put(iUG, k, []byte{}); err != nil {
 		return err
 	}
@@ -890,21 +804,12 @@ func (s *SnapshotTx) AddMembers(uids, gids [][]byte) error {
 		for _, p := range pairs {
 			n, w := binary.Uvarint(p.ug)
 			uid, gid := p.ug[w:w+int(n)], p.ug[w+int(n):]
-			g := s.groupState(gid)
-			g.guBytes += memberSize(uid)
-			if err := s.changeGroupSet(uid, gid, g, true); err != nil {
-				return err
-			}
+			s.groupState(gid).guBytes += memberSize(uid)
 		}
 	} else {
 		slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.gu, b.gu) })
 		for _, p := range pairs {
 			if err := s.put(iGU, p.gu, []byte{}); err != nil {
-				return err
-			}
-			n, w := binary.Uvarint(p.gu)
-			gid := p.gu[w : w+int(n)]
-			if err := s.changeGroupSet(p.gu[w+int(n):], gid, s.groupState(gid), true); err != nil {
 				return err
 			}
 		}
@@ -943,9 +848,6 @@ func (s *SnapshotTx) RemoveMember(uid, gid []byte) error {
 	} else {
 		s.guOps = append(s.guOps, guOp{key: pairKey(gid, uid), seq: len(s.guOps), del: true})
 	}
-	if err := s.changeGroupSet(uid, gid, g, false); err != nil {
-		return err
-	}
 	s.nMemberships--
 	s.setCount(g, max(s.countOf(g, gid), 1)-1)
 	return nil
@@ -957,7 +859,7 @@ func (s *SnapshotTx) ForEachMember(fn func(uid, gid []byte) error) error {
 	each := func(k []byte) error {
 		n, w := binary.Uvarint(k)
 		if w+int(n) == len(k) {
-			return nil // the user's group-set hash
+			return nil // a group-set hash an older rosterd stored
 		}
 		return fn(k[w:w+int(n)], k[w+int(n):])
 	}
@@ -1020,7 +922,7 @@ func forEachPair(c *mcursor, a []byte, after string, fn func([]byte) (bool, erro
 	}
 	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.next() {
 		if len(k) == len(prefix) {
-			continue // in ug, the user's group-set hash
+			continue // in ug, a group-set hash an older rosterd stored
 		}
 		more, err := fn(k[len(prefix):])
 		if err != nil || !more {

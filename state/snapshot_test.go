@@ -467,3 +467,99 @@ func TestMemberOrderIsForEachMembers(t *testing.T) {
 		t.Errorf("MemberOrder sorts %q, ForEachMember meets %q", sorted, met)
 	}
 }
+
+// TestForEachGroupSetSumsMemberships: ForEachGroupSet gives each user
+// with groups the sum of its groups' GroupIDHash, read through an
+// overlay that adds and removes memberships, in MemberOrder; a user
+// whose groups were all removed is not given; and the group-set hash
+// keys an older rosterd stored in ug are skipped by every reader.
+func TestForEachGroupSetSumsMemberships(t *testing.T) {
+	db := openTestOrg(t, "acme")
+	seed(t, db, "acme", 5) // u000 … u004 in g0
+	// An older rosterd's stored hashes, beside the memberships, stale.
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketSnapshots).Bucket([]byte("acme"))
+		ug := root.Bucket([]byte(readPtr(root).base)).Bucket(snapUG)
+		for _, id := range []string{"u000", "u001", "u003"} {
+			if err := ug.Put(pairKey([]byte(id), nil), bytes.Repeat([]byte{7}, 16)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBatch(t, db, "acme", "B2")
+	b.Status = BatchApplied
+	err = db.ApplyBatchStaged(b, []byte(`{}`), 1, func(a *ApplyTx) error {
+		if err := a.PutGroup([]byte("g1"), "Group 1", GroupInFile, []byte(`{"id":"g1"}`)); err != nil {
+			return err
+		}
+		for _, m := range []struct {
+			uid, gid string
+			add      bool
+		}{{"u001", "g1", true}, {"u002", "g0", false}, {"u003", "g1", true}, {"u003", "g0", false}} {
+			var err error
+			if m.add {
+				err = a.AddMember([]byte(m.uid), []byte(m.gid))
+			} else {
+				err = a.RemoveMember([]byte(m.uid), []byte(m.gid))
+			}
+			if err != nil {
+				return err
+			}
+			if err := a.Checkpoint(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g0, g1 := GroupIDHash([]byte("g0")), GroupIDHash([]byte("g1"))
+	want := []string{
+		fmt.Sprintf("u000 %x", g0),
+		fmt.Sprintf("u001 %x", g0.Add(g1)),
+		fmt.Sprintf("u003 %x", g1),
+		fmt.Sprintf("u004 %x", g0),
+	}
+	read := func() (sets, members []string) {
+		err := db.ViewSnapshot("acme", func(s *SnapshotTx) error {
+			err := s.ForEachGroupSet(func(uid []byte, h GroupSetHash) error {
+				sets = append(sets, fmt.Sprintf("%s %x", uid, h))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			return s.ForEachMember(func(uid, gid []byte) error {
+				members = append(members, string(uid)+" "+string(gid))
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sets, members
+	}
+	wantMembers := []string{"u000 g0", "u001 g0", "u001 g1", "u003 g1", "u004 g0"}
+	if pending, _ := db.PendingMerge("acme"); !pending {
+		t.Fatal("no overlay to read through; the test checks less than it says")
+	}
+	sets, members := read()
+	if !slices.Equal(sets, want) || !slices.Equal(members, wantMembers) {
+		t.Errorf("through the overlay: group sets %q, memberships %q; want %q, %q", sets, members, want, wantMembers)
+	}
+	if err := db.MergeOverlay("acme"); err != nil {
+		t.Fatal(err)
+	}
+	sets, members = read()
+	if !slices.Equal(sets, want) || !slices.Equal(members, wantMembers) {
+		t.Errorf("merged: group sets %q, memberships %q; want %q, %q", sets, members, want, wantMembers)
+	}
+	if groups, err := db.UserGroups("acme", "u001", "", 0); err != nil || len(groups) != 2 {
+		t.Errorf("UserGroups(u001) = %d groups, %v; want 2", len(groups), err)
+	}
+}
