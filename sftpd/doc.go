@@ -153,7 +153,8 @@
 //     prefer ECDSA keep the key their users pinned.
 //   - The build uses a patched x/crypto (third_party/golang.org/x/crypto,
 //     see PATCHES.md there) so that paramiko, which sends a service request
-//     before every attempt, can try several keys.
+//     before every attempt, can try several keys, and so that channels
+//     take data packets of 64 KiB (a 32 KiB write in one packet).
 //   - MaxStartupsPerAddress counts per IP address, not per network: a
 //     client holding an IPv6 /64 has many addresses. The total cap still
 //     bounds them all.
