@@ -157,17 +157,24 @@ type differ struct {
 	memCount   map[string]int            // id -> members in the new user_groups
 	memDelta   map[string]int            // id -> change of members without user_groups
 
-	buf         []byte
-	attrs       []schema.Attr
-	rec         state.UserRecord
-	key, uid    []byte
-	idb         []byte       // compareUser's copy of the user id
-	stored      *storedUsers // the stored users, with a users or user_groups file
-	lastExists  []byte       // the user exists asked for last, and its answer
-	existsOK    bool
-	sealed      chan struct{} // closed when users is sealed, if a goroutine seals it
-	lastUID     []byte        // memberKey's last user and its hash
-	lastUIDHash uint64
+	buf      []byte
+	attrs    []schema.Attr
+	rec      state.UserRecord
+	key, uid []byte
+	idb      []byte       // compareUser's copy of the user id
+	stored   *storedUsers // the stored users, with a users or user_groups file
+	// probe: compareUser still looks users up one by one and watches the
+	// order of the file's ids (probeOrder); storedN is the snapshot's
+	// users, storedTook how long reading them took.
+	probe                         bool
+	probeSeen, probeDown, storedN int
+	probeLast                     []byte
+	storedTook                    time.Duration
+	lastExists                    []byte // the user exists asked for last, and its answer
+	existsOK                      bool
+	sealed                        chan struct{} // closed when users is sealed, if a goroutine seals it
+	lastUID                       []byte        // memberKey's last user and its hash
+	lastUIDHash                   uint64
 }
 
 // customOf fills d.rec.Custom with u's custom attributes as the snapshot
@@ -260,7 +267,12 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		}
 	}
 	r.haveUsers = d.haveUsers
-	if (d.haveUsers || d.haveMembers) && c.Users > 0 {
+	switch {
+	case d.haveUsers && c.Users > 0 && !readStoredFirst:
+		// compareUser reads the stored users once it has seen that
+		// users.csv is not in the snapshot's order (probeOrder).
+		d.probe, d.storedN = true, c.Users
+	case (d.haveUsers || d.haveMembers) && c.Users > 0:
 		t := time.Now()
 		if err := d.readStored(c.Users); err != nil {
 			r.close()
@@ -299,6 +311,11 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		}
 		r.results[st.kind] = res
 		r.timed("read_"+string(st.kind), t)
+		if st.kind == schema.Users && d.storedTook > 0 {
+			// Read during users.csv, on compareUsers' goroutine.
+			r.steps[len(r.steps)-1].d -= d.storedTook
+			r.steps = append(r.steps, step{"read_stored", d.storedTook})
+		}
 		if st.kind == schema.Users {
 			r.usersRows = res.Rows
 			if d.byHash { // changedMemberships finds the deleted users

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/state"
@@ -123,6 +124,11 @@ func (d *differ) compareUser(u *schema.User) error {
 		d.userA = append(d.userA, k.a)
 	}
 	d.users.add(k)
+	if d.probe {
+		if err := d.probeOrder(id); err != nil {
+			return err
+		}
+	}
 	custom := d.customOf(u)
 	st := stateInactive
 	if u.Active {
@@ -164,6 +170,47 @@ func (d *differ) compareUser(u *schema.User) error {
 	}
 	return r.usersUpdated.add(id, st, d.buf, prev)
 }
+
+// probeOrder watches the order of users.csv's first probeLimit ids: in
+// the snapshot's key order (an export sorted by id), looking each user up
+// steps a cursor through the snapshot, which costs less than reading all
+// the stored users first; in any other order it costs a search of the
+// tree a row, so past probeLimit/10 rows out of order readStored reads
+// them, in one scan, and the rest of the file is compared by hash
+// (stored.go). The rows compared so far are then marked as found in the
+// scan's index.
+func (d *differ) probeOrder(id []byte) error {
+	if d.probeSeen > 0 && bytes.Compare(id, d.probeLast) <= 0 {
+		d.probeDown++
+	}
+	d.probeLast = append(d.probeLast[:0], id...)
+	d.probeSeen++
+	if d.probeDown > probeLimit/10 {
+		d.probe = false
+		t := time.Now()
+		if err := d.readStored(d.storedN); err != nil {
+			return err
+		}
+		for _, k := range d.users.keys { // the rows so far, this one too
+			d.stored.find(k, k.val)
+		}
+		d.storedTook = time.Since(t)
+		return nil
+	}
+	if d.probeSeen >= probeLimit {
+		d.probe = false // in key order: keep looking the users up
+	}
+	return nil
+}
+
+// probeLimit is how many of users.csv's first rows probeOrder watches;
+// more than a tenth of them out of key order, and it reads the stored
+// users (tests change it).
+var probeLimit = 4096
+
+// readStoredFirst reads the stored users before users.csv, as a file out
+// of order from its first rows would (tests compare the paths).
+var readStoredFirst = false
 
 // deletedUsers lists the stored users the new users file does not hold.
 func (d *differ) deletedUsers() error {

@@ -279,6 +279,8 @@ func FuzzDiff(f *testing.F) {
 		f.Add(s, s*31+7, s%2 == 0)
 	}
 	f.Fuzz(func(t *testing.T, seedA, seedB uint64, deleteInactive bool) {
+		defer func(p int) { probeLimit, readStoredFirst = p, false }(probeLimit)
+		readStoredFirst, probeLimit = seedB%3 == 0, []int{4096, 20, 4096}[seedB%3] // see TestGroupSetHashPath
 		pol := policy{inactiveDelete: deleteInactive}
 		a := randomFiles(rand.New(rand.NewPCG(seedA, 1)))
 		b := randomFiles(rand.New(rand.NewPCG(seedB, 2)))

@@ -85,12 +85,14 @@
 // reader tokenises on a goroutine of its own), and the differ compares
 // each row with the stored user on another goroutine, fed batches of rows
 // through a channel (readUsers in diff_users.go): the three share the cores.
-// Before the file, the differ reads the stored users once, in key order,
-// keeping per user the hash of its id and of its stored value (stored.go):
-// a row is then compared by hash in memory, whatever the order of the
-// file's rows, and only a changed row looks its stored user up (for
-// previous_attributes). The scan that lists the deleted users meets the
-// stored users in the same order and finds each one's row by index.
+// Unless the file's first rows come in the snapshot's key order (an
+// export sorted by user id, whose rows a cursor meets in passing), the
+// differ then reads the stored users once, in key order, keeping per user
+// the hash of its id and of its stored value (stored.go): a row is then
+// compared by hash in memory, whatever the order of the file's rows, and
+// only a changed row looks its stored user up (for previous_attributes).
+// The scan that lists the deleted users meets the stored users in the
+// same order and finds each one's row by index.
 //
 // Repeated uploads: when every file of a batch has the name, kind and
 // SHA-256 (computed while archiving) of the files of the organization's

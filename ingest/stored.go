@@ -2,8 +2,9 @@ package ingest
 
 import "hash/maphash"
 
-// storedUsers is what the differ reads of the stored users before it
-// reads users.csv (or user_groups.csv without it): for each stored user,
+// storedUsers is what the differ reads of the stored users once it has
+// seen that users.csv is not in the snapshot's key order (probeOrder), or
+// before user_groups.csv without users.csv: for each stored user,
 // in the snapshot's key order (its index), the hash of its id (set), the
 // hash of its stored value, state byte and record (rec, with a users file
 // only), and the index in the users file of the row with its id (file,
