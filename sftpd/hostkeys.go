@@ -116,19 +116,19 @@ func loadOrGenerate(path string, gen func() ([]byte, error)) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := WriteFileAtomic(path, data, 0o600); err != nil {
 		return nil, err
 	}
 	pub := ssh.MarshalAuthorizedKey(signer.PublicKey())
-	if err := writeFileAtomic(path+".pub", pub, 0o644); err != nil {
+	if err := WriteFileAtomic(path+".pub", pub, 0o644); err != nil {
 		return nil, err
 	}
 	return data, nil
 }
 
-// writeFileAtomic writes data to a temporary file in path's directory, syncs
+// WriteFileAtomic writes data to a temporary file in path's directory, syncs
 // it and renames it onto path, so a crash never leaves a truncated key.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err

@@ -282,7 +282,7 @@ func writeIfChanged(path string, data []byte) error {
 	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, data) {
 		return nil
 	}
-	return writeFileAtomic(path, data, 0o600)
+	return sftpd.WriteFileAtomic(path, data, 0o600)
 }
 
 // run listens, serves until ctx is done, then shuts down in order: SFTP

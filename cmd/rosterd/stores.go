@@ -115,7 +115,7 @@ func (f fileSecrets) LoadOrCreateSecret(name string, gen func() ([]byte, error))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, false, err
 	}
-	if err := writeFileAtomic(path, v, 0o600); err != nil {
+	if err := sftpd.WriteFileAtomic(path, v, 0o600); err != nil {
 		return nil, false, fmt.Errorf("write %s: %w", name, err)
 	}
 	if strings.HasPrefix(name, secretHostKey) {
@@ -123,7 +123,7 @@ func (f fileSecrets) LoadOrCreateSecret(name string, gen func() ([]byte, error))
 		if err != nil {
 			return nil, false, fmt.Errorf("%s: %w", name, err)
 		}
-		if err := writeFileAtomic(path+".pub", ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
+		if err := sftpd.WriteFileAtomic(path+".pub", ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
 			return nil, false, fmt.Errorf("write %s.pub: %w", name, err)
 		}
 	}
@@ -156,30 +156,4 @@ func loadAPIToken(s daemonStore) (string, error) {
 		return "", errors.New("API token: the store holds an empty one")
 	}
 	return tok, nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it
-// and renames it onto path.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
