@@ -103,7 +103,6 @@ const (
 // so it stays smaller than a staging transaction.
 const DefaultStageAbove = state.DefaultStageAbove
 
-
 // Pipeline turns completed uploads into applied batches (SPEC §5): one
 // loop per organization settles notifications into batches and runs them
 // strictly in order; organizations run in parallel. Its methods are safe
