@@ -1,0 +1,12 @@
+-- 0003_snapshot_version: what the apply needs beyond 0002.
+--
+-- snapshot_counts.version names the state of an organization's snapshot:
+-- every apply that changes it draws a new value from the sequence, and so
+-- does every new row (an import, an organization's first apply). An
+-- instance keeps a local copy of the snapshots it applies to (its
+-- replica, state/postgres/replica.go) and knows the copy is current when
+-- the version it loaded or wrote is still the row's.
+CREATE SEQUENCE rosterd.snapshot_version;
+
+ALTER TABLE rosterd.snapshot_counts
+    ADD COLUMN version bigint NOT NULL DEFAULT nextval('rosterd.snapshot_version');
