@@ -16,7 +16,9 @@ import (
 
 // Writer takes a batch's changes and events, in the order of SPEC §6:
 // each change to the snapshot, then the events that name it (a deletion's
-// events before it). *ApplyTx is bbolt's.
+// events before it). A batch changes each user, group and membership at
+// most once (a put or a delete), as a diff finds it: a store may apply
+// the changes of each kind together. *ApplyTx is bbolt's.
 type Writer interface {
 	PutGroup(id []byte, name string, flags byte, rec []byte) error
 	DeleteGroup(id []byte) error
