@@ -292,13 +292,13 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 		open := openDecoded(ctx, archivedFile(dir, f), &b.Files[i], p.decodeOpts(set))
 		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: csvName(f), open: open})
 	}
-	tDiff := time.Now()
 	var o outcome
 	defer o.close()
 	var rep *report.Report
 	// Inside the store's read of the snapshot: diff, decide, report. The
 	// store then records the outcome and applies its changes (Write).
 	decide := func(s *state.SnapshotTx) (state.Outcome, error) {
+		tDiff := time.Now()
 		if iss := sparseIssues(dir, b.Files); len(iss) > 0 {
 			// Holes read as zero bytes: not worth reading, and zero bytes in
 			// a value are no name. Rejected as it is.
@@ -369,6 +369,9 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 		return b, err
 	}
 	r := o.res
+	if applied.Load > 0 {
+		r.steps = append([]step{{"load", applied.Load}}, r.steps...)
+	}
 	if o.status == state.BatchApplied {
 		r.steps = append(r.steps, step{"stage", applied.Write}, step{"flip", applied.Commit})
 	} else {

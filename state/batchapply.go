@@ -58,11 +58,12 @@ type Applied struct {
 	// transactions and left work that the caller should let it finish
 	// off the critical path (bbolt: MergeOverlay).
 	Staged bool
-	// Diff, Write and Commit are where the apply spent its time: the diff
-	// callback, the changes (bbolt: a direct apply's transaction or a
+	// Load, Diff, Write and Commit are where the apply spent its time:
+	// what the store did before the diff (PostgreSQL: bringing its
+	// replica up to date; bbolt: nothing), the diff callback, the changes (bbolt: a direct apply's transaction or a
 	// staged one's staging), and what made them visible (bbolt: the flip
 	// of a staged apply; 0 otherwise).
-	Diff, Write, Commit time.Duration
+	Load, Diff, Write, Commit time.Duration
 }
 
 // DefaultStageAbove is the number of changes above which Apply stages a

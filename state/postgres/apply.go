@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -86,9 +87,10 @@ func (db *DB) Apply(org string, diff func(*state.SnapshotTx) (state.Outcome, err
 	committed := false
 	var newVer int64
 	var tCommit time.Time
+	var w *writer
 	err = replicaWrite(rep, org, out.Changes > state.DefaultStageAbove, func(a *state.ApplyTx) error {
-		w, err := newWriter(ctx, tx, a, org, b.ID)
-		if err != nil {
+		var err error
+		if w, err = newWriter(ctx, tx, a, org, b.ID); err != nil {
 			return err
 		}
 		if err := out.Write(w); err != nil {
@@ -111,6 +113,9 @@ func (db *DB) Apply(org string, diff func(*state.SnapshotTx) (state.Outcome, err
 		committed = true
 		return nil
 	})
+	if w != nil {
+		w.cp.wait() // no COPY in flight when the transaction ends
+	}
 	if !committed {
 		db.rep.forget(org)
 		return got, fmt.Errorf("apply batch %s: %w", b.ID, err)
@@ -139,10 +144,10 @@ func (db *DB) ViewSnapshot(org string, fn func(*state.SnapshotTx) error) error {
 	return rep.ViewSnapshot(org, fn)
 }
 
-// bulk sends rows to one table with COPY, a chunk at a time.
+// bulk sends rows to one table with COPY, a chunk at a time, through the
+// apply's copyRunner.
 type bulk struct {
-	ctx   context.Context
-	tx    pgx.Tx
+	cp    *copyRunner
 	table pgx.Identifier
 	cols  []string
 	rows  [][]any
@@ -156,13 +161,67 @@ func (c *bulk) add(row ...any) error {
 	return nil
 }
 
+// flush hands the rows held to the copyRunner.
 func (c *bulk) flush() error {
 	if len(c.rows) == 0 {
 		return nil
 	}
-	_, err := c.tx.CopyFrom(c.ctx, c.table, c.cols, pgx.CopyFromRows(c.rows))
-	c.rows = c.rows[:0]
+	err := c.cp.send(copyJob{table: c.table, cols: c.cols, rows: c.rows})
+	c.rows = make([][]any, 0, copyChunk)
 	return err
+}
+
+// copyJob is one COPY.
+type copyJob struct {
+	table pgx.Identifier
+	cols  []string
+	rows  [][]any
+}
+
+// copyRunner runs the COPYs of an apply one after another on its own
+// goroutine, so that the server stores a chunk while the differ's stream
+// makes the next (the transaction's connection does one thing at a
+// time: nothing else uses it until wait returns).
+type copyRunner struct {
+	jobs chan copyJob
+	done chan struct{}
+	err  error // the first failure, read after done
+	once sync.Once
+}
+
+func newCopyRunner(ctx context.Context, tx pgx.Tx) *copyRunner {
+	c := &copyRunner{jobs: make(chan copyJob, 4), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for j := range c.jobs {
+			if c.err != nil {
+				continue // drain
+			}
+			if _, err := tx.CopyFrom(ctx, j.table, j.cols, pgx.CopyFromRows(j.rows)); err != nil {
+				c.err = fmt.Errorf("copy %s: %w", j.table.Sanitize(), err)
+			}
+		}
+	}()
+	return c
+}
+
+// send queues a COPY; it fails once one has failed.
+func (c *copyRunner) send(j copyJob) error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+	}
+	c.jobs <- j
+	return nil
+}
+
+// wait waits for the COPYs queued and returns the first failure. The
+// apply calls it before the transaction ends, whatever happened.
+func (c *copyRunner) wait() error {
+	c.once.Do(func() { close(c.jobs) })
+	<-c.done
+	return c.err
 }
 
 // writer is the state.Writer of an apply: each change goes to the copy
@@ -170,6 +229,7 @@ func (c *bulk) flush() error {
 type writer struct {
 	ctx        context.Context
 	tx         pgx.Tx
+	cp         *copyRunner
 	a          *state.ApplyTx
 	org, batch string
 	// fresh: the snapshot was empty, so the changes go straight into its
@@ -204,11 +264,12 @@ func newWriter(ctx context.Context, tx pgx.Tx, a *state.ApplyTx, org, batch stri
 		fresh:   c.Users == 0 && c.Groups == 0 && c.Memberships == 0,
 		userDoc: map[string]bool{}, groupDoc: map[string]bool{},
 	}
-	mk := func(schema, table string, cols ...string) *bulk {
-		return &bulk{ctx: ctx, tx: tx, table: pgx.Identifier{schema, table}, cols: cols}
-	}
 	if _, err := tx.Exec(ctx, applyTables); err != nil {
 		return nil, err
+	}
+	w.cp = newCopyRunner(ctx, tx)
+	mk := func(schema, table string, cols ...string) *bulk {
+		return &bulk{cp: w.cp, table: pgx.Identifier{schema, table}, cols: cols}
 	}
 	if w.fresh {
 		w.users = mk("rosterd", "users", "org", "id", "active", "email", "first_name", "last_name", "known", "custom")
@@ -416,8 +477,11 @@ func (w *writer) Checkpoint() error { return w.a.Checkpoint() }
 func (w *writer) finish() (int64, error) {
 	for _, b := range []*bulk{w.users, w.usersDel, w.groups, w.groupsDel, w.membersAdd, w.membersDel, w.events, w.eventUsers, w.eventGroups} {
 		if err := b.flush(); err != nil {
-			return 0, fmt.Errorf("copy %s: %w", b.table.Sanitize(), err)
+			return 0, err
 		}
+	}
+	if err := w.cp.wait(); err != nil {
+		return 0, err
 	}
 	if !w.fresh {
 		for _, sql := range []string{

@@ -215,3 +215,31 @@ func TestApplyReplicaAcrossInstances(t *testing.T) {
 		t.Errorf("SnapshotCounts = %+v, %v; want 13 users and memberships", c, err)
 	}
 }
+
+// TestDeleteOrgDropsSnapshot: users and memberships have no foreign key
+// (migration 0003): DeleteOrg removes them itself, so an organization
+// made again under the name starts empty, and its first apply reads an
+// empty snapshot.
+func TestDeleteOrgDropsSnapshot(t *testing.T) {
+	db := openTest(t)
+	if err := db.CreateOrg(state.Org{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyUsers(t, db, "acme", "B1", state.SnapshotCounts{}, ids("u", 0, 5), nil, nil, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteOrg("acme"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateOrg(state.Org{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	var users, members int
+	err := db.pool.QueryRow(context.Background(), "SELECT (SELECT count(*) FROM rosterd.users), (SELECT count(*) FROM rosterd.memberships)").Scan(&users, &members)
+	if err != nil || users != 0 || members != 0 {
+		t.Fatalf("after DeleteOrg: %d users, %d memberships, %v; want none", users, members, err)
+	}
+	if err := applyUsers(t, db, "acme", "B2", state.SnapshotCounts{}, ids("v", 0, 2), nil, nil, "t"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -10,3 +10,10 @@ CREATE SEQUENCE rosterd.snapshot_version;
 
 ALTER TABLE rosterd.snapshot_counts
     ADD COLUMN version bigint NOT NULL DEFAULT nextval('rosterd.snapshot_version');
+
+-- users and memberships hold millions of rows an apply COPYs in: their
+-- foreign key to organizations cost a lookup per row. DeleteOrg deletes
+-- them itself (state/postgres/orgs.go), after the organization's row,
+-- whose cascade to batch_heads waits for an apply in flight.
+ALTER TABLE rosterd.users DROP CONSTRAINT users_org_fkey;
+ALTER TABLE rosterd.memberships DROP CONSTRAINT memberships_org_fkey;
