@@ -146,6 +146,7 @@ func (db *DB) Apply(org string, diff func(*state.SnapshotTx) (state.Outcome, err
 		return got, nil
 	}
 	db.rep.set(org, newVer)
+	db.rep.mergeLater(rep, org, l)
 	return got, nil
 }
 
@@ -502,6 +503,12 @@ func (w *writer) finish() (int64, error) {
 		return 0, err
 	}
 	if !w.fresh {
+		// The planner knows nothing of temporary tables until they are
+		// analyzed: without it, a day 2's few thousand memberships to
+		// delete were joined to the organization's millions by a scan.
+		if _, err := w.tx.Exec(w.ctx, "ANALYZE pg_temp.apply_users, pg_temp.apply_users_del, pg_temp.apply_groups, pg_temp.apply_groups_del, pg_temp.apply_members_add, pg_temp.apply_members_del"); err != nil {
+			return 0, err
+		}
 		for _, sql := range []string{
 			`DELETE FROM rosterd.memberships m USING pg_temp.apply_members_del d
 WHERE m.org = $1 AND m.user_id = d.user_id AND m.group_id = d.group_id`,

@@ -43,6 +43,7 @@ type replica struct {
 	db      *state.DB
 	version map[string]int64       // org -> version the copy holds
 	locks   map[string]*sync.Mutex // org -> held while its copy is read or written
+	merges  sync.WaitGroup         // mergeLater's goroutines
 }
 
 // orgLock returns org's lock, held by an apply and by a read of the copy.
@@ -87,6 +88,7 @@ func (r *replica) open() (*state.DB, error) {
 }
 
 func (r *replica) close() error {
+	r.merges.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.db == nil {
@@ -251,9 +253,10 @@ func (db *DB) load(ctx context.Context, tx pgx.Tx, rep *state.DB, org string) er
 	return nil
 }
 
-// replicaWrite changes org's copy through fn, staged when large, outside
-// any batch of the database: the replica records a batch of its own for
-// it (state.DB applies only recorded batches) and no events.
+// replicaWrite changes org's copy through fn, staged when large (the
+// caller merges the overlay: mergeLater), outside any batch of the
+// database: the replica records a batch of its own for it (state.DB
+// applies only recorded batches) and no events.
 func replicaWrite(rep *state.DB, org string, large bool, fn func(*state.ApplyTx) error) error {
 	b := state.Batch{ID: ulid.Make().String(), Org: org, Status: state.BatchProcessing}
 	if _, err := rep.CreateBatch(b); err != nil {
@@ -263,10 +266,23 @@ func replicaWrite(rep *state.DB, org string, large bool, fn func(*state.ApplyTx)
 	if !large {
 		return rep.ApplyBatch(b, nil, fn)
 	}
-	if err := rep.ApplyBatchStaged(b, nil, 0, fn); err != nil {
-		return err
-	}
-	return rep.MergeOverlay(org)
+	return rep.ApplyBatchStaged(b, nil, 0, fn)
+}
+
+// mergeLater merges org's staged overlay into its copy's base
+// (state.DB.MergeOverlay) once the caller releases l, org's lock, off
+// the apply's critical path; until then reads go through the overlay,
+// and the next apply would merge it first. A failed merge drops the copy.
+func (r *replica) mergeLater(rep *state.DB, org string, l *sync.Mutex) {
+	r.merges.Add(1)
+	go func() {
+		defer r.merges.Done()
+		l.Lock()
+		defer l.Unlock()
+		if err := rep.MergeOverlay(org); err != nil {
+			r.forget(org)
+		}
+	}()
 }
 
 // scanUserRecord decodes a row of userColumns.
