@@ -28,33 +28,44 @@ const userColumns = "id, active, email, first_name, last_name, known::text, cust
 // scanUserJSON renders a row of userColumns as org's directory user.
 func scanUserJSON(org string) func(row pgx.Row) (json.RawMessage, error) {
 	return func(row pgx.Row) (json.RawMessage, error) {
-		var r state.UserRecord
-		var active bool
-		var known, custom string
-		if err := row.Scan(&r.ID, &active, &r.Email, &r.FirstName, &r.LastName, &known, &custom); err != nil {
-			return nil, notFound(err)
-		}
-		var km, cm map[string]string
-		if err := json.Unmarshal([]byte(known), &km); err != nil {
-			return nil, fmt.Errorf("decode user %s: %w", r.ID, err)
-		}
-		if err := json.Unmarshal([]byte(custom), &cm); err != nil {
-			return nil, fmt.Errorf("decode user %s: %w", r.ID, err)
-		}
-		for _, n := range knownNames {
-			if v, ok := km[n]; ok {
-				r.Known = append(r.Known, state.Attr{Name: n, Value: v})
-				delete(km, n)
-			}
-		}
-		for _, n := range slices.Sorted(maps.Keys(km)) { // none that ingest writes
-			r.Known = append(r.Known, state.Attr{Name: n, Value: km[n]})
-		}
-		for _, n := range slices.Sorted(maps.Keys(cm)) {
-			r.Custom = append(r.Custom, state.Attr{Name: n, Value: cm[n]})
+		r, active, err := scanUserRecord(row)
+		if err != nil {
+			return nil, err
 		}
 		return state.AppendUserJSON(nil, org, active, r.AppendBinary(nil)), nil
 	}
+}
+
+// scanUserRecord reads a row of userColumns as state's record of the
+// user: the known columns in the JSON's order, the custom attributes
+// sorted by name.
+func scanUserRecord(row pgx.Row) (state.UserRecord, bool, error) {
+	var r state.UserRecord
+	var active bool
+	var known, custom string
+	if err := row.Scan(&r.ID, &active, &r.Email, &r.FirstName, &r.LastName, &known, &custom); err != nil {
+		return r, false, notFound(err)
+	}
+	var km, cm map[string]string
+	if err := json.Unmarshal([]byte(known), &km); err != nil {
+		return r, false, fmt.Errorf("decode user %s: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(custom), &cm); err != nil {
+		return r, false, fmt.Errorf("decode user %s: %w", r.ID, err)
+	}
+	for _, n := range knownNames {
+		if v, ok := km[n]; ok {
+			r.Known = append(r.Known, state.Attr{Name: n, Value: v})
+			delete(km, n)
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(km)) { // none that ingest writes
+		r.Known = append(r.Known, state.Attr{Name: n, Value: km[n]})
+	}
+	for _, n := range slices.Sorted(maps.Keys(cm)) {
+		r.Custom = append(r.Custom, state.Attr{Name: n, Value: cm[n]})
+	}
+	return r, active, nil
 }
 
 func scanDoc(row pgx.Row) (json.RawMessage, error) {
