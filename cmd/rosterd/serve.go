@@ -208,8 +208,11 @@ func (d *daemonState) open() error {
 		Audit:        d.openAudit(),
 		Limits:       sftpLimits(cfg),
 		AllowSHA1RSA: cfg.AllowSHA1RSA,
-		Logger:       log,
-		Registerer:   d.reg,
+		// On PostgreSQL the folder is a fleet's: another instance may be
+		// staging an upload in it.
+		SharedRoot: d.pg != nil,
+		Logger:     log,
+		Registerer: d.reg,
 	})
 	if err != nil {
 		return err
