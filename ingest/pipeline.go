@@ -85,6 +85,10 @@ type Config struct {
 	// KeysRoot holds the organizations' OpenPGP keys (pgp_keys.go);
 	// "" = OrgsRoot/../pgp.
 	KeysRoot string
+	// Leases are the organizations' batch leases (lease.go): nil = the
+	// store's own; LeaseTTL is their time to live, 0 = DefaultLeaseTTL.
+	Leases   Leases
+	LeaseTTL time.Duration
 	// MaxCompressionRatio is how many times its size a compressed or
 	// encrypted upload may expand (unwrap.go); 0 = DefaultMaxCompressionRatio.
 	MaxCompressionRatio int
@@ -172,6 +176,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.StorageQuota == 0 {
 		cfg.StorageQuota = DefaultStorageQuota
 	}
+	cfg = leaseConfig(cfg)
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err

@@ -188,6 +188,11 @@ func (d *daemonState) open() error {
 		// organization, "") is the fallback for notifications lost.
 		d.listener = d.pg.NewListener(postgres.ListenerConfig{Logger: log})
 		d.listener.Handle(postgres.ChannelEvents, d.deliverer.Wake)
+		if d.pipeline != nil {
+			// A batch another instance recorded: this one runs it if that
+			// one dies (ingest/lease.go).
+			d.listener.Handle(postgres.ChannelBatches, d.pipeline.Wake)
+		}
 		log.Info("store: PostgreSQL", "instance", d.pg.Instance(), "lease_ttl", cfg.LeaseTTL.D().String())
 	}
 
@@ -252,10 +257,11 @@ func (d *daemonState) open() error {
 //
 // It runs on the bbolt file only. On PostgreSQL it waits for the apply
 // (ingest's differ behind an ingest.Store, which both stores implement):
-// then ingestConfig takes d.db as that Store, and this instance runs an
-// organization's batches while it holds state.BatchLease(org) (KeepLease
-// beside the batch, stopping it when lost), woken by the listener's
-// postgres.ChannelBatches as well as by its own uploads.
+// then ingestConfig takes d.db as that Store. The pipeline runs an
+// organization's batches while it holds state.BatchLease(org), taken
+// from its store (ingest/lease.go), and the listener's
+// postgres.ChannelBatches wakes it (Pipeline.Wake) as well as its own
+// uploads.
 func (d *daemonState) openIngest() error {
 	if d.bolt == nil {
 		d.log.Warn("ingest does not run on a PostgreSQL store yet: this instance refuses uploads; the API, the console and webhook delivery run")

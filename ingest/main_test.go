@@ -1,0 +1,11 @@
+package ingest
+
+import (
+	"os"
+	"testing"
+
+	"github.com/rosterd/rosterd/state/postgres/pgtest"
+)
+
+// TestMain stops the PostgreSQL test server the lease tests start.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
