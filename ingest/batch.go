@@ -216,7 +216,9 @@ type outcome struct {
 }
 
 func (o *outcome) close() {
-	o.res.close()
+	if o.res != nil {
+		o.res.close()
+	}
 	o.removed.close()
 }
 
@@ -225,27 +227,31 @@ func (o *outcome) close() {
 func (p *Pipeline) decide(ctx context.Context, org string, pol policy, inputs []input) (outcome, error) {
 	var o outcome
 	err := p.db.ViewSnapshot(org, func(s *state.SnapshotTx) error {
-		r, err := diff(s, pol, p.currentLimits(), inputs, os.TempDir())
-		if err != nil {
-			return err
-		}
-		o.res = r
-		if r.errors() == 0 && r.guardReason(pol) != "" {
-			if o.removed, err = removedUsers(s, r); err != nil {
-				r.close()
-				return err
-			}
-		}
-		return nil
+		var err error
+		o, err = p.decideIn(ctx, s, pol, inputs)
+		return err
 	})
+	return o, err
+}
+
+// decideIn is decide inside a read of the snapshot.
+func (p *Pipeline) decideIn(ctx context.Context, s *state.SnapshotTx, pol policy, inputs []input) (outcome, error) {
+	var o outcome
+	r, err := diff(s, pol, p.currentLimits(), inputs, os.TempDir())
 	if err != nil {
 		return o, err
 	}
+	o.res = r
+	if r.errors() == 0 && r.guardReason(pol) != "" {
+		if o.removed, err = removedUsers(s, r); err != nil {
+			r.close()
+			return outcome{}, err
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		o.close()
-		return o, err
+		return outcome{}, err
 	}
-	r := o.res
 	switch {
 	case r.errors() > 0:
 		o.status = state.BatchRejected
@@ -286,96 +292,92 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 		open := openDecoded(ctx, archivedFile(dir, f), &b.Files[i], p.decodeOpts(set))
 		inputs = append(inputs, input{kind: schema.Kind(f.Kind), name: csvName(f), open: open})
 	}
-	tDiff := time.Now()
 	var o outcome
-	if iss := sparseIssues(dir, b.Files); len(iss) > 0 {
-		// Holes read as zero bytes: not worth reading, and zero bytes in
-		// a value are no name. Rejected as it is.
-		o = outcome{status: state.BatchRejected, res: &diffResult{
-			org: l.org, checker: schema.NewChecker(p.currentLimits(), nil), results: map[schema.Kind]schema.FileResult{}, issues: iss,
-		}}
-		o.reason = fmt.Sprintf("the files have %d errors; nothing was changed", len(iss))
-	} else {
-		o, err = p.decide(ctx, l.org, pol, inputs)
-	}
-	if err != nil {
-		return b, fmt.Errorf("process batch %s: %w", b.ID, err)
-	}
-	r := o.res
 	defer o.close()
-	r.timed("diff", tDiff)
-	tReport := time.Now()
-
-	// Rows of each file, for the record and the report.
-	for i, f := range b.Files {
-		b.Files[i].Rows = r.results[schema.Kind(f.Kind)].Rows
-	}
-	b.Status, b.Reason = o.status, o.reason
-	b.Approved = b.Approved || ov.approved
-	b.Changes, b.Counts = r.changes, r.counts
-	b.Errors, b.Warnings = r.errors(), r.checker.Warnings()
-	if o.status != state.BatchApplied && o.status != state.BatchUnchanged {
-		b.Changes = state.BatchChanges{}
-	}
-	now := time.Now().UTC()
-	b.FinishedAt = &now
-	if o.status == state.BatchHeld {
-		b.FinishedAt = nil
-	}
-	more, operator := outcomeNotes(o, r, b)
-	rep, err := buildReport(b, r, o, append(notes, more...))
-	if err != nil {
-		return b, fmt.Errorf("build report: %w", err)
-	}
-	rep.OperatorNotes = operator
-	var js bytes.Buffer
-	if err := rep.WriteJSON(&js); err != nil {
-		return b, fmt.Errorf("encode report: %w", err)
-	}
-	if o.removed != nil {
-		// The stored report lists the first report.MaxRemovedListed; the
-		// report files, all of them.
-		rep.AllRemoved = eachRemoved(o.removed)
-	}
-	r.timed("report", tReport)
-	// The checker's sets of ids and memberships (tens of MB at a million
-	// users) are not needed any more: let the apply run without them.
-	r.checker = nil
-	if rows := r.results[schema.Users].Rows + r.results[schema.UserGroups].Rows; rows >= freeAfterRows {
-		// The diff's garbage would otherwise stay until the heap reaches
-		// twice what the diff held, and the apply's pages would pile on
-		// top of it; collect it now and give it back.
-		debug.FreeOSMemory()
-	}
-	var fn func(*state.ApplyTx) error
-	emitted := 0
-	var applied *state.ApplyTx
-	if o.status == state.BatchApplied {
-		fn = func(a *state.ApplyTx) error {
-			applied = a
-			if err := r.apply(a); err != nil {
-				return err
+	var rep *report.Report
+	// Inside the store's read of the snapshot: diff, decide, report. The
+	// store then records the outcome and applies its changes (Write).
+	decide := func(s *state.SnapshotTx) (state.Outcome, error) {
+		tDiff := time.Now()
+		if iss := sparseIssues(dir, b.Files); len(iss) > 0 {
+			// Holes read as zero bytes: not worth reading, and zero bytes in
+			// a value are no name. Rejected as it is.
+			o = outcome{status: state.BatchRejected, res: &diffResult{
+				org: l.org, checker: schema.NewChecker(p.currentLimits(), nil), results: map[schema.Kind]schema.FileResult{}, issues: iss,
+			}}
+			o.reason = fmt.Sprintf("the files have %d errors; nothing was changed", len(iss))
+		} else {
+			var err error
+			if o, err = p.decideIn(ctx, s, pol, inputs); err != nil {
+				return state.Outcome{}, fmt.Errorf("process batch %s: %w", b.ID, err)
 			}
-			emitted = a.Emitted()
-			return nil
 		}
+		r := o.res
+		r.timed("diff", tDiff)
+		tReport := time.Now()
+
+		// Rows of each file, for the record and the report.
+		for i, f := range b.Files {
+			b.Files[i].Rows = r.results[schema.Kind(f.Kind)].Rows
+		}
+		b.Status, b.Reason = o.status, o.reason
+		b.Approved = b.Approved || ov.approved
+		b.Changes, b.Counts = r.changes, r.counts
+		b.Errors, b.Warnings = r.errors(), r.checker.Warnings()
+		if o.status != state.BatchApplied && o.status != state.BatchUnchanged {
+			b.Changes = state.BatchChanges{}
+		}
+		now := time.Now().UTC()
+		b.FinishedAt = &now
+		if o.status == state.BatchHeld {
+			b.FinishedAt = nil
+		}
+		more, operator := outcomeNotes(o, r, b)
+		var err error
+		rep, err = buildReport(b, r, o, append(notes, more...))
+		if err != nil {
+			return state.Outcome{}, fmt.Errorf("build report: %w", err)
+		}
+		rep.OperatorNotes = operator
+		var js bytes.Buffer
+		if err := rep.WriteJSON(&js); err != nil {
+			return state.Outcome{}, fmt.Errorf("encode report: %w", err)
+		}
+		if o.removed != nil {
+			// The stored report lists the first report.MaxRemovedListed; the
+			// report files, all of them.
+			rep.AllRemoved = eachRemoved(o.removed)
+		}
+		r.timed("report", tReport)
+		// The checker's sets of ids and memberships (tens of MB at a million
+		// users) are not needed any more: let the apply run without them.
+		r.checker = nil
+		if rows := r.results[schema.Users].Rows + r.results[schema.UserGroups].Rows; rows >= freeAfterRows {
+			// The diff's garbage would otherwise stay until the heap reaches
+			// twice what the diff held, and the apply's pages would pile on
+			// top of it; collect it now and give it back.
+			debug.FreeOSMemory()
+		}
+		out := state.Outcome{Batch: b, Report: js.Bytes()}
+		if o.status == state.BatchApplied {
+			out.Write, out.Changes = r.apply, r.changeCount()
+		}
+		return out, nil
 	}
-	tApply := time.Now()
-	var err2 error
-	if o.status == state.BatchApplied && r.changeCount() > p.stageAbove() {
-		err2 = p.db.ApplyBatchStaged(b, js.Bytes(), p.cfg.StageTxChanges, fn)
-	} else {
-		err2 = p.db.ApplyBatch(b, js.Bytes(), fn)
-	}
-	if err := err2; err != nil {
+	applied, err := p.db.Apply(l.org, decide)
+	if err != nil {
 		return b, err
 	}
-	if applied != nil {
-		t := applied.Timings()
-		r.steps = append(r.steps, step{"stage", t.Stage}, step{"flip", t.Flip})
-	} else {
-		r.timed("record", tApply)
+	r := o.res
+	if applied.Load > 0 {
+		r.steps = append([]step{{"load", applied.Load}}, r.steps...)
 	}
+	if o.status == state.BatchApplied {
+		r.steps = append(r.steps, step{"stage", applied.Write}, step{"flip", applied.Commit})
+	} else {
+		r.steps = append(r.steps, step{"record", applied.Write})
+	}
+	emitted := applied.Emitted
 	p.metrics.observe(b, r, time.Since(start))
 	p.log.Info("batch finished", "org", l.org, "batch", b.ID, "status", b.Status, "events", emitted,
 		"errors", b.Errors, "warnings", b.Warnings, "duration", time.Since(start).Round(time.Millisecond))
@@ -388,13 +390,13 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	}
 	p.pruneArchive(l.org, b.ID)
 	r.timed("write_report", tWrite)
-	if applied != nil && applied.Staged() {
+	if m, ok := p.db.(overlayMerger); ok && applied.Staged {
 		// The batch is applied and reported; its overlay is copied into
 		// the base now, before the organization's next batch. Readers see
 		// the same snapshot throughout; a merge cut short is finished
 		// before the next apply (state.DB.MergeOverlay).
 		tMerge := time.Now()
-		if err := p.db.MergeOverlay(l.org); err != nil {
+		if err := m.MergeOverlay(l.org); err != nil {
 			p.log.Warn("merge snapshot overlay; it is retried before the next batch", "org", l.org, "batch", b.ID, "err", err)
 		}
 		r.timed("merge", tMerge)

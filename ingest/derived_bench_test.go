@@ -125,7 +125,7 @@ func applyFiles(tb testing.TB, db *state.DB, org string, pol policy, dir string,
 		tb.Fatal(err)
 	}
 	b.Status, b.Changes = state.BatchApplied, r.changes
-	if err := db.ApplyBatchStaged(b, nil, 0, r.apply); err != nil {
+	if err := db.ApplyBatchStaged(b, nil, 0, func(a *state.ApplyTx) error { return r.apply(a) }); err != nil {
 		tb.Fatal(err)
 	}
 	if err := db.MergeOverlay(org); err != nil {

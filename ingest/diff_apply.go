@@ -16,7 +16,7 @@ func (r *diffResult) changeCount() int {
 // apply is step 2: it writes the changes into the snapshot and emits the
 // events in the order of SPEC §6, calling Checkpoint after each change so
 // that a staged apply commits in bounded transactions.
-func (r *diffResult) apply(a *state.ApplyTx) error {
+func (r *diffResult) apply(a state.Writer) error {
 	for _, g := range r.groups {
 		if err := a.PutGroup([]byte(g.id), g.name, g.flags, g.rec); err != nil {
 			return err

@@ -58,7 +58,7 @@ func applyDirect(t testing.TB, db *state.DB, org string, pol policy, files map[s
 	case r.empty():
 		b.Status = state.BatchUnchanged
 	default:
-		fn = r.apply
+		fn = func(a *state.ApplyTx) error { return r.apply(a) }
 	}
 	b.Changes = r.changes
 	if fn != nil && directStageTx > 0 {

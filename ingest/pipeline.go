@@ -35,7 +35,8 @@ var DefaultDefaults = Defaults{Settle: 10 * time.Second, DeleteThresholdPercent:
 
 // Config configures a Pipeline. DB and OrgsRoot are required.
 type Config struct {
-	DB *state.DB
+	// DB is the store: *state.DB (bbolt) or *postgres.DB.
+	DB Store
 	// OrgsRoot holds one SFTP folder per organization; reports go to
 	// ORG/reports/.
 	OrgsRoot string
@@ -69,10 +70,11 @@ type Config struct {
 	Logger    *slog.Logger
 	// Registerer receives the ingest metrics; nil = not registered.
 	Registerer prometheus.Registerer
-	// StageAbove is the number of changes above which a batch is applied
-	// staged (state.ApplyBatchStaged: many bounded transactions, then one
-	// that makes it visible) instead of in one transaction, whose memory
-	// grows with the batch. 0 = DefaultStageAbove; negative = always.
+	// StageAbove is the number of changes above which a bbolt store
+	// applies a batch staged (state.ApplyBatchStaged: many bounded
+	// transactions, then one that makes it visible) instead of in one
+	// transaction, whose memory grows with the batch (state.DB.SetStaging;
+	// other stores ignore it). 0 = DefaultStageAbove; negative = always.
 	StageAbove int
 	// StageTxChanges is the number of changes per staging transaction;
 	// 0 = state.DefaultStageTxChanges.
@@ -103,18 +105,7 @@ const (
 // DefaultStageAbove is Config.StageAbove's default. A direct apply
 // changes the snapshot's own pages, scattered over its whole key range,
 // so it stays smaller than a staging transaction.
-const DefaultStageAbove = 4096
-
-func (p *Pipeline) stageAbove() int {
-	switch n := p.cfg.StageAbove; {
-	case n < 0:
-		return -1
-	case n == 0:
-		return DefaultStageAbove
-	default:
-		return n
-	}
-}
+const DefaultStageAbove = state.DefaultStageAbove
 
 // Pipeline turns completed uploads into applied batches (SPEC §5): one
 // loop per organization settles notifications into batches and runs them
@@ -122,7 +113,7 @@ func (p *Pipeline) stageAbove() int {
 // for concurrent use.
 type Pipeline struct {
 	cfg     Config
-	db      *state.DB
+	db      Store
 	log     *slog.Logger
 	metrics *metrics
 
@@ -184,6 +175,9 @@ func New(cfg Config) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: cfg, db: cfg.DB, log: cfg.Logger, metrics: m,
 		defaults: cfg.Defaults, limits: cfg.Limits, quota: cfg.StorageQuota, loops: map[string]*orgLoop{},
+	}
+	if st, ok := cfg.DB.(stager); ok {
+		st.SetStaging(cfg.StageAbove, cfg.StageTxChanges)
 	}
 	p.space = newSpace(cfg, p.QuotaOf)
 	if err := p.space.register(cfg.Registerer); err != nil {
@@ -445,8 +439,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.mu.Unlock()
 
 	// Before any apply: drop what a crash left staged, finish merges.
-	if err := p.db.Recover(); err != nil {
-		p.log.Error("recover staged applies", "err", err)
+	if r, ok := p.db.(recoverer); ok {
+		if err := r.Recover(); err != nil {
+			p.log.Error("recover staged applies", "err", err)
+		}
 	}
 
 	byOrg := map[string][]state.Batch{}

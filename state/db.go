@@ -52,6 +52,8 @@ type DB struct {
 	now     func() time.Time
 	faultFn func(point string) error
 	leases  leaseTable
+	// stageAbove and stageTx are Apply's staging (SetStaging).
+	stageAbove, stageTx int
 }
 
 // Options tunes Open. The zero value is the default.

@@ -57,6 +57,7 @@ func runIngest(args []string, stdout io.Writer) error {
 	phases := fs.String("phases", "validate,first,day2,reorg,deactivate,identical,split", "phases to run, in this order (the bench shape skips reorg and deactivate)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of each run to PREFIX-PHASE-ROUND.pprof, and a heap profile at its peak to .heap")
 	warm := fs.Bool("warm", false, "read the whole snapshot before each pipeline run (not in its wall time, but in its CPU time), as a long-running daemon has it mapped")
+	store := fs.String("store", "", "run the pipeline on PostgreSQL: a postgres:// `URL` of a server and a role that may create databases (rosterbench_work, rosterbench_day1); default the bbolt file")
 	stageTx := fs.Int("stage-tx", 0, "changes per staging transaction (ingest.Config.StageTxChanges; 0 = its default)")
 	fs.StringVar(&memoryLimit, "memory-limit", "256MiB", "GOMEMLIMIT of the pipeline runs, as rosterd's [limits] memory default sets it (\"off\" = none; GOMEMLIMIT in the environment wins)")
 	phase := fs.String("phase", "", "internal: run one phase in this process")
@@ -85,8 +86,18 @@ func runIngest(args []string, stdout io.Writer) error {
 		return err
 	}
 	b := &ingestBench{work: work, o: o, stageTx: *stageTx, warm: *warm, prof: *cpuprofile, out: stdout}
-	fmt.Fprintf(stdout, "ingest benchmark, %s shape: %d users (files ready in %v), %d cores, GOMEMLIMIT %s, %s\n",
-		o.shape, o.users, time.Since(t0).Round(time.Millisecond), runtime.NumCPU(), memoryLimit, time.Now().UTC().Format(time.RFC3339))
+	if *store != "" {
+		var err error
+		if b.pg, err = newPGServer(*store); err != nil {
+			return err
+		}
+	}
+	storeName := "bbolt"
+	if b.pg != nil {
+		storeName = "PostgreSQL"
+	}
+	fmt.Fprintf(stdout, "ingest benchmark on %s, %s shape: %d users (files ready in %v), %d cores, GOMEMLIMIT %s, %s\n",
+		storeName, o.shape, o.users, time.Since(t0).Round(time.Millisecond), runtime.NumCPU(), memoryLimit, time.Now().UTC().Format(time.RFC3339))
 	if o.shape == "real" {
 		fmt.Fprintf(stdout, "  ids %s, users.csv by %s, user_groups.csv by %s, seed %d; day2 changes %.0f%%, reorg moves %.0f%%, deactivate %.0f%%\n",
 			o.ids, o.rowOrder, o.memOrder, o.seed, o.change*100, o.reorg*100, o.deact*100)
@@ -135,6 +146,7 @@ type ingestBench struct {
 	out      io.Writer
 	results  map[string][]row
 	rowOrder []string
+	pg       *pgServer // -store; nil = bbolt
 }
 
 // row is one measured run of a phase.
@@ -173,12 +185,29 @@ func (b *ingestBench) run(ph string, round int, last bool) error {
 	default:
 		return fmt.Errorf("unknown phase %q", ph)
 	}
-	switch ph {
-	case "first", "split":
+	switch {
+	case b.pg != nil && (ph == "first" || ph == "split"):
 		if err := os.RemoveAll(b.data()); err != nil {
 			return err
 		}
-	case "day2", "reorg", "deactivate", "identical":
+		if err := b.pg.recreate(pgWork, ""); err != nil {
+			return err
+		}
+	case b.pg != nil && ph != "validate":
+		if !b.pg.exists(pgDay1) {
+			return fmt.Errorf("%s needs the database of a first upload (run the phase first before it)", ph)
+		}
+		if err := os.RemoveAll(b.data()); err != nil {
+			return err
+		}
+		if err := b.pg.recreate(pgWork, pgDay1); err != nil {
+			return err
+		}
+	case ph == "first" || ph == "split":
+		if err := os.RemoveAll(b.data()); err != nil {
+			return err
+		}
+	case ph == "day2" || ph == "reorg" || ph == "deactivate" || ph == "identical":
 		if _, err := os.Stat(b.saved()); err != nil {
 			return fmt.Errorf("%s needs the database of a first upload (run the phase first before it): %w", ph, err)
 		}
@@ -202,6 +231,9 @@ func (b *ingestBench) run(ph string, round int, last bool) error {
 			return err
 		}
 		a := childArgs{Kind: st.kind, Data: b.data(), Dir: dir, Files: st.files, StageTx: b.stageTx, Warm: b.warm}
+		if b.pg != nil {
+			a.Store = b.pg.url(pgWork)
+		}
 		if b.prof != "" {
 			a.Prof = fmt.Sprintf("%s-%s-%d.pprof", b.prof, strings.ReplaceAll(st.name, " ", "-"), round)
 		}
@@ -219,6 +251,9 @@ func (b *ingestBench) run(ph string, round int, last bool) error {
 		var size int64
 		if fi, _ := os.Stat(b.dbPath()); fi != nil && st.kind != "validate" {
 			size = fi.Size()
+		}
+		if b.pg != nil && st.kind != "validate" {
+			size = b.pg.size(pgWork)
 		}
 		b.record(st.name, row{got, ref, size})
 		mb := func(n int64) string {
@@ -245,6 +280,9 @@ func (b *ingestBench) run(ph string, round int, last bool) error {
 		if got.Note != "" {
 			fmt.Fprintf(b.out, "%-15s %s\n", "", got.Note)
 		}
+	}
+	if ph == "first" && last && b.pg != nil {
+		return b.pg.recreate(pgDay1, pgWork)
 	}
 	if ph == "first" && last {
 		return copyFile(b.dbPath(), b.saved())

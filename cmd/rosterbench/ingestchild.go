@@ -23,6 +23,7 @@ import (
 	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/schema/report"
 	"github.com/rosterd/rosterd/state"
+	"github.com/rosterd/rosterd/state/postgres"
 )
 
 // An ingest benchmark phase runs in a child process of its own (rosterbench
@@ -47,6 +48,7 @@ type childArgs struct {
 	Prof    string   `json:"prof"` // CPU profile path, "" = none
 	StageTx int      `json:"stage_tx"`
 	Warm    bool     `json:"warm"`
+	Store   string   `json:"store"` // a PostgreSQL database; "" = Data's bbolt file
 }
 
 // memoryLimit is the -memory-limit flag.
@@ -481,7 +483,7 @@ func applyPhase(a childArgs, log *stepLog) (time.Duration, string, error) {
 	// Open is not in the phase's wall time (a daemon opens its database
 	// once, at start), but it is shown: on Linux it maps the whole file.
 	t0 := time.Now()
-	db, err := state.Open(filepath.Join(a.Data, "rosterd.db"), nil)
+	db, err := openBenchStore(a)
 	if err != nil {
 		return 0, "", err
 	}
@@ -575,6 +577,22 @@ func applyPhase(a childArgs, log *stepLog) (time.Duration, string, error) {
 		b.Status, len(b.Files), c.UsersCreated, c.UsersUpdated, c.UsersDeactivated, c.UsersDeleted,
 		c.GroupsCreated, c.GroupsUpdated, c.GroupsDeleted, c.MembershipsAdded, c.MembershipsRemoved)
 	return wall, note, nil
+}
+
+// benchStore is what a phase needs of its store.
+type benchStore interface {
+	ingest.Store
+	CreateOrg(o state.Org) error
+	Close() error
+}
+
+// openBenchStore opens the phase's store: a.Store's PostgreSQL database
+// (with its replica in a.Data) or a.Data's bbolt file.
+func openBenchStore(a childArgs) (benchStore, error) {
+	if a.Store != "" {
+		return postgres.Open(context.Background(), postgres.Config{URL: a.Store, ReplicaDir: filepath.Join(a.Data, "replica"), Instance: "rosterbench"})
+	}
+	return state.Open(filepath.Join(a.Data, "rosterd.db"), nil)
 }
 
 func copyFile(from, to string) error {

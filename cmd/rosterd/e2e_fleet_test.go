@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/rosterd/rosterd/sftpd"
@@ -28,10 +25,9 @@ import (
 
 // The fleet end-to-end tests run two `rosterd serve --store postgres://…`
 // processes on one database (SPEC §11), each with a data directory of its
-// own: with ingest not running on PostgreSQL yet, nothing of the
-// organizations' folders needs sharing, and the harness finds each
-// daemon by the address files in its data directory. Events are
-// committed by the test, as a batch's apply will commit them.
+// own: the harness finds each daemon by the address files in its data
+// directory. Events are committed by the test, as a batch's apply
+// commits them (e2e_pgingest_test.go uploads through the real pipeline).
 
 // startInstance starts `rosterd serve` on the store at url as instance
 // name, with the config file cfg ("" for none).
@@ -59,8 +55,8 @@ func openFleetStore(t *testing.T, url string) *postgres.DB {
 // TestE2EFleetSharesHostKeyAndToken: two instances on one database show
 // the same host key to OpenSSH's sftp (known_hosts pinned to the keys in
 // the store, strict checking) and take the same API token; an
-// organization added through one logs in through the other; uploads are
-// refused while ingest does not run on PostgreSQL.
+// organization added through one logs in through the other, and uploads
+// there.
 func TestE2EFleetSharesHostKeyAndToken(t *testing.T) {
 	sftptest.LookPath(t, "sftp")
 	url := pgtest.NewDatabase(t)
@@ -93,42 +89,13 @@ func TestE2EFleetSharesHostKeyAndToken(t *testing.T) {
 		if out, err := sftptest.SFTP(t, cfg, "ls\n"); err != nil {
 			t.Errorf("sftp to %s with the store's host keys pinned: %v\n%s", d.SFTPAddr, err, out)
 		}
-		if out, err := sftptest.SFTP(t, cfg, "put "+local+"\n"); err == nil || !strings.Contains(out, "Failure") {
-			t.Errorf("sftp put to an instance without ingest = %v %q; want refused", err, out)
+		if out, err := sftptest.SFTP(t, cfg, "put "+local+"\n"); err != nil || strings.Contains(out, "Failure") {
+			t.Errorf("sftp put to %s = %v %q; want taken", d.SFTPAddr, err, out)
 		}
-	}
-	// The refusal's message, which OpenSSH's sftp does not print.
-	signer, err := ssh.ParsePrivateKey(mustRead(t, key.Path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ssh.Dial("tcp", b.SFTPAddr, &ssh.ClientConfig{User: "acme", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
-			for _, p := range pinned {
-				if bytes.Equal(k.Marshal(), p.Marshal()) {
-					return nil
-				}
-			}
-			return errors.New("host key not in the store")
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sc, err := sftp.NewClient(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	if _, err := sc.Create("users.csv"); err == nil || !strings.Contains(err.Error(), "uploads are paused") {
-		t.Errorf("Create(users.csv) through b = %v; want refused, uploads are paused", err)
 	}
 	var orgs struct{ Data []struct{ ID string } }
 	if code := b.API("GET", "/v1/organizations", nil, &orgs); code != 200 || len(orgs.Data) != 1 || orgs.Data[0].ID != "acme" {
 		t.Errorf("GET /v1/organizations on b = %d %+v; want acme, added through a", code, orgs)
-	}
-	if !strings.Contains(a.Logs(), "ingest does not run on a PostgreSQL store yet") {
-		t.Errorf("a's log does not say that ingest does not run:\n%s", a.Logs())
 	}
 }
 

@@ -32,7 +32,6 @@ import (
 	"github.com/rosterd/rosterd/ingest/web"
 	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/sftpd"
-	"github.com/rosterd/rosterd/state"
 	"github.com/rosterd/rosterd/state/postgres"
 )
 
@@ -102,9 +101,6 @@ type daemonState struct {
 	cfg Config
 	log *slog.Logger
 	db  daemonStore
-	// bolt is db when it is the bbolt file: ingest runs on it only, until
-	// it runs on an ingest.Store (the apply behind an interface).
-	bolt *state.DB
 	// pg is db when it is PostgreSQL: a fleet's shared store, whose
 	// notifications the listener receives.
 	pg        *postgres.DB
@@ -134,11 +130,11 @@ func openDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*daemonState
 	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	db, bolt, pg, err := openStore(ctx, cfg, log)
+	db, _, pg, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemonState{cfg: cfg, log: log, db: db, bolt: bolt, pg: pg, orgsRoot: filepath.Join(cfg.Data, "orgs")}
+	d := &daemonState{cfg: cfg, log: log, db: db, pg: pg, orgsRoot: filepath.Join(cfg.Data, "orgs")}
 	if err := d.open(); err != nil {
 		db.Close()
 		return nil, err
@@ -188,28 +184,19 @@ func (d *daemonState) open() error {
 		// organization, "") is the fallback for notifications lost.
 		d.listener = d.pg.NewListener(postgres.ListenerConfig{Logger: log})
 		d.listener.Handle(postgres.ChannelEvents, d.deliverer.Wake)
-		if d.pipeline != nil {
-			// A batch another instance recorded: this one runs it if that
-			// one dies (ingest/lease.go).
-			d.listener.Handle(postgres.ChannelBatches, d.pipeline.Wake)
-		}
+		// A batch another instance recorded: this one runs it if that one
+		// dies (ingest/lease.go).
+		d.listener.Handle(postgres.ChannelBatches, d.pipeline.Wake)
 		log.Info("store: PostgreSQL", "instance", d.pg.Instance(), "lease_ttl", cfg.LeaseTTL.D().String())
 	}
 
-	// Without ingest, uploads are refused rather than left unprocessed.
-	var uploads sftpd.Uploads
-	var storage sftpd.Storage = uploadsPaused{}
-	var space *ingest.Space
-	if d.pipeline != nil {
-		uploads, space = d.pipeline, d.pipeline.Space()
-		storage = space
-	}
+	space := d.pipeline.Space()
 	d.sftp, err = sftpd.New(sftpd.Config{
 		HostKeys:     hostKeys,
 		Root:         d.orgsRoot,
 		Keys:         keyAuth{d.db},
-		Uploads:      uploads,
-		Storage:      storage,
+		Uploads:      d.pipeline,
+		Storage:      space,
 		Audit:        d.openAudit(),
 		Limits:       sftpLimits(cfg),
 		AllowSHA1RSA: cfg.AllowSHA1RSA,
@@ -253,20 +240,14 @@ func (d *daemonState) open() error {
 }
 
 // openIngest makes the pipeline, which receives sftpd's completion
-// signals and wakes delivery after each applied batch with events.
+// signals and wakes delivery after each applied batch with events. It
+// runs on either store (d.db is an ingest.Store).
 //
-// It runs on the bbolt file only. On PostgreSQL it waits for the apply
-// (ingest's differ behind an ingest.Store, which both stores implement):
-// then ingestConfig takes d.db as that Store. The pipeline runs an
-// organization's batches while it holds state.BatchLease(org), taken
-// from its store (ingest/lease.go), and the listener's
-// postgres.ChannelBatches wakes it (Pipeline.Wake) as well as its own
-// uploads.
+// On PostgreSQL the pipeline runs an organization's batches while it
+// holds state.BatchLease(org), taken from the store (ingest/lease.go),
+// and the listener's postgres.ChannelBatches wakes it (Pipeline.Wake) for
+// the batches another instance recorded and did not finish.
 func (d *daemonState) openIngest() error {
-	if d.bolt == nil {
-		d.log.Warn("ingest does not run on a PostgreSQL store yet: this instance refuses uploads; the API, the console and webhook delivery run")
-		return nil
-	}
 	ic := ingestConfig(d.cfg, d)
 	ic.OnApplied = d.deliverer.Wake
 	if err := applyTestHooks(os.Getenv, &ic); err != nil {
@@ -275,14 +256,6 @@ func (d *daemonState) openIngest() error {
 	var err error
 	d.pipeline, err = ingest.New(ic)
 	return err
-}
-
-// uploadsPaused is sftpd's Storage while ingest does not run: it refuses
-// every upload, so that none sits in a folder unprocessed.
-type uploadsPaused struct{}
-
-func (uploadsPaused) Admit(org string, grow int64) error {
-	return errors.New("uploads are paused on this server: try again later")
 }
 
 // writeIfChanged writes data to path (0600, atomically) unless the file

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/ingest/httpapi"
 	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/sftpd"
@@ -23,8 +24,10 @@ import (
 
 // Both stores serve what the consumers declare they need, so that serve
 // can pass either (SPEC §11: `--store postgres://…`, the bbolt file
-// without it). ingest's own Store comes with the apply's reshaping.
+// without it).
 var (
+	_ ingest.Store  = (*state.DB)(nil)
+	_ ingest.Store  = (*postgres.DB)(nil)
 	_ webhook.Store = (*state.DB)(nil)
 	_ webhook.Store = (*postgres.DB)(nil)
 	_ httpapi.Store = (*state.DB)(nil)
@@ -39,6 +42,7 @@ var (
 // secrets every instance of a fleet shares (SPEC §11: one host key and
 // one API token, whichever instance answers).
 type daemonStore interface {
+	ingest.Store
 	httpapi.Store
 	webhook.Store
 	HasKey(org, fingerprint string) (bool, error)
@@ -58,10 +62,11 @@ const (
 // openStore opens the store cfg names: the bbolt file in the data
 // directory (bolt is set), or the PostgreSQL store at cfg.Store (pg is
 // set), as instance cfg.Instance of a fleet, its writes fenced by their
-// leases.
+// leases but for the batches' (openIngest: the pipeline takes no batch
+// lease yet).
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s daemonStore, bolt *state.DB, pg *postgres.DB, err error) {
 	if cfg.Store != "" {
-		pg, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store, Instance: cfg.Instance, Fenced: true, Logger: log})
+		pg, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store, Instance: cfg.Instance, Fenced: true, BatchesUnfenced: true, Logger: log})
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -46,7 +46,7 @@ func ingestConfig(cfg Config, d *daemonState) ingest.Config {
 	}
 	minFree, minPercent, quota := spaceLimits(cfg)
 	return ingest.Config{
-		DB:             d.bolt,
+		DB:             d.db,
 		OrgsRoot:       d.orgsRoot,
 		Defaults:       ingestDefaults(cfg),
 		Limits:         schemaLimits(cfg),

@@ -47,6 +47,16 @@ type Config struct {
 	// default), writes are not checked: one instance, `rosterd migrate`,
 	// `store copy`, tests.
 	Fenced bool
+	// BatchesUnfenced exempts the writes to batches and completions from
+	// Fenced: for a daemon whose pipeline does not take the batch lease
+	// (state.BatchLease) yet, so that only one instance of a fleet should
+	// run ingest. Delivery stays fenced.
+	BatchesUnfenced bool
+	// ReplicaDir is where the instance keeps its local copy of the
+	// snapshots it applies batches to (replica.go): a scratch bbolt file,
+	// rebuilt from the database when in doubt and deleted at Close.
+	// Default: a new directory under os.TempDir().
+	ReplicaDir string
 }
 
 // DB is the PostgreSQL store. Its methods are those of state.DB, with the
@@ -65,8 +75,12 @@ type DB struct {
 
 	instance string
 	fenced   bool
-	mu       sync.Mutex
-	held     map[string]int64 // lease name -> token this instance acquired
+	// batchesUnfenced: Config.BatchesUnfenced.
+	batchesUnfenced bool
+	mu              sync.Mutex
+	held            map[string]int64 // lease name -> token this instance acquired
+
+	rep replica // the local copy of snapshots the differ reads (replica.go)
 }
 
 // Open connects to the database at cfg.URL, applies the migrations it
@@ -107,6 +121,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	db := &DB{pool: pool, timeout: cfg.Timeout, now: time.Now, instance: cfg.Instance, fenced: cfg.Fenced, held: map[string]int64{}}
+	db.rep.dir = cfg.ReplicaDir
+	db.batchesUnfenced = cfg.BatchesUnfenced
 	if db.instance == "" {
 		db.instance = defaultInstance()
 	}
@@ -134,13 +150,20 @@ func defaultInstance() string {
 func (db *DB) Close() error {
 	db.cancel()
 	db.pool.Close()
-	return nil
+	return db.rep.close()
 }
 
 // op returns the context of one operation: bounded by the timeout,
 // cancelled by Close.
 func (db *DB) op() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(db.base, db.timeout)
+}
+
+// long returns the context of an operation whose time grows with the
+// data (loading the replica, applying a batch): cancelled by Close, with
+// no deadline of its own.
+func (db *DB) long() (context.Context, context.CancelFunc) {
+	return context.WithCancel(db.base)
 }
 
 // stamp is the time the store records for "now": UTC, to the microsecond

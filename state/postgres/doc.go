@@ -8,11 +8,13 @@
 // state/storetest runs against both. So far it implements organizations
 // and their settings, keys, setup links, the audit trail, batches and
 // their reports, completions, the snapshot reads the HTTP API makes, the
-// events feed (reads and retention), webhook delivery state, leases, and
-// the shared secrets (SSH host keys, API token) that bbolt deployments
-// keep in files. The apply (which writes the snapshot and the events)
-// comes next; docs/postgres-design.md has the inventory of what the
-// consumers call, the interfaces, and the plan.
+// events feed (reads and retention), webhook delivery state, leases, the
+// shared secrets (SSH host keys, API token) that bbolt deployments keep in
+// files, and the apply of a batch (apply.go: ingest's differ reads a
+// local replica of the snapshot, replica.go; the changes go in bulk, in
+// one transaction with the events and the batch record);
+// docs/postgres-design.md has the inventory of what the consumers call,
+// the interfaces, and the plan.
 //
 // The schema is plain SQL in migrations/, embedded, applied in order by
 // Open or by Migrate (`rosterd migrate`) under an advisory lock, each
@@ -30,6 +32,11 @@
 // event ids under the one event_clock
 // row's lock, taken last in the committing transaction, so that ids
 // follow commit order everywhere.
+//
+// Caveats: the replica is a bbolt file per instance (Config.ReplicaDir,
+// default under os.TempDir()) as large as the snapshots the instance
+// applies to; it is loaded again, in full, whenever another instance
+// applied to an organization since.
 //
 // Leases (state/lease.go) say which instance runs an organization's
 // batches and an endpoint's delivery to an organization. With

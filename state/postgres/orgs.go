@@ -133,8 +133,14 @@ func (db *DB) DeleteOrg(name string) error {
 		if tag.RowsAffected() == 0 {
 			return state.ErrNotFound
 		}
-		_, err = tx.Exec(ctx, "DELETE FROM rosterd.setup_links WHERE org = $1", name)
-		return err
+		// users and memberships have no foreign key (migration 0003).
+		for _, q := range []string{"DELETE FROM rosterd.setup_links WHERE org = $1",
+			"DELETE FROM rosterd.users WHERE org = $1", "DELETE FROM rosterd.memberships WHERE org = $1"} {
+			if _, err := tx.Exec(ctx, q, name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete organization %s: %w", name, err)

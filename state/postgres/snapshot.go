@@ -36,36 +36,24 @@ func scanUserJSON(org string) func(row pgx.Row) (json.RawMessage, error) {
 	}
 }
 
-// scanUserRecord reads a row of userColumns as state's record of the
-// user: the known columns in the JSON's order, the custom attributes
-// sorted by name.
-func scanUserRecord(row pgx.Row) (state.UserRecord, bool, error) {
-	var r state.UserRecord
-	var active bool
-	var known, custom string
-	if err := row.Scan(&r.ID, &active, &r.Email, &r.FirstName, &r.LastName, &known, &custom); err != nil {
-		return r, false, notFound(err)
-	}
-	var km, cm map[string]string
-	if err := json.Unmarshal([]byte(known), &km); err != nil {
-		return r, false, fmt.Errorf("decode user %s: %w", r.ID, err)
-	}
-	if err := json.Unmarshal([]byte(custom), &cm); err != nil {
-		return r, false, fmt.Errorf("decode user %s: %w", r.ID, err)
-	}
+// appendKnown appends the known attributes of m in state's order, then any
+// others (none that ingest writes) by name.
+func appendKnown(to []state.Attr, m map[string]string) []state.Attr {
 	for _, n := range knownNames {
-		if v, ok := km[n]; ok {
-			r.Known = append(r.Known, state.Attr{Name: n, Value: v})
-			delete(km, n)
+		if v, ok := m[n]; ok {
+			to = append(to, state.Attr{Name: n, Value: v})
+			delete(m, n)
 		}
 	}
-	for _, n := range slices.Sorted(maps.Keys(km)) { // none that ingest writes
-		r.Known = append(r.Known, state.Attr{Name: n, Value: km[n]})
+	return appendSorted(to, m)
+}
+
+// appendSorted appends the attributes of m by name.
+func appendSorted(to []state.Attr, m map[string]string) []state.Attr {
+	for _, n := range slices.Sorted(maps.Keys(m)) {
+		to = append(to, state.Attr{Name: n, Value: m[n]})
 	}
-	for _, n := range slices.Sorted(maps.Keys(cm)) {
-		r.Custom = append(r.Custom, state.Attr{Name: n, Value: cm[n]})
-	}
-	return r, active, nil
+	return to
 }
 
 func scanDoc(row pgx.Row) (json.RawMessage, error) {

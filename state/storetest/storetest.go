@@ -147,6 +147,7 @@ type Store interface {
 	CompletionOrder
 	Leases
 	SnapshotReads
+	Apply
 }
 
 // RawEvent is an event whose data is stored as given.
@@ -214,6 +215,8 @@ func Run(t *testing.T, h Harness) {
 		{"FormBatchConcurrent", testFormBatchConcurrent},
 		{"Leases", testLeases},
 		{"SnapshotReads", testSnapshotReads},
+		{"ApplyEvents", testApplyEvents},
+		{"ApplyOutcomes", testApplyOutcomes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,298 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/rosterd/rosterd/state"
+)
+
+// The replica: ingest's differ reads a snapshot through state.SnapshotTx
+// (bbolt's B+trees, with group-set hashes and member counts), and a round
+// trip per row to PostgreSQL is out of the question. So each instance
+// keeps a local copy, in a bbolt file of its own, of the snapshots of the
+// organizations whose batches it applies: the differ reads the copy, and
+// the apply writes both (the copy as bbolt applies, the database in bulk).
+// snapshot_counts.version (migration 0003) names the state of each
+// organization's snapshot; the copy of an organization is current while
+// the version it loaded or wrote is still the row's, and loaded again
+// (one repeatable-read pass over its rows) when it is not: the first
+// batch after a start, after another instance applied, after a failure.
+// An apply commits only if the row still has the version its diff read,
+// so a copy out of date never applies.
+//
+// The file is scratch: NoSync, deleted at Close, rebuilt from the database
+// whenever it is in doubt.
+
+// errStale is an apply whose diff read a snapshot that another writer
+// changed since; the batch is retried (it fails outside its files).
+var errStale = errors.New("the snapshot changed while the batch was read; retrying")
+
+type replica struct {
+	mu      sync.Mutex
+	dir     string // "" until opened
+	own     bool   // dir was made here: removed at close
+	db      *state.DB
+	version map[string]int64       // org -> version the copy holds
+	locks   map[string]*sync.Mutex // org -> held while its copy is read or written
+}
+
+// orgLock returns org's lock, held by an apply and by a read of the copy.
+func (r *replica) orgLock(org string) *sync.Mutex {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.locks == nil {
+		r.locks = map[string]*sync.Mutex{}
+	}
+	l := r.locks[org]
+	if l == nil {
+		l = &sync.Mutex{}
+		r.locks[org] = l
+	}
+	return l
+}
+
+// open opens the replica's file on first use.
+func (r *replica) open() (*state.DB, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.db != nil {
+		return r.db, nil
+	}
+	if r.dir == "" {
+		d, err := os.MkdirTemp("", "rosterd-replica-")
+		if err != nil {
+			return nil, fmt.Errorf("replica: %w", err)
+		}
+		r.dir, r.own = d, true
+	} else if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("replica: %w", err)
+	}
+	path := filepath.Join(r.dir, "replica.db")
+	os.Remove(path) // what a previous process left is not known to be current
+	db, err := state.Open(path, &state.Options{NoSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("replica: %w", err)
+	}
+	r.db, r.version = db, map[string]int64{}
+	return db, nil
+}
+
+func (r *replica) close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.db == nil {
+		return nil
+	}
+	err := r.db.Close()
+	os.Remove(filepath.Join(r.dir, "replica.db"))
+	if r.own {
+		os.RemoveAll(r.dir)
+	}
+	r.db = nil
+	return err
+}
+
+func (r *replica) held(org string) (int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.version[org]
+	return v, ok
+}
+
+func (r *replica) set(org string, v int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.version[org] = v
+}
+
+// forget marks org's copy as not current.
+func (r *replica) forget(org string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.version, org)
+}
+
+// snapshotVersion reads org's version: 0 when the organization has no
+// snapshot row yet (an empty snapshot), state.ErrNotFound when it does
+// not exist.
+func snapshotVersion(ctx context.Context, q querier, org string, lock bool) (int64, error) {
+	if err := orgExists(ctx, q, org); err != nil {
+		return 0, fmt.Errorf("organization %s: %w", org, err)
+	}
+	sql := "SELECT version FROM rosterd.snapshot_counts WHERE org = $1"
+	if lock {
+		sql += " FOR UPDATE"
+	}
+	var v int64
+	err := q.QueryRow(ctx, sql, org).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// current brings org's copy up to date and returns the replica and the
+// version it holds. The caller holds org's lock.
+func (db *DB) current(org string) (*state.DB, int64, error) {
+	rep, err := db.rep.open()
+	if err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := db.long()
+	defer cancel()
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	var ver int64
+	err = pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error {
+		var err error
+		if ver, err = snapshotVersion(ctx, tx, org, false); err != nil {
+			return err
+		}
+		if v, ok := db.rep.held(org); ok && v == ver {
+			return nil
+		}
+		db.rep.forget(org)
+		return db.load(ctx, tx, rep, org)
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	db.rep.set(org, ver)
+	return rep, ver, nil
+}
+
+// load copies org's snapshot, as tx reads it, into the replica, in place
+// of what the replica held.
+func (db *DB) load(ctx context.Context, tx pgx.Tx, rep *state.DB, org string) error {
+	if err := rep.DeleteOrg(org); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("replica: %w", err)
+	}
+	if err := rep.CreateOrg(state.Org{Name: org}); err != nil {
+		return fmt.Errorf("replica: %w", err)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, "SELECT (SELECT count(*) FROM rosterd.users WHERE org = $1) + (SELECT count(*) FROM rosterd.groups WHERE org = $1)", org).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil // no memberships without users
+	}
+	err := replicaWrite(rep, org, true, func(a *state.ApplyTx) error {
+		rows, err := tx.Query(ctx, "SELECT id, name, in_file, doc::text FROM rosterd.groups WHERE org = $1 ORDER BY id", org)
+		if err != nil {
+			return err
+		}
+		var id, name, doc string
+		var inFile bool
+		_, err = pgx.ForEachRow(rows, []any{&id, &name, &inFile, &doc}, func() error {
+			var flags byte
+			if inFile {
+				flags = state.GroupInFile
+			}
+			if err := a.PutGroup([]byte(id), name, flags, []byte(doc)); err != nil {
+				return err
+			}
+			return a.Checkpoint()
+		})
+		if err != nil {
+			return fmt.Errorf("groups: %w", err)
+		}
+		rows, err = tx.Query(ctx, "SELECT "+userColumns+" FROM rosterd.users WHERE org = $1 ORDER BY id", org)
+		if err != nil {
+			return err
+		}
+		var buf []byte
+		for rows.Next() {
+			r, active, err := scanUserRecord(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			buf = r.AppendBinary(buf[:0])
+			if err := a.PutUser([]byte(r.ID), active, buf); err != nil {
+				rows.Close()
+				return err
+			}
+			if err := a.Checkpoint(); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("users: %w", err)
+		}
+		rows, err = tx.Query(ctx, "SELECT user_id, group_id FROM rosterd.memberships WHERE org = $1 ORDER BY user_id, group_id", org)
+		if err != nil {
+			return err
+		}
+		var uid, gid string
+		_, err = pgx.ForEachRow(rows, []any{&uid, &gid}, func() error {
+			if err := a.AddMember([]byte(uid), []byte(gid)); err != nil {
+				return err
+			}
+			return a.Checkpoint()
+		})
+		if err != nil {
+			return fmt.Errorf("memberships: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replica: load %s: %w", org, err)
+	}
+	return nil
+}
+
+// replicaWrite changes org's copy through fn, staged when large, outside
+// any batch of the database: the replica records a batch of its own for
+// it (state.DB applies only recorded batches) and no events.
+func replicaWrite(rep *state.DB, org string, large bool, fn func(*state.ApplyTx) error) error {
+	b := state.Batch{ID: ulid.Make().String(), Org: org, Status: state.BatchProcessing}
+	if _, err := rep.CreateBatch(b); err != nil {
+		return err
+	}
+	b.Status = state.BatchApplied
+	if !large {
+		return rep.ApplyBatch(b, nil, fn)
+	}
+	if err := rep.ApplyBatchStaged(b, nil, 0, fn); err != nil {
+		return err
+	}
+	return rep.MergeOverlay(org)
+}
+
+// scanUserRecord decodes a row of userColumns.
+func scanUserRecord(row pgx.Row) (state.UserRecord, bool, error) {
+	var r state.UserRecord
+	var active bool
+	var known, custom string
+	if err := row.Scan(&r.ID, &active, &r.Email, &r.FirstName, &r.LastName, &known, &custom); err != nil {
+		return r, false, notFound(err)
+	}
+	if err := decodeAttrs(&r, known, custom); err != nil {
+		return r, false, fmt.Errorf("decode user %s: %w", r.ID, err)
+	}
+	return r, active, nil
+}
+
+// decodeAttrs fills r's known attributes (in state's order) and custom
+// ones (by name) from their jsonb columns.
+func decodeAttrs(r *state.UserRecord, known, custom string) error {
+	var km, cm map[string]string
+	if err := json.Unmarshal([]byte(known), &km); err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(custom), &cm); err != nil {
+		return err
+	}
+	r.Known, r.Custom = appendKnown(r.Known[:0], km), appendSorted(r.Custom[:0], cm)
+	return nil
+}
