@@ -74,7 +74,31 @@ type loopLease struct {
 func (l *orgLoop) hasWork() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.pending) > 0 || len(l.resume) > 0 || l.waiting != nil || l.check
+	return len(l.pending) > 0 || len(l.resume) > 0 || l.waiting != nil || l.check || len(l.forget) > 0
+}
+
+// forgetLater hands the loop completion records to drop, a write it makes
+// under the lease.
+func (l *orgLoop) forgetLater(names []string) {
+	l.mu.Lock()
+	l.forget = append(l.forget, names...)
+	l.mu.Unlock()
+	l.poke()
+}
+
+// forgetNow drops the completion records handed to the loop; it holds the
+// lease.
+func (l *orgLoop) forgetNow() {
+	l.mu.Lock()
+	names := l.forget
+	l.forget = nil
+	l.mu.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	if err := l.p.db.ForgetCompletions(l.org, names); err != nil {
+		l.p.log.Warn("forget completions", "org", l.org, "err", err)
+	}
 }
 
 // leased is run's lease hook, called before it looks for work: it returns
@@ -85,6 +109,7 @@ func (l *orgLoop) hasWork() bool {
 func (l *orgLoop) leased(ctx context.Context) (context.Context, time.Duration, bool) {
 	ls := l.p.cfg.Leases
 	if ls == nil {
+		l.forgetNow()
 		return ctx, 0, true
 	}
 	if h := l.lease; h != nil {
@@ -106,6 +131,7 @@ func (l *orgLoop) leased(ctx context.Context) (context.Context, time.Duration, b
 			l.mu.Lock()
 			l.check = false
 			l.mu.Unlock()
+			l.forgetNow()
 			if l.hasWork() {
 				return h.ctx, 0, true
 			}
@@ -161,6 +187,7 @@ func (l *orgLoop) acquire(ctx context.Context) (context.Context, time.Duration, 
 	}
 	slices.SortFunc(l.resume, func(a, b state.Batch) int { return strings.Compare(a.ID, b.ID) })
 	l.mu.Unlock()
+	l.forgetNow()
 	return lctx, 0, true
 }
 
@@ -169,7 +196,7 @@ func (l *orgLoop) acquire(ctx context.Context) (context.Context, time.Duration, 
 func (l *orgLoop) onlyCheck() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.check && len(l.pending) == 0 && len(l.resume) == 0 && l.waiting == nil
+	return l.check && len(l.pending) == 0 && len(l.resume) == 0 && l.waiting == nil && len(l.forget) == 0
 }
 
 // release stops keeping the loop's lease and gives it up (a lost lease is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,12 +22,15 @@ import (
 )
 
 // fleet is instances of a pipeline in one process, sharing one store and
-// one folder (SPEC §11), each taking its batch leases from PostgreSQL as
-// an instance of its own. The batches go to one bbolt store that the
-// pipelines share in-process, as a fleet shares its database.
+// one folder (SPEC §11). On "postgres" each instance has its own
+// PostgreSQL store (Config.Instance, writes fenced by their leases), as
+// a fleet's processes do. On "bbolt" the pipelines share one bbolt store
+// in-process and take their batch leases from PostgreSQL, each as an
+// instance of its own.
 type fleet struct {
 	t      *testing.T
-	db     *state.DB
+	kind   string
+	db     readStore // the test's own reads and writes
 	url    string
 	root   string
 	orgDir string
@@ -60,18 +64,30 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newFleet(t *testing.T, ttl time.Duration, settle time.Duration, instances ...string) *fleet {
+func newFleet(t *testing.T, kind string, ttl time.Duration, settle time.Duration, instances ...string) *fleet {
 	t.Helper()
 	root := t.TempDir()
-	db, err := state.Open(filepath.Join(root, "rosterd.db"), &state.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
+	url := pgtest.NewDatabase(t)
+	var db readStore
+	if kind == "bbolt" {
+		b, err := state.Open(filepath.Join(root, "rosterd.db"), &state.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		db = b
+	} else {
+		pg, err := postgres.Open(context.Background(), postgres.Config{URL: url, Instance: "test", ReplicaDir: filepath.Join(root, "replica-test")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pg.Close() })
+		db = pg
 	}
-	t.Cleanup(func() { db.Close() })
 	if err := db.CreateOrg(state.Org{Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, db: db, url: pgtest.NewDatabase(t), root: root, orgDir: filepath.Join(root, "orgs", "acme"), ttl: ttl,
+	f := &fleet{t: t, kind: kind, db: db, url: url, root: root, orgDir: filepath.Join(root, "orgs", "acme"), ttl: ttl,
 		leases: map[string]*postgres.DB{}, pipes: map[string]*Pipeline{}, logs: map[string]*syncBuffer{}, stops: map[string]func(){}}
 	if err := os.MkdirAll(filepath.Join(f.orgDir, "reports"), 0o700); err != nil {
 		t.Fatal(err)
@@ -85,12 +101,17 @@ func newFleet(t *testing.T, ttl time.Duration, settle time.Duration, instances .
 // start runs the pipeline of instance in.
 func (f *fleet) start(in string, settle time.Duration) {
 	f.t.Helper()
-	ls, err := postgres.Open(context.Background(), postgres.Config{URL: f.url, Instance: in})
+	ls, err := postgres.Open(context.Background(), postgres.Config{URL: f.url, Instance: in, Fenced: f.kind == "postgres",
+		ReplicaDir: filepath.Join(f.root, "replica-"+in)})
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	var db Store = ls // its leases are the store's own
+	if f.kind == "bbolt" {
+		db = f.db
+	}
 	log := &syncBuffer{}
-	p, err := New(Config{DB: f.db, OrgsRoot: filepath.Join(f.root, "orgs"), Leases: ls, LeaseTTL: f.ttl,
+	p, err := New(Config{DB: db, OrgsRoot: filepath.Join(f.root, "orgs"), Leases: ls, LeaseTTL: f.ttl,
 		Defaults: Defaults{Settle: settle, DeleteThresholdPercent: 100, DeleteThresholdCount: 1000, InactiveUsers: "keep"},
 		Logger:   slog.New(slog.NewTextHandler(log, nil)),
 		OnApplied: func(org string) {
@@ -184,7 +205,13 @@ func (f *fleet) waitApplied(sha string, timeout time.Duration) state.Batch {
 // lease at the time; a holder gives the lease up when it is idle, so the
 // uploads that reach the other instance go on.
 func TestBatchLeaseOneHolder(t *testing.T) {
-	f := newFleet(t, time.Second, 0, "a", "b")
+	for _, kind := range []string{"postgres", "bbolt"} {
+		t.Run(kind, func(t *testing.T) { testBatchLeaseOneHolder(t, kind) })
+	}
+}
+
+func testBatchLeaseOneHolder(t *testing.T, kind string) {
+	f := newFleet(t, kind, time.Second, 0, "a", "b")
 	var last []byte
 	for i := range 6 {
 		last = usersCSV(1, 3+i, nil)
@@ -242,9 +269,15 @@ func TestBatchLeaseOneHolder(t *testing.T) {
 // has the lease. Once that holder is gone and its lease expired, the
 // instance takes the lease over and runs the batch.
 func TestBatchLeaseLostAndTakenOver(t *testing.T) {
+	for _, kind := range []string{"postgres", "bbolt"} {
+		t.Run(kind, func(t *testing.T) { testBatchLeaseLostAndTakenOver(t, kind) })
+	}
+}
+
+func testBatchLeaseLostAndTakenOver(t *testing.T, kind string) {
 	const ttl = time.Second
 	// The settle window keeps a's loop holding the lease while it waits.
-	f := newFleet(t, ttl, 3*time.Second, "a")
+	f := newFleet(t, kind, ttl, 3*time.Second, "a")
 	sha := f.upload("a", usersCSV(1, 5, nil))
 	name := state.BatchLease("acme")
 	holder := func() state.Lease {
@@ -284,6 +317,14 @@ func TestBatchLeaseLostAndTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if kind == "postgres" {
+		// a's writes to the organization's batches are refused from the
+		// takeover on.
+		_, err := f.leases["a"].FormBatch(state.Batch{ID: ulid.Make().String(), Org: "acme", Status: state.BatchPending}, nil)
+		if !errors.Is(err, state.ErrLeaseLost) {
+			t.Errorf("a batch write by a after the takeover = %v; want ErrLeaseLost", err)
+		}
+	}
 	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(f.logs["a"].String(), "batch lease lost"); {
 		if time.Now().After(deadline) {
 			t.Fatalf("a did not notice it lost its lease:\n%s", f.logs["a"].String())
@@ -311,9 +352,16 @@ func TestBatchLeaseLostAndTakenOver(t *testing.T) {
 // once the dead one's lease expired; the batch is applied once, as
 // recorded.
 func TestBatchLeaseWakeTakesOver(t *testing.T) {
+	for _, kind := range []string{"postgres", "bbolt"} {
+		t.Run(kind, func(t *testing.T) { testBatchLeaseWakeTakesOver(t, kind) })
+	}
+}
+
+func testBatchLeaseWakeTakesOver(t *testing.T, kind string) {
 	const ttl = time.Second
-	f := newFleet(t, ttl, 0, "a")
-	other, err := postgres.Open(context.Background(), postgres.Config{URL: f.url, Instance: "dead"})
+	f := newFleet(t, kind, ttl, 0, "a")
+	other, err := postgres.Open(context.Background(), postgres.Config{URL: f.url, Instance: "dead", Fenced: true,
+		ReplicaDir: filepath.Join(f.root, "replica-dead")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,10 +383,14 @@ func TestBatchLeaseWakeTakesOver(t *testing.T) {
 	sum := sha256.Sum256(data)
 	file := state.BatchFile{Name: "users.csv", Kind: "users", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
 		ModTime: time.Now().UTC(), CompletedAt: time.Now().UTC()}
-	if _, err := f.db.FormBatch(state.Batch{ID: id, Org: "acme", Status: state.BatchPending, Files: []state.BatchFile{file}}, nil); err != nil {
+	var rec Store = other // under its lease
+	if kind == "bbolt" {
+		rec = f.db
+	}
+	if _, err := rec.FormBatch(state.Batch{ID: id, Org: "acme", Status: state.BatchPending, Files: []state.BatchFile{file}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.db.RecordArchived("acme", id, []state.BatchFile{file}); err != nil {
+	if _, err := rec.RecordArchived("acme", id, []state.BatchFile{file}); err != nil {
 		t.Fatal(err)
 	}
 	f.pipes["a"].Wake("acme")

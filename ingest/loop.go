@@ -61,8 +61,10 @@ type orgLoop struct {
 	formAt    time.Time
 	formFails int
 
-	// check: another instance recorded a batch (Pipeline.Wake).
-	check bool
+	// check: another instance recorded a batch (Pipeline.Wake); forget:
+	// completion records to drop (forgetGone). Both wait for the lease.
+	check  bool
+	forget []string
 
 	// Owned by run: the batch waiting for its retry, if any (order.go),
 	// and the batch lease (lease.go).

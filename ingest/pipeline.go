@@ -540,7 +540,7 @@ func (p *Pipeline) forgetGone(org string, present []string) {
 			gone = append(gone, name)
 		}
 	}
-	if err := p.db.ForgetCompletions(org, gone); err != nil {
-		p.log.Warn("forget completions", "org", org, "err", err)
+	if len(gone) > 0 {
+		p.loop(org).forgetLater(gone) // under the organization's lease
 	}
 }
