@@ -129,3 +129,47 @@ func TestExportRoundTrip(t *testing.T) {
 			after[len(after)-1].ID, before[len(before)-1].ID)
 	}
 }
+
+// TestExportAfterApply: a PostgreSQL store whose batches were applied on
+// PostgreSQL (event records naming users and groups, not raw data)
+// copies into bbolt with the same content, events byte for byte.
+func TestExportAfterApply(t *testing.T) {
+	db := openTest(t)
+	if err := db.CreateOrg(state.Org{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyUsers(t, db, "acme", "B1", state.SnapshotCounts{}, []string{"u1", "u2", "u3"}, nil, nil, "Eng"); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyUsers(t, db, "acme", "B2", state.SnapshotCounts{Users: 3, Active: 3, Groups: 1, Memberships: 3},
+		nil, []string{"u1"}, []string{"u3"}, "Ops"); err != nil {
+		t.Fatal(err)
+	}
+	back, err := state.Open(filepath.Join(t.TempDir(), "rosterd.db"), &state.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	var rep ImportReport
+	err = back.Import(func(w *state.Importer) error {
+		rep, err = db.Export(context.Background(), w)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Counts["events"] != 9 || rep.Counts["users"] != 2 || rep.Counts["memberships"] != 2 {
+		t.Errorf("Export counts %v; want 9 events, 2 users, 2 memberships", rep.Counts)
+	}
+	want, err := state.ContentHash(db, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := state.ContentHash(back, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("content of acme (-postgres +bbolt):\n%s", diff)
+	}
+}
