@@ -211,7 +211,7 @@ func TestBatchLeaseOneHolder(t *testing.T) {
 }
 
 func testBatchLeaseOneHolder(t *testing.T, kind string) {
-	f := newFleet(t, kind, time.Second, 0, "a", "b")
+	f := newFleet(t, kind, 3*time.Second, 0, "a", "b")
 	var last []byte
 	for i := range 6 {
 		last = usersCSV(1, 3+i, nil)
@@ -338,6 +338,15 @@ func testBatchLeaseLostAndTakenOver(t *testing.T, kind string) {
 	}
 	if l := holder(); l.Token <= taken.Token {
 		t.Errorf("lease after the batch = %+v; want a's takeover after b's token %d", l, taken.Token)
+	}
+	// OnApplied comes after the batch is visible.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		f.mu.Lock()
+		n := len(f.applied)
+		f.mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
