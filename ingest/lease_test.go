@@ -298,22 +298,18 @@ func testBatchLeaseLostAndTakenOver(t *testing.T, kind string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Another instance takes the lease over, as after its expiry (a was
-	// cut off), and then dies without giving it up.
+	// Another instance, b, takes the lease over as after its expiry (a
+	// was cut off), in one statement (a renews meanwhile), and then dies
+	// without giving it up.
 	conn, err := pgx.Connect(context.Background(), f.url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), "UPDATE rosterd.leases SET expires_at = now() - interval '1 second' WHERE name = $1", name); err != nil {
-		t.Fatal(err)
-	}
-	other, err := postgres.Open(context.Background(), postgres.Config{URL: f.url, Instance: "b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	taken, err := other.AcquireLease(name, ttl)
+	taken := state.Lease{Name: name, Holder: "b"}
+	err = conn.QueryRow(context.Background(), `UPDATE rosterd.leases SET holder = 'b', token = token + 1,
+    expires_at = now() + make_interval(secs => $2) WHERE name = $1 RETURNING token, expires_at`, name, ttl.Seconds()).
+		Scan(&taken.Token, &taken.ExpiresAt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +327,7 @@ func testBatchLeaseLostAndTakenOver(t *testing.T, kind string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	b := f.waitApplied(sha, 15*time.Second)
+	b := f.waitApplied(sha, 30*time.Second)
 	// Not before b's lease expired: a stopped while b held it.
 	if b.FinishedAt == nil || b.FinishedAt.Before(taken.ExpiresAt) {
 		t.Errorf("batch finished at %v, while b held the lease (until %v)", b.FinishedAt, taken.ExpiresAt)
