@@ -61,9 +61,16 @@ type orgLoop struct {
 	formAt    time.Time
 	formFails int
 
-	// Owned by run: the batch waiting for its retry, if any (order.go).
+	// check: another instance recorded a batch (Pipeline.Wake); forget:
+	// completion records to drop (forgetGone). Both wait for the lease.
+	check  bool
+	forget []string
+
+	// Owned by run: the batch waiting for its retry, if any (order.go),
+	// and the batch lease (lease.go).
 	waiting *state.Batch
 	retryAt time.Time
+	lease   *loopLease
 
 	started bool // guarded by p.mu
 }
@@ -199,33 +206,43 @@ func (l *orgLoop) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	defer l.release()
 	for {
 		if ctx.Err() != nil {
 			return
 		}
-		l.mu.Lock()
-		resume := l.resume
-		l.resume = nil
-		l.mu.Unlock()
-		if len(resume) > 0 {
-			l.p.resume(ctx, l, resume)
-			continue
-		}
-		// Settled files first: their batch supersedes a waiting one, whose
-		// retry would otherwise keep them waiting.
-		now := time.Now()
-		files, wait := l.due(now)
-		if files != nil {
-			l.process(ctx, files)
-			continue
-		}
-		if l.waiting != nil && !now.Before(l.retryAt) {
-			l.p.retry(ctx, l)
-			continue
-		}
-		if l.waiting != nil {
-			if d := l.retryAt.Sub(now); wait == 0 || d < wait {
-				wait = d
+		// The batch work runs under the organization's lease (lease.go),
+		// in wctx, which ends when the lease is lost.
+		wctx, wait, leased := l.leased(ctx)
+		if leased {
+			l.mu.Lock()
+			resume := l.resume
+			l.resume = nil
+			l.mu.Unlock()
+			if len(resume) > 0 {
+				l.p.resume(wctx, l, resume)
+				continue
+			}
+			// Settled files first: their batch supersedes a waiting one, whose
+			// retry would otherwise keep them waiting.
+			now := time.Now()
+			var files []pendingFile
+			files, wait = l.due(now)
+			if files != nil {
+				l.process(wctx, files)
+				continue
+			}
+			if l.waiting != nil && !now.Before(l.retryAt) {
+				l.p.retry(wctx, l)
+				continue
+			}
+			if l.waiting != nil {
+				if d := l.retryAt.Sub(now); wait == 0 || d < wait {
+					wait = d
+				}
+			}
+			if wait == 0 && l.lease != nil && !l.hasWork() {
+				continue // idle: leased gives the lease up
 			}
 		}
 		if wait > 0 {
@@ -237,7 +254,7 @@ func (l *orgLoop) run(ctx context.Context) {
 		case <-l.wake:
 		case <-timer.C:
 		case req := <-l.reqs:
-			b, err := l.p.approveInLoop(req.ctx, l, req.batch)
+			b, err := l.approve(ctx, req)
 			req.resp <- approveResp{b, err}
 		}
 		timer.Stop()

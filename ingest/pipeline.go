@@ -87,6 +87,10 @@ type Config struct {
 	// KeysRoot holds the organizations' OpenPGP keys (pgp_keys.go);
 	// "" = OrgsRoot/../pgp.
 	KeysRoot string
+	// Leases are the organizations' batch leases (lease.go): nil = the
+	// store's own; LeaseTTL is their time to live, 0 = DefaultLeaseTTL.
+	Leases   Leases
+	LeaseTTL time.Duration
 	// MaxCompressionRatio is how many times its size a compressed or
 	// encrypted upload may expand (unwrap.go); 0 = DefaultMaxCompressionRatio.
 	MaxCompressionRatio int
@@ -163,6 +167,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.StorageQuota == 0 {
 		cfg.StorageQuota = DefaultStorageQuota
 	}
+	cfg = leaseConfig(cfg)
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -535,7 +540,7 @@ func (p *Pipeline) forgetGone(org string, present []string) {
 			gone = append(gone, name)
 		}
 	}
-	if err := p.db.ForgetCompletions(org, gone); err != nil {
-		p.log.Warn("forget completions", "org", org, "err", err)
+	if len(gone) > 0 {
+		p.loop(org).forgetLater(gone) // under the organization's lease
 	}
 }

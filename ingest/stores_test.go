@@ -252,7 +252,11 @@ func (sp *storePair) step(what string, fn func(e *storeEnv) state.Batch) (state.
 		evs[i], snaps[i] = e.events(), e.snapshot()
 	}
 	if d := cmp.Diff(summary(bs[0]), summary(bs[1])); d != "" {
-		sp.t.Fatalf("%s: batch (-bbolt +postgres):\n%s", what, d)
+		var reps [2][]byte
+		for i, e := range sp.envs {
+			reps[i], _ = e.db.BatchReport(e.org, bs[i].ID)
+		}
+		sp.t.Fatalf("%s: batch (-bbolt +postgres):\n%s\nbbolt's report:\n%s\npostgres's report:\n%s", what, d, reps[0], reps[1])
 	}
 	if d := cmp.Diff(evs[0], evs[1]); d != "" {
 		sp.t.Fatalf("%s: events (-bbolt +postgres):\n%s", what, d)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -64,11 +65,21 @@ func (c *conn) refuseFolder(chans <-chan ssh.NewChannel, err error) {
 // the upload limit, invisible to the organization). New calls it, before
 // any session could be staging an upload. Only the top level of real
 // organization folders is looked at: uploads are staged nowhere else.
+//
+// With a SharedRoot, another instance may be staging an upload in the
+// same folder right now: only the files not written for longer than the
+// idle timeout go (a live upload writes its file, or its connection
+// closes after the idle timeout and discards it). The younger ones stay;
+// an instance that starts later removes those that are stale by then.
 func (s *Server) removeStaleUploads() {
 	orgs, err := os.ReadDir(s.cfg.Root)
 	if err != nil {
 		s.log.Warn("look for stale uploads", "err", err)
 		return
+	}
+	var cutoff time.Time
+	if s.cfg.SharedRoot {
+		cutoff = s.now().Add(-s.limits.Load().IdleTimeout)
 	}
 	for _, o := range orgs {
 		if !o.IsDir() { // ReadDir does not follow symlinks
@@ -84,16 +95,27 @@ func (s *Server) removeStaleUploads() {
 			if !strings.HasPrefix(e.Name(), TempPrefix) || !e.Type().IsRegular() {
 				continue
 			}
-			var size int64
-			if fi, err := e.Info(); err == nil {
-				size = fi.Size()
+			fi, err := e.Info()
+			if err != nil {
+				continue // gone meanwhile: another instance's upload ended
 			}
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				s.log.Warn("remove stale upload", "org", o.Name(), "file", e.Name(), "err", err)
+			if !cutoff.IsZero() && fi.ModTime().After(cutoff) {
+				s.log.Info("staging file kept", "org", o.Name(), "file", e.Name(), "bytes", fi.Size(),
+					"reason", "written within the idle timeout: another instance may be uploading it")
 				continue
 			}
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					s.log.Warn("remove stale upload", "org", o.Name(), "file", e.Name(), "err", err)
+				}
+				continue
+			}
+			reason := "left by an earlier run of the daemon"
+			if s.cfg.SharedRoot {
+				reason = "not written for longer than the idle timeout: left by an instance that stopped"
+			}
 			s.log.Info("stale upload removed", "event", "upload.discarded", "org", o.Name(),
-				"file", e.Name(), "bytes", size, "reason", "left by an earlier run of the daemon")
+				"file", e.Name(), "bytes", fi.Size(), "reason", reason)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"github.com/rosterd/rosterd/sftpd/sftptest"
@@ -132,6 +133,49 @@ func TestStaleStagingRemovedAtStart(t *testing.T) {
 	}
 	mustContain(t, "log", logs.String(), `"org":"acme"`, `"file":".rosterd-upload-0123456789abcdef"`, `"bytes":1234`,
 		`"org":"globex"`, `"bytes":7`)
+}
+
+// TestStaleStagingSharedRoot: with several instances on one shared folder
+// (SPEC §11), a server starting removes only the staging files not
+// written for longer than the idle timeout: a fresh one may be another
+// instance's upload in progress and stays, an old one goes.
+func TestStaleStagingSharedRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "orgs")
+	if err := os.MkdirAll(filepath.Join(root, "acme"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(root, "acme", TempPrefix+"fresh0000000000")
+	old := filepath.Join(root, "acme", TempPrefix+"old0000000000000")
+	writeFile(t, fresh, "being written by another instance")
+	writeFile(t, old, "left by an instance that died")
+	idle := time.Minute
+	// Just inside the idle timeout, and just past it.
+	if err := os.Chtimes(fresh, time.Now(), time.Now().Add(-idle+10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(old, time.Now(), time.Now().Add(-idle-10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	logs := &sftptest.Buffer{}
+	if _, err := New(Config{
+		HostKeys: testHostKeys, Root: root, Keys: &keyStore{}, SharedRoot: true, Limits: Limits{IdleTimeout: idle},
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, filepath.Join(root, "acme")); !slices.Equal(got, []string{filepath.Base(fresh)}) {
+		t.Errorf("acme = %v; want the fresh staging file only", got)
+	}
+	mustContain(t, "log", logs.String(), `"msg":"stale upload removed"`, `"file":"`+filepath.Base(old)+`"`,
+		`"msg":"staging file kept"`, `"file":"`+filepath.Base(fresh)+`"`)
+
+	// A server alone on its folder (no SharedRoot) removes every one.
+	if _, err := New(Config{HostKeys: testHostKeys, Root: root, Keys: &keyStore{}, Limits: Limits{IdleTimeout: idle}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, filepath.Join(root, "acme")); len(got) != 0 {
+		t.Errorf("acme = %v; want no staging file left by a server alone on its folder", got)
+	}
 }
 
 // TestHardLinkNeverServed: SPEC §3 and issue 11 item 12. A hard link to a

@@ -138,6 +138,11 @@ type Config struct {
 	// default (SPEC §3); clients that know neither rsa-sha2-256/512 nor
 	// ed25519 (JSch 0.1.54 with an RSA key) need it.
 	AllowSHA1RSA bool
+	// SharedRoot says that other servers (the instances of a fleet, SPEC
+	// §11) serve Root too and may be staging uploads in it: at start,
+	// only the staging files not written for longer than the idle timeout
+	// are removed as stale, not every one.
+	SharedRoot bool
 	// Logger receives the audit log; nil discards it.
 	Logger *slog.Logger
 	// Registerer receives the sftpd metrics; nil does not register them.

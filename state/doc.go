@@ -39,7 +39,8 @@
 //
 // Leases (lease.go) are kept in memory: a bbolt store has one process,
 // which holds every lease. ContentHash (contenthash.go) digests an
-// organization the same way from any store, to verify a copy.
+// organization the same way from any store, to verify a copy; Import
+// (import.go) writes another store's content into an empty one, ids kept.
 //
 // Caveats: byte slices read from bbolt are valid only inside their
 // transaction; every method here copies what it returns. bbolt allows one

@@ -184,6 +184,9 @@ func (d *daemonState) open() error {
 		// organization, "") is the fallback for notifications lost.
 		d.listener = d.pg.NewListener(postgres.ListenerConfig{Logger: log})
 		d.listener.Handle(postgres.ChannelEvents, d.deliverer.Wake)
+		// A batch another instance recorded: this one runs it if that one
+		// dies (ingest/lease.go).
+		d.listener.Handle(postgres.ChannelBatches, d.pipeline.Wake)
 		log.Info("store: PostgreSQL", "instance", d.pg.Instance(), "lease_ttl", cfg.LeaseTTL.D().String())
 	}
 
@@ -197,8 +200,11 @@ func (d *daemonState) open() error {
 		Audit:        d.openAudit(),
 		Limits:       sftpLimits(cfg),
 		AllowSHA1RSA: cfg.AllowSHA1RSA,
-		Logger:       log,
-		Registerer:   d.reg,
+		// On PostgreSQL the folder is a fleet's: another instance may be
+		// staging an upload in it.
+		SharedRoot: d.pg != nil,
+		Logger:     log,
+		Registerer: d.reg,
 	})
 	if err != nil {
 		return err
@@ -237,12 +243,10 @@ func (d *daemonState) open() error {
 // signals and wakes delivery after each applied batch with events. It
 // runs on either store (d.db is an ingest.Store).
 //
-// On PostgreSQL the pipeline does not take the organizations' batch
-// leases yet (state.BatchLease: an organization's batches on one instance
-// at a time, taken over when it dies, woken by postgres.ChannelBatches):
-// the store is opened with its batch writes unfenced (openStore), and
-// each apply refuses a snapshot that changed under its diff, but only one
-// instance of a fleet should take uploads until then.
+// On PostgreSQL the pipeline runs an organization's batches while it
+// holds state.BatchLease(org), taken from the store (ingest/lease.go),
+// and the listener's postgres.ChannelBatches wakes it (Pipeline.Wake) for
+// the batches another instance recorded and did not finish.
 func (d *daemonState) openIngest() error {
 	ic := ingestConfig(d.cfg, d)
 	ic.OnApplied = d.deliverer.Wake

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,12 +20,13 @@ import (
 // one store to another (SPEC §11).
 func storeCommand() *command {
 	return &command{
-		name: "store", summary: "move a deployment's state from the bbolt file to PostgreSQL",
-		about: "Commands that work on the stores themselves, with the daemon stopped: so far,\n" +
-			"copying a bbolt deployment into PostgreSQL, where several instances share it.",
+		name: "store", summary: "move a deployment's state between the bbolt file and PostgreSQL",
+		about: "Commands that work on the stores themselves, with the daemons stopped: so far,\n" +
+			"copying a bbolt deployment into PostgreSQL, where several instances share it,\n" +
+			"and back (a rollback).",
 		example: "rosterd store copy --from /var/lib/rosterd --to postgres://rosterd@db.example.com/rosterd",
 		subs: []*command{{
-			name: "store copy", summary: "copy a stopped daemon's bbolt store into an empty PostgreSQL database, verified",
+			name: "store copy", summary: "copy a stopped deployment's state into an empty store (bbolt to PostgreSQL or back), verified",
 			about: "Copy everything the bbolt file DIR/rosterd.db holds into an empty PostgreSQL\n" +
 				"database (migrated first): organizations and settings, keys, setup links,\n" +
 				"audit trail, batches and reports, completions, snapshots, events with their\n" +
@@ -32,13 +34,27 @@ func storeCommand() *command {
 				"which a fleet shares. It runs in one transaction (all or nothing), then reads\n" +
 				"both stores back and compares each organization's content, area by area\n" +
 				"(counts and SHA-256); any difference fails the command. Stop the daemon\n" +
-				"first: the bbolt file is locked while it runs.",
+				"first: the bbolt file is locked while it runs.\n\n" +
+				"With --from a postgres:// URL and --to a data DIR, copy the other way (a\n" +
+				"rollback): everything the database holds goes into a new DIR/rosterd.db,\n" +
+				"the host keys and the API token into DIR/host_keys/ and DIR/api_token. DIR\n" +
+				"must hold no state yet (no rosterd.db, or an empty one; host key and token\n" +
+				"files only if they equal the database's). The file is written aside,\n" +
+				"verified the same way, and put in place only then. Stop every instance\n" +
+				"first.",
 			example: "rosterd store copy --from /var/lib/rosterd --to postgres://rosterd@db.example.com/rosterd\n" +
-				"ROSTERD_STORE=postgres://rosterd@db/rosterd rosterd store copy --from /var/lib/rosterd",
+				"ROSTERD_STORE=postgres://rosterd@db/rosterd rosterd store copy --from /var/lib/rosterd\n" +
+				"rosterd store copy --from postgres://rosterd@db.example.com/rosterd --to /var/lib/rosterd",
 			setup: func(fs *flag.FlagSet) action {
-				from := fs.String("from", "", "data `DIR` of the bbolt store to copy (required)")
-				to := fs.String("to", "", "the PostgreSQL store, a postgres:// `URL` ($ROSTERD_STORE)")
+				from := fs.String("from", "", "data `DIR` of the bbolt store to copy, or a postgres:// URL to copy back from (required)")
+				to := fs.String("to", "", "the PostgreSQL store, a postgres:// `URL` ($ROSTERD_STORE), or the data DIR to copy back into")
 				return func(ctx context.Context, std stdio, args []string) error {
+					if isStoreURL(*from) {
+						if *to == "" || isStoreURL(*to) {
+							return &ExitCodeError{Code: 2, Err: errors.New("store copy: --from a postgres:// URL copies back to the bbolt file: --to DIR is required")}
+						}
+						return storeCopyBack(ctx, std.out, *from, *to)
+					}
 					url := *to
 					if url == "" {
 						url = os.Getenv("ROSTERD_STORE")
@@ -57,6 +73,11 @@ func storeCommand() *command {
 			},
 		}},
 	}
+}
+
+// isStoreURL reports whether s names a PostgreSQL store.
+func isStoreURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 // storeCopy copies the bbolt store of data into the PostgreSQL store at
@@ -93,20 +114,31 @@ func storeCopy(ctx context.Context, out io.Writer, data, url string) error {
 	fmt.Fprintf(out, "copied %s into PostgreSQL\n", countsLine(rep.Counts,
 		"organization", "keys", "setup_links", "audit", "batches", "completions", "users", "groups", "memberships",
 		"events", "endpoints", "delivery", "secrets"))
+	if err := verifyCopy(out, src, dst, rep.Orgs, "bbolt", "PostgreSQL"); err != nil {
+		return fmt.Errorf("store copy: %w: drop the database and copy again, or report it", err)
+	}
+	return nil
+}
+
+// verifyCopy compares the content of each organization in orgs, and the
+// webhook endpoints, in the store copied from (src, named from) and the
+// copy (dst, named to), saying what it found on out; it fails when any
+// area differs.
+func verifyCopy(out io.Writer, src, dst state.ContentReader, orgs []string, from, to string) error {
 	var differ []string
-	for _, org := range rep.Orgs {
+	for _, org := range orgs {
 		want, err := state.ContentHash(src, org)
 		if err != nil {
-			return fmt.Errorf("store copy: verify: %w", err)
+			return fmt.Errorf("verify: %w", err)
 		}
 		got, err := state.ContentHash(dst, org)
 		if err != nil {
-			return fmt.Errorf("store copy: verify: %w", err)
+			return fmt.Errorf("verify: %w", err)
 		}
 		var bad []string
 		for _, area := range state.ContentAreas {
 			if want[area] != got[area] {
-				bad = append(bad, fmt.Sprintf("%s (%d in bbolt, %d in PostgreSQL)", area, want[area].Count, got[area].Count))
+				bad = append(bad, fmt.Sprintf("%s (%d in %s, %d in %s)", area, want[area].Count, from, got[area].Count, to))
 			}
 		}
 		if len(bad) > 0 {
@@ -120,14 +152,14 @@ func storeCopy(ctx context.Context, out io.Writer, data, url string) error {
 		}
 		fmt.Fprintf(out, "%s: verified (%s)\n", org, countsLine(n, "users", "groups", "memberships", "batches", "events", "audit"))
 	}
-	if err := sameEndpoints(src, dst); err != nil {
+	if err := sameEndpoints(src, dst, from, to); err != nil {
 		differ = append(differ, err.Error())
 		fmt.Fprintf(out, "endpoints: DIFFER: %v\n", err)
 	}
 	if len(differ) > 0 {
-		return fmt.Errorf("store copy: the copy differs from the bbolt store in %d place(s); do not run on it: drop the database and copy again, or report it", len(differ))
+		return fmt.Errorf("the copy differs from the %s store in %d place(s); do not run on it", from, len(differ))
 	}
-	fmt.Fprintf(out, "verified: %d organization(s) and the webhook endpoints match\n", len(rep.Orgs))
+	fmt.Fprintf(out, "verified: %d organization(s) and the webhook endpoints match\n", len(orgs))
 	return nil
 }
 
@@ -160,7 +192,7 @@ func readSecrets(data string) (map[string][]byte, error) {
 }
 
 // sameEndpoints compares the webhook endpoints of both stores.
-func sameEndpoints(src *state.DB, dst *postgres.DB) error {
+func sameEndpoints(src, dst state.ContentReader, from, to string) error {
 	a, err := src.Endpoints()
 	if err != nil {
 		return err
@@ -175,11 +207,12 @@ func sameEndpoints(src *state.DB, dst *postgres.DB) error {
 			out = append(out, fmt.Sprintf("%s %s %s %s %v %s %s", e.ID, e.URL, e.Start, e.FirstSeen.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.999999Z"),
 				e.Disabled, e.DisabledAt.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.999999Z"), e.DisabledReason))
 		}
+		slices.Sort(out)
 		return out
 	}
 	ka, kb := key(a), key(b)
 	if strings.Join(ka, "\n") != strings.Join(kb, "\n") {
-		return fmt.Errorf("%d endpoint(s) in bbolt, %d in PostgreSQL, or their fields differ", len(ka), len(kb))
+		return fmt.Errorf("%d endpoint(s) in %s, %d in %s, or their fields differ", len(ka), from, len(kb), to)
 	}
 	return nil
 }

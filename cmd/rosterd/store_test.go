@@ -118,3 +118,106 @@ func TestStoreCopy(t *testing.T) {
 		t.Errorf("store copy without --from = exit %d, %q; want 2 and a word on --from", code, out)
 	}
 }
+
+// TestStoreCopyRoundTrip: `rosterd store copy` from bbolt to PostgreSQL
+// and back (a rollback) gives a bbolt store with the same content as the
+// first, organization by organization and area by area, with its host key
+// and API token files; the way back refuses a directory holding a store
+// or a different secret.
+func TestStoreCopyRoundTrip(t *testing.T) {
+	data := storeCopyFixture(t)
+	// A third organization, its batch held.
+	db, err := state.Open(filepath.Join(data, "rosterd.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateOrg(state.Org{Name: "gamma"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.FormBatch(state.Batch{ID: "C1", Org: "gamma", Status: state.BatchPending}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishBatch(state.Batch{ID: "C1", Org: "gamma", Status: state.BatchHeld, Reason: "would delete 90 %"}, []byte(`{"status":"held"}`)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	url := pgtest.NewDatabase(t)
+	if out, code := runBinary(t, "", "store", "copy", "--from", data, "--to", url); code != 0 {
+		t.Fatalf("rosterd store copy to PostgreSQL: exit %d\n%s", code, out)
+	}
+	back := filepath.Join(t.TempDir(), "data")
+	out, code := runBinary(t, "", "store", "copy", "--from", url, "--to", back)
+	if code != 0 {
+		t.Fatalf("rosterd store copy back: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"copied 3 organizations", "acme: verified", "beta: verified", "gamma: verified",
+		"verified: 3 organization(s) and the webhook endpoints match", "the bbolt store is in place"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, url) {
+		t.Errorf("output quotes the store URL:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(back, "rosterd.db.copy")); !os.IsNotExist(err) {
+		t.Errorf("the file written aside is still there: %v", err)
+	}
+	for _, f := range []string{"api_token", "host_keys/ssh_host_ed25519_key"} {
+		want, _ := os.ReadFile(filepath.Join(data, f))
+		if got, err := os.ReadFile(filepath.Join(back, f)); err != nil || string(got) != string(want) {
+			t.Errorf("%s after the way back = %q, %v; want %q", f, got, err, want)
+		}
+	}
+
+	first, err := state.Open(filepath.Join(data, "rosterd.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	again, err := state.Open(filepath.Join(back, "rosterd.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, org := range []string{"acme", "beta", "gamma"} {
+		want, err := state.ContentHash(first, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := state.ContentHash(again, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, area := range state.ContentAreas {
+			if want[area] != got[area] {
+				t.Errorf("%s's %s after the round trip = %+v; want %+v", org, area, got[area], want[area])
+			}
+		}
+	}
+	if b, err := again.Batch("gamma", "C1"); err != nil || b.Status != state.BatchHeld {
+		t.Errorf("gamma's C1 after the round trip = %+v, %v; want held", b, err)
+	}
+	if n, err := again.CountFailed("hook"); err != nil || n != 1 {
+		t.Errorf("failed deliveries after the round trip = %d, %v; want 1", n, err)
+	}
+	again.Close()
+
+	// Back again into the same directory: it holds a store now.
+	if out, code := runBinary(t, "", "store", "copy", "--from", url, "--to", back); code == 0 || !strings.Contains(out, "not empty") {
+		t.Errorf("a second copy back = exit %d, %q; want a refusal: not empty", code, out)
+	}
+	// A directory with another API token: refused, nothing written.
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "api_token"), []byte("another\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runBinary(t, "", "store", "copy", "--from", url, "--to", other); code == 0 || !strings.Contains(out, "differs from the store's") {
+		t.Errorf("copy back over another token = exit %d, %q; want a refusal", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(other, "rosterd.db")); !os.IsNotExist(err) {
+		t.Errorf("a refused copy back left a store: %v", err)
+	}
+	if out, code := runBinary(t, "", "store", "copy", "--from", url); code != 2 || !strings.Contains(out, "--to DIR") {
+		t.Errorf("copy back without --to = exit %d, %q; want 2 and a word on --to DIR", code, out)
+	}
+}

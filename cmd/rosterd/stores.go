@@ -62,11 +62,11 @@ const (
 // openStore opens the store cfg names: the bbolt file in the data
 // directory (bolt is set), or the PostgreSQL store at cfg.Store (pg is
 // set), as instance cfg.Instance of a fleet, its writes fenced by their
-// leases but for the batches' (openIngest: the pipeline takes no batch
-// lease yet).
+// leases (the pipeline's by the organizations' batch leases, the
+// deliverer's by the delivery leases).
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s daemonStore, bolt *state.DB, pg *postgres.DB, err error) {
 	if cfg.Store != "" {
-		pg, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store, Instance: cfg.Instance, Fenced: true, BatchesUnfenced: true, Logger: log})
+		pg, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store, Instance: cfg.Instance, Fenced: true, Logger: log})
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -59,6 +59,7 @@ func ingestConfig(cfg Config, d *daemonState) ingest.Config {
 		StorageQuota:   quota,
 		Logger:         d.log,
 		Registerer:     d.reg,
+		LeaseTTL:       cfg.LeaseTTL.D(),
 
 		MaxCompressionRatio: cfg.Limits.MaxCompressionRatio,
 	}

@@ -91,6 +91,9 @@ func (s *Server) approveBatch(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ingest.ErrNotRunning):
 		s.error(w, r, http.StatusServiceUnavailable, "unavailable", "the ingest pipeline is not running", nil)
 		return
+	case errors.Is(err, ingest.ErrLeaseElsewhere):
+		s.error(w, r, http.StatusServiceUnavailable, "unavailable", err.Error(), nil)
+		return
 	case err != nil:
 		s.stateError(w, r, "batch "+id, err)
 		return

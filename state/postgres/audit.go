@@ -104,6 +104,20 @@ func auditID(nanos int64, seq uint64) string {
 	return fmt.Sprintf("%016x%016x", uint64(nanos), seq)
 }
 
+const auditColumns = "id, time, event, remote_addr, key_fp, session, file, target, bytes, sha256, duration_ns, reason, setup_link"
+
+// scanAudit reads a row of auditColumns as one of org's records.
+func scanAudit(org string) func(r pgx.Row) (state.AuditRecord, error) {
+	return func(r pgx.Row) (state.AuditRecord, error) {
+		a := state.AuditRecord{Org: org}
+		var dur int64
+		err := r.Scan(&a.ID, &a.Time, &a.Event, &a.RemoteAddr, &a.KeyFP, &a.Session, &a.File, &a.Target, &a.Bytes,
+			&a.SHA256, &dur, &a.Reason, &a.SetupLink)
+		a.Time, a.Duration = a.Time.UTC(), time.Duration(dur)
+		return a, err
+	}
+}
+
 // AuditRecords is state.DB.AuditRecords: up to limit of org's records
 // (limit <= 0: all) in the given order, starting after the id after ("":
 // from the start; it need not be a stored id).
@@ -113,8 +127,7 @@ func (db *DB) AuditRecords(org, after string, limit int, order state.AuditOrder)
 		if err := orgExists(ctx, tx, org); err != nil {
 			return err
 		}
-		q := `SELECT id, time, event, remote_addr, key_fp, session, file, target, bytes, sha256, duration_ns, reason, setup_link
-FROM rosterd.audit WHERE org = $1 `
+		q := "SELECT " + auditColumns + " FROM rosterd.audit WHERE org = $1 "
 		switch {
 		case order == state.OldestFirst:
 			q += "AND id > $2 ORDER BY id"
@@ -127,14 +140,7 @@ FROM rosterd.audit WHERE org = $1 `
 		if err != nil {
 			return err
 		}
-		out, err = collect(rows, func(r pgx.Row) (state.AuditRecord, error) {
-			a := state.AuditRecord{Org: org}
-			var dur int64
-			err := r.Scan(&a.ID, &a.Time, &a.Event, &a.RemoteAddr, &a.KeyFP, &a.Session, &a.File, &a.Target, &a.Bytes,
-				&a.SHA256, &dur, &a.Reason, &a.SetupLink)
-			a.Time, a.Duration = a.Time.UTC(), time.Duration(dur)
-			return a, err
-		})
+		out, err = collect(rows, scanAudit(org))
 		return err
 	})
 	if err != nil {

@@ -160,6 +160,12 @@ func (r *eventRow) render(b []byte, c *commit) []byte {
 	b = append(b, `,"created_at":"`...)
 	b = c.created.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	b = append(b, `","data":`...)
+	b = r.appendData(b)
+	return append(b, '}')
+}
+
+// appendData appends the JSON of the event's data to b.
+func (r *eventRow) appendData(b []byte) []byte {
 	doc := func(b, d []byte) []byte {
 		if d == nil {
 			return append(b, "null"...)
@@ -186,7 +192,7 @@ func (r *eventRow) render(b []byte, c *commit) []byte {
 	default:
 		b = doc(b, r.grpDoc)
 	}
-	return append(b, '}')
+	return b
 }
 
 // ForEachEventJSON is state.DB.ForEachEventJSON: fn gets each event's id

@@ -48,6 +48,15 @@ func orgExists(ctx context.Context, q querier, org string) error {
 	return notFound(q.QueryRow(ctx, "SELECT 1 FROM rosterd.organizations WHERE name = $1", org).Scan(&one))
 }
 
+const keyColumns = "fingerprint, type, comment, public_key, created_at, added_by, setup_link"
+
+func scanKey(r pgx.Row) (state.Key, error) {
+	var k state.Key
+	err := r.Scan(&k.Fingerprint, &k.Type, &k.Comment, &k.PublicKey, &k.CreatedAt, &k.AddedBy, &k.SetupLink)
+	k.CreatedAt = k.CreatedAt.UTC()
+	return k, err
+}
+
 // Keys is state.DB.Keys: org's keys in fingerprint order, never nil;
 // state.ErrNotFound when the organization does not exist.
 func (db *DB) Keys(org string) ([]state.Key, error) {
@@ -56,17 +65,11 @@ func (db *DB) Keys(org string) ([]state.Key, error) {
 		if err := orgExists(ctx, tx, org); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT fingerprint, type, comment, public_key, created_at, added_by, setup_link
-FROM rosterd.keys WHERE org = $1 ORDER BY fingerprint`, org)
+		rows, err := tx.Query(ctx, "SELECT "+keyColumns+" FROM rosterd.keys WHERE org = $1 ORDER BY fingerprint", org)
 		if err != nil {
 			return err
 		}
-		keys, err := collect(rows, func(r pgx.Row) (state.Key, error) {
-			var k state.Key
-			err := r.Scan(&k.Fingerprint, &k.Type, &k.Comment, &k.PublicKey, &k.CreatedAt, &k.AddedBy, &k.SetupLink)
-			k.CreatedAt = k.CreatedAt.UTC()
-			return k, err
-		})
+		keys, err := collect(rows, scanKey)
 		out = append(out, keys...)
 		return err
 	})
