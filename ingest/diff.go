@@ -126,6 +126,9 @@ type differ struct {
 	groupList   []*resolvedGroup // the values of resolved, in order
 
 	haveUsers, haveMembers, haveGroups bool
+	// derives: users.csv gives memberships through the organization's
+	// groups_from_columns (derived.go); haveMembers is then true.
+	derives bool
 
 	// With a users and a user_groups file (byHash), only the users whose
 	// group set changed are compared membership by membership: setDiff
@@ -248,6 +251,11 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 	_, d.haveUsers = byKind[schema.Users]
 	_, d.haveMembers = byKind[schema.UserGroups]
 	_, d.haveGroups = byKind[schema.Groups]
+	if d.haveUsers && pol.mapping.DerivesGroups() {
+		// SPEC §4: the batch's memberships are those users.csv gives,
+		// joined with its user_groups.csv.
+		d.derives, d.haveMembers = true, true
+	}
 	d.byHash = d.haveUsers && d.haveMembers && !noGroupSetHashes
 	d.allNew = d.haveMembers && c.Memberships == 0
 	// Day 2 looks much like day 1: size the per-user and per-membership

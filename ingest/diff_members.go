@@ -63,40 +63,53 @@ func (d *differ) memberKey(uid, gid []byte) hkey {
 }
 
 func (d *differ) readMembers(rd io.Reader, file string) (schema.FileResult, error) {
-	r := d.r
-	return r.checker.UserGroups(rd, file, func(m *schema.Membership) error {
+	return d.r.checker.UserGroups(rd, file, func(m *schema.Membership) error {
 		d.uid = append(d.uid[:0], m.UserID...)
-		uid := d.uid
-		if !d.present(uid) {
-			r.skippedMembers++ // an inactive user the policy deletes
-			return nil
-		}
-		g := d.resolve(m.GroupName)
-		if d.allNew {
-			g.n++
-			return r.membersAdded.add(uid, g.gid)
-		}
-		if d.byHash {
-			if !bytes.Equal(uid, d.lastRowUID) {
-				d.lastRowUID = append(d.lastRowUID[:0], uid...)
-				d.lastRowIdx = d.userIndex(d.hash(uid), &d.nextRow)
-			}
-			if d.lastRowIdx != noUser { // else the checker has refused the row
-				d.setDiff[d.lastRowIdx] = d.setDiff[d.lastRowIdx].Sub(g.h)
-			}
-			d.rows = append(d.rows, uint64(d.lastRowIdx)<<32|uint64(g.i))
-			g.n++
-			return nil
-		}
-		h := d.memberKey(uid, g.gid)
-		h.val = uint32(d.fileMembers.Len())
-		if h.val >= foundBit {
-			return fmt.Errorf("more than %d memberships", foundBit)
-		}
-		d.members.add(h)
-		g.n++
-		return d.fileMembers.add(uid, g.idx)
+		return d.member(d.uid, m.GroupName)
 	})
+}
+
+// member takes one row of user_groups.csv: user uid in the group named
+// name.
+func (d *differ) member(uid []byte, name string) error {
+	if !d.present(uid) {
+		d.r.skippedMembers++ // an inactive user the policy deletes
+		return nil
+	}
+	return d.addMember(uid, name)
+}
+
+// addMember takes one membership of the batch of a user that exists
+// after it: a row of user_groups.csv or one users.csv gives
+// (derivedMembers). The checker lets each through once, whichever gave
+// it.
+func (d *differ) addMember(uid []byte, name string) error {
+	r := d.r
+	g := d.resolve(name)
+	if d.allNew {
+		g.n++
+		return r.membersAdded.add(uid, g.gid)
+	}
+	if d.byHash {
+		if !bytes.Equal(uid, d.lastRowUID) {
+			d.lastRowUID = append(d.lastRowUID[:0], uid...)
+			d.lastRowIdx = d.userIndex(d.hash(uid), &d.nextRow)
+		}
+		if d.lastRowIdx != noUser { // else the checker has refused the row
+			d.setDiff[d.lastRowIdx] = d.setDiff[d.lastRowIdx].Sub(g.h)
+		}
+		d.rows = append(d.rows, uint64(d.lastRowIdx)<<32|uint64(g.i))
+		g.n++
+		return nil
+	}
+	h := d.memberKey(uid, g.gid)
+	h.val = uint32(d.fileMembers.Len())
+	if h.val >= foundBit {
+		return fmt.Errorf("more than %d memberships", foundBit)
+	}
+	d.members.add(h)
+	g.n++
+	return d.fileMembers.add(uid, g.idx)
 }
 
 // countMembers sums the file's memberships per group id.

@@ -55,10 +55,11 @@ func (d *differ) readUsers(rd io.Reader, file string) (schema.FileResult, error)
 
 // userBatch is a run of users.csv rows on their way from the checker to
 // compareUsers. A schema.User's strings stay valid after the checker's
-// callback; its Custom slice does not, so custom attributes are copied.
+// callback; its Custom and Groups slices do not, so they are copied.
 type userBatch struct {
-	users []schema.User
-	attrs []schema.Attr // the users' custom attributes, end to end
+	users  []schema.User
+	attrs  []schema.Attr // the users' custom attributes, end to end
+	groups []string      // the users' derived groups, end to end
 }
 
 const (
@@ -75,6 +76,11 @@ func (b *userBatch) add(u *schema.User) {
 		b.attrs = append(b.attrs, c.Custom...)
 		c.Custom = b.attrs[start:len(b.attrs):len(b.attrs)]
 	}
+	if c := &b.users[len(b.users)-1]; len(c.Groups) > 0 {
+		start := len(b.groups)
+		b.groups = append(b.groups, c.Groups...)
+		c.Groups = b.groups[start:len(b.groups):len(b.groups)]
+	}
 }
 
 // compareUsers compares the rows of the batches it receives until full is
@@ -86,9 +92,12 @@ func (d *differ) compareUsers(full <-chan *userBatch, free chan<- *userBatch) er
 			if err := d.compareUser(&b.users[i]); err != nil {
 				return err
 			}
+			if err := d.derivedMembers(&b.users[i]); err != nil {
+				return err
+			}
 			b.users[i] = schema.User{}
 		}
-		b.users, b.attrs = b.users[:0], b.attrs[:0]
+		b.users, b.attrs, b.groups = b.users[:0], b.attrs[:0], b.groups[:0]
 		free <- b
 	}
 	return nil

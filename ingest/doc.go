@@ -117,6 +117,13 @@
 // users.csv), every membership of the file is added as it is read.
 // changedMemberships in diff_members.go.
 //
+// Groups derived from users.csv (the organization's groups_from_columns):
+// the checker gives each row's groups with the row, and the comparison
+// goroutine takes them right after the row's user through addMember, the
+// function user_groups.csv's rows go through; a batch with users.csv then
+// has memberships whether or not it has user_groups.csv, and nothing
+// after tells a derived membership from an uploaded one (derived.go).
+//
 // Order of the writes: the created and updated users and the added
 // memberships are spilled in sorted runs and merged (spill.go), so that
 // the apply writes every bucket of the snapshot in key order, whatever

@@ -14,12 +14,14 @@ import (
 
 // TestExampleExports uploads the exports of examples/exports/ with their
 // organization settings through the pipeline: a BambooHR-style export
-// with its own column names, and a Workday-style delivery encrypted and
-// signed with GnuPG (keys/ holds the example's key pairs). Each batch is
-// applied, and its report is the committed report.txt and report.json
-// (batch id and time fixed); -update rewrites them.
+// with its own column names, a Workday-style delivery encrypted and
+// signed with GnuPG (keys/ holds the example's key pairs), and an HR
+// export whose groups come from its columns. Each batch is applied, and
+// its report is the committed report.txt and report.json (batch id and
+// time fixed); -update rewrites them. An example with an expected/ folder
+// (the hand-made WorkOS-format files) gets the events those files get.
 func TestExampleExports(t *testing.T) {
-	for _, name := range []string{"bamboohr", "workday-encrypted"} {
+	for _, name := range []string{"bamboohr", "workday-encrypted", "hr-groups"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("..", "examples", "exports", name)
 			raw, err := os.ReadFile(filepath.Join(dir, "settings.json"))
@@ -69,7 +71,44 @@ func TestExampleExports(t *testing.T) {
 			}
 			golden(t, filepath.Join(dir, "report.txt"), fixReport(txt, b.ID))
 			golden(t, filepath.Join(dir, "report.json"), fixReport(string(js), b.ID))
+			if _, err := os.Stat(filepath.Join(dir, "expected")); err == nil {
+				sameEventsAsExpected(t, e, filepath.Join(dir, "expected"))
+			}
 		})
+	}
+}
+
+// sameEventsAsExpected uploads the files of dir to an organization of
+// the same name without settings and wants the events e's organization
+// got, in the same order.
+func sameEventsAsExpected(t *testing.T, e *env, dir string) {
+	t.Helper()
+	plain := newEnv(t, e.org, state.Settings{}, Defaults{Settle: 200 * time.Millisecond, DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "keep"})
+	ents, _ := os.ReadDir(dir)
+	for _, ent := range ents {
+		data, err := os.ReadFile(filepath.Join(dir, ent.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain.upload(ent.Name(), data)
+	}
+	if b := plain.waitBatch("", 20*time.Second); b.Status != state.BatchApplied {
+		t.Fatalf("expected/: status %s; want applied:\n%s", b.Status, plain.reportText(b))
+	}
+	events := func(db *state.DB) []string {
+		evs, err := db.Events(e.org, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.Event+" "+string(ev.Data))
+		}
+		return out
+	}
+	want, got := events(plain.db), events(e.db)
+	if len(want) == 0 || strings.Join(want, "\n") != strings.Join(got, "\n") {
+		t.Errorf("events differ from those of expected/:\nexpected/:\n%s\nthe export:\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
 	}
 }
 

@@ -134,7 +134,11 @@ func (p *Pipeline) candidates(l *orgLoop, set settings, files []pendingFile, don
 		} else if seen && p.sameFile(l.org, rec, c) {
 			continue // processed: the scan or the watcher saw it again
 		}
-		if last, ok := done.Newest[string(k)]; ok && !newer(c, candidate{name: last.Name, completed: last.CompletedAt}) {
+		last, ok := done.Newest[string(k)]
+		if ok && last.Name == c.name && last.CompletedAt.Equal(c.completed) {
+			continue // the newest processed completion itself
+		}
+		if ok && !newer(c, candidate{name: last.Name, completed: last.CompletedAt}) {
 			p.log.Info("file not taken: it completed before the last processed file of its kind",
 				"org", l.org, "file", f.name, "completed", c.completed.UTC(), "last_processed", last.Name, "last_completed", last.CompletedAt.UTC())
 			stale = append(stale, c)
@@ -379,13 +383,15 @@ func (p *Pipeline) failed(l *orgLoop, b state.Batch, err error) {
 		p.log.Warn("record the batch's failure", "org", l.org, "batch", b.ID, "err", rerr)
 	}
 	p.metrics.retries.Inc()
-	p.log.Warn("batch failed; it is retried", "org", l.org, "batch", b.ID, "status", b.Status,
-		"attempt", b.Attempts, "retry_in", d, "err", err)
 	if err := p.writeReport(l.org, b, rep); err != nil {
 		p.log.Warn("write report", "org", l.org, "batch", b.ID, "err", err)
 	}
 	l.retryAt = at
 	p.setWaiting(l, &b)
+	// Logged last: when the line is there, so are the report and the
+	// gauge.
+	p.log.Warn("batch failed; it is retried", "org", l.org, "batch", b.ID, "status", b.Status,
+		"attempt", b.Attempts, "retry_in", d, "err", err)
 }
 
 // retry runs the waiting batch again.

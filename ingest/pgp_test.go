@@ -262,8 +262,13 @@ func TestPGPUploadEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	to := []string{"--recipient", pe.orgFP, "--local-user", pe.rsaSigner, "--sign", "--encrypt"}
-	pe.upload("users_20261122.csv.gpg", pe.g.encrypt("users.csv", []byte(exportUsers), to...))
-	pe.upload("user_groups.csv.asc", pe.g.encrypt("user_groups.csv", []byte(exportMembers), append([]string{"--armor"}, to...)...))
+	// Both files are encrypted before either is uploaded: gpg can take
+	// longer than the settle window on a loaded machine, and the two
+	// uploads must make one batch.
+	users := pe.g.encrypt("users.csv", []byte(exportUsers), to...)
+	members := pe.g.encrypt("user_groups.csv", []byte(exportMembers), append([]string{"--armor"}, to...)...)
+	pe.upload("users_20261122.csv.gpg", users)
+	pe.upload("user_groups.csv.asc", members)
 	b := pe.waitBatch("", 20*time.Second)
 	if b.Status != state.BatchApplied {
 		t.Fatalf("status %s (%s); want applied:\n%s", b.Status, b.Reason, pe.reportText(b))

@@ -271,11 +271,28 @@ func (p *Pipeline) settingsFor(org string) (settings, error) {
 	// The API checked the mapping when it was set; one that no longer
 	// compiles (a stored record edited by hand) is logged and not used.
 	st := o.Settings
-	if s.mapping, err = schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat); err != nil {
+	if s.mapping, err = OrgMapping(st); err != nil {
 		p.log.Error("organization mapping ignored: it is not valid", "org", org, "err", err)
 	}
 	s.pgp = p.pgpSettings(org, st)
 	return s, nil
+}
+
+// OrgMapping compiles how an organization's exports are read from its
+// settings: columns, status_values, date_format and groups_from_columns
+// (SPEC §4, exports as they come). nil means as they come; the error is a
+// *schema.MappingError naming each bad setting.
+func OrgMapping(st state.Settings) (*schema.Mapping, error) {
+	return schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat, GroupColumns(st.GroupsFromColumns)...)
+}
+
+// GroupColumns converts the stored groups_from_columns into the schema's.
+func GroupColumns(gs []state.GroupColumn) []schema.GroupColumn {
+	out := make([]schema.GroupColumn, len(gs))
+	for i, g := range gs {
+		out[i] = schema.GroupColumn(g)
+	}
+	return out
 }
 
 // Defaults returns the daemon defaults in force.

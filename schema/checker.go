@@ -55,6 +55,14 @@ type Checker struct {
 	groupTexts  []string // by group number: its name, once a callback has had it
 	stats       Stats
 
+	// groups_from_columns (derive.go): each rule's column in the users
+	// file's header (-1: none), the memberships each gave, the current
+	// row's group names, and the buffer a name is made in.
+	ruleCols     []int
+	derivedCount []int
+	derived      []string
+	nameBuf      []byte
+
 	scratch []byte
 	user    User
 	member  Membership

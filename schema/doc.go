@@ -74,6 +74,17 @@
 // BENCHMARKS.md (Compressed and encrypted uploads). ColumnsRead tells how
 // each column of a mapped header was read, for the report.
 //
+// Groups derived from users.csv (GroupColumn, the setting
+// groups_from_columns) are part of the Mapping: each valid users.csv row's
+// values in the named columns, split and trimmed, named by a template, are
+// memberships of the row's user. They go into the same membership set as
+// user_groups.csv's rows as the row is read (the user's chain is the one
+// just made), so a group a user gets twice counts once and a
+// user_groups.csv row that repeats one is joined with it without a
+// warning; User.Groups gives them to the callback. A users file without
+// one of the columns is an error (it would end the memberships the column
+// gave), and so is a user_groups.csv without a users file.
+//
 // The reader given may also fail with an *InputError (a compressed or
 // encrypted upload that cannot be decoded): the checker reports it as the
 // file's error, like a file over the size limit.

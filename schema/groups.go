@@ -35,6 +35,13 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 		return res, err
 	}
 	defer s.close()
+	if c.mapping.DerivesGroups() && !c.haveUsers {
+		// The memberships are the derived ones joined with this file's:
+		// without users.csv this file alone would end the derived ones.
+		c.issue(0, "", nil, CodeUsersFileRequired, SeverityError,
+			"the organization derives groups from columns of users.csv (groups_from_columns), so its memberships come with users.csv: upload this file together with users.csv, in one batch")
+		return res, nil
+	}
 	if !c.require(s, memberRoles, "group_name", "user_id") || s.bad {
 		return res, nil
 	}
@@ -83,6 +90,9 @@ func (c *Checker) UserGroups(r io.Reader, file string, fn func(*Membership) erro
 		line := rec.fields[gi].line
 		num := c.groupNumber(group)
 		if prev, dup := c.addMember(num, line); dup {
+			if prev == derivedLine {
+				continue // also derived from users.csv: joined, it counts once
+			}
 			c.issue(rec.line, "", nil, CodeDuplicateMember, SeverityWarning,
 				msgf("user %q in group %q already appears on line %d; the repeat is ignored", user, group, prev))
 			continue

@@ -38,6 +38,7 @@ const (
 	CodeDuplicateMember    = "duplicate_membership" // warning: the same membership twice
 	CodeDuplicateGroupName = "duplicate_group_name" // group_name twice in groups.csv
 	CodeDuplicateGroupID   = "duplicate_group_id"   // group_id twice in groups.csv
+	CodeUsersFileRequired  = "users_file_required"  // a batch that needs users.csv has none
 
 	// The codes of an InputError: a compressed or encrypted upload that
 	// could not be read (the reader given to the Checker says why).

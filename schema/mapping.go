@@ -29,6 +29,7 @@ type Mapping struct {
 	date    *dateLayout
 	columns map[string]string // as given, for reports
 	values  map[string]string
+	groups  []groupRule // groups_from_columns (derive.go)
 }
 
 // mapTarget is what one source column becomes.
@@ -84,9 +85,12 @@ func (e *MappingError) Error() string { return strings.Join(e.Problems, "; ") }
 // day numbers). Sources and values match like column names: trimmed,
 // ignoring case. It returns nil for an empty mapping, and a *MappingError
 // naming every problem: a target that is not a column, two sources onto
-// one column, a source given twice.
-func NewMapping(columns, statusValues map[string]string, dateFormat string) (*Mapping, error) {
-	if len(columns) == 0 && len(statusValues) == 0 && strings.TrimSpace(dateFormat) == "" {
+// one column, a source given twice. groups is the setting
+// groups_from_columns (see GroupColumn), checked against columns: a column
+// that cannot make groups, one listed twice, an empty template or one
+// without {value} is a problem too.
+func NewMapping(columns, statusValues map[string]string, dateFormat string, groups ...GroupColumn) (*Mapping, error) {
+	if len(columns) == 0 && len(statusValues) == 0 && strings.TrimSpace(dateFormat) == "" && len(groups) == 0 {
 		return nil, nil
 	}
 	m := &Mapping{columns: maps.Clone(columns), values: maps.Clone(statusValues)}
@@ -163,6 +167,7 @@ func NewMapping(columns, statusValues map[string]string, dateFormat string) (*Ma
 			m.date = l
 		}
 	}
+	probs = append(probs, m.compileGroups(groups)...)
 	if len(probs) > 0 {
 		return nil, &MappingError{Problems: probs}
 	}
@@ -355,5 +360,8 @@ func (m *Mapping) String() string {
 		fmt.Fprintf(&b, "status %q=%q;", k, m.values[k])
 	}
 	fmt.Fprintf(&b, "date %q", m.DateFormat())
+	for _, g := range m.groups {
+		fmt.Fprintf(&b, ";groups %q %q %q", g.key, strings.Join(g.tmpl, ValueMarker), g.sep)
+	}
 	return b.String()
 }

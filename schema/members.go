@@ -152,8 +152,13 @@ func (c *Checker) startRun(user []byte) bool {
 // from groupNumber) on line. When the membership was seen before, it
 // returns that line and true.
 func (c *Checker) addMember(group int32, line int) (prev int, dup bool) {
+	return c.addMemberTo(c.members.run.head, c.members.run.key, group, line)
+}
+
+// addMemberTo is addMember for the user whose chain head is head and
+// whose user_id hashes to user.
+func (c *Checker) addMemberTo(head *int32, user uint64, group int32, line int) (prev int, dup bool) {
 	m := &c.members
-	head, user := m.run.head, m.run.key
 	if *head != bigUser {
 		n := 0
 		for e := *head; e > 0; {

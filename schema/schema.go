@@ -138,6 +138,11 @@ type User struct {
 	Active                         bool
 	Known                          [NumKnown]string // "" = absent or empty
 	Custom                         []Attr           // other columns in header order, empty values omitted
+	// Groups are the groups the row's columns make under the
+	// organization's groups_from_columns (GroupColumn): distinct, in the
+	// order of the setting, each a membership of the user like a row of
+	// user_groups.csv. Reused like Custom; the strings may be kept.
+	Groups []string
 }
 
 // Membership is one valid user_groups.csv row.

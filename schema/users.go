@@ -73,6 +73,9 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (res Fil
 		}
 	}
 	emailCol, delim = idx[uEmail], s.delim
+	if c.mapping.DerivesGroups() {
+		c.groupColumns(s)
+	}
 	c.userIDs.ordered = true
 	s.presize = func(rows int) {
 		c.userIDs.set.reserve(c.userIDs.set.n + rows)
@@ -148,6 +151,7 @@ func (c *Checker) Users(r io.Reader, file string, fn func(*User) error) (res Fil
 			continue
 		}
 		c.stats.Users++
+		c.derive(s)
 		if fn == nil {
 			continue
 		}
@@ -245,7 +249,7 @@ func statusOf(v []byte) (active, known bool) {
 func (c *Checker) fillUser(u *User, s *scan, active bool) {
 	rec := s.rec
 	all := s.p.text()
-	*u = User{Line: rec.line, Active: active, Custom: u.Custom[:0]}
+	*u = User{Line: rec.line, Active: active, Custom: u.Custom[:0], Groups: c.derived}
 	for i, col := range s.cols {
 		f := rec.fields[i]
 		v := all[f.start:f.end]

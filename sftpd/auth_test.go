@@ -74,6 +74,46 @@ func TestHostKeysSurviveRestart(t *testing.T) {
 	}
 }
 
+// TestLoadHostKeysFrom: the keys come from where load keeps them (a
+// fleet's store): generated once, the same ones afterwards, and a kept key
+// that does not parse is an error.
+func TestLoadHostKeysFrom(t *testing.T) {
+	kept := map[string][]byte{}
+	var generated []string
+	load := func(name string, gen func() ([]byte, error)) ([]byte, error) {
+		if v, ok := kept[name]; ok {
+			return v, nil
+		}
+		generated = append(generated, name)
+		v, err := gen()
+		kept[name] = v
+		return v, err
+	}
+	first, err := LoadHostKeysFrom(load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := LoadHostKeysFrom(load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(generated, ",") != strings.Join(HostKeyFiles, ",") {
+		t.Errorf("generated %v; want each of %v once", generated, HostKeyFiles)
+	}
+	if len(first) != 3 || len(second) != 3 {
+		t.Fatalf("LoadHostKeysFrom returned %d and %d keys; want 3", len(first), len(second))
+	}
+	for i := range first {
+		if a, b := Fingerprint(first[i].PublicKey()), Fingerprint(second[i].PublicKey()); a != b {
+			t.Errorf("key %d: %s, then %s; want the kept key", i, a, b)
+		}
+	}
+	kept[HostKeyECDSA] = []byte("garbage")
+	if _, err := LoadHostKeysFrom(load); err == nil || !strings.Contains(err.Error(), HostKeyECDSA) {
+		t.Errorf("LoadHostKeysFrom with a corrupt kept key = %v; want an error naming %s", err, HostKeyECDSA)
+	}
+}
+
 func rfc4716(comment string, key ssh.PublicKey) string {
 	b64 := base64.StdEncoding.EncodeToString(key.Marshal())
 	var lines []string

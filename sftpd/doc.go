@@ -53,7 +53,10 @@
 // and setstat, rename and remove by path for everything in flight. Writes
 // to different ranges stay concurrent. Writes on a handle opened with
 // SSH_FXF_APPEND go to the end of the file, in the order sent, wherever
-// the client says it writes (as on OpenSSH).
+// the client says it writes (as on OpenSSH). While pkg/sftp has no
+// request in flight, the framer applies a write to an upload itself and
+// queues its reply (see direct.go); replies still go out in request
+// order.
 //
 // # Limits
 //
@@ -106,7 +109,7 @@
 //
 // # Performance
 //
-// Four things make pkg/sftp keep up with OpenSSH's sftp-server: the cipher
+// Five things make pkg/sftp keep up with OpenSSH's sftp-server: the cipher
 // policy (see algorithms.go: AES-GCM is offered alone to clients that
 // support it, because clients pick from their own preference list),
 // sftp.WithRSAllocator (packet buffers are reused, so handlers must not
@@ -115,8 +118,10 @@
 // channel in 64 KiB chunks: x/crypto's channel sends a window adjustment
 // after almost every Read once data is queued, and small reads made it
 // several per 32 KiB write (costly for JSch and paramiko, which handle
-// each SSH packet slowly). Measured figures and the command are in
-// BENCHMARKS.md ("SFTP").
+// each SSH packet slowly); and direct writes (see direct.go), which spare
+// a slow client the thread wake-ups of pkg/sftp's goroutine chain on a
+// small machine. Measured figures and the command are in BENCHMARKS.md
+// ("SFTP").
 //
 // # Caveats
 //
@@ -148,7 +153,8 @@
 //     prefer ECDSA keep the key their users pinned.
 //   - The build uses a patched x/crypto (third_party/golang.org/x/crypto,
 //     see PATCHES.md there) so that paramiko, which sends a service request
-//     before every attempt, can try several keys.
+//     before every attempt, can try several keys, and so that channels
+//     take data packets of 64 KiB (a 32 KiB write in one packet).
 //   - MaxStartupsPerAddress counts per IP address, not per network: a
 //     client holding an IPv6 /64 has many addresses. The total cap still
 //     bounds them all.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // SFTP packet types and extension names the framer handles itself.
@@ -27,6 +28,9 @@ const (
 	fxpExtendedReply = 201
 
 	fxfAppend = 0x04 // SSH_FXF_APPEND
+	// SSH_FXF_WRITE, APPEND, CREAT, TRUNC: pkg/sftp opens an upload for
+	// any of them
+	fxfWriting = 0x02 | fxfAppend | 0x08 | 0x10
 
 	extLimits      = "limits@openssh.com"
 	extFsync       = "fsync@openssh.com"
@@ -67,18 +71,23 @@ var wholeTypes = [256]bool{
 //   - requests are held back until the earlier requests they depend on
 //     are answered, and writes on append handles get their offsets, so
 //     that requests take effect in the order the client sent them (see
-//     order).
+//     order);
+//   - a WRITE to an upload is applied here when pkg/sftp has no request
+//     in flight (see direct.go).
 //
-// Of a WRITE only the header up to the data length is parsed here; the
-// data passes through into pkg/sftp's buffer. Other small requests are
-// read whole; everything else passes through. The channel is read through
-// a buffer (see readBufferSize).
+// Of another WRITE only the header up to the data length is parsed here;
+// the data passes through into pkg/sftp's buffer. Other small requests
+// are read whole; everything else passes through. The channel is read
+// through a buffer (see readBufferSize).
 type framer struct {
-	rw    io.ReadWriteCloser
-	in    *bufio.Reader // rw's read side, read in large chunks (see readBufferSize)
-	order *order
+	rw      io.ReadWriteCloser
+	in      *bufio.Reader // rw's read side, read in large chunks (see readBufferSize)
+	order   *order
+	uploads uploadClaimer // the session's uploads; nil: no direct writes
 
 	hold, release func() // see newFramer
+
+	inflight atomic.Int32 // requests handed to pkg/sftp and not answered yet
 
 	// read side, used only by pkg/sftp's single reader goroutine
 	hdr    [5]byte
@@ -86,6 +95,8 @@ type framer struct {
 	rbuf   []byte                          // a request read whole
 	pend   []byte                          // bytes to hand out before reading rw again
 	remain uint32                          // body bytes of the current packet still to pass through
+	out    []byte                          // replies to direct writes not written yet
+	dbuf   []byte                          // data of a direct write larger than in's buffer
 
 	// write side
 	mu        sync.Mutex
@@ -109,6 +120,9 @@ type framer struct {
 // felt it most). Read through this buffer, a window adjustment covers up
 // to this much data, about as often as OpenSSH's sshd sends them. It
 // costs a copy of the data (memmove, cheap beside the decryption).
+//
+// The buffer also holds a whole 32 KiB write, so that a direct write (see
+// direct.go) reads its data in place.
 const readBufferSize = 64 << 10
 
 // newFramer returns a framer over the channel rw. hold and release
@@ -128,7 +142,22 @@ func (f *framer) Close() error {
 var errSessionOver = errors.New("sftp session over")
 
 func (f *framer) Read(p []byte) (int, error) {
+	n, err := f.read(p)
+	if err != nil {
+		f.flush() // the replies to the last direct writes, if the channel still takes them
+	}
+	return n, err
+}
+
+func (f *framer) read(p []byte) (int, error) {
 	for {
+		if len(f.pend) > 0 || f.remain > 0 {
+			// A request for pkg/sftp: the replies to the direct writes
+			// before it go first.
+			if err := f.flush(); err != nil {
+				return 0, err
+			}
+		}
 		if len(f.pend) > 0 {
 			n := copy(p, f.pend)
 			f.pend = f.pend[n:]
@@ -142,11 +171,19 @@ func (f *framer) Read(p []byte) (int, error) {
 			f.remain -= uint32(n)
 			return n, err
 		}
+		if err := f.ready(len(f.hdr)); err != nil {
+			return 0, err
+		}
 		if _, err := io.ReadFull(f.in, f.hdr[:]); err != nil {
 			return 0, err
 		}
 		length := binary.BigEndian.Uint32(f.hdr[:4])
 		typ := f.hdr[4]
+		if length > 0 {
+			if err := f.ready(int(min(length-1, maxControlPkt))); err != nil {
+				return 0, err
+			}
+		}
 		switch {
 		case length > 1 && typ == fxpWrite:
 			if err := f.readWrite(length - 1); err != nil {
@@ -166,10 +203,16 @@ func (f *framer) Read(p []byte) (int, error) {
 			}
 		default:
 			// pkg/sftp rejects bad lengths itself.
+			if typ == fxpOpen {
+				f.order.stopDirect() // an OPEN not followed: see direct.go
+			}
 			f.pend = f.hdr[:]
 			if length > 0 {
 				f.remain = length - 1
 			}
+		}
+		if len(f.pend) > 0 {
+			f.inflight.Add(1) // a request handed to pkg/sftp
 		}
 	}
 }
@@ -201,7 +244,11 @@ func (f *framer) readWrite(body uint32) error {
 	handle := b[13 : 13+hl]
 	off := int64(binary.BigEndian.Uint64(b[13+hl:]))
 	f.remain = body - fixed - hl
-	n := int64(min(binary.BigEndian.Uint32(b[end-4:]), f.remain))
+	dataLen := binary.BigEndian.Uint32(b[end-4:])
+	if done, err := f.directWrite(id, handle, off, dataLen); done || err != nil {
+		return err
+	}
+	n := int64(min(dataLen, f.remain))
 	newOff, rewrite, ok := f.order.handleOp(id, handle, opWrite, off, n)
 	if !ok {
 		return errSessionOver
@@ -228,11 +275,13 @@ func (f *framer) control(pkt []byte) error {
 	ordered := true
 	switch typ {
 	case fxpOpen:
-		if _, rest, ok := takeString(rest); ok {
-			if pflags, _, ok := takeUint32(rest); ok {
-				f.order.open(id, pflags&fxfAppend != 0)
-			}
+		path, rest, ok := takeString(rest)
+		pflags, _, ok2 := takeUint32(rest)
+		if !ok || !ok2 {
+			f.order.stopDirect() // an OPEN not followed: see direct.go
+			break
 		}
+		f.order.open(id, path, pflags)
 	case fxpClose:
 		f.trackClose(id)
 		if handle, _, ok := takeString(rest); ok {
@@ -310,6 +359,11 @@ func limitsPacket(id uint32) []byte {
 // inject sends a reply of the framer's own between two of pkg/sftp's
 // packets: now if no packet is half written, else once it is complete.
 func (f *framer) inject(pkt []byte) error {
+	if len(f.out) > 0 {
+		// After the replies to the direct writes before it.
+		f.out = append(f.out, pkt...)
+		return f.flush()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.outLeft > 0 || f.outHdrN > 0 {
@@ -396,7 +450,18 @@ func (f *framer) packetDone() {
 			handle = []byte{}
 		}
 	}
-	f.order.replied(id, handle)
+	req, isOpen := f.order.replied(id, handle)
+	if isOpen && f.outHdr[4] == fxpHandle && req.pflags&fxfWriting != 0 && f.uploads != nil {
+		// An upload was opened: see direct.go.
+		if w := f.uploads.claimUpload(req.path, req.pflags); w != nil && handle != nil {
+			f.order.attach(handle, w)
+		} else {
+			f.order.stopDirect()
+		}
+	}
+	if f.inflight.Load() > 0 {
+		f.inflight.Add(-1)
+	}
 	if f.outHdr[4] != fxpStatus {
 		return
 	}

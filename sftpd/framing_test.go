@@ -37,8 +37,11 @@ func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // answers each at once (a HANDLE for an OPEN, else a STATUS), and returns
 // the packets pkg/sftp would have seen.
 func serveFramer(t *testing.T, input []byte) [][]byte {
-	rw := &memRW{in: bytes.NewReader(input)}
-	f := newFramer(rw, nil, nil)
+	return serveFramerOn(t, newFramer(&memRW{in: bytes.NewReader(input)}, nil, nil))
+}
+
+// serveFramerOn is serveFramer with a framer made by the test.
+func serveFramerOn(t *testing.T, f *framer) [][]byte {
 	var got [][]byte
 	handles := 0
 	for {
@@ -101,8 +104,9 @@ func TestFramerAppendOffsets(t *testing.T) {
 	}
 }
 
-// FuzzFramer feeds arbitrary client bytes through the framer: it must not
-// panic or hang, and what it hands on is whole packets.
+// FuzzFramer feeds arbitrary client bytes through the framer, with direct
+// writes on: it must not panic or hang, and what it hands on and what it
+// replies are whole packets.
 func FuzzFramer(f *testing.F) {
 	open := packet(fxpOpen, 1, appendString(nil, []byte("a.csv")), u32(fxfAppend|0x02), u32(0))
 	write := packet(fxpWrite, 2, appendString(nil, []byte("1")), u64(5), appendString(nil, []byte("data")))
@@ -113,12 +117,17 @@ func FuzzFramer(f *testing.F) {
 	f.Add(packet(fxpClose, 6, appendString(nil, []byte("1"))))
 	f.Add(packet(fxpSetstat, 7, appendString(nil, []byte("x")), u32(0)))
 	f.Add([]byte{0, 0, 0, 9, fxpWrite, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff})
+	f.Add(append(append([]byte{}, open...), packet(fxpWrite, 2, appendString(nil, []byte("1")), u64(5), u32(1<<30))...))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		for _, p := range serveFramer(t, in) {
+		rw := &memRW{in: bytes.NewReader(in)}
+		fr := newFramer(rw, nil, nil)
+		fr.uploads = &memUploads{}
+		for _, p := range serveFramerOn(t, fr) {
 			if n := binary.BigEndian.Uint32(p); int(n) != len(p)-4 {
 				t.Fatalf("packet of %d bytes says length %d", len(p), n)
 			}
 		}
+		replies(t, rw.out.Bytes())
 	})
 }
 

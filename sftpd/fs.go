@@ -68,6 +68,7 @@ type orgFS struct {
 
 	mu      sync.Mutex
 	open    map[string][]*upload // uploads of this session by target name
+	opened  []*upload            // uploads not claimed by the framer yet, in open order (see direct.go)
 	handles int                  // open handles: files and folders
 }
 
@@ -100,7 +101,27 @@ func (f *orgFS) staged(name string) *upload {
 func (f *orgFS) addUpload(u *upload) {
 	f.mu.Lock()
 	f.open[u.name] = append(f.open[u.name], u)
+	f.opened = append(f.opened, u)
 	f.mu.Unlock()
+}
+
+// claimUpload takes the oldest upload the framer has not claimed (see
+// uploadClaimer) and returns it if it was opened for path with pflags.
+// An upload closed meanwhile is still returned: its WriteAt refuses.
+func (f *orgFS) claimUpload(path string, pflags uint32) io.WriterAt {
+	f.mu.Lock()
+	if len(f.opened) == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	u := f.opened[0]
+	f.opened = slices.Delete(f.opened, 0, 1)
+	f.mu.Unlock()
+	name, _, err := resolve(path)
+	if err != nil || name != u.name || u.appends != (pflags&fxfAppend != 0) {
+		return nil
+	}
+	return u
 }
 
 func (f *orgFS) dropUpload(u *upload) {

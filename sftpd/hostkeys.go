@@ -50,9 +50,26 @@ func LoadHostKeys(dir string) ([]ssh.Signer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("host keys: %w", err)
 	}
+	return LoadHostKeysFrom(func(name string, gen func() ([]byte, error)) ([]byte, error) {
+		return loadOrGenerate(filepath.Join(dir, name), gen)
+	})
+}
+
+// LoadHostKeysFrom loads the HostKeyFiles, in that order, through load:
+// load returns the private key (OpenSSH format) kept under name, keeping
+// the one gen makes when there is none, and never replacing one that is
+// kept. LoadHostKeys keeps them in files; a fleet of instances keeps them
+// in the store they share, so that a client sees the same host key
+// whichever instance answers (SPEC §11). A kept key that cannot be parsed
+// is an error, as in LoadHostKeys.
+func LoadHostKeysFrom(load func(name string, gen func() ([]byte, error)) ([]byte, error)) ([]ssh.Signer, error) {
 	var signers []ssh.Signer
 	for _, name := range HostKeyFiles {
-		s, err := loadOrGenerate(filepath.Join(dir, name))
+		data, err := load(name, func() ([]byte, error) { return GenerateHostKey(name) })
+		if err != nil {
+			return nil, fmt.Errorf("host key %s: %w", name, err)
+		}
+		s, err := ssh.ParsePrivateKey(data)
 		if err != nil {
 			return nil, fmt.Errorf("host key %s: %w", name, err)
 		}
@@ -61,16 +78,13 @@ func LoadHostKeys(dir string) ([]ssh.Signer, error) {
 	return signers, nil
 }
 
-func loadOrGenerate(path string) (ssh.Signer, error) {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		return ssh.ParsePrivateKey(data)
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
+// GenerateHostKey returns a new private key, PEM in OpenSSH's format, of
+// the type the HostKeyFiles name says: RSA (3072 bits) for HostKeyRSA,
+// ECDSA P-256 for HostKeyECDSA, ed25519 otherwise.
+func GenerateHostKey(name string) ([]byte, error) {
 	var key any
-	switch filepath.Base(path) {
+	var err error
+	switch name {
 	case HostKeyRSA:
 		key, err = rsa.GenerateKey(rand.Reader, rsaHostKeyBits)
 	case HostKeyECDSA:
@@ -85,23 +99,36 @@ func loadOrGenerate(path string) (ssh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal: %w", err)
 	}
-	signer, err := ssh.NewSignerFromKey(key)
+	return pem.EncodeToMemory(block), nil
+}
+
+// loadOrGenerate reads the key file at path, or writes the one gen makes
+// and its .pub beside it.
+func loadOrGenerate(path string, gen func() ([]byte, error)) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return data, err
+	}
+	if data, err = gen(); err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(data)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := WriteFileAtomic(path, data, 0o600); err != nil {
 		return nil, err
 	}
 	pub := ssh.MarshalAuthorizedKey(signer.PublicKey())
-	if err := writeFileAtomic(path+".pub", pub, 0o644); err != nil {
+	if err := WriteFileAtomic(path+".pub", pub, 0o644); err != nil {
 		return nil, err
 	}
-	return signer, nil
+	return data, nil
 }
 
-// writeFileAtomic writes data to a temporary file in path's directory, syncs
+// WriteFileAtomic writes data to a temporary file in path's directory, syncs
 // it and renames it onto path, so a crash never leaves a truncated key.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err

@@ -136,3 +136,25 @@ func TestOpenSSHSCP(t *testing.T) {
 		t.Errorf("notifications = %q", got)
 	}
 }
+
+// TestOpenSSHLargeChannelPackets: the session channel takes data packets
+// of up to 64 KiB (x/crypto patch 0002), so that clients writing 32 KiB
+// per SFTP request (paramiko, Go's pkg/sftp) send one SSH packet per
+// write instead of two, and OpenSSH sends its 255 KiB writes in four
+// packets, not eight. OpenSSH's client logs the maximum it was given.
+func TestOpenSSHLargeChannelPackets(t *testing.T) {
+	e := newEnv(t, nil)
+	k := e.addOrg(t, "acme")
+	cfg := e.sshConfig(t, "acme", k)
+	local := filepath.Join(t.TempDir(), "big.csv")
+	data := strings.Repeat("0123456789abcdef", 3<<16) // 3 MiB: more than the window
+	writeFile(t, local, data)
+	out, err := sftptest.SFTP(t, cfg, "put "+local+" big.csv\n", "-vv")
+	if err != nil {
+		t.Fatalf("sftp -vv put: %v\n%s", err, out)
+	}
+	mustContain(t, "sftp -vv", out, "rmax 65536")
+	if got := readFile(t, e.orgFile("acme", "big.csv")); got != data {
+		t.Errorf("uploaded %d bytes, equal=%v; want the %d-byte file", len(got), got == data, len(data))
+	}
+}

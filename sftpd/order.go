@@ -1,6 +1,7 @@
 package sftpd
 
 import (
+	"io"
 	"slices"
 	"sync"
 )
@@ -36,14 +37,15 @@ import (
 // upload started (see upload.WriteAt): append appends wherever the client
 // says it writes, as on OpenSSH.
 type order struct {
-	mu      sync.Mutex
-	cond    sync.Cond
-	handles map[string]*fileHandle // open file handles, by the handle string
-	opens   map[uint32]bool        // OPEN requests awaiting a reply: id -> append
-	ops     map[uint32]*fileHandle // requests in flight by id; pathOps for path requests
-	pathOps fileHandle             // path requests in flight
-	total   int                    // requests in flight
-	broken  bool                   // the session is over: nothing waits any more
+	mu       sync.Mutex
+	cond     sync.Cond
+	handles  map[string]*fileHandle // open file handles, by the handle string
+	opens    map[uint32]openReq     // OPEN requests awaiting a reply, by id
+	ops      map[uint32]*fileHandle // requests in flight by id; pathOps for path requests
+	pathOps  fileHandle             // path requests in flight
+	total    int                    // requests in flight
+	broken   bool                   // the session is over: nothing waits any more
+	noDirect bool                   // the framer applies no writes itself any more (see direct.go)
 }
 
 // opKind says how a request conflicts with others on its handle.
@@ -72,15 +74,22 @@ func (o op) conflicts(kind opKind, off, end int64) bool {
 	return off < o.end && o.off < end
 }
 
+// openReq is an SSH_FXP_OPEN request awaiting its reply.
+type openReq struct {
+	path   string // as the client sent it
+	pflags uint32
+}
+
 // fileHandle is what order knows of one open file handle.
 type fileHandle struct {
 	append bool
-	next   int64 // relative offset of the next append write
-	ops    []op  // requests in flight on this handle, in arrival order
+	next   int64       // relative offset of the next append write
+	ops    []op        // requests in flight on this handle, in arrival order
+	up     io.WriterAt // the upload the handle writes, when known (see direct.go)
 }
 
 func newOrder() *order {
-	o := &order{handles: map[string]*fileHandle{}, opens: map[uint32]bool{}, ops: map[uint32]*fileHandle{}}
+	o := &order{handles: map[string]*fileHandle{}, opens: map[uint32]openReq{}, ops: map[uint32]*fileHandle{}}
 	o.cond.L = &o.mu
 	return o
 }
@@ -120,8 +129,7 @@ func (o *order) handleOp(id uint32, handle []byte, kind opKind, off, n int64) (n
 		return off, false, !o.broken
 	}
 	if kind == opWrite && h.append {
-		off, rewrite = h.next, true
-		h.next += n
+		off, rewrite = h.appendOffset(n), true
 	}
 	end := off + n
 	o.waitLocked(func() bool {
@@ -132,6 +140,33 @@ func (o *order) handleOp(id uint32, handle []byte, kind opKind, off, n int64) (n
 	})
 	o.addLocked(h, op{id: id, kind: kind, off: off, end: end})
 	return off, rewrite, !o.broken
+}
+
+// appendOffset returns the relative offset of the next append write of n
+// bytes.
+func (h *fileHandle) appendOffset(n int64) int64 {
+	off := h.next
+	h.next += n
+	return off
+}
+
+// direct returns the upload a write of n bytes on handle may be applied
+// to at once, by the framer (see direct.go), and the offset to write at
+// (for an append handle relative, as handleOp gives it): only when the
+// handle's upload is known and nothing is in flight that the write would
+// have to wait for. Else it returns nil and changes nothing; the write
+// then goes through handleOp to pkg/sftp.
+func (o *order) direct(handle []byte, off, n int64) (io.WriterAt, int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	h := o.handles[string(handle)]
+	if h == nil || h.up == nil || o.noDirect || o.broken || len(o.pathOps.ops) > 0 || len(h.ops) > 0 {
+		return nil, 0
+	}
+	if h.append {
+		off = h.appendOffset(n)
+	}
+	return h.up, off
 }
 
 // pathOp orders a request that changes a file by path: it waits for every
@@ -148,9 +183,26 @@ func (o *order) pathOp(id uint32) bool {
 // open records an OPEN request, so that its HANDLE reply is known as a
 // file handle. Requests that are neither reads nor writes (open, stat,
 // rename, ...) need no more: pkg/sftp runs them one at a time, in order.
-func (o *order) open(id uint32, appendMode bool) {
+func (o *order) open(id uint32, path []byte, pflags uint32) {
 	o.mu.Lock()
-	o.opens[id] = appendMode
+	o.opens[id] = openReq{path: string(path), pflags: pflags}
+	o.mu.Unlock()
+}
+
+// attach records the upload a file handle writes (see direct.go).
+func (o *order) attach(handle []byte, w io.WriterAt) {
+	o.mu.Lock()
+	if h := o.handles[string(handle)]; h != nil {
+		h.up = w
+	}
+	o.mu.Unlock()
+}
+
+// stopDirect makes every later write of the session go through pkg/sftp
+// (see direct.go).
+func (o *order) stopDirect() {
+	o.mu.Lock()
+	o.noDirect = true
 	o.mu.Unlock()
 }
 
@@ -163,19 +215,21 @@ func (o *order) closed(handle []byte) {
 }
 
 // replied is called for every reply pkg/sftp writes. handle is the handle
-// of a HANDLE reply, else nil.
-func (o *order) replied(id uint32, handle []byte) {
+// of a HANDLE reply to an OPEN, else nil. For the reply to an OPEN it
+// returns the OPEN and true.
+func (o *order) replied(id uint32, handle []byte) (opened openReq, isOpen bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if appendMode, ok := o.opens[id]; ok {
+	if req, ok := o.opens[id]; ok {
 		delete(o.opens, id)
+		opened, isOpen = req, true
 		if handle != nil {
-			o.handles[string(handle)] = &fileHandle{append: appendMode}
+			o.handles[string(handle)] = &fileHandle{append: req.pflags&fxfAppend != 0}
 		}
 	}
 	h, ok := o.ops[id]
 	if !ok {
-		return
+		return opened, isOpen
 	}
 	delete(o.ops, id)
 	o.total--
@@ -183,6 +237,7 @@ func (o *order) replied(id uint32, handle []byte) {
 		h.ops = slices.Delete(h.ops, i, i+1)
 	}
 	o.cond.Broadcast()
+	return opened, isOpen
 }
 
 // wantsHandle reports whether id is an OPEN awaiting its reply, so the

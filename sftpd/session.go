@@ -124,6 +124,7 @@ func (c *conn) serveSFTP(ch ssh.Channel) {
 	defer fsys.closeAll()
 	h := sftp.Handlers{FileGet: fsys, FilePut: fsys, FileCmd: fsys, FileList: fsys}
 	fr := newFramer(ch, c.srv.hold, c.srv.release)
+	fr.uploads = fsys
 	defer fr.releaseAll()
 	rs := sftp.NewRequestServer(fr, h, sftp.WithRSAllocator(), sftp.WithRSMaxTxPacket(maxData))
 	if err := rs.Serve(); err != nil && err != io.EOF {

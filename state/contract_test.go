@@ -42,5 +42,34 @@ func TestContract(t *testing.T) {
 			}
 			return ids
 		},
+		Snapshot: func(t *testing.T, s storetest.Store, org string, snap storetest.Snapshot) {
+			t.Helper()
+			db := s.(*state.DB)
+			id := "snapshot-" + org
+			if _, err := db.CreateBatch(state.Batch{ID: id, Org: org, Status: state.BatchPending}); err != nil {
+				t.Fatal(err)
+			}
+			err := db.ApplyBatch(state.Batch{ID: id, Org: org, Status: state.BatchApplied}, []byte(`{}`), func(a *state.ApplyTx) error {
+				for _, u := range snap.Users {
+					if err := a.PutUser([]byte(u.Rec.ID), u.Active, u.Rec.AppendBinary(nil)); err != nil {
+						return err
+					}
+				}
+				for _, g := range snap.Groups {
+					if err := a.PutGroup([]byte(g.ID), g.Name, state.GroupInFile, []byte(g.Doc)); err != nil {
+						return err
+					}
+				}
+				for _, m := range snap.Members {
+					if err := a.AddMember([]byte(m[0]), []byte(m[1])); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		},
 	})
 }

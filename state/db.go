@@ -51,6 +51,7 @@ type DB struct {
 	bolt    *bolt.DB
 	now     func() time.Time
 	faultFn func(point string) error
+	leases  leaseTable
 }
 
 // Options tunes Open. The zero value is the default.

@@ -37,6 +37,10 @@
 // once, at the end, in key order (fresh.go). A batch's event records are
 // stored in blocks of about 2 KB (events.go).
 //
+// Leases (lease.go) are kept in memory: a bbolt store has one process,
+// which holds every lease. ContentHash (contenthash.go) digests an
+// organization the same way from any store, to verify a copy.
+//
 // Caveats: byte slices read from bbolt are valid only inside their
 // transaction; every method here copies what it returns. bbolt allows one
 // writer at a time, so long write transactions (applying a big batch)

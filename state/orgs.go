@@ -44,6 +44,10 @@ type Settings struct {
 	Columns      map[string]string `json:"columns,omitempty"`
 	StatusValues map[string]string `json:"status_values,omitempty"`
 	DateFormat   string            `json:"date_format,omitempty"`
+	// GroupsFromColumns lists the users.csv columns whose values are
+	// group memberships (SPEC §4, groups derived from users.csv); the API
+	// checks it with the mapping.
+	GroupsFromColumns []GroupColumn `json:"groups_from_columns,omitempty"`
 	// PGPKeyFile is the path of the organization's OpenPGP private key
 	// when the operator keeps it outside the data directory; "" means the
 	// key `rosterd org pgp` made in the data directory.

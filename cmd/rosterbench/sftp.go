@@ -35,12 +35,15 @@ import (
 // to OpenSSH's own sshd with internal-sftp and a chroot, started from its
 // own config on a loopback port, with several clients as customers' export
 // jobs run them (stock settings, no cipher option): the OpenSSH sftp
-// client, Go's pkg/sftp, paramiko and JSch (see sftpclients.go). Runs are
-// interleaved (every client in every round; the order of the two servers
-// alternates per round) and each client and workload reports the median
-// throughput against both servers and the ratio rosterd / OpenSSH: above
-// 1.0 rosterd is faster. The 1-minute load average is printed with every
-// round: the figures mean little while other work runs.
+// client, Go's pkg/sftp, paramiko, JSch and PuTTY's psftp (see
+// sftpclients.go). Runs are interleaved (every client in every round; the
+// order of the two servers alternates per round) and each client and
+// workload reports the median throughput against both servers and the
+// ratio rosterd / OpenSSH: above 1.0 rosterd is faster. The 1-minute load
+// average is printed with every round: the figures mean little while
+// other work runs. -sshd-option adds lines to sshd's config, to compare
+// with an sshd held to rosterd's algorithm policy (an option the config
+// sets already keeps its first value: sshd takes the first).
 
 type sftpBench struct {
 	dir        string
@@ -51,6 +54,8 @@ type sftpBench struct {
 	sshdPid    int
 	large      string   // local path of the large file
 	small      []string // local paths of the small files
+	hostKeyFPs []string // SHA256 fingerprints of the host keys both servers use
+	sshdOpts   []string // extra sshd_config lines (-sshd-option)
 	cipherMu   sync.Mutex
 	ciphers    map[string]bool // what rosterd negotiated
 }
@@ -77,7 +82,9 @@ func runSFTP(args []string, stdout io.Writer) error {
 	manyN := fs.Int("many", 1000, "number of 64 KiB files in the many workload")
 	rounds := fs.Int("rounds", 5, "rounds per workload")
 	only := fs.String("only", "large,small,many", "comma-separated workloads to run")
-	clientList := fs.String("clients", "openssh", "comma-separated clients: openssh, go, paramiko, jsch (only openssh runs the small and many workloads)")
+	clientList := fs.String("clients", "openssh", "comma-separated clients: openssh, go, paramiko, jsch, psftp (only openssh runs the small and many workloads)")
+	var sshdOpts stringList
+	fs.Var(&sshdOpts, "sshd-option", "an extra sshd_config line for OpenSSH's sshd, such as \"MACs hmac-sha2-256\" (repeatable)")
 	sshd := fs.String("sshd", "/usr/sbin/sshd", "OpenSSH sshd binary")
 	keep := fs.Bool("keep", false, "keep the work folder")
 	base := fs.String("dir", "/run", "folder for the work folder; every component must be root-owned and not group or world writable (sshd's ChrootDirectory rule)")
@@ -111,7 +118,7 @@ func runSFTP(args []string, stdout io.Writer) error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	b := &sftpBench{dir: dir, ciphers: map[string]bool{}}
+	b := &sftpBench{dir: dir, ciphers: map[string]bool{}, sshdOpts: sshdOpts}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -384,6 +391,9 @@ func (b *sftpBench) startRosterd(keys []ssh.PublicKey) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, k := range hostKeys {
+		b.hostKeyFPs = append(b.hostKeyFPs, sftpd.Fingerprint(k.PublicKey()))
+	}
 	root := filepath.Join(b.dir, "orgs")
 	srv, err := sftpd.New(sftpd.Config{
 		HostKeys: hostKeys,
@@ -478,6 +488,9 @@ AllowTcpForwarding no
 X11Forwarding no
 LogLevel ERROR
 `, port, hostKey, ecdsaHostKey, filepath.Join(sdir, "sshd.pid"), authKeys, chroot)
+	for _, o := range b.sshdOpts {
+		cfg += o + "\n"
+	}
 	cfgPath := filepath.Join(sdir, "sshd_config")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -545,3 +558,9 @@ func writeClientConfig(path, addr, user, keyPath string) (string, error) {
 `, host, port, user, keyPath)
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, "; ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

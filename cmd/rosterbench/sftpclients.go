@@ -20,8 +20,8 @@ import (
 // each uploads one file with its library's stock settings, in a process
 // of its own, and prints "seconds S", the time from opening the remote
 // file to its close being answered (so a JVM's start-up is not counted).
-// The OpenSSH client is timed as a whole process (its handshake takes a
-// few milliseconds).
+// The OpenSSH client and psftp are timed as a whole process (their
+// handshakes take a few milliseconds).
 
 // sftpClient uploads one local file to a target.
 type sftpClient interface {
@@ -52,8 +52,14 @@ func clientByName(name string) (sftpClient, error) {
 		}
 		java, err := exec.LookPath("java")
 		return jschClient{java}, err
+	case "psftp":
+		p, err := exec.LookPath("psftp")
+		if err != nil {
+			return nil, fmt.Errorf("psftp: %w (putty-tools)", err)
+		}
+		return psftpClient{p}, nil
 	}
-	return nil, fmt.Errorf("unknown client %q (openssh, go, paramiko, jsch)", name)
+	return nil, fmt.Errorf("unknown client %q (openssh, go, paramiko, jsch, psftp)", name)
 }
 
 // opensshClient is the stock OpenSSH sftp, run with `-b`.
@@ -221,4 +227,59 @@ func (c jschClient) upload(b *sftpBench, t target, local string) (time.Duration,
 	}
 	host, port, _ := net.SplitHostPort(t.addr)
 	return runTimed(exec.Command(c.java, "-cp", jschJar, src, host, port, t.user, b.pemKeyPath, t.remote+filepath.Base(local), local))
+}
+
+// psftpClient is PuTTY's psftp with `-b` (put), timed as a whole process
+// like the OpenSSH client. It logs in with the ed25519 key converted to a
+// .ppk by puttygen and checks the host key against the fingerprints given
+// with -hostkey (both servers use the same host keys).
+type psftpClient struct{ bin string }
+
+func (psftpClient) name() string { return "psftp" }
+
+func (c psftpClient) upload(b *sftpBench, t target, local string) (time.Duration, error) {
+	ppk, err := b.puttyKey()
+	if err != nil {
+		return 0, err
+	}
+	script := filepath.Join(b.dir, "psftp_batch")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf("put %s %s%s\n", local, t.remote, filepath.Base(local))), 0o600); err != nil {
+		return 0, err
+	}
+	host, port, _ := net.SplitHostPort(t.addr)
+	args := []string{"-batch", "-b", script, "-P", port, "-i", ppk}
+	for _, fp := range b.hostKeyFPs {
+		args = append(args, "-hostkey", fp)
+	}
+	cmd := exec.Command(c.bin, append(args, t.user+"@"+host)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err = cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("%w\n%s", err, out.String())
+	}
+	return d, nil
+}
+
+// puttyKey converts the ed25519 client key to PuTTY's format once and
+// returns its path.
+func (b *sftpBench) puttyKey() (string, error) {
+	ppk := filepath.Join(b.dir, "id_ed25519.ppk")
+	if _, err := os.Stat(ppk); err == nil {
+		return ppk, nil
+	}
+	puttygen, err := exec.LookPath("puttygen")
+	if err != nil {
+		return "", fmt.Errorf("psftp: %w (putty-tools)", err)
+	}
+	empty := filepath.Join(b.dir, "empty_passphrase")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command(puttygen, b.keyPath, "-O", "private", "--new-passphrase", empty, "-o", ppk).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("puttygen: %w\n%s", err, out)
+	}
+	return ppk, nil
 }

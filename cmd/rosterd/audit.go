@@ -24,7 +24,7 @@ const (
 // goroutine, which Close stops after writing what is buffered. It lives
 // here because state and sftpd import no rosterd package.
 type auditSink struct {
-	db   *state.DB
+	db   auditStore
 	log  *slog.Logger
 	in   chan state.AuditRecord
 	stop chan struct{}
@@ -42,7 +42,12 @@ func (d *daemonState) openAudit() *auditSink {
 	return d.audit
 }
 
-func newAuditSink(db *state.DB, log *slog.Logger) *auditSink {
+// auditStore is where the audit sink writes: either store.
+type auditStore interface {
+	AppendAudit(recs []state.AuditRecord, keep int) error
+}
+
+func newAuditSink(db auditStore, log *slog.Logger) *auditSink {
 	a := &auditSink{
 		db:   db,
 		log:  log,

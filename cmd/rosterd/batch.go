@@ -60,16 +60,9 @@ func batchCommand() *command {
 					"or, for a batch waiting for a retry, its failed attempts).",
 				example: "rosterd batch list acme",
 				minArgs: 1, maxArgs: 1,
-				setup: func(fs *flag.FlagSet) action {
-					opts := clientFlags(fs)
-					return func(ctx context.Context, std stdio, args []string) error {
-						c, err := opts.client()
-						if err != nil {
-							return err
-						}
-						return listBatches(ctx, c, args[0], std.out)
-					}
-				},
+				setup: withClient(func(ctx context.Context, c *apiClient, std stdio, args []string) error {
+					return listBatches(ctx, c, args[0], std.out)
+				}),
 			},
 			{
 				name: "batch show", args: "ORG BATCH", summary: "print a batch's report",

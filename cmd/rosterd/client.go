@@ -40,6 +40,21 @@ func clientFlags(fs *flag.FlagSet) *clientOpts {
 	return o
 }
 
+// withClient is the setup of a command that has only the client flags:
+// run gets the client they name.
+func withClient(run func(ctx context.Context, c *apiClient, std stdio, args []string) error) func(*flag.FlagSet) action {
+	return func(fs *flag.FlagSet) action {
+		opts := clientFlags(fs)
+		return func(ctx context.Context, std stdio, args []string) error {
+			c, err := opts.client()
+			if err != nil {
+				return err
+			}
+			return run(ctx, c, std, args)
+		}
+	}
+}
+
 // Files the daemon writes into the data directory for its clients.
 const (
 	fileAPIToken = "api_token"

@@ -62,7 +62,7 @@ func rootCommand() *command {
 	root.subs = []*command{
 		serveCommand(), validateCommand(), planCommand(),
 		orgCommand(), keyCommand(), batchCommand(),
-		statusCommand(), migrateCommand(), versionCommand(), helpCommand(root),
+		statusCommand(), migrateCommand(), storeCommand(), versionCommand(), helpCommand(root),
 	}
 	return root
 }

@@ -167,7 +167,7 @@ func TestCommonFlagsBeforeCommand(t *testing.T) {
 func TestParseSettings(t *testing.T) {
 	effective := map[string]any{
 		"users_patterns": []any{}, "delete_threshold_percent": 20.0, "delete_threshold_count": 10.0,
-		"inactive_users": "keep", "settle": "10s", "flag": false,
+		"inactive_users": "keep", "settle": "10s", "flag": false, "groups_from_columns": []any{},
 	}
 	tests := []struct {
 		pairs   []string
@@ -178,6 +178,10 @@ func TestParseSettings(t *testing.T) {
 		{[]string{"users_patterns=users_*.csv, Workday*.csv,"}, `{"users_patterns":["users_*.csv","Workday*.csv"]}`, ""},
 		{[]string{`users_patterns=["a,b.csv"]`}, `{"users_patterns":["a,b.csv"]}`, ""},
 		{[]string{"users_patterns=[1]"}, "", "is not a JSON array of strings"},
+		{[]string{"groups_from_columns=department_name, work_address_locality"}, `{"groups_from_columns":["department_name","work_address_locality"]}`, ""},
+		{[]string{`groups_from_columns=[{"column": "department_name", "template": "Dept: {value}"}, "groups"]`},
+			`{"groups_from_columns":[{"column":"department_name","template":"Dept: {value}"},"groups"]}`, ""},
+		{[]string{`groups_from_columns=[{"column": "x"}, 2]`}, "", "is not a JSON array of strings"},
 		{[]string{"delete_threshold_percent=35.5", "delete_threshold_count=50"}, `{"delete_threshold_count":50,"delete_threshold_percent":35.5}`, ""},
 		{[]string{"delete_threshold_count=many"}, "", `delete_threshold_count: "many" is not a number`},
 		{[]string{"delete_threshold_count=0x10"}, "", "is not a number"},
@@ -187,7 +191,7 @@ func TestParseSettings(t *testing.T) {
 		{[]string{"flag=true"}, `{"flag":true}`, ""},
 		{[]string{"inactive_users"}, "", `"inactive_users" is not KEY=VALUE`},
 		{[]string{"=x"}, "", "is not KEY=VALUE"},
-		{[]string{"nope=1"}, "", `unknown setting "nope": the settings are delete_threshold_count, delete_threshold_percent, flag, inactive_users, settle, users_patterns`},
+		{[]string{"nope=1"}, "", `unknown setting "nope": the settings are delete_threshold_count, delete_threshold_percent, flag, groups_from_columns, inactive_users, settle, users_patterns`},
 	}
 	for _, tt := range tests {
 		got, err := parseSettings(tt.pairs, effective)

@@ -8,10 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/rosterd/rosterd/ingest"
+	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/sftpd"
 )
 
@@ -21,8 +23,17 @@ import (
 type Config struct {
 	Data string `toml:"data"`
 	// Store is where the state lives: "" for the bbolt file in Data, or a
-	// postgres:// URL (SPEC §11; only `rosterd migrate` uses it so far).
-	Store           string   `toml:"store"`
+	// postgres:// URL that several instances share (SPEC §11; ingest does
+	// not run on it yet).
+	Store string `toml:"store"`
+	// Instance names this instance in a fleet on PostgreSQL: the holder
+	// of the leases it takes. "" = the host name, the process id and a
+	// random suffix.
+	Instance string `toml:"instance"`
+	// LeaseTTL is how long a lease of a fleet's instance lasts without a
+	// renewal: how soon another instance takes over the work of one that
+	// died. Renewed every third of it.
+	LeaseTTL        Duration `toml:"lease_ttl"`
 	SFTPAddr        string   `toml:"sftp_addr"`
 	HTTPAddr        string   `toml:"http_addr"`
 	Settle          Duration `toml:"settle"`
@@ -167,6 +178,7 @@ func defaultConfig() Config {
 		Settle:          Duration(10 * time.Second),
 		LogFormat:       "auto",
 		ShutdownTimeout: Duration(30 * time.Second),
+		LeaseTTL:        Duration(webhook.DefaultLeaseTTL),
 		Limits: LimitsConfig{
 			MaxUploadSize: 1 << 30,
 			MaxSessions:   10,
@@ -232,6 +244,7 @@ func registerServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.data, "data", "", "data `DIR` ($ROSTERD_DATA; config key data; default ./rosterd-data)")
 	fs.StringVar(&f.sftpAddr, "sftp-addr", "", "SFTP listen `host:port` ($ROSTERD_SFTP_ADDR; config key sftp_addr; default 127.0.0.1:2022)")
 	fs.StringVar(&f.httpAddr, "http-addr", "", "HTTP listen `host:port` ($ROSTERD_HTTP_ADDR; config key http_addr; default 127.0.0.1:8080)")
+	fs.StringVar(&f.store, "store", "", "the store, a postgres:// `URL` that several instances share ($ROSTERD_STORE; config key store; default the bbolt file in the data directory)")
 	fs.StringVar(&f.settle, "settle", "", "settle window before a batch starts, a `duration` such as 10s or 0s ($ROSTERD_SETTLE; config key settle; default 10s)")
 	fs.StringVar(&f.logFormat, "log-format", "", "log `format`: auto (text on a terminal, JSON otherwise), text or json ($ROSTERD_LOG_FORMAT; config key log_format; default auto)")
 	fs.StringVar(&f.webhookURL, "webhook-url", "", "one webhook endpoint `URL` for all organizations ($ROSTERD_WEBHOOK_URL; config: [[webhook]])")
@@ -259,6 +272,7 @@ func loadConfig(f *serveFlags, getenv func(string) string) (Config, error) {
 	sources := []source{
 		{"data", f.data, "ROSTERD_DATA", str(&cfg.Data)},
 		{"store", f.store, "ROSTERD_STORE", str(&cfg.Store)},
+		{"instance", "", "ROSTERD_INSTANCE", str(&cfg.Instance)},
 		{"sftp_addr", f.sftpAddr, "ROSTERD_SFTP_ADDR", str(&cfg.SFTPAddr)},
 		{"http_addr", f.httpAddr, "ROSTERD_HTTP_ADDR", str(&cfg.HTTPAddr)},
 		{"settle", f.settle, "ROSTERD_SETTLE", func(v string) error { return cfg.Settle.UnmarshalText([]byte(v)) }},
@@ -322,6 +336,12 @@ func (c *Config) validate() error {
 	}
 	if err := validStore(c.Store); err != nil {
 		bad("store", "%v", err)
+	}
+	if len(c.Instance) > 128 || strings.ContainsFunc(c.Instance, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		bad("instance", "must be at most 128 printable characters")
+	}
+	if c.LeaseTTL < Duration(time.Second) {
+		bad("lease_ttl", "must be at least 1s (it is renewed every third of it)")
 	}
 	for key, addr := range map[string]string{"sftp_addr": c.SFTPAddr, "http_addr": c.HTTPAddr} {
 		if !strings.Contains(addr, ":") {

@@ -151,6 +151,20 @@ func TestBrowserOnboarding(t *testing.T) {
 	}
 	op.shot("console-org")
 	op.readmeImage("console")
+	// Groups from users.csv columns, set in the settings form's rows.
+	op.fill("#group-columns tbody tr:nth-child(1) input[name=group_column]", "department_name")
+	op.fill("#group-columns tbody tr:nth-child(1) input[name=group_template]", "Department: {value}")
+	if st := op.submit("#settings form button[type=submit]"); st != http.StatusOK || !strings.Contains(op.page(), "Settings saved.") {
+		t.Errorf("save groups_from_columns in the console: %d\n%s", st, op.page())
+	}
+	var org struct {
+		Settings struct {
+			GroupsFromColumns []struct{ Column, Template string } `json:"groups_from_columns"`
+		} `json:"settings"`
+	}
+	if d.API("GET", "/v1/organizations/acme", nil, &org); len(org.Settings.GroupsFromColumns) != 1 || org.Settings.GroupsFromColumns[0].Template != "Department: {value}" {
+		t.Errorf("groups_from_columns after the console's form = %+v", org.Settings.GroupsFromColumns)
+	}
 	op.open("http://" + d.HTTPAddr + "/console/")
 	if !strings.Contains(op.text("#orgs"), "acme") {
 		t.Errorf("the overview lacks acme:\n%s", op.page())

@@ -19,6 +19,7 @@ import (
 	"github.com/rosterd/rosterd/ingest"
 	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/schema/report"
+	"github.com/rosterd/rosterd/state"
 )
 
 // Exports as they come (SPEC §4) on the command line: a mapping read from
@@ -28,18 +29,57 @@ import (
 // mappingSettings are the organization settings that make its mapping,
 // as a --mapping file holds them (TOML) and the API sends them (JSON).
 type mappingSettings struct {
-	Columns      map[string]string `toml:"columns" json:"columns,omitempty"`
-	StatusValues map[string]string `toml:"status_values" json:"status_values,omitempty"`
-	DateFormat   string            `toml:"date_format" json:"date_format,omitempty"`
+	Columns           map[string]string    `toml:"columns" json:"columns,omitempty"`
+	StatusValues      map[string]string    `toml:"status_values" json:"status_values,omitempty"`
+	DateFormat        string               `toml:"date_format" json:"date_format,omitempty"`
+	GroupsFromColumns []groupColumnSetting `toml:"groups_from_columns" json:"groups_from_columns,omitempty"`
 }
 
 func (m mappingSettings) compile() (*schema.Mapping, error) {
-	return schema.NewMapping(m.Columns, m.StatusValues, m.DateFormat)
+	gs := make([]state.GroupColumn, len(m.GroupsFromColumns))
+	for i, g := range m.GroupsFromColumns {
+		gs[i] = g.GroupColumn
+	}
+	return ingest.OrgMapping(state.Settings{Columns: m.Columns, StatusValues: m.StatusValues, DateFormat: m.DateFormat, GroupsFromColumns: gs})
+}
+
+// groupColumnSetting is one entry of groups_from_columns: in TOML a
+// column's name ("department_name") or a table with column and,
+// optionally, template and separator; in JSON the same (state.GroupColumn).
+type groupColumnSetting struct{ state.GroupColumn }
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (g *groupColumnSetting) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		g.GroupColumn = state.GroupColumn{Column: v}
+		return nil
+	case map[string]any:
+		g.GroupColumn = state.GroupColumn{}
+		for k, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				return fmt.Errorf("groups_from_columns: %s must be a string", k)
+			}
+			switch k {
+			case "column":
+				g.Column = s
+			case "template":
+				g.Template = &s
+			case "separator":
+				g.Separator = s
+			default:
+				return fmt.Errorf("groups_from_columns: unknown key %s (the keys are column, template and separator)", k)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("groups_from_columns: an entry must be a column's name or a table with column, template and separator")
 }
 
 // readMappingFile reads a --mapping file: TOML with the keys columns,
-// status_values and date_format. An unknown key or a bad mapping is an
-// error naming it.
+// status_values, date_format and groups_from_columns. An unknown key or a
+// bad mapping is an error naming it.
 func readMappingFile(path string) (mappingSettings, *schema.Mapping, error) {
 	var m mappingSettings
 	md, err := toml.DecodeFile(path, &m)
@@ -51,7 +91,7 @@ func readMappingFile(path string) (mappingSettings, *schema.Mapping, error) {
 		for i, k := range und {
 			keys[i] = k.String()
 		}
-		return m, nil, fmt.Errorf("mapping %s: unknown keys %s (the keys are columns, status_values and date_format)", path, strings.Join(keys, ", "))
+		return m, nil, fmt.Errorf("mapping %s: unknown keys %s (the keys are columns, status_values, date_format and groups_from_columns)", path, strings.Join(keys, ", "))
 	}
 	cm, err := m.compile()
 	if err != nil {

@@ -55,6 +55,8 @@ func TestValidateExports(t *testing.T) {
 		{"a bad mapping", []string{"--mapping", badMapping, ex + "users.csv"}, 2, ""},
 		{"an unknown key", []string{"--mapping", unknownKey, ex + "users.csv"}, 2, ""},
 		{"encrypted", []string{filepath.Join(dir, "users.csv.gpg")}, 2, ""},
+		{"groups from columns", []string{"--mapping", "../../examples/exports/hr-groups/mapping.toml", "../../examples/exports/hr-groups/users.csv", "../../examples/exports/hr-groups/groups.csv"},
+			-1, `teams, named by the value, values split on ";": 8 memberships`},
 		{"both sources", []string{"--mapping", ex + "mapping.toml", "--org", "acme", ex + "users.csv"}, 2, ""},
 	}
 	for _, tt := range tests {
@@ -76,6 +78,56 @@ func TestValidateExports(t *testing.T) {
 			}
 			if tt.name == "encrypted" && !strings.Contains(err.Error(), "rosterd plan --org ORG FILE") {
 				t.Errorf("encrypted file error %q does not say what to do", err)
+			}
+		})
+	}
+}
+
+// TestMappingFileGroups checks groups_from_columns in a --mapping file:
+// an entry is a column's name or a table, and what the mapping refuses,
+// or a key of no setting, is an error naming it.
+func TestMappingFileGroups(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		want       []string // column|template|separator; nil = an error
+		err        string
+	}{
+		{"names", `groups_from_columns = ["department_name", "work_address_locality"]`, []string{"department_name|<nil>|", "work_address_locality|<nil>|"}, ""},
+		{"tables", "[[groups_from_columns]]\ncolumn = \"department_name\"\ntemplate = \"Department: {value}\"\n" +
+			"[[groups_from_columns]]\ncolumn = \"groups\"\nseparator = \";\"\n",
+			[]string{"department_name|Department: {value}|", "groups|<nil>|;"}, ""},
+		{"mixed inline", `groups_from_columns = ["division_name", {column = "Team", template = "Team {value}"}]`, []string{"division_name|<nil>|", "Team|Team {value}|"}, ""},
+		{"template without the value", `groups_from_columns = [{column = "department_name", template = "Staff"}]`, nil, `the template "Staff" of department_name has no {value}`},
+		{"unknown key in an entry", `groups_from_columns = [{column = "department_name", prefix = "D"}]`, nil, "unknown key prefix"},
+		{"not a name", `groups_from_columns = [3]`, nil, "an entry must be a column's name or a table"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mapping.toml")
+			os.WriteFile(path, []byte(tt.toml+"\n"), 0o644)
+			m, cm, err := readMappingFile(path)
+			if tt.want == nil {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("readMappingFile = %v; want an error with %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("readMappingFile = %v", err)
+			}
+			var got []string
+			for _, g := range m.GroupsFromColumns {
+				tm := "<nil>"
+				if g.Template != nil {
+					tm = *g.Template
+				}
+				got = append(got, g.Column+"|"+tm+"|"+g.Separator)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("groups_from_columns = %q; want %q", got, tt.want)
+			}
+			if !cm.DerivesGroups() {
+				t.Errorf("the compiled mapping derives no groups")
 			}
 		})
 	}

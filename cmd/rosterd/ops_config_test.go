@@ -138,6 +138,8 @@ func TestExampleConfigSetsEveryKey(t *testing.T) {
 const allKeysChanged = `
 data = "/elsewhere"
 store = "postgres://rosterd@db.invalid/rosterd"
+instance = "elsewhere"
+lease_ttl = "10s"
 sftp_addr = "127.0.0.1:1"
 http_addr = "127.0.0.1:2"
 settle = "1s"

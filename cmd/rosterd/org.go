@@ -85,16 +85,9 @@ func orgCommand() *command {
 				name: "org list", summary: "list the organizations",
 				about:   "List the organizations, in name order, with the time each was created.",
 				example: "rosterd org list\nrosterd --data /var/lib/rosterd org list",
-				setup: func(fs *flag.FlagSet) action {
-					opts := clientFlags(fs)
-					return func(ctx context.Context, std stdio, args []string) error {
-						c, err := opts.client()
-						if err != nil {
-							return err
-						}
-						return listOrgs(ctx, c, std.out)
-					}
-				},
+				setup: withClient(func(ctx context.Context, c *apiClient, std stdio, args []string) error {
+					return listOrgs(ctx, c, std.out)
+				}),
 			},
 			{
 				name: "org remove", args: "ORG", summary: "remove an organization, its keys, snapshot, batches and folder",
@@ -104,20 +97,13 @@ func orgCommand() *command {
 					"DATA/archive/ORG/.",
 				example: "rosterd org remove acme",
 				minArgs: 1, maxArgs: 1,
-				setup: func(fs *flag.FlagSet) action {
-					opts := clientFlags(fs)
-					return func(ctx context.Context, std stdio, args []string) error {
-						c, err := opts.client()
-						if err != nil {
-							return err
-						}
-						if err := c.do(ctx, http.MethodDelete, "/v1/organizations/"+url.PathEscape(args[0]), nil, "", nil); err != nil {
-							return fmt.Errorf("remove organization %s: %w", args[0], err)
-						}
-						fmt.Fprintf(std.out, "organization %s removed\n", args[0])
-						return nil
+				setup: withClient(func(ctx context.Context, c *apiClient, std stdio, args []string) error {
+					if err := c.do(ctx, http.MethodDelete, "/v1/organizations/"+url.PathEscape(args[0]), nil, "", nil); err != nil {
+						return fmt.Errorf("remove organization %s: %w", args[0], err)
 					}
-				},
+					fmt.Fprintf(std.out, "organization %s removed\n", args[0])
+					return nil
+				}),
 			},
 			orgShowCommand(),
 			orgSetCommand(),
@@ -170,27 +156,20 @@ func keyCommand() *command {
 				example: "rosterd key add acme acme_export_2027.pub\n" +
 					"ssh-keygen -y -f id_ed25519 | rosterd key add acme -",
 				minArgs: 2, maxArgs: 2,
-				setup: func(fs *flag.FlagSet) action {
-					opts := clientFlags(fs)
-					return func(ctx context.Context, std stdio, args []string) error {
-						c, err := opts.client()
-						if err != nil {
-							return err
-						}
-						key, err := readKeyArg(args[1], std.in)
-						if err != nil {
-							return err
-						}
-						var page struct{ Data []keyView }
-						if err := c.do(ctx, http.MethodPost, "/v1/organizations/"+url.PathEscape(args[0])+"/keys", jsonBody(map[string]string{"public_key": key}), "application/json", &page); err != nil {
-							return fmt.Errorf("add key to %s: %w", args[0], err)
-						}
-						for _, k := range page.Data {
-							fmt.Fprintf(std.out, "key %s (%s %s) added to %s\n", k.Fingerprint, k.Type, k.Comment, args[0])
-						}
-						return nil
+				setup: withClient(func(ctx context.Context, c *apiClient, std stdio, args []string) error {
+					key, err := readKeyArg(args[1], std.in)
+					if err != nil {
+						return err
 					}
-				},
+					var page struct{ Data []keyView }
+					if err := c.do(ctx, http.MethodPost, "/v1/organizations/"+url.PathEscape(args[0])+"/keys", jsonBody(map[string]string{"public_key": key}), "application/json", &page); err != nil {
+						return fmt.Errorf("add key to %s: %w", args[0], err)
+					}
+					for _, k := range page.Data {
+						fmt.Fprintf(std.out, "key %s (%s %s) added to %s\n", k.Fingerprint, k.Type, k.Comment, args[0])
+					}
+					return nil
+				}),
 			},
 			{
 				name: "key list", args: "ORG", summary: "list an organization's keys with their fingerprints",
@@ -198,25 +177,18 @@ func keyCommand() *command {
 					"prints it), the type, the comment and when it was added.",
 				example: "rosterd key list acme",
 				minArgs: 1, maxArgs: 1,
-				setup: func(fs *flag.FlagSet) action {
-					opts := clientFlags(fs)
-					return func(ctx context.Context, std stdio, args []string) error {
-						c, err := opts.client()
-						if err != nil {
-							return err
-						}
-						keys, err := listKeys(ctx, c, args[0])
-						if err != nil {
-							return err
-						}
-						tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "FINGERPRINT\tTYPE\tCOMMENT\tADDED")
-						for _, k := range keys {
-							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Fingerprint, k.Type, k.Comment, k.CreatedAt.Format(time.RFC3339))
-						}
-						return tw.Flush()
+				setup: withClient(func(ctx context.Context, c *apiClient, std stdio, args []string) error {
+					keys, err := listKeys(ctx, c, args[0])
+					if err != nil {
+						return err
 					}
-				},
+					tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "FINGERPRINT\tTYPE\tCOMMENT\tADDED")
+					for _, k := range keys {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Fingerprint, k.Type, k.Comment, k.CreatedAt.Format(time.RFC3339))
+					}
+					return tw.Flush()
+				}),
 			},
 			{
 				name: "key remove", args: "ORG FINGERPRINT", summary: "remove a key; its SFTP sessions are closed",
@@ -225,21 +197,14 @@ func keyCommand() *command {
 					"with it are closed at once.",
 				example: "rosterd key remove acme SHA256:q1w2e3...",
 				minArgs: 2, maxArgs: 2,
-				setup: func(fs *flag.FlagSet) action {
-					opts := clientFlags(fs)
-					return func(ctx context.Context, std stdio, args []string) error {
-						c, err := opts.client()
-						if err != nil {
-							return err
-						}
-						fp := strings.TrimPrefix(args[1], "SHA256:")
-						if err := c.do(ctx, http.MethodDelete, "/v1/organizations/"+url.PathEscape(args[0])+"/keys/"+url.PathEscape("SHA256:"+fp), nil, "", nil); err != nil {
-							return fmt.Errorf("remove key from %s: %w", args[0], err)
-						}
-						fmt.Fprintf(std.out, "key SHA256:%s removed from %s\n", fp, args[0])
-						return nil
+				setup: withClient(func(ctx context.Context, c *apiClient, std stdio, args []string) error {
+					fp := strings.TrimPrefix(args[1], "SHA256:")
+					if err := c.do(ctx, http.MethodDelete, "/v1/organizations/"+url.PathEscape(args[0])+"/keys/"+url.PathEscape("SHA256:"+fp), nil, "", nil); err != nil {
+						return fmt.Errorf("remove key from %s: %w", args[0], err)
 					}
-				},
+					fmt.Fprintf(std.out, "key SHA256:%s removed from %s\n", fp, args[0])
+					return nil
+				}),
 			},
 		},
 	}

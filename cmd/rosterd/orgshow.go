@@ -140,6 +140,10 @@ func settingText(v any) string {
 		parts := make([]string, len(v))
 		for i, x := range v {
 			parts[i] = fmt.Sprint(x)
+			if _, obj := x.(map[string]any); obj {
+				b, _ := json.Marshal(x)
+				parts[i] = escapeControl(string(b))
+			}
 		}
 		return strings.Join(parts, ",")
 	case float64:
@@ -192,6 +196,10 @@ func orgSetCommand() *command {
 			"  date_format\n" +
 			"      how employment_start_date is written: MM/DD/YYYY, DD.MM.YYYY, YYYYMMDD,\n" +
 			"      excel, ...\n" +
+			"  groups_from_columns\n" +
+			"      users.csv columns whose values are group memberships: names\n" +
+			"      comma-separated, or a JSON array whose entries are a name or an\n" +
+			"      object {\"column\", \"template\" (\"Department: {value}\"), \"separator\"}\n" +
 			"  pgp_key_file, require_signature\n" +
 			"      the operator's own OpenPGP private key (an absolute path; default: the\n" +
 			"      one rosterd org pgp makes), and whether uploads must be signed",
@@ -199,33 +207,27 @@ func orgSetCommand() *command {
 			"rosterd org set acme delete_threshold_percent=35 settle=30s\n" +
 			"rosterd org set acme settle=          # back to the daemon's default\n" +
 			"rosterd org set acme 'columns.Employee ID=user_id' 'columns.Work Email=email' date_format=MM/DD/YYYY\n" +
-			"rosterd org set acme 'status_values={\"Terminated\": \"inactive\", \"On Leave\": \"active\"}'",
+			"rosterd org set acme 'status_values={\"Terminated\": \"inactive\", \"On Leave\": \"active\"}'\n" +
+			"rosterd org set acme 'groups_from_columns=[{\"column\": \"department_name\", \"template\": \"Department: {value}\"}, \"work_address_locality\"]'",
 		minArgs: 2, maxArgs: -1,
-		setup: func(fs *flag.FlagSet) action {
-			opts := clientFlags(fs)
-			return func(ctx context.Context, std stdio, args []string) error {
-				c, err := opts.client()
-				if err != nil {
-					return err
-				}
-				org := args[0]
-				var o orgView
-				if err := c.do(ctx, http.MethodGet, "/v1/organizations/"+url.PathEscape(org), nil, "", &o); err != nil {
-					return fmt.Errorf("organization %s: %w", org, err)
-				}
-				patch, err := parseSettings(args[1:], o.EffectiveSettings)
-				if err != nil {
-					return err
-				}
-				var after orgView
-				if err := c.do(ctx, http.MethodPatch, "/v1/organizations/"+url.PathEscape(org), jsonBody(map[string]any{"settings": patch}), "application/json", &after); err != nil {
-					return fmt.Errorf("change settings of %s: %w", org, err)
-				}
-				fmt.Fprintf(std.out, "organization %s: settings changed\n", org)
-				writeSettings(std.out, after)
-				return nil
+		setup: withClient(func(ctx context.Context, c *apiClient, std stdio, args []string) error {
+			org := args[0]
+			var o orgView
+			if err := c.do(ctx, http.MethodGet, "/v1/organizations/"+url.PathEscape(org), nil, "", &o); err != nil {
+				return fmt.Errorf("organization %s: %w", org, err)
 			}
-		},
+			patch, err := parseSettings(args[1:], o.EffectiveSettings)
+			if err != nil {
+				return err
+			}
+			var after orgView
+			if err := c.do(ctx, http.MethodPatch, "/v1/organizations/"+url.PathEscape(org), jsonBody(map[string]any{"settings": patch}), "application/json", &after); err != nil {
+				return fmt.Errorf("change settings of %s: %w", org, err)
+			}
+			fmt.Fprintf(std.out, "organization %s: settings changed\n", org)
+			writeSettings(std.out, after)
+			return nil
+		}),
 	}
 }
 
@@ -291,7 +293,13 @@ func settingJSON(cur any, val string) (json.RawMessage, error) {
 		var list []string
 		if strings.HasPrefix(val, "[") {
 			if err := json.Unmarshal([]byte(val), &list); err != nil {
-				return nil, fmt.Errorf("%q is not a JSON array of strings", val)
+				// Entries may also be objects (groups_from_columns):
+				// the daemon checks them.
+				var items []any
+				if json.Unmarshal([]byte(val), &items) != nil || !namesOrObjects(items) {
+					return nil, fmt.Errorf("%q is not a JSON array of strings", val)
+				}
+				return json.RawMessage(val), nil
 			}
 		} else {
 			for _, item := range strings.Split(val, ",") {
@@ -323,6 +331,18 @@ func settingJSON(cur any, val string) (json.RawMessage, error) {
 		return json.Marshal(b)
 	}
 	return json.Marshal(val)
+}
+
+// namesOrObjects reports whether every item is a string or an object.
+func namesOrObjects(items []any) bool {
+	for _, x := range items {
+		switch x.(type) {
+		case string, map[string]any:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // writeIndentedJSON writes v as indented JSON.

@@ -33,8 +33,9 @@ func planCommand() *command {
 			"together as one batch. The kind of each file comes from its name (users*.csv,\n" +
 			"user_groups*.csv, groups*.csv, or the organization's name patterns) unless\n" +
 			"--kind says. Compressed and encrypted files are read as uploads are, and\n" +
-			"--mapping FILE (TOML: columns, status_values, date_format) reads them with\n" +
-			"that mapping instead of the organization's, to try one before it is set.\n" +
+			"--mapping FILE (TOML: columns, status_values, date_format,\n" +
+			"groups_from_columns) reads them with that mapping instead of the\n" +
+			"organization's, to try one before it is set.\n" +
 			"Exit status: 0 the files would be applied, change nothing or be held;\n" +
 			"1 they would be rejected; 2 usage or I/O error, or no daemon running.",
 		example: "rosterd plan --org acme users.csv user_groups.csv\n" +

@@ -1,10 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +33,7 @@ import (
 	"github.com/rosterd/rosterd/ingest/webhook"
 	"github.com/rosterd/rosterd/sftpd"
 	"github.com/rosterd/rosterd/state"
+	"github.com/rosterd/rosterd/state/postgres"
 )
 
 // serveCommand is `rosterd serve` (SPEC §2).
@@ -43,7 +43,10 @@ func serveCommand() *command {
 		about: "Run the daemon: the SFTP server the organizations upload to, the HTTP API,\n" +
 			"the ingest of completed uploads into batches, and webhook delivery. State is\n" +
 			"kept in the data directory (created 0700 on first start); one daemon at a\n" +
-			"time may use a data directory. It logs to standard error and runs until\n" +
+			"time may use a data directory. With --store postgres://... the state is in\n" +
+			"PostgreSQL instead, which several instances share along with the data\n" +
+			"directory (README, Several instances); ingest does not run there yet, so such\n" +
+			"an instance refuses uploads. It logs to standard error and runs until\n" +
 			"SIGTERM or SIGINT, letting uploads in flight finish (shutdown_timeout, 30s);\n" +
 			"SIGHUP re-reads the config file.\n\n" +
 			"Each flag also comes from the environment and from the config file: a flag\n" +
@@ -71,7 +74,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d, err := openDaemon(cfg, log)
+	d, err := openDaemon(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -96,9 +99,16 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 
 // daemonState is everything `serve` opens, in the order it is closed.
 type daemonState struct {
-	cfg       Config
-	log       *slog.Logger
-	db        *state.DB
+	cfg Config
+	log *slog.Logger
+	db  daemonStore
+	// bolt is db when it is the bbolt file: ingest runs on it only, until
+	// it runs on an ingest.Store (the apply behind an interface).
+	bolt *state.DB
+	// pg is db when it is PostgreSQL: a fleet's shared store, whose
+	// notifications the listener receives.
+	pg        *postgres.DB
+	listener  *postgres.Listener
 	reg       *prometheus.Registry
 	sftp      *sftpd.Server
 	api       *httpapi.Server
@@ -115,75 +125,86 @@ type daemonState struct {
 	sftpAddr atomic.Value // string: the SFTP listener's address, once listening
 }
 
-// openDaemon prepares the data directory, host keys, API token, state and
-// the servers, without listening yet.
-func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
-	if cfg.Store != "" {
-		// SPEC §11: the daemon does not run on PostgreSQL yet; refuse
-		// rather than quietly keep the state in the bbolt file.
-		return nil, errors.New("store: serve runs on the bbolt file only so far (a PostgreSQL store is for rosterd migrate): leave store and ROSTERD_STORE empty")
-	}
+// openDaemon prepares the data directory, opens the store, loads the host
+// keys and API token and makes the servers, without listening yet.
+func openDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*daemonState, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	// The database first: its lock keeps a second daemon from touching a
-	// data directory that one already runs on.
-	db, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), testStateOptions(os.Getenv))
-	if errors.Is(err, state.ErrLocked) {
-		return nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
-	}
+	db, bolt, pg, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	hostKeys, err := sftpd.LoadHostKeys(filepath.Join(cfg.Data, "host_keys"))
-	if err != nil {
+	d := &daemonState{cfg: cfg, log: log, db: db, bolt: bolt, pg: pg, orgsRoot: filepath.Join(cfg.Data, "orgs")}
+	if err := d.open(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	return d, nil
+}
+
+// open makes the daemon's parts over its store.
+func (d *daemonState) open() error {
+	cfg, log := d.cfg, d.log
+	// SPEC §11: from the store, so that every instance of a fleet shows
+	// the same host key and takes the same token.
+	hostKeys, err := loadHostKeys(d.db)
+	if err != nil {
+		return err
 	}
 	for _, k := range hostKeys {
 		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", sftpd.KeygenLine(k.PublicKey(), ""))
 	}
 	token := cfg.APIToken
 	if token == "" {
-		if token, err = loadOrCreateToken(filepath.Join(cfg.Data, fileAPIToken)); err != nil {
-			db.Close()
-			return nil, err
+		if token, err = loadAPIToken(d.db); err != nil {
+			return err
+		}
+		if d.pg != nil {
+			// The client subcommands read it from the data directory.
+			if err := writeIfChanged(filepath.Join(cfg.Data, fileAPIToken), []byte(token+"\n")); err != nil {
+				return fmt.Errorf("write API token: %w", err)
+			}
 		}
 	}
-	d := &daemonState{cfg: cfg, log: log, db: db, orgsRoot: filepath.Join(cfg.Data, "orgs")}
 	if err := os.MkdirAll(d.orgsRoot, 0o700); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("create organizations folder: %w", err)
+		return fmt.Errorf("create organizations folder: %w", err)
 	}
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// The pipeline receives sftpd's completion signals and wakes delivery
-	// after each applied batch with events.
 	if d.deliverer, err = newDeliverer(cfg, d); err != nil {
-		db.Close()
-		return nil, err
+		return err
 	}
-	ic := ingestConfig(cfg, d)
-	ic.OnApplied = d.deliverer.Wake
-	if err := applyTestHooks(os.Getenv, &ic); err != nil {
-		db.Close()
-		return nil, err
+	if err := d.openIngest(); err != nil {
+		return err
 	}
-	if d.pipeline, err = ingest.New(ic); err != nil {
-		db.Close()
-		return nil, err
+	if d.pg != nil {
+		// SPEC §11: one listener per instance; the events another
+		// instance commits wake this one's deliverer, and its poll (every
+		// organization, "") is the fallback for notifications lost.
+		d.listener = d.pg.NewListener(postgres.ListenerConfig{Logger: log})
+		d.listener.Handle(postgres.ChannelEvents, d.deliverer.Wake)
+		log.Info("store: PostgreSQL", "instance", d.pg.Instance(), "lease_ttl", cfg.LeaseTTL.D().String())
 	}
 
+	// Without ingest, uploads are refused rather than left unprocessed.
+	var uploads sftpd.Uploads
+	var storage sftpd.Storage = uploadsPaused{}
+	var space *ingest.Space
+	if d.pipeline != nil {
+		uploads, space = d.pipeline, d.pipeline.Space()
+		storage = space
+	}
 	d.sftp, err = sftpd.New(sftpd.Config{
 		HostKeys:     hostKeys,
 		Root:         d.orgsRoot,
-		Keys:         keyAuth{db},
-		Uploads:      d.pipeline,
-		Storage:      d.pipeline.Space(),
+		Keys:         keyAuth{d.db},
+		Uploads:      uploads,
+		Storage:      storage,
 		Audit:        d.openAudit(),
 		Limits:       sftpLimits(cfg),
 		AllowSHA1RSA: cfg.AllowSHA1RSA,
@@ -191,16 +212,15 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 		Registerer:   d.reg,
 	})
 	if err != nil {
-		db.Close()
-		return nil, err
+		return err
 	}
 	d.api = httpapi.New(httpapi.Config{
-		DB:        db,
+		DB:        d.db,
 		Token:     token,
 		OrgsRoot:  d.orgsRoot,
 		Gatherer:  d.reg,
 		Ready:     d.ready.Load,
-		Space:     d.pipeline.Space(),
+		Space:     space,
 		Logger:    log,
 		Pipeline:  d.pipeline,
 		Deliverer: d.deliverer,
@@ -221,11 +241,48 @@ func openDaemon(cfg Config, log *slog.Logger) (*daemonState, error) {
 	if d.tls, err = loadTLS(cfg); err == nil {
 		d.web, err = d.newWeb(token, hostKeys)
 	}
-	if err != nil {
-		db.Close()
-		return nil, err
+	return err
+}
+
+// openIngest makes the pipeline, which receives sftpd's completion
+// signals and wakes delivery after each applied batch with events.
+//
+// It runs on the bbolt file only. On PostgreSQL it waits for the apply
+// (ingest's differ behind an ingest.Store, which both stores implement):
+// then ingestConfig takes d.db as that Store, and this instance runs an
+// organization's batches while it holds state.BatchLease(org) (KeepLease
+// beside the batch, stopping it when lost), woken by the listener's
+// postgres.ChannelBatches as well as by its own uploads.
+func (d *daemonState) openIngest() error {
+	if d.bolt == nil {
+		d.log.Warn("ingest does not run on a PostgreSQL store yet: this instance refuses uploads; the API, the console and webhook delivery run")
+		return nil
 	}
-	return d, nil
+	ic := ingestConfig(d.cfg, d)
+	ic.OnApplied = d.deliverer.Wake
+	if err := applyTestHooks(os.Getenv, &ic); err != nil {
+		return err
+	}
+	var err error
+	d.pipeline, err = ingest.New(ic)
+	return err
+}
+
+// uploadsPaused is sftpd's Storage while ingest does not run: it refuses
+// every upload, so that none sits in a folder unprocessed.
+type uploadsPaused struct{}
+
+func (uploadsPaused) Admit(org string, grow int64) error {
+	return errors.New("uploads are paused on this server: try again later")
+}
+
+// writeIfChanged writes data to path (0600, atomically) unless the file
+// holds it already: instances sharing the data directory write the same.
+func writeIfChanged(path string, data []byte) error {
+	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, data) {
+		return nil
+	}
+	return sftpd.WriteFileAtomic(path, data, 0o600)
 }
 
 // run listens, serves until ctx is done, then shuts down in order: SFTP
@@ -251,10 +308,17 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 		addrFiles[fileHTTPCert] = certPEM(d.tls)
 	}
 	for name, addr := range addrFiles {
-		if err := os.WriteFile(filepath.Join(d.cfg.Data, name), []byte(strings.TrimSuffix(addr, "\n")+"\n"), 0o600); err != nil {
+		path, content := filepath.Join(d.cfg.Data, name), []byte(strings.TrimSuffix(addr, "\n")+"\n")
+		if err := os.WriteFile(path, content, 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
-		defer os.Remove(filepath.Join(d.cfg.Data, name))
+		// Instances of a fleet may share the data directory: remove the
+		// file only while it is still this one's.
+		defer func() {
+			if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, content) {
+				os.Remove(path)
+			}
+		}()
 	}
 
 	d.info.Store(&httpapi.DaemonInfo{Version: version(), StartedAt: time.Now().UTC(), Listeners: []httpapi.Listener{
@@ -284,13 +348,23 @@ func (d *daemonState) run(ctx context.Context, stopSignals func(), f *serveFlags
 	ingestCtx, stopIngest := context.WithCancel(context.Background())
 	defer stopIngest()
 	ingestDone := make(chan error, 1)
-	go func() { ingestDone <- d.pipeline.Run(ingestCtx) }()
+	if d.pipeline != nil {
+		go func() { ingestDone <- d.pipeline.Run(ingestCtx) }()
+	} else {
+		ingestDone <- nil
+	}
 	// Delivery stops after ingest; what is not delivered by then goes at
 	// the next start.
 	deliverCtx, stopDelivery := context.WithCancel(context.Background())
 	defer stopDelivery()
 	deliverDone := make(chan error, 1)
 	go func() { deliverDone <- d.deliverer.Run(deliverCtx) }()
+	listenDone := make(chan error, 1)
+	if d.listener != nil {
+		go func() { listenDone <- d.listener.Run(deliverCtx) }()
+	} else {
+		listenDone <- nil
+	}
 
 	d.log.Info("rosterd listening", "sftp_addr", sftpLn.Addr().String(), "http_addr", httpLn.Addr().String(), "data", d.cfg.Data, "version", version())
 
@@ -338,6 +412,9 @@ loop:
 	if err := <-deliverDone; err != nil {
 		d.log.Error("webhook delivery", "err", err)
 	}
+	if err := <-listenDone; err != nil {
+		d.log.Error("store notifications", "err", err)
+	}
 	httpCtx, cancelHTTP := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelHTTP()
 	hs.Shutdown(httpCtx)
@@ -357,16 +434,18 @@ func (d *daemonState) reload(f *serveFlags) {
 	old := d.cfg
 	restart := needsRestart(old, cfg)
 	d.sftp.SetLimits(sftpLimits(cfg))
-	d.pipeline.SetDefaults(ingestDefaults(cfg))
-	d.pipeline.SetLimits(schemaLimits(cfg))
-	d.pipeline.SetSpaceLimits(spaceLimits(cfg))
+	if d.pipeline != nil {
+		d.pipeline.SetDefaults(ingestDefaults(cfg))
+		d.pipeline.SetLimits(schemaLimits(cfg))
+		d.pipeline.SetSpaceLimits(spaceLimits(cfg))
+	}
 	d.web.SetLimits(schemaLimits(cfg))
 	d.reloadDelivery(cfg)
 	setMemoryLimit(cfg, d.log)
 	// Keys that need a restart keep their running values.
 	cfg.Data, cfg.SFTPAddr, cfg.HTTPAddr, cfg.LogFormat, cfg.APIToken, cfg.AllowSHA1RSA, cfg.Retention.Reports, cfg.Retention.Archive =
 		old.Data, old.SFTPAddr, old.HTTPAddr, old.LogFormat, old.APIToken, old.AllowSHA1RSA, old.Retention.Reports, old.Retention.Archive
-	cfg.Retention.ArchiveBatches, cfg.Store = old.Retention.ArchiveBatches, old.Store
+	cfg.Retention.ArchiveBatches, cfg.Store, cfg.Instance, cfg.LeaseTTL = old.Retention.ArchiveBatches, old.Store, old.Instance, old.LeaseTTL
 	cfg.HTTP = old.HTTP
 	cfg.TLSCert, cfg.TLSKey, cfg.Console, cfg.Operators = old.TLSCert, old.TLSKey, old.Console, old.Operators
 	d.cfg = cfg
@@ -393,7 +472,7 @@ func setMemoryLimit(cfg Config, log *slog.Logger) {
 }
 
 // keyAuth lets sftpd ask state whether a key belongs to an organization.
-type keyAuth struct{ db *state.DB }
+type keyAuth struct{ db daemonStore }
 
 func (k keyAuth) Authorize(ctx context.Context, org string, key ssh.PublicKey) error {
 	ok, err := k.db.HasKey(org, sftpd.Fingerprint(key))
@@ -404,23 +483,4 @@ func (k keyAuth) Authorize(ctx context.Context, org string, key ssh.PublicKey) e
 		return errors.New("unknown organization or key")
 	}
 	return nil
-}
-
-// loadOrCreateToken reads the API token file, creating it (0600) with 32
-// random bytes on first start.
-func loadOrCreateToken(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		if tok := strings.TrimSpace(string(b)); tok != "" {
-			return tok, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read API token: %w", err)
-	}
-	buf := make([]byte, 32)
-	rand.Read(buf)
-	tok := base64.RawURLEncoding.EncodeToString(buf)
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write API token: %w", err)
-	}
-	return tok, nil
 }

@@ -43,8 +43,8 @@ func validateCommand() *command {
 			"A .gz or .zip file is read as an upload of it would be; an OpenPGP-encrypted\n" +
 			"one only the daemon can decrypt (check it with rosterd plan).\n" +
 			"--mapping FILE reads the files with a mapping (the organization settings\n" +
-			"columns, status_values and date_format, in TOML); --org ORG with the\n" +
-			"organization's own, fetched from the running daemon.\n" +
+			"columns, status_values, date_format and groups_from_columns, in TOML);\n" +
+			"--org ORG with the organization's own, fetched from the running daemon.\n" +
 			"Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage or I/O error.",
 		example: "rosterd validate users.csv user_groups.csv groups.csv\n" +
 			"rosterd validate --kind users export_20261122.csv\n" +
@@ -58,7 +58,7 @@ func validateCommand() *command {
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of text")
 			fs.StringVar(&o.kind, "kind", "", "the `KIND` of every FILE: users, user_groups or groups (default: from each file's name)")
 			fs.StringVar(&o.issuesCSV, "issues-csv", "", "also write the issues to this CSV `FILE`, for a spreadsheet")
-			fs.StringVar(&o.mapping, "mapping", "", "read the files with the mapping in this TOML `FILE` (columns, status_values, date_format)")
+			fs.StringVar(&o.mapping, "mapping", "", "read the files with the mapping in this TOML `FILE` (columns, status_values, date_format, groups_from_columns)")
 			fs.StringVar(&o.org, "org", "", "read the files with this organization's mapping, fetched from the running daemon")
 			// --config is also the client's: validate checks with its [limits]
 			// (default: the built-in limits), and --org reads it to find the

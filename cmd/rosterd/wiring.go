@@ -46,7 +46,7 @@ func ingestConfig(cfg Config, d *daemonState) ingest.Config {
 	}
 	minFree, minPercent, quota := spaceLimits(cfg)
 	return ingest.Config{
-		DB:             d.db,
+		DB:             d.bolt,
 		OrgsRoot:       d.orgsRoot,
 		Defaults:       ingestDefaults(cfg),
 		Limits:         schemaLimits(cfg),
@@ -123,6 +123,7 @@ func deliveryConfig(cfg Config, d *daemonState) (webhook.Config, error) {
 		Endpoints:  eps,
 		Timeout:    cfg.Delivery.Timeout.D(),
 		Retention:  cfg.Retention.Events.D(),
+		LeaseTTL:   cfg.LeaseTTL.D(),
 		Logger:     d.log,
 		Registerer: d.reg,
 	}
@@ -162,6 +163,8 @@ func needsRestart(old, cur Config) []string {
 	}{
 		{"data", cur.Data != old.Data},
 		{"store", cur.Store != old.Store},
+		{"instance", cur.Instance != old.Instance},
+		{"lease_ttl", cur.LeaseTTL != old.LeaseTTL},
 		{"sftp_addr", cur.SFTPAddr != old.SFTPAddr},
 		{"http_addr", cur.HTTPAddr != old.HTTPAddr},
 		{"log_format", cur.LogFormat != old.LogFormat},

@@ -111,7 +111,7 @@ const maxPlanBody = 3<<30 + 1<<20
 // plan is the dry run behind `rosterd plan`: multipart files (the file
 // name, or a part named users, user_groups or groups, gives the kind),
 // and optionally a value named mapping, a JSON object with the settings
-// columns, status_values and date_format, read instead of the
+// columns, status_values, date_format and groups_from_columns, read instead of the
 // organization's mapping; it answers the report of what they would
 // change.
 func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
@@ -189,20 +189,21 @@ func (b *renewingBody) Read(p []byte) (int, error) {
 }
 
 // parseMapping reads a plan's mapping value: a JSON object with the
-// settings columns, status_values and date_format. It returns a message
-// naming what is wrong, or "".
+// settings columns, status_values, date_format and groups_from_columns.
+// It returns a message naming what is wrong, or "".
 func parseMapping(raw string) (*schema.Mapping, string) {
 	var v struct {
-		Columns      map[string]string `json:"columns"`
-		StatusValues map[string]string `json:"status_values"`
-		DateFormat   string            `json:"date_format"`
+		Columns           map[string]string   `json:"columns"`
+		StatusValues      map[string]string   `json:"status_values"`
+		DateFormat        string              `json:"date_format"`
+		GroupsFromColumns []state.GroupColumn `json:"groups_from_columns"`
 	}
 	dec := json.NewDecoder(strings.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
 		return nil, "mapping: " + err.Error()
 	}
-	m, err := schema.NewMapping(v.Columns, v.StatusValues, v.DateFormat)
+	m, err := schema.NewMapping(v.Columns, v.StatusValues, v.DateFormat, ingest.GroupColumns(v.GroupsFromColumns)...)
 	if err != nil {
 		return nil, "mapping." + strings.ReplaceAll(err.Error(), "; ", "; mapping.")
 	}

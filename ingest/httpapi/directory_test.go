@@ -30,7 +30,7 @@ func dirTestServer(t *testing.T, cfg Config) (*httptest.Server, *state.DB) {
 	cfg.Token = dirTestToken
 	srv := httptest.NewServer(New(cfg))
 	t.Cleanup(srv.Close)
-	return srv, cfg.DB
+	return srv, cfg.DB.(*state.DB)
 }
 
 // dirGet GETs path with the token and decodes the JSON answer into v

@@ -56,11 +56,14 @@ type EffectiveSettings struct {
 	SetupAllKeys           bool     `json:"setup_all_keys"`
 	// How the organization's exports are read, and its OpenPGP uploads
 	// (no daemon default: an empty map or "" is none).
-	Columns          map[string]string `json:"columns"`
-	StatusValues     map[string]string `json:"status_values"`
-	DateFormat       string            `json:"date_format"`
-	PGPKeyFile       string            `json:"pgp_key_file"`
-	RequireSignature bool              `json:"require_signature"`
+	Columns      map[string]string `json:"columns"`
+	StatusValues map[string]string `json:"status_values"`
+	DateFormat   string            `json:"date_format"`
+	// GroupsFromColumns are the users.csv columns whose values are
+	// memberships (SPEC §4, groups derived from users.csv).
+	GroupsFromColumns []state.GroupColumn `json:"groups_from_columns"`
+	PGPKeyFile        string              `json:"pgp_key_file"`
+	RequireSignature  bool                `json:"require_signature"`
 }
 
 func orgView(o state.Org) Organization {
@@ -89,13 +92,17 @@ func (s *Server) orgDetail(o state.Org) (Organization, error) {
 		StorageQuota: ingest.DefaultStorageQuota,
 		SetupAllKeys: o.Settings.SetupAllKeys != nil && *o.Settings.SetupAllKeys,
 		Columns:      o.Settings.Columns, StatusValues: o.Settings.StatusValues, DateFormat: o.Settings.DateFormat,
-		PGPKeyFile: o.Settings.PGPKeyFile, RequireSignature: o.Settings.RequireSignature,
+		GroupsFromColumns: o.Settings.GroupsFromColumns,
+		PGPKeyFile:        o.Settings.PGPKeyFile, RequireSignature: o.Settings.RequireSignature,
 	}
 	if v.EffectiveSettings.Columns == nil {
 		v.EffectiveSettings.Columns = map[string]string{}
 	}
 	if v.EffectiveSettings.StatusValues == nil {
 		v.EffectiveSettings.StatusValues = map[string]string{}
+	}
+	if v.EffectiveSettings.GroupsFromColumns == nil {
+		v.EffectiveSettings.GroupsFromColumns = []state.GroupColumn{}
 	}
 	if s.cfg.Pipeline != nil {
 		v.EffectiveSettings.StorageQuota = s.cfg.Pipeline.QuotaOf(o.Name)
@@ -343,7 +350,7 @@ func validateSettings(st state.Settings) string {
 			return "settings.pgp_key_file: " + err.Error()
 		}
 	}
-	if _, err := schema.NewMapping(st.Columns, st.StatusValues, st.DateFormat); err != nil {
+	if _, err := ingest.OrgMapping(st); err != nil {
 		var me *schema.MappingError
 		if errors.As(err, &me) {
 			return "settings." + strings.Join(me.Problems, "; settings.")

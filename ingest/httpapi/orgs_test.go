@@ -62,6 +62,7 @@ func TestPatchNullResetsEverySetting(t *testing.T) {
 		"columns":                  `{"Employee ID":"user_id"}`,
 		"status_values":            `{"Terminated":"inactive"}`,
 		"date_format":              `"MM/DD/YYYY"`,
+		"groups_from_columns":      `[{"column":"department_name","template":"Dept: {value}"}]`,
 		"pgp_key_file":             strconv.Quote(testPGPKeyFile(t)),
 		"require_signature":        `true`,
 		"setup_all_keys":           `true`,

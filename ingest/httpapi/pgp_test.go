@@ -94,6 +94,48 @@ func TestMappingSettings(t *testing.T) {
 	}
 }
 
+// TestGroupsFromColumnsSetting sets groups_from_columns through PATCH:
+// entries as names or objects are stored as objects and shown in the
+// effective settings; a bad one is refused with a message naming the
+// column, and changes nothing.
+func TestGroupsFromColumnsSetting(t *testing.T) {
+	srv, _, _ := ingestServer(t)
+	var o Organization
+	code := send(t, srv, "PATCH", "/v1/organizations/acme", json.RawMessage(`{"settings": {
+		"columns": {"Dept": "department_name"},
+		"groups_from_columns": ["work_address_locality", {"column": "department_name", "template": "Department: {value}"}, {"column": "groups", "separator": ";"}]}}`), &o)
+	want := `[{"column":"work_address_locality"},{"column":"department_name","template":"Department: {value}"},{"column":"groups","separator":";"}]`
+	if got, _ := json.Marshal(o.Settings.GroupsFromColumns); code != 200 || string(got) != want {
+		t.Fatalf("PATCH groups_from_columns = %d %s; want 200 %s", code, got, want)
+	}
+	var detail struct {
+		EffectiveSettings map[string]json.RawMessage `json:"effective_settings"`
+	}
+	send(t, srv, "GET", "/v1/organizations/acme", nil, &detail)
+	if got := detail.EffectiveSettings["groups_from_columns"]; !jsonEqual(got, json.RawMessage(want)) {
+		t.Errorf("effective_settings.groups_from_columns = %s; want %s", got, want)
+	}
+	for _, tt := range []struct{ body, want string }{
+		{`["Dept"]`, `settings.groups_from_columns: the column "Dept" is read as department_name by the columns mapping: name department_name`},
+		{`["groups", "Groups"]`, `settings.groups_from_columns: "groups" and "Groups" are the same column`},
+		{`[{"column": "department_name", "template": ""}]`, `settings.groups_from_columns: the template of department_name is empty`},
+		{`[{"column": "department_name", "template": "Staff"}]`, `settings.groups_from_columns: the template "Staff" of department_name has no {value}`},
+		{`[{"column": "email"}]`, `settings.groups_from_columns: email identifies the person`},
+		{`[{"column": "department_name", "prefix": "D"}]`, `unknown field "prefix"`},
+	} {
+		var e apiError
+		code := send(t, srv, "PATCH", "/v1/organizations/acme", json.RawMessage(`{"settings": {"groups_from_columns": `+tt.body+`}}`), &e)
+		if code != 400 || e.Error.Code != "invalid_settings" || !strings.Contains(e.Error.Message, tt.want) {
+			t.Errorf("PATCH groups_from_columns %s = %d %+v; want 400 saying %q", tt.body, code, e, tt.want)
+		}
+	}
+	o = Organization{}
+	send(t, srv, "GET", "/v1/organizations/acme", nil, &o)
+	if got, _ := json.Marshal(o.Settings.GroupsFromColumns); string(got) != want {
+		t.Errorf("a refused PATCH changed groups_from_columns to %s", got)
+	}
+}
+
 // TestPGPAPI makes the organization's key through the API, shows it,
 // adds and removes a signing key.
 func TestPGPAPI(t *testing.T) {

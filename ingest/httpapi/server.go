@@ -21,7 +21,7 @@ import (
 // Config wires the API to the rest of the daemon. DB and Token are
 // required; a nil optional part makes its routes answer 503.
 type Config struct {
-	DB *state.DB
+	DB Store
 	// Token is the bearer token every /v1 request must carry.
 	Token string
 	// OrgsRoot is the folder holding one SFTP folder per organization; an

@@ -83,6 +83,7 @@ func (s *Server) setupRefused(w http.ResponseWriter, r *http.Request, l state.Se
 	day := func(t time.Time) string { return t.UTC().Format("2 January 2006 15:04 UTC") }
 	switch {
 	case errors.Is(err, state.ErrNotFound):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rosterd setup"`)
 		s.error(w, r, http.StatusUnauthorized, "invalid_setup_link", "this setup link is not valid: check that it was copied whole, or ask for a new one", nil)
 	case errors.Is(err, state.ErrLinkExpired):
 		s.audit(r, state.AuditRecord{Org: l.Org, Event: AuditSetupRefused, SetupLink: l.ID, Reason: "expired"})

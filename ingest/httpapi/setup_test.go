@@ -354,3 +354,23 @@ func TestAdminReportLeavesOutOperatorNotes(t *testing.T) {
 		t.Errorf("adminReport without operator notes = %s; want it unchanged", got)
 	}
 }
+
+// TestSetupLinkUnknownTokenChallenges: a token that is not a link's, well
+// formed or not, is answered alike: 401 with a Bearer challenge (RFC 6750),
+// so that a client cannot tell a guessed token's form from its absence.
+func TestSetupLinkUnknownTokenChallenges(t *testing.T) {
+	srv, _, _, _, _ := setupServer(t)
+	wellFormed, _ := newSetupToken()
+	for name, tok := range map[string]string{"malformed": "not-a-token", "unknown": wellFormed} {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/setup", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+			t.Errorf("%s token: %d, WWW-Authenticate %q; want 401 with a Bearer challenge", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+}

@@ -83,7 +83,7 @@ func TestOrganizationDetail(t *testing.T) {
 		UsersPatterns: []string{"users_*.csv"}, UserGroupsPatterns: []string{}, GroupsPatterns: []string{},
 		DeleteThresholdPercent: 20, DeleteThresholdCount: 10, InactiveUsers: "delete", Settle: "10s",
 		StorageQuota: 10 << 30, // ingest.DefaultStorageQuota
-		Columns:      map[string]string{}, StatusValues: map[string]string{},
+		Columns:      map[string]string{}, StatusValues: map[string]string{}, GroupsFromColumns: []state.GroupColumn{},
 	}
 	if o.EffectiveSettings == nil || o.Counts == nil {
 		t.Fatalf("GET acme = %+v; want effective_settings and counts", o)

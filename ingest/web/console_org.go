@@ -23,6 +23,35 @@ type settingsJSON struct {
 	InactiveUsers          string   `json:"inactive_users"`
 	Settle                 string   `json:"settle"`
 	SetupAllKeys           *bool    `json:"setup_all_keys"`
+	// GroupsFromColumns are the users.csv columns whose values are
+	// memberships; the form shows one row each, and blank rows to add.
+	GroupsFromColumns []groupColumnJSON `json:"groups_from_columns"`
+}
+
+// groupColumnJSON is one entry of groups_from_columns, as the API shows it.
+type groupColumnJSON struct {
+	Column    string  `json:"column"`
+	Template  *string `json:"template,omitempty"`
+	Separator string  `json:"separator,omitempty"`
+}
+
+// groupRow is one row of the form's groups_from_columns table.
+type groupRow struct{ Column, Template, Separator string }
+
+// blankGroupRows is how many empty rows the form adds after the entries.
+const blankGroupRows = 2
+
+// groupRows returns the form's rows for the entries gs.
+func groupRows(gs []groupColumnJSON) []groupRow {
+	rows := make([]groupRow, 0, len(gs)+blankGroupRows)
+	for _, g := range gs {
+		r := groupRow{Column: g.Column, Separator: g.Separator}
+		if g.Template != nil {
+			r.Template = *g.Template
+		}
+		rows = append(rows, r)
+	}
+	return append(rows, make([]groupRow, blankGroupRows)...)
 }
 
 // orgData is one organization's console page.
@@ -30,6 +59,7 @@ type orgData struct {
 	Base         string // the page's path, for the batches table
 	Org          orgJSON
 	Settings     settingsJSON
+	GroupRows    []groupRow
 	SettingsJSON string
 	Summary      summaryJSON
 	Keys         []keyJSON
@@ -66,6 +96,7 @@ func (s *Server) orgPage(w http.ResponseWriter, r *http.Request, sess *session) 
 	}
 	d.Keys, d.Links, d.Batches, d.Audit = keys.Data, links.Data, batches.Data, audit.Data
 	json.Unmarshal(d.Org.Settings, &d.Settings)
+	d.GroupRows = groupRows(d.Settings.GroupsFromColumns)
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, d.Org.Settings, "", "  ") == nil {
 		d.SettingsJSON = pretty.String()
@@ -166,6 +197,31 @@ func settingsForm(r *http.Request) (map[string]any, string) {
 	}
 	m["inactive_users"] = r.PostFormValue("inactive_users")
 	m["settle"] = strings.TrimSpace(r.PostFormValue("settle"))
+	if cols, ok := r.PostForm["group_column"]; ok {
+		// One row per entry: a row without a column is left out, an
+		// empty template means the value itself.
+		tmpls, seps := r.PostForm["group_template"], r.PostForm["group_separator"]
+		var gs []groupColumnJSON
+		for i, c := range cols {
+			if c = strings.TrimSpace(c); c == "" {
+				continue
+			}
+			g := groupColumnJSON{Column: c}
+			if i < len(tmpls) && strings.TrimSpace(tmpls[i]) != "" {
+				t := tmpls[i]
+				g.Template = &t
+			}
+			if i < len(seps) {
+				g.Separator = seps[i]
+			}
+			gs = append(gs, g)
+		}
+		if len(gs) == 0 {
+			m["groups_from_columns"] = nil
+		} else {
+			m["groups_from_columns"] = gs
+		}
+	}
 	switch r.PostFormValue("setup_all_keys") {
 	case "yes":
 		m["setup_all_keys"] = true

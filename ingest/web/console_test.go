@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -119,6 +120,50 @@ func TestConsoleSettingsGoThroughTheAPI(t *testing.T) {
 	page = post(url.Values{"mode": {"json"}, "settings_json": {`{"settle": "1m", "users_patterns": null}`}})
 	if o, _ := ts.db.Org("acme"); o.Settings.Settle != "1m" || o.Settings.UsersPatterns != nil || o.Settings.InactiveUsers != "delete" {
 		t.Errorf("settings after the JSON form = %+v:\n%s", o.Settings, page)
+	}
+}
+
+// TestConsoleGroupsFromColumns sets groups_from_columns with the form's
+// rows: a row per entry, an empty template for the value itself; a form
+// without the rows leaves the setting alone, and empty rows remove it.
+func TestConsoleGroupsFromColumns(t *testing.T) {
+	ts := newTestServer(t)
+	c := browser(t)
+	_, csrf := signIn(t, ts, c, "", testToken)
+	post := func(form url.Values) string {
+		t.Helper()
+		form.Set("csrf", csrf)
+		st, _, h := fetch(t, c, "POST", ts.URL+"/console/orgs/acme/settings", form)
+		if st != http.StatusSeeOther {
+			t.Fatalf("POST settings = %d", st)
+		}
+		_, page, _ := fetch(t, c, "GET", ts.URL+h.Get("Location"), nil)
+		return page
+	}
+	page := post(url.Values{
+		"group_column":    {"department_name", "", "groups"},
+		"group_template":  {"Department: {value}", "", ""},
+		"group_separator": {"", "", ";"},
+	})
+	o, _ := ts.db.Org("acme")
+	got, _ := json.Marshal(o.Settings.GroupsFromColumns)
+	if want := `[{"column":"department_name","template":"Department: {value}"},{"column":"groups","separator":";"}]`; string(got) != want {
+		t.Fatalf("stored groups_from_columns = %s; want %s\n%s", got, want, page)
+	}
+	if !strings.Contains(page, `value="Department: {value}"`) || strings.Count(page, `name="group_column"`) != 4 {
+		t.Errorf("the form does not show the two entries and two blank rows:\n%s", page)
+	}
+	page = post(url.Values{"group_column": {"department_name"}, "group_template": {"Staff"}, "group_separator": {""}})
+	if !strings.Contains(page, "has no {value}") {
+		t.Errorf("a template without {value} does not show the API's message:\n%s", page)
+	}
+	post(url.Values{"inactive_users": {"delete"}})
+	if o, _ := ts.db.Org("acme"); len(o.Settings.GroupsFromColumns) != 2 {
+		t.Errorf("a form without the rows changed groups_from_columns to %+v", o.Settings.GroupsFromColumns)
+	}
+	post(url.Values{"group_column": {"", ""}, "group_template": {"", ""}, "group_separator": {"", ""}})
+	if o, _ := ts.db.Org("acme"); o.Settings.GroupsFromColumns != nil {
+		t.Errorf("empty rows left groups_from_columns %+v; want it removed", o.Settings.GroupsFromColumns)
 	}
 }
 

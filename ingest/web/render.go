@@ -31,6 +31,7 @@ var funcs = template.FuncMap{
 	"changeSum": changeSum,
 	"list":      func(v ...string) []string { return v },
 	"sentence":  sentence,
+	"add":       func(a, b int) int { return a + b },
 }
 
 // sentence starts s with a capital letter: the API's messages are

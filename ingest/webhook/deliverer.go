@@ -34,12 +34,14 @@ const (
 	DefaultRetention = 30 * 24 * time.Hour
 	// pageSize is how many events a worker reads per transaction.
 	pageSize = 256
+	// DefaultLeaseTTL is Config.LeaseTTL's default.
+	DefaultLeaseTTL = 30 * time.Second
 )
 
 // Config configures a Deliverer. A zero field means the documented
 // default; DB is required.
 type Config struct {
-	DB        *state.DB
+	DB        Store
 	Endpoints []Endpoint
 	// Timeout bounds one attempt, connection to last response byte; 0
 	// means DefaultTimeout.
@@ -52,7 +54,14 @@ type Config struct {
 	Retention time.Duration
 	// RetentionEvery is how often the purge runs; 0 means an hour.
 	RetentionEvery time.Duration
-	Logger         *slog.Logger
+	// LeaseTTL is how long the lease on an (endpoint, organization)'s
+	// delivery, and on the retention purge, lasts without a renewal
+	// (state.DeliveryLease, state.RetentionLease): in a fleet, how long
+	// another instance waits before it takes over the work of one that
+	// died. The holder renews it every third of it. 0 means
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	Logger   *slog.Logger
 	// Registerer receives the delivery metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -61,10 +70,11 @@ type Config struct {
 // (endpoint, organization) with events pending, strictly in event order.
 // Its methods are safe for concurrent use.
 type Deliverer struct {
-	db        *state.DB
+	db        Store
 	log       *slog.Logger
 	opts      atomic.Pointer[options]
 	purgeEach time.Duration
+	leaseTTL  time.Duration
 	metrics   *metrics
 	now       func() time.Time
 
@@ -73,9 +83,10 @@ type Deliverer struct {
 	mu        sync.Mutex
 	endpoints map[string]*endpoint // by id
 	workers   map[wkey]*worker
-	retiring  map[wkey]chan struct{} // done channels of cancelled workers
+	retiring  map[wkey]chan struct{} // done channels of workers that were cancelled or exited
 	wakeOrgs  map[string]bool
 	wakeAll   bool
+	later     map[string]bool // organizations with a wake scheduled (wakeLater)
 	running   bool
 	wg        sync.WaitGroup
 
@@ -117,12 +128,14 @@ func New(cfg Config) (*Deliverer, error) {
 		db:        cfg.DB,
 		log:       cfg.Logger,
 		purgeEach: cfg.RetentionEvery,
+		leaseTTL:  cfg.LeaseTTL,
 		now:       time.Now,
 		wakeCh:    make(chan struct{}, 1),
 		endpoints: map[string]*endpoint{},
 		workers:   map[wkey]*worker{},
 		retiring:  map[wkey]chan struct{}{},
 		wakeOrgs:  map[string]bool{},
+		later:     map[string]bool{},
 		cursors:   map[wkey]state.Cursor{},
 		dirty:     map[wkey]bool{},
 		flushCh:   make(chan struct{}, 1),
@@ -133,6 +146,9 @@ func New(cfg Config) (*Deliverer, error) {
 	d.setOptions(cfg)
 	if d.purgeEach <= 0 {
 		d.purgeEach = time.Hour
+	}
+	if d.leaseTTL <= 0 {
+		d.leaseTTL = DefaultLeaseTTL
 	}
 	d.metrics = newMetrics(d)
 	if cfg.Registerer != nil {
@@ -225,12 +241,16 @@ func (d *Deliverer) SetEndpoints(eps []Endpoint) error {
 	}
 	d.endpoints = next
 	d.wakeAll = true
+	var disabled []string
+	for _, e := range eps {
+		if next[e.ID].disabled {
+			disabled = append(disabled, e.ID)
+		}
+	}
 	d.mu.Unlock()
 	d.signal()
-	for _, e := range eps {
-		if n := next[e.ID]; n.disabled {
-			d.log.Warn("webhook endpoint disabled; a successful redelivery enables it again", "endpoint", e.ID)
-		}
+	for _, id := range disabled {
+		d.log.Warn("webhook endpoint disabled; a successful redelivery enables it again", "endpoint", id)
 	}
 	return nil
 }
@@ -317,6 +337,7 @@ func (d *Deliverer) dispatch(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	if all {
+		d.refreshEndpoints(eps)
 		known, err := d.knownOrgs(eps)
 		if err != nil {
 			d.log.Error("webhook delivery: list organizations", "err", err)
@@ -384,6 +405,11 @@ func (d *Deliverer) startLocked(ctx context.Context, e *endpoint, org string) {
 
 // work is one worker's life: read the pending events in pages, deliver
 // each in turn, exit when a read finds nothing and no Wake came since.
+// It delivers under the (endpoint, organization)'s delivery lease, taken
+// when the first read finds events (an idle worker takes none) and kept
+// beside the work; when the lease is lost the work stops, and when
+// another instance holds it the worker leaves the events to that one
+// (SPEC §11).
 func (d *Deliverer) work(ctx context.Context, w *worker) {
 	k := wkey{w.ep.ID, w.org}
 	defer d.wg.Done()
@@ -393,6 +419,7 @@ func (d *Deliverer) work(ctx context.Context, w *worker) {
 		d.mu.Lock()
 		if d.workers[k] == w {
 			delete(d.workers, k)
+			d.retiring[k] = w.done
 		}
 		d.mu.Unlock()
 	}()
@@ -403,6 +430,8 @@ func (d *Deliverer) work(ctx context.Context, w *worker) {
 			return
 		}
 	}
+	var held *heldLease
+	defer func() { d.release(held, k) }() // before done: a successor waits for it
 	cur, err := d.cursor(k)
 	if err != nil {
 		d.log.Error("webhook delivery: read cursor", "endpoint", k.endpoint, "org", k.org, "err", err)
@@ -425,10 +454,23 @@ func (d *Deliverer) work(ctx context.Context, w *worker) {
 			}
 			if d.workers[k] == w {
 				delete(d.workers, k)
+				d.retiring[k] = w.done
 			}
 			w.head = time.Time{}
 			d.mu.Unlock()
 			return
+		}
+		if held == nil {
+			if held, ctx = d.acquire(ctx, k); held == nil {
+				return
+			}
+			// Under the lease the stored cursor is the truth: another
+			// instance may have delivered since the first read.
+			if cur, err = d.cursor(k); err != nil {
+				d.log.Error("webhook delivery: read cursor", "endpoint", k.endpoint, "org", k.org, "err", err)
+				return
+			}
+			continue
 		}
 		for _, ev := range evs {
 			if !d.deliver(ctx, w, &cur, ev) {
@@ -436,24 +478,6 @@ func (d *Deliverer) work(ctx context.Context, w *worker) {
 			}
 		}
 	}
-}
-
-// cursor returns where k resumes: the stored cursor, or the position in
-// memory when that is ahead (not yet flushed).
-func (d *Deliverer) cursor(k wkey) (state.Cursor, error) {
-	c, err := d.db.Cursor(k.endpoint, k.org)
-	if err != nil {
-		return state.Cursor{}, err
-	}
-	d.cmu.Lock()
-	defer d.cmu.Unlock()
-	if m, ok := d.cursors[k]; ok && m.After > c.After {
-		c = m
-	}
-	if c.Retry != nil && c.Retry.EventID <= c.After {
-		c.Retry = nil
-	}
-	return c, nil
 }
 
 // deliver sends ev until it is delivered or failed, moving cur past it,
@@ -564,160 +588,4 @@ func idTime(id string) time.Time {
 		return time.Time{}
 	}
 	return ulid.Time(u.Time())
-}
-
-// disable marks e disabled (SPEC §7: 410 Gone) and stops its workers.
-func (d *Deliverer) disable(e *endpoint, reason string) {
-	if _, err := d.db.SetEndpointDisabled(e.ID, true, reason); err != nil {
-		d.log.Error("webhook delivery: disable endpoint", "endpoint", e.ID, "err", err)
-	}
-	d.log.Error("webhook endpoint disabled", "endpoint", e.ID, "reason", reason)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e.disabled = true
-	for k, w := range d.workers {
-		if w.ep == e {
-			d.retireLocked(k, w)
-		}
-	}
-}
-
-// enable re-enables endpoint id after a successful redelivery.
-func (d *Deliverer) enable(id string) {
-	if _, err := d.db.SetEndpointDisabled(id, false, ""); err != nil {
-		d.log.Error("webhook delivery: enable endpoint", "endpoint", id, "err", err)
-		return
-	}
-	d.mu.Lock()
-	if e := d.endpoints[id]; e != nil {
-		e.disabled = false
-	}
-	d.wakeAll = true
-	d.mu.Unlock()
-	d.signal()
-	d.log.Info("webhook endpoint enabled again", "endpoint", id)
-}
-
-// remember records k's position in memory (already written to bbolt).
-func (d *Deliverer) remember(k wkey, c state.Cursor) {
-	d.cmu.Lock()
-	if old, ok := d.cursors[k]; !ok || c.After >= old.After {
-		d.cursors[k] = c
-	}
-	d.cmu.Unlock()
-}
-
-// advance records k's position in memory and has the flusher write it:
-// cursors of delivered events are written in groups, one transaction
-// (one fsync) for whatever was delivered meanwhile. A crash loses at most
-// the positions not yet written, whose events are then sent again (at
-// least once).
-func (d *Deliverer) advance(k wkey, c state.Cursor) {
-	d.cmu.Lock()
-	d.cursors[k] = c
-	d.dirty[k] = true
-	d.cmu.Unlock()
-	select {
-	case d.flushCh <- struct{}{}:
-	default:
-	}
-}
-
-func (d *Deliverer) flusher(stop <-chan struct{}) {
-	for {
-		select {
-		case <-d.flushCh:
-			d.flush()
-		case <-stop:
-			d.flush()
-			return
-		}
-	}
-}
-
-func (d *Deliverer) flush() {
-	d.cmu.Lock()
-	ups := make([]state.CursorUpdate, 0, len(d.dirty))
-	for k := range d.dirty {
-		ups = append(ups, state.CursorUpdate{Endpoint: k.endpoint, Org: k.org, Cursor: d.cursors[k]})
-	}
-	clear(d.dirty)
-	d.cmu.Unlock()
-	if err := d.db.SaveCursors(ups...); err != nil {
-		d.log.Error("webhook delivery: save cursors", "err", err)
-		d.cmu.Lock()
-		for _, u := range ups {
-			d.dirty[wkey{u.Endpoint, u.Org}] = true
-		}
-		d.cmu.Unlock()
-	}
-}
-
-// retentionLoop purges old events now and then every purgeEach until ctx
-// ends.
-func (d *Deliverer) retentionLoop(ctx context.Context) {
-	t := time.NewTicker(d.purgeEach)
-	defer t.Stop()
-	for {
-		if _, err := d.Purge(ctx); err != nil && ctx.Err() == nil {
-			d.log.Error("event retention", "err", err)
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// Purge deletes the events older than the retention that every endpoint
-// covering their organization has delivered or failed (SPEC §7), in small
-// transactions, and returns how many it deleted. It reads the cursors as
-// written to bbolt, which never run ahead of delivery, so an event is
-// never purged before its endpoints are done with it. Disabled endpoints
-// hold their events back too.
-func (d *Deliverer) Purge(ctx context.Context) (int, error) {
-	if d.opt().retention < 0 {
-		return 0, nil
-	}
-	d.mu.Lock()
-	eps := make([]*endpoint, 0, len(d.endpoints))
-	for _, e := range d.endpoints {
-		eps = append(eps, e)
-	}
-	d.mu.Unlock()
-	type epCursors struct {
-		e  *endpoint
-		cs map[string]state.Cursor
-	}
-	all := make([]epCursors, 0, len(eps))
-	for _, e := range eps {
-		cs, err := d.db.Cursors(e.ID)
-		if err != nil {
-			return 0, err
-		}
-		all = append(all, epCursors{e, cs})
-	}
-	keepAfter := func(org string) (string, bool) {
-		after, ok := "", false
-		for _, ec := range all {
-			if !ec.e.covers(org) {
-				continue
-			}
-			c, has := ec.cs[org]
-			pos := ec.e.start
-			if has {
-				pos = c.After
-			}
-			if !ok || pos < after {
-				after, ok = pos, true
-			}
-		}
-		return after, ok
-	}
-	n, err := d.db.PurgeEvents(ctx, d.now().Add(-d.opt().retention), keepAfter)
-	if n > 0 {
-		d.log.Info("event retention purged old events", "events", n)
-	}
-	return n, err
 }

@@ -1,7 +1,7 @@
 // Package webhook delivers events to webhook endpoints (SPEC §7): one
 // event per POST, signed the Standard Webhooks way and optionally the
 // WorkOS way, strictly in order per endpoint and organization, retried
-// with backoff, with its progress in bbolt so that a restart loses
+// with backoff, with its progress in the store so that a restart loses
 // nothing. It also runs the retention purge of the event feed.
 //
 // It owns: signing (Sign, SignWorkOS, Secret), the HTTP client, the
@@ -68,6 +68,26 @@
 // and exit when caught up. An idle Deliverer holds no timer except the
 // retention ticker; a retry wait is a timer.
 //
+// # Several instances
+//
+// Instances of a fleet share one store (state/postgres) and all run a
+// Deliverer with the same endpoints (SPEC §11). Each (endpoint,
+// organization) is delivered by one instance at a time, under its
+// delivery lease (state.DeliveryLease, Config.LeaseTTL): a worker takes
+// it when it finds events to send, renews it beside the work
+// (state.KeepLease), stops when it is lost, and writes its position
+// before it gives it up, so the next holder resumes exactly there. A
+// worker that finds the lease held leaves the events to the holder and
+// tries again a lease's time later: the work of an instance that died is
+// taken over within about twice Config.LeaseTTL, from the last position
+// it wrote (the few events it had sent since go again: at least once).
+// Wake comes from each instance's own pipeline and from the store's
+// notifications (cmd/rosterd wires a postgres.Listener to Wake); at every
+// Wake("") (the listener's poll) the Deliverer also reads whether each
+// endpoint is disabled, which another instance may have changed. The
+// retention purge runs under state.RetentionLease, on one instance at a
+// time. On bbolt the leases are the one process's and always granted.
+//
 // # Retention
 //
 // Every Config.RetentionEvery (an hour) and at start, events older than
@@ -80,6 +100,13 @@
 //
 // # Caveats
 //
+//   - A holder cut off from the store, but not from its receivers, goes on
+//     sending until state.KeepLease reports the lease lost: up to a third
+//     of Config.LeaseTTL after the lease expired (longer while one
+//     renewal hangs, up to the store's operation timeout). Another
+//     instance may have taken over by then, and the receiver may get
+//     those events from both, out of order. A dead instance sends
+//     nothing, so a crash never reorders.
 //   - There is one worker per (endpoint, organization) with pending
 //     events, so thousands of active organizations open up to as many
 //     connections to one receiver at once.

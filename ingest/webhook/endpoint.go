@@ -80,3 +80,62 @@ func normalize(eps []Endpoint) ([]Endpoint, error) {
 	})
 	return out, nil
 }
+
+// disable marks e disabled (SPEC §7: 410 Gone) and stops its workers.
+func (d *Deliverer) disable(e *endpoint, reason string) {
+	if _, err := d.db.SetEndpointDisabled(e.ID, true, reason); err != nil {
+		d.log.Error("webhook delivery: disable endpoint", "endpoint", e.ID, "err", err)
+	}
+	d.log.Error("webhook endpoint disabled", "endpoint", e.ID, "reason", reason)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e.disabled = true
+	for k, w := range d.workers {
+		if w.ep == e {
+			d.retireLocked(k, w)
+		}
+	}
+}
+
+// enable re-enables endpoint id after a successful redelivery.
+func (d *Deliverer) enable(id string) {
+	if _, err := d.db.SetEndpointDisabled(id, false, ""); err != nil {
+		d.log.Error("webhook delivery: enable endpoint", "endpoint", id, "err", err)
+		return
+	}
+	d.mu.Lock()
+	if e := d.endpoints[id]; e != nil {
+		e.disabled = false
+	}
+	d.wakeAll = true
+	d.mu.Unlock()
+	d.signal()
+	d.log.Info("webhook endpoint enabled again", "endpoint", id)
+}
+
+// refreshEndpoints reads whether each endpoint is disabled from the
+// store: another instance of a fleet may have disabled one (410 Gone) or
+// enabled it again (a redelivery).
+func (d *Deliverer) refreshEndpoints(eps []*endpoint) {
+	for _, e := range eps {
+		st, err := d.db.Endpoint(e.ID)
+		if err != nil {
+			d.log.Error("webhook delivery: read endpoint", "endpoint", e.ID, "err", err)
+			continue
+		}
+		d.mu.Lock()
+		changed := e.disabled != st.Disabled
+		e.disabled = st.Disabled
+		if changed && st.Disabled {
+			for k, w := range d.workers {
+				if w.ep == e {
+					d.retireLocked(k, w)
+				}
+			}
+		}
+		d.mu.Unlock()
+		if changed {
+			d.log.Info("webhook endpoint state changed in the store", "endpoint", e.ID, "enabled", !st.Disabled)
+		}
+	}
+}

@@ -82,10 +82,12 @@ func (d *Deliverer) Redeliver(ctx context.Context, id, endpointID string) ([]Red
 				if err := d.db.ClearFailed(e.ID, id); err != nil {
 					d.log.Error("webhook redelivery: clear failed", "endpoint", e.ID, "event", id, "err", err)
 				}
+				// The store says whether it is disabled: another instance
+				// of a fleet may have disabled it.
 				d.mu.Lock()
 				disabled := e.disabled
 				d.mu.Unlock()
-				if disabled {
+				if st, err := d.db.Endpoint(e.ID); disabled || (err == nil && st.Disabled) {
 					d.enable(e.ID)
 				}
 			}

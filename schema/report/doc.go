@@ -48,7 +48,12 @@
 //	  "mapping": {                         // when the files were read with the organization's mapping
 //	    "columns": [{"file": "users.csv", "column": "Employee #", "read_as": "user_id"}],
 //	                                       // read_as: a column, "custom:NAME" or "drop"
-//	    "status_values": {"Terminated": "inactive"}, "date_format": "MM/DD/YYYY"},
+//	    "status_values": {"Terminated": "inactive"}, "date_format": "MM/DD/YYYY",
+//	    "groups_from_columns": [           // when groups are derived from users.csv columns and
+//	                                       // the batch has users.csv: the setting, and the
+//	                                       // distinct memberships each column gave
+//	      {"column": "department_name", "template": "Department: {value}", "memberships": 980},
+//	      {"column": "groups", "separator": ";", "memberships": 1200}]},
 //	  "dry_run": true,                     // only in a plan's report: status is what the files would get
 //	  "operator_notes": ["..."],           // optional, for the operator only (the command that approves a
 //	                                       // held batch); absent from the copy in the organization's folder

@@ -94,11 +94,13 @@ func (r *Report) ForCustomer() *Report {
 // Mapping is how the files were read under an organization's mapping
 // (SPEC §4, exports as they come): how each column of each file whose
 // header the mapping changed was read, the status value map and the date
-// format of employment_start_date.
+// format of employment_start_date, and the columns groups were derived
+// from (groups_from_columns) with the memberships each gave.
 type Mapping struct {
-	Columns      []schema.ColumnRead `json:"columns,omitempty"`
-	StatusValues map[string]string   `json:"status_values,omitempty"`
-	DateFormat   string              `json:"date_format,omitempty"`
+	Columns           []schema.ColumnRead    `json:"columns,omitempty"`
+	StatusValues      map[string]string      `json:"status_values,omitempty"`
+	DateFormat        string                 `json:"date_format,omitempty"`
+	GroupsFromColumns []schema.GroupsDerived `json:"groups_from_columns,omitempty"`
 }
 
 // File describes one file of the batch. For a compressed or encrypted
@@ -253,6 +255,6 @@ func (r *Report) FromChecker(c *schema.Checker) {
 	st := c.Stats()
 	r.Counts = Counts{Users: st.Users, Groups: st.Groups, Memberships: st.Memberships}
 	if m := c.Mapping(); m != nil {
-		r.Mapping = &Mapping{Columns: c.ColumnsRead(), StatusValues: m.StatusValues(), DateFormat: m.DateFormat()}
+		r.Mapping = &Mapping{Columns: c.ColumnsRead(), StatusValues: m.StatusValues(), DateFormat: m.DateFormat(), GroupsFromColumns: c.GroupsDerived()}
 	}
 }

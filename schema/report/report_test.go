@@ -284,6 +284,36 @@ func TestValidateMappedGolden(t *testing.T) {
 	golden(t, "testdata/validate-mapped.json", js)
 }
 
+// TestValidateDerivedGolden is the report of an HR export whose
+// memberships come from its department and location columns and a
+// multi-valued column, joined with a user_groups.csv: a section names the
+// columns and the memberships each gave.
+func TestValidateDerivedGolden(t *testing.T) {
+	dept := "Department: {value}"
+	m, err := schema.NewMapping(map[string]string{"Department": "department_name", "Office": "work_address_locality"}, nil, "",
+		schema.GroupColumn{Column: "department_name", Template: &dept},
+		schema.GroupColumn{Column: "work_address_locality"},
+		schema.GroupColumn{Column: "groups", Separator: ";"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "user_id,email,first_name,last_name,Department,Office,groups\n" +
+		"E1,ann@example.com,Ann,Lee,Sales,Lyon,VPN; Admins\n" +
+		"E2,bob@example.com,Bob,Ray,R&D,,VPN\n" +
+		"E3,cy@example.com,Cy,Ng,,Oslo,\n"
+	members := "group_name,user_id\nAdmins,E1\nOn call,E2\n"
+	r, err := ValidateWith([]Input{
+		{Name: "users.csv", R: strings.NewReader(users)},
+		{Name: "user_groups.csv", R: strings.NewReader(members)},
+	}, Options{Mapping: m}, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, js, _ := render(t, r)
+	golden(t, "testdata/validate-derived.txt", txt)
+	golden(t, "testdata/validate-derived.json", js)
+}
+
 // TestPlanHeadline checks that a dry run's report never says the files
 // were applied: each outcome reads "PLAN: these files would ...".
 func TestPlanHeadline(t *testing.T) {

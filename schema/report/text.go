@@ -289,4 +289,17 @@ func (r *Report) writeMapping(w io.Writer) {
 	if m.DateFormat != "" {
 		fmt.Fprintf(w, "  employment_start_date: read as %s\n", m.DateFormat)
 	}
+	if len(m.GroupsFromColumns) > 0 {
+		fmt.Fprintf(w, "  groups from users.csv columns (memberships joined with user_groups.csv's):\n")
+		for _, g := range m.GroupsFromColumns {
+			how := "named by the value"
+			if g.Template != nil {
+				how = "named " + strconv.Quote(*g.Template)
+			}
+			if g.Separator != "" {
+				how += ", values split on " + strconv.Quote(g.Separator)
+			}
+			fmt.Fprintf(w, "    %s, %s: %s memberships\n", strings.TrimSpace(g.Column), how, num(g.Memberships))
+		}
+	}
 }

@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +35,18 @@ type Config struct {
 	NoMigrate bool
 	// Logger receives the migrations applied at Open; nil discards.
 	Logger *slog.Logger
+	// Instance names this instance in a fleet: the holder of the leases
+	// it acquires (AcquireLease), shown to operators (Leases). Default:
+	// the host name, the process id and a random suffix.
+	Instance string
+	// Fenced makes the writes to an organization's batches and
+	// completions, and to an endpoint's delivery state for an
+	// organization, commit only while this instance holds their lease
+	// (state.BatchLease, state.DeliveryLease), checked in the writing
+	// transaction; without it they fail with state.ErrLeaseLost. Off (the
+	// default), writes are not checked: one instance, `rosterd migrate`,
+	// `store copy`, tests.
+	Fenced bool
 }
 
 // DB is the PostgreSQL store. Its methods are those of state.DB, with the
@@ -47,6 +62,11 @@ type DB struct {
 	// at once.
 	base   context.Context
 	cancel context.CancelFunc
+
+	instance string
+	fenced   bool
+	mu       sync.Mutex
+	held     map[string]int64 // lease name -> token this instance acquired
 }
 
 // Open connects to the database at cfg.URL, applies the migrations it
@@ -86,12 +106,28 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	db := &DB{pool: pool, timeout: cfg.Timeout, now: time.Now}
+	db := &DB{pool: pool, timeout: cfg.Timeout, now: time.Now, instance: cfg.Instance, fenced: cfg.Fenced, held: map[string]int64{}}
+	if db.instance == "" {
+		db.instance = defaultInstance()
+	}
 	if db.timeout <= 0 {
 		db.timeout = DefaultTimeout
 	}
 	db.base, db.cancel = context.WithCancel(context.Background())
 	return db, nil
+}
+
+// Instance is this instance's name in the fleet (Config.Instance, or its
+// default): the holder of the leases it acquires.
+func (db *DB) Instance() string { return db.instance }
+
+// defaultInstance is the host name, the process id and a random suffix:
+// unique among live processes, readable by an operator.
+func defaultInstance() string {
+	host, _ := os.Hostname()
+	var r [3]byte
+	rand.Read(r[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), r)
 }
 
 // Close cancels the operations in flight and closes the connections.

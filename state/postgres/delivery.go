@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -186,7 +187,7 @@ func (db *DB) SaveCursors(updates ...state.CursorUpdate) error {
 	}
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
 		for _, u := range updates {
-			if err := saveCursor(ctx, tx, u); err != nil {
+			if err := db.saveCursor(ctx, tx, u); err != nil {
 				return err
 			}
 		}
@@ -198,7 +199,9 @@ func (db *DB) SaveCursors(updates ...state.CursorUpdate) error {
 	return nil
 }
 
-func saveCursor(ctx context.Context, tx pgx.Tx, u state.CursorUpdate) error {
+// saveCursor stores one cursor update; with Config.Fenced, under the
+// delivery lease of its endpoint and organization.
+func (db *DB) saveCursor(ctx context.Context, tx pgx.Tx, u state.CursorUpdate) error {
 	c := u.Cursor
 	if c.Retry != nil && c.Retry.EventID <= c.After {
 		c.Retry = nil
@@ -217,6 +220,9 @@ func saveCursor(ctx context.Context, tx pgx.Tx, u state.CursorUpdate) error {
 	if err := endpointExists(ctx, tx, u.Endpoint); err != nil {
 		return fmt.Errorf("endpoint %s: %w", u.Endpoint, err)
 	}
+	if err := db.fence(ctx, tx, state.DeliveryLease(u.Endpoint, u.Org)); err != nil {
+		return err
+	}
 	_, err := tx.Exec(ctx, `INSERT INTO rosterd.delivery_cursors (endpoint, org, `+cursorColumns+`)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (endpoint, org) DO UPDATE SET after = excluded.after, retry_event = excluded.retry_event,
@@ -231,7 +237,7 @@ WHERE delivery_cursors.after <= excluded.after`,
 // cursor moves past it, in one transaction.
 func (db *DB) MarkFailed(f state.FailedDelivery) error {
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
-		if err := saveCursor(ctx, tx, state.CursorUpdate{Endpoint: f.Endpoint, Org: f.Org, Cursor: state.Cursor{After: f.EventID}}); err != nil {
+		if err := db.saveCursor(ctx, tx, state.CursorUpdate{Endpoint: f.Endpoint, Org: f.Org, Cursor: state.Cursor{After: f.EventID}}); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO rosterd.delivery_failed (`+failedColumns+`)
@@ -294,13 +300,24 @@ func (db *DB) FailedDelivery(id, event string) (state.FailedDelivery, error) {
 }
 
 // ClearFailed is state.DB.ClearFailed: clearing an absent entry is not an
-// error; an endpoint never registered is state.ErrNotFound.
+// error; an endpoint never registered is state.ErrNotFound. It is not
+// fenced (Config.Fenced): it follows a redelivery, which any instance
+// sends when the API asks it to, whoever holds the delivery lease, and
+// it moves no cursor.
 func (db *DB) ClearFailed(id, event string) error {
 	err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
 		if err := endpointExists(ctx, tx, id); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, "DELETE FROM rosterd.delivery_failed WHERE endpoint = $1 AND event_id = $2", id, event)
+		var org string
+		err := tx.QueryRow(ctx, "SELECT org FROM rosterd.delivery_failed WHERE endpoint = $1 AND event_id = $2 FOR UPDATE", id, event).Scan(&org)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM rosterd.delivery_failed WHERE endpoint = $1 AND event_id = $2", id, event)
 		return err
 	})
 	if err != nil {

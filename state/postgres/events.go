@@ -371,6 +371,21 @@ type eventRecord struct {
 	Data, Previous  []byte
 }
 
+// AppendEvents commits events of org as batch's, each with the type and
+// data it gives (Event and Data: the JSON of a directory user, group or
+// membership; the store sets the other fields), in one transaction, and
+// returns their ids in order. It notifies ChannelEvents at commit, as an
+// apply does. It is for the tests of the store's consumers (webhook
+// delivery by a fleet, the daemon): a batch's apply commits its events
+// in its own transaction.
+func (db *DB) AppendEvents(org, batch string, events []state.Event) ([]string, error) {
+	recs := make([]eventRecord, len(events))
+	for i, e := range events {
+		recs[i] = eventRecord{Type: e.Event, Data: e.Data}
+	}
+	return db.appendEvents(org, batch, recs, nil, nil)
+}
+
 // appendEvents commits a batch's events in one transaction, as the end of
 // an apply will: the records and the batch's copies of the users and
 // groups they name (their JSON as rendered), then the commit row, whose
@@ -426,7 +441,7 @@ func (db *DB) appendEvents(org, batch string, recs []eventRecord, users, groups 
 }
 
 // commitEvents makes count event records of (org, batch), written in tx,
-// visible: it draws the commit's (seq, ms) from the clock row, which stays
+// visible, and notifies ChannelEvents of org at commit: it draws the commit's (seq, ms) from the clock row, which stays
 // locked until tx ends, and writes the commit row. It must be the last
 // write of tx, so that the lock is held only while tx commits. A batch
 // without events gets no commit, as in state.DB.
@@ -434,6 +449,11 @@ func (db *DB) commitEvents(ctx context.Context, tx pgx.Tx, org, batch string, co
 	c := commit{count: count, created: db.stamp(), org: org, batch: batch}
 	if count == 0 {
 		return c, nil
+	}
+	// Sent before the clock row is locked: PostgreSQL delivers it at
+	// commit whatever its place in tx.
+	if err := notify(ctx, tx, ChannelEvents, org); err != nil {
+		return commit{}, err
 	}
 	var seq, ms int64
 	err := tx.QueryRow(ctx, "UPDATE rosterd.event_clock SET seq = seq + 1, ms = greatest(ms, $1) RETURNING seq, ms",

@@ -100,7 +100,7 @@ func testOrgCreateAndList(t *testing.T, h Harness, s Store) {
 }
 
 func testOrgSettingsRoundTrip(t *testing.T, h Harness, s Store) {
-	pct, count, quota, all := 12.5, 7, int64(1<<40), false
+	pct, count, quota, all, dept := 12.5, 7, int64(1<<40), false, "Department: {value}"
 	want := state.Org{Name: "acme", CreatedAt: t0, Settings: state.Settings{
 		UsersPatterns:          []string{"people_*.csv", "Users*.CSV"},
 		UserGroupsPatterns:     []string{"members.csv"},
@@ -112,6 +112,7 @@ func testOrgSettingsRoundTrip(t *testing.T, h Harness, s Store) {
 		Columns:                map[string]string{"Mail": "email", "Kostenstelle": "custom:cost_center", "x": "drop"},
 		StatusValues:           map[string]string{"Aktiv": "active", "Ausgetreten": "inactive"},
 		DateFormat:             "02.01.2006",
+		GroupsFromColumns:      []state.GroupColumn{{Column: "department_name", Template: &dept}, {Column: "groups", Separator: ";"}},
 		PGPKeyFile:             "/etc/rosterd/acme.asc",
 		RequireSignature:       true,
 		StorageQuota:           &quota,

@@ -8,7 +8,8 @@
 // state.DB's method names and semantics; the documentation of each
 // operation is state.DB's. Run takes a Harness that opens a new, empty
 // store per test and commits events (which only applying a batch writes,
-// an area the suite does not cover yet).
+// an area the suite does not cover yet: the tests that use Emit write no
+// batch records of their own).
 //
 // Caveat: PostgreSQL keeps times to the microsecond, bbolt to the
 // nanosecond; the tests give times in whole microseconds and compare
@@ -87,6 +88,52 @@ type Retention interface {
 	PurgeEvents(ctx context.Context, before time.Time, keepAfter func(org string) (after string, ok bool)) (int, error)
 }
 
+// Batches are the batch records and their reports (SPEC §5).
+type Batches interface {
+	CreateBatch(b state.Batch) (superseded []string, err error)
+	UpdateBatch(org, id string, fn func(*state.Batch) error) (state.Batch, error)
+	FinishBatch(b state.Batch, report []byte) error
+	RecordIgnored(b state.Batch, report []byte) error
+	ReplaceBatchReport(org, id string, report []byte) error
+	Batch(org, id string) (state.Batch, error)
+	Batches(org, after string, limit int) ([]state.Batch, error)
+	BatchReport(org, id string) (json.RawMessage, error)
+	UnfinishedBatches() ([]state.Batch, error)
+	OpenBatches() ([]state.Batch, error)
+}
+
+// CompletionOrder are the completions and the batch operations ingest
+// calls as a batch goes from formed to final (SPEC §5: completion order).
+type CompletionOrder interface {
+	Completions(org string) (state.Completions, error)
+	ForgetCompletions(org string, names []string) error
+	FormBatch(b state.Batch, report func(superseded state.Batch) []byte) ([]state.Batch, error)
+	RecordSetAside(b state.Batch, report []byte) error
+	RecordArchived(org, id string, files []state.BatchFile) (state.Batch, error)
+	RecordFailure(b state.Batch, report []byte) error
+	SupersedeBatch(org, id, by string, report []byte) (state.Batch, error)
+}
+
+// SnapshotReads read an organization's directory (SPEC §6 objects), as
+// the HTTP API does.
+type SnapshotReads interface {
+	Users(org, stateFilter, after string, limit int) ([]json.RawMessage, error)
+	User(org, id string) (json.RawMessage, error)
+	UserGroups(org, userID, after string, limit int) ([]json.RawMessage, error)
+	Groups(org, after string, limit int) ([]json.RawMessage, error)
+	Group(org, id string) (json.RawMessage, error)
+	GroupUsers(org, groupID, after string, limit int) ([]json.RawMessage, error)
+	SnapshotCounts(org string) (state.SnapshotCounts, error)
+}
+
+// Leases are the leases of a fleet's instances (SPEC §11).
+type Leases interface {
+	AcquireLease(name string, ttl time.Duration) (state.Lease, error)
+	RenewLease(l state.Lease, ttl time.Duration) (state.Lease, error)
+	ReleaseLease(l state.Lease) error
+	Leases() ([]state.Lease, error)
+}
+
 // Store is every area the suite tests.
 type Store interface {
 	Orgs
@@ -96,6 +143,10 @@ type Store interface {
 	EventFeed
 	Delivery
 	Retention
+	Batches
+	CompletionOrder
+	Leases
+	SnapshotReads
 }
 
 // RawEvent is an event whose data is stored as given.
@@ -111,6 +162,9 @@ type Harness struct {
 	// Emit commits the events of batch of org (which exists), in order,
 	// as applying the batch would, and returns their ids.
 	Emit func(t *testing.T, s Store, org, batch string, events []RawEvent) []string
+	// Snapshot writes snap as the directory of org (which exists and has
+	// none yet), as applying a batch would.
+	Snapshot func(t *testing.T, s Store, org string, snap Snapshot)
 }
 
 // Run runs the whole suite, each test in a subtest with a store of its
@@ -141,6 +195,25 @@ func Run(t *testing.T, h Harness) {
 		{"FailedDeliveries", testFailedDeliveries},
 		{"PurgeEvents", testPurgeEvents},
 		{"PurgeEventsStops", testPurgeEventsStops},
+		{"BatchRecord", testBatchRecord},
+		{"BatchesPaging", testBatchesPaging},
+		{"CreateBatchSupersedesHeld", testCreateBatchSupersedesHeld},
+		{"UpdateBatch", testUpdateBatch},
+		{"FinishBatch", testFinishBatch},
+		{"BatchReports", testBatchReports},
+		{"RecordIgnored", testRecordIgnored},
+		{"UnfinishedAndOpenBatches", testUnfinishedAndOpenBatches},
+		{"BatchesGoWithOrg", testBatchesGoWithOrg},
+		{"FormBatch", testFormBatch},
+		{"CompletionOrder", testCompletionOrder},
+		{"RecordFailure", testRecordFailure},
+		{"SupersedeBatch", testSupersedeBatch},
+		{"RecordSetAside", testRecordSetAside},
+		{"RecordArchived", testRecordArchived},
+		{"RecordArchivedZipMembers", testRecordArchivedZipMembers},
+		{"FormBatchConcurrent", testFormBatchConcurrent},
+		{"Leases", testLeases},
+		{"SnapshotReads", testSnapshotReads},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,12 +16,14 @@ import (
 
 const (
 	minPacketLength = 9
-	// channelMaxPacket contains the maximum number of bytes that will be
-	// sent in a single packet. As per RFC 4253, section 6.1, 32k is also
-	// the minimum.
-	channelMaxPacket = 1 << 15
-	// We follow OpenSSH here.
-	channelWindowSize = 64 * channelMaxPacket
+	// channelMaxPacket is the largest channel data payload this side
+	// accepts, announced to the peer. As per RFC 4253, section 6.1, 32k
+	// is the minimum. 64k lets a peer send an SFTP write of 32k data
+	// (paramiko, Go's pkg/sftp) with its header in one packet instead of
+	// two; JSch sizes its writes to it.
+	channelMaxPacket = 1 << 16
+	// We follow OpenSSH here: 2 MiB.
+	channelWindowSize = 64 * (1 << 15)
 )
 
 // NewChannel represents an incoming request to a channel. It must either be
