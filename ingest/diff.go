@@ -168,19 +168,13 @@ type differ struct {
 	// users, storedTook how long reading them took.
 	probe                         bool
 	probeSeen, probeDown, storedN int
-	probeDownM                    int // out of MemberOrder
 	probeLast                     []byte
-	storedTook, setsTook          time.Duration
-	// setLook, while users.csv's ids come in MemberOrder, adds each
-	// row's stored group-set hash to setDiff as the row is compared,
-	// with cursor steps, instead of a scan of all the memberships
-	// after (changedUsers).
-	setLook     func(uid []byte) state.GroupSetHash
-	lastExists  []byte // the user exists asked for last, and its answer
-	existsOK    bool
-	sealed      chan struct{} // closed when users is sealed, if a goroutine seals it
-	lastUID     []byte        // memberKey's last user and its hash
-	lastUIDHash uint64
+	storedTook                    time.Duration
+	lastExists                    []byte // the user exists asked for last, and its answer
+	existsOK                      bool
+	sealed                        chan struct{} // closed when users is sealed, if a goroutine seals it
+	lastUID                       []byte        // memberKey's last user and its hash
+	lastUIDHash                   uint64
 }
 
 // customOf fills d.rec.Custom with u's custom attributes as the snapshot
@@ -278,9 +272,6 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 		// compareUser reads the stored users once it has seen that
 		// users.csv is not in the snapshot's order (probeOrder).
 		d.probe, d.storedN = true, c.Users
-		if d.byHash && !d.allNew {
-			d.setLook = s.GroupSetLookup()
-		}
 	case (d.haveUsers || d.haveMembers) && c.Users > 0:
 		t := time.Now()
 		if err := d.readStored(c.Users); err != nil {
@@ -359,10 +350,6 @@ func diff(s *state.SnapshotTx, pol policy, lim schema.Limits, files []input, tmp
 			return nil, err
 		}
 		r.timed("deleted_users", t)
-		if d.setsTook > 0 { // a part of it
-			r.steps[len(r.steps)-1].d -= d.setsTook
-			r.steps = append(r.steps, step{"stored_group_sets", d.setsTook})
-		}
 	}
 	t := time.Now()
 	if err := d.memberships(); err != nil {

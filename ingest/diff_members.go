@@ -7,7 +7,6 @@ import (
 	"hash/maphash"
 	"io"
 	"slices"
-	"time"
 
 	"github.com/rosterd/rosterd/schema"
 	"github.com/rosterd/rosterd/state"
@@ -234,8 +233,7 @@ func (d *differ) waitSealed() {
 func (d *differ) changedUsers() error {
 	r := d.r
 	d.waitSealed()
-	if !d.allNew && d.setLook == nil { // else compareUser added them
-		t := time.Now()
+	if !d.allNew {
 		err := d.s.ForEachGroupSet(func(uid []byte, h state.GroupSetHash) error {
 			if i := d.userIndex(d.hash(uid), &d.nextSet); i != noUser {
 				d.setDiff[i] = d.setDiff[i].Add(h)
@@ -245,7 +243,6 @@ func (d *differ) changedUsers() error {
 		if err != nil {
 			return err
 		}
-		d.setsTook = time.Since(t)
 	}
 	d.dirty = make([]bool, len(d.setDiff))
 	for i, h := range d.setDiff {

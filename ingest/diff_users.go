@@ -120,11 +120,7 @@ func (d *differ) compareUser(u *schema.User) error {
 	k := d.hash(id)
 	k.val = uint32(len(d.users.keys)) // the row's index among the file's users
 	if d.byHash {
-		var stored state.GroupSetHash // else changedUsers adds it
-		if d.setLook != nil {
-			stored = d.setLook(id)
-		}
-		d.setDiff = append(d.setDiff, stored)
+		d.setDiff = append(d.setDiff, state.GroupSetHash{}) // changedUsers adds the stored hash
 		d.userA = append(d.userA, k.a)
 	}
 	d.users.add(k)
@@ -184,22 +180,11 @@ func (d *differ) compareUser(u *schema.User) error {
 // (stored.go). The rows compared so far are then marked as found in the
 // scan's index.
 func (d *differ) probeOrder(id []byte) error {
-	if d.probeSeen > 0 {
-		if bytes.Compare(id, d.probeLast) <= 0 {
-			d.probeDown++
-		}
-		if state.MemberOrder(id, d.probeLast) <= 0 {
-			d.probeDownM++
-		}
+	if d.probeSeen > 0 && bytes.Compare(id, d.probeLast) <= 0 {
+		d.probeDown++
 	}
 	d.probeLast = append(d.probeLast[:0], id...)
 	d.probeSeen++
-	if d.setLook != nil && d.probeDownM > probeLimit/10 {
-		// Not in MemberOrder: changedUsers scans the memberships
-		// instead, for every row; the hashes added so far go.
-		d.setLook = nil
-		clear(d.setDiff)
-	}
 	if d.probeDown > probeLimit/10 {
 		d.probe = false
 		t := time.Now()

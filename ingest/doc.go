@@ -105,10 +105,8 @@
 // 128-bit hash of their ids (state.GroupSetHash). With users.csv and
 // user_groups.csv, the differ subtracts the hash of each group a user has
 // in the file, then adds each user's stored one, summed in one scan of the
-// membership index (state.SnapshotTx.ForEachGroupSet), or, when users.csv
-// lists its ids in the index's order, summed with a cursor that steps
-// through it as each row is compared (GroupSetLookup). Nothing stores the
-// hashes, so changing memberships writes nothing more. Only the users
+// membership index (state.SnapshotTx.ForEachGroupSet; nothing stores the
+// hashes, so changing memberships writes nothing more): only the users
 // left with a non-zero difference, and the deleted users, have their
 // memberships compared one by one (a seek each), in the order a scan of
 // all the stored memberships would meet them. Without users.csv, the

@@ -82,52 +82,6 @@ func (s *SnapshotTx) ForEachGroupSet(fn func(uid []byte, h GroupSetHash) error) 
 	return fn(cur, sum)
 }
 
-// GroupSetLookup returns a function that returns the group-set hash of
-// a user's groups (zero for none), summed from the user's memberships,
-// valid as long as s is and while nothing writes to it. Ids asked for in
-// MemberOrder step one cursor through the index (a users file sorted by
-// id, read beside it); others cost a seek each. ForEachGroupSet is the
-// cheaper way to have every user's.
-func (s *SnapshotTx) GroupSetLookup() func(uid []byte) GroupSetHash {
-	hashes := map[string]GroupSetHash{}
-	c := s.cursor(iUG)
-	var prefix, last, k []byte
-	return func(uid []byte) GroupSetHash {
-		prefix = appendPairKey(prefix[:0], uid, nil)
-		switch {
-		case last == nil || bytes.Compare(prefix, last) <= 0:
-			k, _ = c.seek(prefix)
-		default:
-			// k is the first key after the last user's memberships:
-			// step up to prefix, a few keys at most, or seek.
-			for range 8 {
-				if k == nil || bytes.Compare(k, prefix) >= 0 {
-					break
-				}
-				k, _ = c.next()
-			}
-			if k != nil && bytes.Compare(k, prefix) < 0 {
-				k, _ = c.seek(prefix)
-			}
-		}
-		last = append(last[:0], prefix...)
-		var sum GroupSetHash
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.next() {
-			if len(k) == len(prefix) {
-				continue // a group-set hash an older rosterd stored
-			}
-			gid := k[len(prefix):]
-			h, ok := hashes[string(gid)]
-			if !ok {
-				h = GroupIDHash(gid)
-				hashes[string(gid)] = h
-			}
-			sum = sum.Add(h)
-		}
-		return sum
-	}
-}
-
 type guOp struct {
 	key []byte
 	seq int // changes to one key keep their order
