@@ -100,22 +100,20 @@ func newStoreEnv(t *testing.T, kind, org string, st state.Settings, d Defaults, 
 	return e
 }
 
-// upload places the files and waits for the batch they make to reach its
-// outcome.
-func (e *storeEnv) upload(files map[string]string) state.Batch {
+// upload places the files, in name order (or the order of names, when
+// given: which of two files of a kind completes last decides the batch),
+// and waits for the batch they make to reach its outcome.
+func (e *storeEnv) upload(files map[string]string, names ...string) state.Batch {
 	e.t.Helper()
-	// In name order, the same for both stores: when two files of one kind
-	// come in one step (Users.CSV beside users.csv), the one completed
-	// later wins, and a map's order would make that differ between them.
-	var names []string
-	for name := range files {
-		names = append(names, name)
+	if names == nil {
+		for name := range files {
+			names = append(names, name)
+		}
+		slices.Sort(names)
 	}
-	slices.Sort(names)
 	for _, name := range names {
-		data := files[name]
 		tmp := filepath.Join(e.orgDir, ".in."+name)
-		if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		if err := os.WriteFile(tmp, []byte(files[name]), 0o600); err != nil {
 			e.t.Fatal(err)
 		}
 		if err := os.Rename(tmp, filepath.Join(e.orgDir, name)); err != nil {
@@ -227,6 +225,7 @@ func newStorePair(t *testing.T, st state.Settings, d Defaults, tune func(*Config
 
 // batchSummary is what both stores must agree on of a batch.
 type batchSummary struct {
+	Files            []string
 	Status, Reason   string
 	Changes          state.BatchChanges
 	Counts           state.BatchCounts
@@ -235,7 +234,11 @@ type batchSummary struct {
 }
 
 func summary(b state.Batch) batchSummary {
-	return batchSummary{b.Status, b.Reason, b.Changes, b.Counts, b.Errors, b.Warnings, b.Approved}
+	var files []string
+	for _, f := range b.Files {
+		files = append(files, f.Name+" "+f.SHA256)
+	}
+	return batchSummary{files, b.Status, b.Reason, b.Changes, b.Counts, b.Errors, b.Warnings, b.Approved}
 }
 
 // step runs fn on each store and checks that they agree; it returns the
@@ -264,9 +267,9 @@ func (sp *storePair) step(what string, fn func(e *storeEnv) state.Batch) (state.
 	return bs[0], evs[0]
 }
 
-func (sp *storePair) upload(what string, files map[string]string) (state.Batch, []string) {
+func (sp *storePair) upload(what string, files map[string]string, names ...string) (state.Batch, []string) {
 	sp.t.Helper()
-	return sp.step(what, func(e *storeEnv) state.Batch { return e.upload(files) })
+	return sp.step(what, func(e *storeEnv) state.Batch { return e.upload(files, names...) })
 }
 
 // eventTypes returns the types of evs in order.
@@ -386,11 +389,21 @@ func TestStoresAgreeRandom(t *testing.T) {
 	outcomes, events := map[string]int{}, 0
 	for n := range 40 {
 		ups := gen.Step(n)
+		// One file of a kind per step: of two, which completes last
+		// depends on when each pipeline's watcher sees them, not on the
+		// store.
 		files := map[string]string{}
-		for _, u := range ups {
+		var names []string
+		kinds := map[string]bool{}
+		for _, u := range slices.Backward(ups) {
+			if kinds[u.Kind] {
+				continue
+			}
+			kinds[u.Kind] = true
 			files[u.Name] = string(u.Content)
+			names = append([]string{u.Name}, names...)
 		}
-		b, evs := sp.upload(fmt.Sprintf("step %d", n), files)
+		b, evs := sp.upload(fmt.Sprintf("step %d", n), files, names...)
 		outcomes[b.Status]++
 		events += len(evs)
 	}

@@ -39,9 +39,11 @@ func (db *DB) Apply(org string, diff func(*state.SnapshotTx) (state.Outcome, err
 	defer l.Unlock()
 	start := time.Now()
 	rep, ver, err := db.current(org)
+	got.Load = time.Since(start)
 	if err != nil {
 		return got, err
 	}
+	start = time.Now()
 	var out state.Outcome
 	err = rep.ViewSnapshot(org, func(s *state.SnapshotTx) error {
 		var err error
@@ -57,14 +59,30 @@ func (db *DB) Apply(org string, diff func(*state.SnapshotTx) (state.Outcome, err
 		return got, fmt.Errorf("apply batch %s: organization %q, not %q", b.ID, b.Org, org)
 	}
 	start = time.Now()
-	if out.Write == nil {
-		err := db.FinishBatch(b, out.Report)
-		got.Write = time.Since(start)
-		return got, err
-	}
 	if b.FinishedAt == nil {
 		now := db.stamp()
 		b.FinishedAt = &now
+	}
+	if out.Write == nil {
+		// The outcome (unchanged, held, rejected) holds only for the
+		// snapshot the diff read.
+		err := db.tx(func(ctx context.Context, tx pgx.Tx) error {
+			if _, err := db.finishable(ctx, tx, org, b.ID); err != nil {
+				return err
+			}
+			if now, err := snapshotVersion(ctx, tx, org, true); err != nil {
+				return err
+			} else if now != ver {
+				db.rep.forget(org)
+				return errStale
+			}
+			return putBatch(ctx, tx, b, out.Report)
+		})
+		got.Write = time.Since(start)
+		if err != nil {
+			return got, fmt.Errorf("apply batch %s: %w", b.ID, err)
+		}
+		return got, nil
 	}
 	ctx, cancel := db.long()
 	defer cancel()
@@ -128,6 +146,7 @@ func (db *DB) Apply(org string, diff func(*state.SnapshotTx) (state.Outcome, err
 		return got, nil
 	}
 	db.rep.set(org, newVer)
+	db.rep.mergeLater(rep, org, l)
 	return got, nil
 }
 
@@ -484,6 +503,12 @@ func (w *writer) finish() (int64, error) {
 		return 0, err
 	}
 	if !w.fresh {
+		// The planner knows nothing of temporary tables until they are
+		// analyzed: without it, a day 2's few thousand memberships to
+		// delete were joined to the organization's millions by a scan.
+		if _, err := w.tx.Exec(w.ctx, "ANALYZE pg_temp.apply_users, pg_temp.apply_users_del, pg_temp.apply_groups, pg_temp.apply_groups_del, pg_temp.apply_members_add, pg_temp.apply_members_del"); err != nil {
+			return 0, err
+		}
 		for _, sql := range []string{
 			`DELETE FROM rosterd.memberships m USING pg_temp.apply_members_del d
 WHERE m.org = $1 AND m.user_id = d.user_id AND m.group_id = d.group_id`,

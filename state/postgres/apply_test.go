@@ -214,6 +214,23 @@ func TestApplyReplicaAcrossInstances(t *testing.T) {
 	if err != nil || c != (state.SnapshotCounts{Users: 13, Active: 13, Groups: 1, Memberships: 13}) {
 		t.Errorf("SnapshotCounts = %+v, %v; want 13 users and memberships", c, err)
 	}
+
+	// An outcome that changes nothing holds only for the snapshot read.
+	if _, err := a.CreateBatch(state.Batch{ID: "B6", Org: "acme", Status: state.BatchProcessing}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Apply("acme", func(s *state.SnapshotTx) (state.Outcome, error) {
+		if err := applyUsers(t, b, "acme", "B7", state.SnapshotCounts{Users: 13, Active: 13, Groups: 1, Memberships: 13}, ids("w", 1, 2), nil, nil, "t"); err != nil {
+			t.Error(err)
+		}
+		return state.Outcome{Batch: state.Batch{ID: "B6", Org: "acme", Status: state.BatchUnchanged}}, nil
+	})
+	if !errors.Is(err, errStale) {
+		t.Fatalf("Apply(B6, unchanged) after B7 = %v; want errStale", err)
+	}
+	if bt, err := a.Batch("acme", "B6"); err != nil || bt.Status != state.BatchProcessing {
+		t.Fatalf("Batch(B6) = %+v, %v; want still processing", bt, err)
+	}
 }
 
 // TestDeleteOrgDropsSnapshot: users and memberships have no foreign key

@@ -1,12 +1,15 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -43,6 +46,7 @@ type replica struct {
 	db      *state.DB
 	version map[string]int64       // org -> version the copy holds
 	locks   map[string]*sync.Mutex // org -> held while its copy is read or written
+	merges  sync.WaitGroup         // mergeLater's goroutines
 }
 
 // orgLock returns org's lock, held by an apply and by a read of the copy.
@@ -87,6 +91,7 @@ func (r *replica) open() (*state.DB, error) {
 }
 
 func (r *replica) close() error {
+	r.merges.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.db == nil {
@@ -251,9 +256,10 @@ func (db *DB) load(ctx context.Context, tx pgx.Tx, rep *state.DB, org string) er
 	return nil
 }
 
-// replicaWrite changes org's copy through fn, staged when large, outside
-// any batch of the database: the replica records a batch of its own for
-// it (state.DB applies only recorded batches) and no events.
+// replicaWrite changes org's copy through fn, staged when large (the
+// caller merges the overlay: mergeLater), outside any batch of the
+// database: the replica records a batch of its own for it (state.DB
+// applies only recorded batches) and no events.
 func replicaWrite(rep *state.DB, org string, large bool, fn func(*state.ApplyTx) error) error {
 	b := state.Batch{ID: ulid.Make().String(), Org: org, Status: state.BatchProcessing}
 	if _, err := rep.CreateBatch(b); err != nil {
@@ -263,10 +269,23 @@ func replicaWrite(rep *state.DB, org string, large bool, fn func(*state.ApplyTx)
 	if !large {
 		return rep.ApplyBatch(b, nil, fn)
 	}
-	if err := rep.ApplyBatchStaged(b, nil, 0, fn); err != nil {
-		return err
-	}
-	return rep.MergeOverlay(org)
+	return rep.ApplyBatchStaged(b, nil, 0, fn)
+}
+
+// mergeLater merges org's staged overlay into its copy's base
+// (state.DB.MergeOverlay) once the caller releases l, org's lock, off
+// the apply's critical path; until then reads go through the overlay,
+// and the next apply would merge it first. A failed merge drops the copy.
+func (r *replica) mergeLater(rep *state.DB, org string, l *sync.Mutex) {
+	r.merges.Add(1)
+	go func() {
+		defer r.merges.Done()
+		l.Lock()
+		defer l.Unlock()
+		if err := rep.MergeOverlay(org); err != nil {
+			r.forget(org)
+		}
+	}()
 }
 
 // scanUserRecord decodes a row of userColumns.
@@ -284,15 +303,122 @@ func scanUserRecord(row pgx.Row) (state.UserRecord, bool, error) {
 }
 
 // decodeAttrs fills r's known attributes (in state's order) and custom
-// ones (by name) from their jsonb columns.
+// ones (by name) from their jsonb columns. A million users' worth of
+// encoding/json maps took a third of loading a replica: the flat objects
+// jsonb prints are read by decodeFlat, and only what it does not know
+// (an escape, another shape) by encoding/json.
 func decodeAttrs(r *state.UserRecord, known, custom string) error {
-	var km, cm map[string]string
-	if err := json.Unmarshal([]byte(known), &km); err != nil {
+	r.Known, r.Custom = r.Known[:0], r.Custom[:0]
+	var err error
+	if r.Known, err = decodeFlat(r.Known, known); err != nil {
 		return err
 	}
-	if err := json.Unmarshal([]byte(custom), &cm); err != nil {
+	if len(r.Known) > 1 {
+		slices.SortStableFunc(r.Known, func(a, b state.Attr) int { return cmp.Compare(knownRank(a.Name), knownRank(b.Name)) })
+		// Names state does not know (none that ingest writes) by name,
+		// after the known ones.
+		i := len(r.Known)
+		for i > 0 && knownRank(r.Known[i-1].Name) == len(knownNames) {
+			i--
+		}
+		slices.SortFunc(r.Known[i:], func(a, b state.Attr) int { return strings.Compare(a.Name, b.Name) })
+	}
+	if r.Custom, err = decodeFlat(r.Custom, custom); err != nil {
 		return err
 	}
-	r.Known, r.Custom = appendKnown(r.Known[:0], km), appendSorted(r.Custom[:0], cm)
+	slices.SortFunc(r.Custom, func(a, b state.Attr) int { return strings.Compare(a.Name, b.Name) })
 	return nil
+}
+
+// knownIndex is each known column's place in a user's JSON.
+var knownIndex = func() map[string]int {
+	m := map[string]int{}
+	for i, n := range knownNames {
+		m[n] = i
+	}
+	return m
+}()
+
+func knownRank(name string) int {
+	if i, ok := knownIndex[name]; ok {
+		return i
+	}
+	return len(knownNames)
+}
+
+// decodeFlat appends the members of a JSON object of strings to to.
+func decodeFlat(to []state.Attr, s string) ([]state.Attr, error) {
+	if out, ok := scanFlat(to, s); ok {
+		return out, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return to, err
+	}
+	for k, v := range m {
+		to = append(to, state.Attr{Name: k, Value: v})
+	}
+	return to, nil
+}
+
+// scanFlat reads {"k": "v", ...} whose strings have no escapes, as jsonb
+// prints a flat object; ok is false for anything else.
+func scanFlat(to []state.Attr, s string) ([]state.Attr, bool) {
+	n := len(to)
+	i := skipSpace(s, 0)
+	if i >= len(s) || s[i] != '{' {
+		return to[:n], false
+	}
+	i = skipSpace(s, i+1)
+	if i < len(s) && s[i] == '}' {
+		return to, skipSpace(s, i+1) == len(s)
+	}
+	for {
+		k, j, ok := plainString(s, i)
+		if !ok {
+			return to[:n], false
+		}
+		i = skipSpace(s, j)
+		if i >= len(s) || s[i] != ':' {
+			return to[:n], false
+		}
+		v, j, ok := plainString(s, skipSpace(s, i+1))
+		if !ok {
+			return to[:n], false
+		}
+		to = append(to, state.Attr{Name: k, Value: v})
+		i = skipSpace(s, j)
+		switch {
+		case i < len(s) && s[i] == ',':
+			i = skipSpace(s, i+1)
+		case i < len(s) && s[i] == '}':
+			return to, skipSpace(s, i+1) == len(s)
+		default:
+			return to[:n], false
+		}
+	}
+}
+
+// plainString reads the string at s[i] when it has no escape: its value
+// and the index after it.
+func plainString(s string, i int) (string, int, bool) {
+	if i >= len(s) || s[i] != '"' {
+		return "", i, false
+	}
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '"':
+			return s[i+1 : j], j + 1, true
+		case c == '\\' || c < 0x20:
+			return "", i, false
+		}
+	}
+	return "", i, false
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -34,26 +32,6 @@ func scanUserJSON(org string) func(row pgx.Row) (json.RawMessage, error) {
 		}
 		return state.AppendUserJSON(nil, org, active, r.AppendBinary(nil)), nil
 	}
-}
-
-// appendKnown appends the known attributes of m in state's order, then any
-// others (none that ingest writes) by name.
-func appendKnown(to []state.Attr, m map[string]string) []state.Attr {
-	for _, n := range knownNames {
-		if v, ok := m[n]; ok {
-			to = append(to, state.Attr{Name: n, Value: v})
-			delete(m, n)
-		}
-	}
-	return appendSorted(to, m)
-}
-
-// appendSorted appends the attributes of m by name.
-func appendSorted(to []state.Attr, m map[string]string) []state.Attr {
-	for _, n := range slices.Sorted(maps.Keys(m)) {
-		to = append(to, state.Attr{Name: n, Value: m[n]})
-	}
-	return to
 }
 
 func scanDoc(row pgx.Row) (json.RawMessage, error) {
