@@ -143,10 +143,22 @@ func (l *orgLoop) leased(ctx context.Context) (context.Context, time.Duration, b
 		return ctx, 0, false
 	}
 	if l.onlyCheck() {
+		// Cleared before the look: a wake that comes meanwhile sets it
+		// again.
+		l.mu.Lock()
+		l.check = false
+		l.mu.Unlock()
 		bs, err := l.p.orgUnfinished(l.org)
 		if err == nil && len(bs) == 0 {
 			return ctx, 0, false // nothing another instance left unfinished
 		}
+		wctx, wait, ok := l.acquire(ctx)
+		if !ok {
+			l.mu.Lock()
+			l.check = true // look again when trying again
+			l.mu.Unlock()
+		}
+		return wctx, wait, ok
 	}
 	return l.acquire(ctx)
 }
@@ -189,6 +201,14 @@ func (l *orgLoop) acquire(ctx context.Context) (context.Context, time.Duration, 
 	l.mu.Unlock()
 	l.forgetNow()
 	return lctx, 0, true
+}
+
+// leaseLost stops keeping the loop's lease when the store refused a write
+// under it (state.ErrLeaseLost): leased then treats it as lost.
+func (l *orgLoop) leaseLost() {
+	if h := l.lease; h != nil {
+		h.stop()
+	}
 }
 
 // onlyCheck reports whether the loop's only work is a wake from another

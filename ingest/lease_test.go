@@ -211,7 +211,7 @@ func TestBatchLeaseOneHolder(t *testing.T) {
 }
 
 func testBatchLeaseOneHolder(t *testing.T, kind string) {
-	f := newFleet(t, kind, time.Second, 0, "a", "b")
+	f := newFleet(t, kind, 3*time.Second, 0, "a", "b")
 	var last []byte
 	for i := range 6 {
 		last = usersCSV(1, 3+i, nil)
@@ -298,22 +298,18 @@ func testBatchLeaseLostAndTakenOver(t *testing.T, kind string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Another instance takes the lease over, as after its expiry (a was
-	// cut off), and then dies without giving it up.
+	// Another instance, b, takes the lease over as after its expiry (a
+	// was cut off), in one statement (a renews meanwhile), and then dies
+	// without giving it up.
 	conn, err := pgx.Connect(context.Background(), f.url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), "UPDATE rosterd.leases SET expires_at = now() - interval '1 second' WHERE name = $1", name); err != nil {
-		t.Fatal(err)
-	}
-	other, err := postgres.Open(context.Background(), postgres.Config{URL: f.url, Instance: "b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	taken, err := other.AcquireLease(name, ttl)
+	taken := state.Lease{Name: name, Holder: "b"}
+	err = conn.QueryRow(context.Background(), `UPDATE rosterd.leases SET holder = 'b', token = token + 1,
+    expires_at = now() + make_interval(secs => $2) WHERE name = $1 RETURNING token, expires_at`, name, ttl.Seconds()).
+		Scan(&taken.Token, &taken.ExpiresAt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,13 +327,22 @@ func testBatchLeaseLostAndTakenOver(t *testing.T, kind string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	b := f.waitApplied(sha, 15*time.Second)
+	b := f.waitApplied(sha, 30*time.Second)
 	// Not before b's lease expired: a stopped while b held it.
 	if b.FinishedAt == nil || b.FinishedAt.Before(taken.ExpiresAt) {
 		t.Errorf("batch finished at %v, while b held the lease (until %v)", b.FinishedAt, taken.ExpiresAt)
 	}
 	if l := holder(); l.Token <= taken.Token {
 		t.Errorf("lease after the batch = %+v; want a's takeover after b's token %d", l, taken.Token)
+	}
+	// OnApplied comes after the batch is visible.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		f.mu.Lock()
+		n := len(f.applied)
+		f.mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -322,8 +322,13 @@ func (p *Pipeline) runBatch(ctx context.Context, l *orgLoop, b state.Batch, note
 	case err == nil || errors.Is(err, state.ErrBatchFinished):
 		p.setWaiting(l, nil)
 	case ctx.Err() != nil:
-		p.log.Info("batch abandoned at shutdown; it is redone at the next start", "org", l.org, "batch", b.ID)
+		p.log.Info("batch abandoned (shutdown, or the organization's batch lease lost); the next holder of the lease redoes it", "org", l.org, "batch", b.ID)
 		p.setWaiting(l, nil)
+	case errors.Is(err, state.ErrLeaseLost):
+		// The store refused a write: another instance holds the lease.
+		p.log.Warn("batch abandoned: the organization's batch lease was taken over; the new holder redoes it", "org", l.org, "batch", b.ID, "err", err)
+		p.setWaiting(l, nil)
+		l.leaseLost()
 	default:
 		p.failed(l, b, err)
 	}
