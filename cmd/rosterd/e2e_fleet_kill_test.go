@@ -400,7 +400,10 @@ signature = "workos"
 			continue
 		}
 		// The random moment of the batch, then the lease holder's death.
-		delay := time.Duration(rng.Int64N(int64(window)))
+		// The window follows the batches: a kill after the batch ended
+		// narrows it to that moment, one in the middle widens it.
+		u := rng.Float64()
+		delay := time.Duration(u * float64(window))
 		time.Sleep(delay)
 		holder := leaseHolder(db, "acme")
 		f.mu.Lock()
@@ -408,6 +411,7 @@ signature = "workos"
 		f.mu.Unlock()
 		if holder == "" || !alive {
 			misses++
+			window = max(delay, 20*time.Millisecond)
 			t.Logf("round %d: no holder %q to kill %v into the batch", round, holder, delay.Round(time.Millisecond))
 			waitFor(t, 60*time.Second, fmt.Sprintf("round %d: the batch applied", round), isApplied)
 			continue
@@ -420,8 +424,10 @@ signature = "workos"
 		}
 		if unfinished(after) {
 			mid++
+			window += window / 4
 		} else {
 			misses++
+			window = max(delay, 20*time.Millisecond)
 		}
 		// When another instance holds the lease, watched from now on.
 		takeover := make(chan time.Duration, 1)
@@ -464,8 +470,8 @@ signature = "workos"
 		}
 		waitFor(t, 4*fleetLeaseTTL+30*time.Second, fmt.Sprintf("round %d: the batch taken over after %s died", round, holder), isApplied)
 		took := <-takeover
-		t.Logf("round %d: upload through %s, %s killed %v into the batch (status then %s); lease taken over after %v, applied after %v",
-			round, via, holder, delay.Round(time.Millisecond), after.Status, took.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+		t.Logf("round %d: upload through %s, %s killed %v into the batch (%.2f of the window; status then %s); lease taken over after %v, applied after %v",
+			round, via, holder, delay.Round(time.Millisecond), u, after.Status, took.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 		if unfinished(after) && (took == 0 || took > 2*fleetLeaseTTL+fleetLeaseTTL/2) {
 			t.Errorf("round %d: the lease of the dead %s taken over after %v; want within about twice lease_ttl (%v)", round, holder, took, fleetLeaseTTL)
 		}
