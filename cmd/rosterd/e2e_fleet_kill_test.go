@@ -45,7 +45,8 @@ type fleet struct {
 	data  string
 	mu    sync.Mutex
 	inst  map[string]*testDaemon
-	names []string // in start order, for rotating uploads
+	all   []fleetInstance // every instance started, dead ones too
+	names []string        // in start order, for rotating uploads
 	gen   map[string]int
 }
 
@@ -67,6 +68,7 @@ func (f *fleet) start(base string) fleetInstance {
 	f.mu.Lock()
 	f.inst[name] = d
 	f.names = append(f.names, name)
+	f.all = append(f.all, fleetInstance{name, d})
 	f.mu.Unlock()
 	return fleetInstance{name, d}
 }
@@ -89,12 +91,36 @@ func (f *fleet) kill(name string) {
 	d.Kill()
 }
 
+// alive reports whether name is a running instance.
+func (f *fleet) alive(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inst[name] != nil
+}
+
+// watchTakeover reports how long after killed another instance than dead
+// held org's batch lease (0: not within a minute).
+func watchTakeover(db *postgres.DB, org, dead string, killed time.Time) <-chan time.Duration {
+	c := make(chan time.Duration, 1)
+	go func() {
+		for time.Since(killed) < time.Minute {
+			if h := leaseHolder(db, org); h != "" && h != dead {
+				c <- time.Since(killed)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		c <- 0
+	}()
+	return c
+}
+
 func (f *fleet) logs() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var b strings.Builder
-	for _, n := range slices.Sorted(maps.Keys(f.inst)) {
-		fmt.Fprintf(&b, "--- %s:\n%s\n", n, f.inst[n].Logs())
+	for _, i := range f.all {
+		fmt.Fprintf(&b, "--- %s:\n%s\n", i.name, i.d.Logs())
 	}
 	return b.String()
 }
@@ -351,7 +377,7 @@ signature = "workos"
 
 	var window time.Duration // how long a batch of acme ran, unkilled
 	started := time.Now()
-	mid, misses := 0, 0
+	mid, twice, misses := 0, 0, 0
 	for round := 0; mid < rounds; round++ {
 		if round > 2*rounds+2 {
 			t.Fatalf("after %d rounds only %d kills came in the middle of a batch (window %v)", round, mid, window)
@@ -406,10 +432,7 @@ signature = "workos"
 		delay := time.Duration(u * float64(window))
 		time.Sleep(delay)
 		holder := leaseHolder(db, "acme")
-		f.mu.Lock()
-		_, alive := f.inst[holder]
-		f.mu.Unlock()
-		if holder == "" || !alive {
+		if !f.alive(holder) {
 			misses++
 			window = max(delay, 20*time.Millisecond)
 			t.Logf("round %d: no holder %q to kill %v into the batch", round, holder, delay.Round(time.Millisecond))
@@ -429,54 +452,74 @@ signature = "workos"
 			misses++
 			window = max(delay, 20*time.Millisecond)
 		}
-		// When another instance holds the lease, watched from now on.
-		takeover := make(chan time.Duration, 1)
-		go func() {
-			for time.Since(killed) < time.Minute {
-				if h := leaseHolder(db, "acme"); h != "" && h != holder {
-					takeover <- time.Since(killed)
-					return
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			takeover <- 0
-		}()
 		// The dead instance's successor starts while another instance
 		// stages an upload in the shared folder (half written, by a Go
 		// SFTP client): its start must leave that staging file alone, and
 		// the upload completes.
-		slow := small[round%len(small)]
-		slow.change(rng, round, 5, 1, 1)
-		data := mustRead(t, slow.write(t))
-		_, through := f.pick(round + 2)
-		sc := fleetSFTP(t, db, through, slow.name, slow.key)
-		fh, err := sc.Create("users.csv")
-		if err != nil {
-			t.Fatal(err)
+		restart := func(dead string) {
+			slow := small[round%len(small)]
+			slow.change(rng, round, 5, 1, 1)
+			data := mustRead(t, slow.write(t))
+			_, through := f.pick(round + 2)
+			sc := fleetSFTP(t, db, through, slow.name, slow.key)
+			defer sc.Close()
+			fh, err := sc.Create("users.csv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fh.Write(data[:len(data)/2]); err != nil {
+				t.Fatal(err)
+			}
+			successor := f.start(strings.SplitN(dead, "-", 2)[0])
+			if _, err := fh.Write(data[len(data)/2:]); err != nil {
+				t.Errorf("round %d: the upload to %s in flight while %s started: %v", round, slow.name, successor.name, err)
+			}
+			if err := fh.Close(); err != nil {
+				t.Errorf("round %d: the upload to %s in flight while %s started: %v", round, slow.name, successor.name, err)
+			}
+			if len(successor.d.logLines("staging file kept")) == 0 {
+				t.Errorf("round %d: %s started during an upload in flight and did not log keeping its staging file", round, successor.name)
+			}
 		}
-		if _, err := fh.Write(data[:len(data)/2]); err != nil {
-			t.Fatal(err)
+		takeover := watchTakeover(db, "acme", holder, killed)
+		restart(holder)
+		var took time.Duration
+		if unfinished(after) {
+			took = <-takeover
+			if took == 0 || took > 2*fleetLeaseTTL+fleetLeaseTTL/2 {
+				t.Errorf("round %d: the lease of the dead %s taken over after %v; want within about twice lease_ttl (%v)", round, holder, took, fleetLeaseTTL)
+			}
 		}
-		successor := f.start(strings.SplitN(holder, "-", 2)[0])
-		if _, err := fh.Write(data[len(data)/2:]); err != nil {
-			t.Errorf("round %d: the upload to %s in flight while %s started: %v", round, slow.name, successor.name, err)
-		}
-		if err := fh.Close(); err != nil {
-			t.Errorf("round %d: the upload to %s in flight while %s started: %v", round, slow.name, successor.name, err)
-		}
-		sc.Close()
-		if len(successor.d.logLines("staging file kept")) == 0 {
-			t.Errorf("round %d: %s started during an upload in flight and did not log keeping its staging file", round, successor.name)
+		t.Logf("round %d: upload through %s, %s killed %v into the batch (%.2f of the window; status then %s); lease taken over after %v",
+			round, via, holder, delay.Round(time.Millisecond), u, after.Status, took.Round(time.Millisecond))
+		if second := leaseHolder(db, "acme"); round%3 == 0 && unfinished(after) && f.alive(second) {
+			// The instance that took the batch over dies too, redoing it.
+			f.kill(second)
+			killed2 := time.Now()
+			redo, err := db.Batch("acme", b.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			takeover := watchTakeover(db, "acme", second, killed2)
+			restart(second)
+			var took time.Duration
+			if unfinished(redo) {
+				twice++
+				if took = <-takeover; took == 0 || took > 2*fleetLeaseTTL+fleetLeaseTTL/2 {
+					t.Errorf("round %d: the lease of the dead %s taken over after %v; want within about twice lease_ttl (%v)", round, second, took, fleetLeaseTTL)
+				}
+			}
+			t.Logf("round %d: %s, which took the batch over, killed too (status then %s); lease taken over after %v", round, second, redo.Status, took.Round(time.Millisecond))
 		}
 		waitFor(t, 4*fleetLeaseTTL+30*time.Second, fmt.Sprintf("round %d: the batch taken over after %s died", round, holder), isApplied)
-		took := <-takeover
-		t.Logf("round %d: upload through %s, %s killed %v into the batch (%.2f of the window; status then %s); lease taken over after %v, applied after %v",
-			round, via, holder, delay.Round(time.Millisecond), u, after.Status, took.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
-		if unfinished(after) && (took == 0 || took > 2*fleetLeaseTTL+fleetLeaseTTL/2) {
-			t.Errorf("round %d: the lease of the dead %s taken over after %v; want within about twice lease_ttl (%v)", round, holder, took, fleetLeaseTTL)
+		t.Logf("round %d: applied %v after the kill", round, time.Since(killed).Round(time.Millisecond))
+		// Taken over, the batch itself is redone: nothing newer came to
+		// supersede it.
+		if fin, err := db.Batch("acme", b.ID); err != nil || fin.Status != state.BatchApplied {
+			t.Errorf("round %d: the batch taken over = %s (superseded by %q), %v; want applied by the instance that took it over", round, fin.Status, fin.SupersededBy, err)
 		}
 	}
-	t.Logf("%d kills in the middle of a batch, %d after it, in %v", mid, misses, time.Since(started).Round(time.Millisecond))
+	t.Logf("%d kills in the middle of a batch (%d of them killed the instance that took it over too), %d after it, in %v", mid, twice, misses, time.Since(started).Round(time.Millisecond))
 
 	// Every organization's last upload applied, nothing left unfinished.
 	orgs := append([]*fleetOrg{big}, small...)
