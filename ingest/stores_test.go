@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +104,16 @@ func newStoreEnv(t *testing.T, kind, org string, st state.Settings, d Defaults, 
 // outcome.
 func (e *storeEnv) upload(files map[string]string) state.Batch {
 	e.t.Helper()
-	for name, data := range files {
+	// In name order, the same for both stores: when two files of one kind
+	// come in one step (Users.CSV beside users.csv), the one completed
+	// later wins, and a map's order would make that differ between them.
+	var names []string
+	for name := range files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		data := files[name]
 		tmp := filepath.Join(e.orgDir, ".in."+name)
 		if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
 			e.t.Fatal(err)
@@ -112,7 +122,7 @@ func (e *storeEnv) upload(files map[string]string) state.Batch {
 			e.t.Fatal(err)
 		}
 	}
-	for name := range files {
+	for _, name := range names {
 		e.p.Notify(e.org, name)
 	}
 	return e.next()
@@ -239,7 +249,11 @@ func (sp *storePair) step(what string, fn func(e *storeEnv) state.Batch) (state.
 		evs[i], snaps[i] = e.events(), e.snapshot()
 	}
 	if d := cmp.Diff(summary(bs[0]), summary(bs[1])); d != "" {
-		sp.t.Fatalf("%s: batch (-bbolt +postgres):\n%s", what, d)
+		var reps [2][]byte
+		for i, e := range sp.envs {
+			reps[i], _ = e.db.BatchReport(e.org, bs[i].ID)
+		}
+		sp.t.Fatalf("%s: batch (-bbolt +postgres):\n%s\nbbolt's report:\n%s\npostgres's report:\n%s", what, d, reps[0], reps[1])
 	}
 	if d := cmp.Diff(evs[0], evs[1]); d != "" {
 		sp.t.Fatalf("%s: events (-bbolt +postgres):\n%s", what, d)
