@@ -40,3 +40,5 @@ require (
 )
 
 replace golang.org/x/crypto => ./third_party/golang.org/x/crypto
+
+replace go.etcd.io/bbolt => ./third_party/go.etcd.io/bbolt

@@ -165,11 +165,14 @@
 //     than one overlay.
 //   - The first upload (and the groups files after users.csv) write new
 //     buckets in key order without lookups, build the group index once at
-//     the end and store events in blocks of about 2 KB (state); what is
-//     left is bbolt's own cost per key (a search from the root and a few
-//     allocations each), about 8 million keys at a million users (users,
-//     the batch's copies of them, memberships and the group index), and
-//     1.6 GB written, a page per write call, each staging commit synced.
+//     the end and store events in blocks of about 2 KB (state). rosterd's
+//     copy of bbolt (third_party/go.etcd.io/bbolt, PATCHES.md) appends a
+//     key greater than the bucket's last to its rightmost leaf without a
+//     search, and writes runs of consecutive pages in one call; what is
+//     left is about 8 million keys at a million users (users, the batch's
+//     copies of them, memberships and the group index), each cloned and
+//     held in a node until its staging transaction commits, and 1.6 GB
+//     written, each staging commit synced.
 //   - Files the watcher or the scan found are taken only once their size
 //     and modification time stood still for the settle window, and at
 //     least a second, since nothing says when an outside writer is done.
