@@ -417,11 +417,25 @@ func (p *Pipeline) setWaiting(l *orgLoop, b *state.Batch) {
 	l.waiting = b
 }
 
-// resume deals with org's unfinished batches at start-up (oldest first).
+// resume deals with org's unfinished batches found at start-up, and those
+// another instance of a fleet left when this loop takes the lease (oldest
+// first).
 func (p *Pipeline) resume(ctx context.Context, l *orgLoop, bs []state.Batch) {
 	outcome := p.newestOutcome(l.org)
 	var live []state.Batch
 	for _, b := range bs {
+		// The stored record, not the one in the list: in a fleet the list
+		// may be older than the loop's lease (read at start-up while
+		// another instance ran the organization's batches, which it may
+		// have finished since). A batch no longer unfinished is done with;
+		// merged with the one really left, it would supersede it.
+		cur, err := p.db.Batch(l.org, b.ID)
+		if err == nil && cur.Status != state.BatchPending && cur.Status != state.BatchProcessing {
+			continue
+		}
+		if err == nil {
+			b = cur
+		}
 		if outcome != "" && b.ID < outcome {
 			p.supersedeStale(l, b, outcome)
 			continue

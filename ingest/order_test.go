@@ -2,6 +2,9 @@ package ingest
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -323,6 +326,51 @@ func TestStartupOrder(t *testing.T) {
 		}
 		e.waitReport(b)
 		checkSupersededReport(t, e, b)
+	})
+	t.Run("stale list", func(t *testing.T) {
+		// In a fleet, a loop's list of unfinished batches may be older
+		// than its lease: read at start-up while another instance ran the
+		// organization's batches and finished some. A finished one is left
+		// alone, and the batch really unfinished is redone, not merged
+		// into a new batch that supersedes it.
+		e, _ := newFaultEnv(t, state.Settings{}, orderDefaults, nil)
+		e.upload("users.csv", titledUsersCSV("A", "E1"))
+		a := e.waitBatch("", 10*time.Second)
+		e.stop()
+		bid := ulid.Make().String()
+		arch := filepath.Join(e.root, "archive", e.org, bid)
+		os.MkdirAll(arch, 0o700)
+		data := titledUsersCSV("B", "E1")
+		os.WriteFile(filepath.Join(arch, "users.csv"), data, 0o600)
+		sum := sha256.Sum256(data)
+		if _, err := e.db.CreateBatch(state.Batch{ID: bid, Org: e.org, Status: state.BatchProcessing, CreatedAt: time.Now().UTC(),
+			Files: []state.BatchFile{{Name: "users.csv", Kind: "users", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}}}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := New(Config{DB: e.db, OrgsRoot: filepath.Join(e.root, "orgs"), Defaults: orderDefaults})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale := a
+		stale.Status, stale.FinishedAt = state.BatchProcessing, nil
+		p.loop(e.org).resumeWith([]state.Batch{stale}) // as the list had A before it was applied
+		ctx, cancel := context.WithCancel(context.Background())
+		e.p, e.cancel, e.done = p, cancel, make(chan error, 1)
+		go func() { e.done <- p.Run(ctx) }()
+		e.waitFor("B finished", func() bool {
+			b, _ := e.db.Batch(e.org, bid)
+			return state.BatchFinished(b.Status)
+		})
+		b, _ := e.db.Batch(e.org, bid)
+		if b.Status != state.BatchApplied || e.title("E1") != "B" {
+			t.Errorf("B = %s (superseded by %q), E1 %q; want B redone: applied, B's title", b.Status, b.SupersededBy, e.title("E1"))
+		}
+		if got, _ := e.db.Batch(e.org, a.ID); got.Status != state.BatchApplied {
+			t.Errorf("A = %s; want applied, untouched", got.Status)
+		}
+		if n := e.newest(); n.ID != bid {
+			t.Errorf("newest batch %s (%s); want B, no batch formed after it", n.ID, n.Status)
+		}
 	})
 	t.Run("merged", func(t *testing.T) {
 		e, _ := newFaultEnv(t, state.Settings{}, orderDefaults, nil)

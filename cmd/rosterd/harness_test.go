@@ -61,6 +61,7 @@ type testDaemon struct {
 	done     chan struct{}
 	args     []string
 	env      []string
+	shared   bool
 }
 
 // daemonOpts are extra arguments and environment for startDaemon.
@@ -68,6 +69,11 @@ type daemonOpts struct {
 	Data string   // reuse a data directory (restart); "" = a new temp dir
 	Args []string // extra serve flags
 	Env  []string // extra environment
+	// Shared: other daemons (a fleet's instances) use the data directory
+	// too. Their address files there are not this daemon's: its addresses
+	// come from its own log ("rosterd listening"), and the files are left
+	// alone.
+	Shared bool
 }
 
 // startDaemon starts `rosterd serve` on 127.0.0.1:0 ports and waits until
@@ -77,7 +83,7 @@ func startDaemon(t *testing.T, o daemonOpts) *testDaemon {
 	if o.Data == "" {
 		o.Data = filepath.Join(t.TempDir(), "data")
 	}
-	d := &testDaemon{t: t, Data: o.Data, args: o.Args, env: o.Env}
+	d := &testDaemon{t: t, Data: o.Data, args: o.Args, env: o.Env, shared: o.Shared}
 	d.start()
 	t.Cleanup(func() { d.Stop() })
 	return d
@@ -86,8 +92,10 @@ func startDaemon(t *testing.T, o daemonOpts) *testDaemon {
 func (d *testDaemon) start() {
 	t := d.t
 	t.Helper()
-	os.Remove(filepath.Join(d.Data, fileHTTPAddr))
-	os.Remove(filepath.Join(d.Data, fileSFTPAddr))
+	if !d.shared {
+		os.Remove(filepath.Join(d.Data, fileHTTPAddr))
+		os.Remove(filepath.Join(d.Data, fileSFTPAddr))
+	}
 	args := append([]string{"serve", "--data", d.Data, "--sftp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}, d.args...)
 	d.cmd = exec.Command(rosterdBin, args...)
 	d.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="), d.env...)
@@ -127,6 +135,9 @@ func (d *testDaemon) start() {
 }
 
 func (d *testDaemon) readAddrs() bool {
+	if d.shared {
+		return d.logAddrs()
+	}
 	h, err1 := os.ReadFile(filepath.Join(d.Data, fileHTTPAddr))
 	s, err2 := os.ReadFile(filepath.Join(d.Data, fileSFTPAddr))
 	if err1 != nil || err2 != nil {
@@ -134,6 +145,19 @@ func (d *testDaemon) readAddrs() bool {
 	}
 	d.HTTPAddr, d.SFTPAddr = strings.TrimSpace(string(h)), strings.TrimSpace(string(s))
 	return d.HTTPAddr != "" && d.SFTPAddr != ""
+}
+
+// logAddrs takes the addresses from the daemon's "rosterd listening" log
+// line, for a daemon that shares its data directory.
+func (d *testDaemon) logAddrs() bool {
+	ls := d.logLines("rosterd listening")
+	if len(ls) == 0 {
+		return false
+	}
+	h, _ := ls[0]["http_addr"].(string)
+	s, _ := ls[0]["sftp_addr"].(string)
+	d.HTTPAddr, d.SFTPAddr = h, s
+	return h != "" && s != ""
 }
 
 // SFTPPort returns the SFTP port as a string.

@@ -44,10 +44,10 @@ func serveCommand() *command {
 			"kept in the data directory (created 0700 on first start); one daemon at a\n" +
 			"time may use a data directory. With --store postgres://... the state is in\n" +
 			"PostgreSQL instead, which several instances share along with the data\n" +
-			"directory (README, Several instances); ingest does not run there yet, so such\n" +
-			"an instance refuses uploads. It logs to standard error and runs until\n" +
-			"SIGTERM or SIGINT, letting uploads in flight finish (shutdown_timeout, 30s);\n" +
-			"SIGHUP re-reads the config file.\n\n" +
+			"directory (README, Several instances): each instance takes uploads, and runs\n" +
+			"an organization's batches while it holds the organization's lease. It logs\n" +
+			"to standard error and runs until SIGTERM or SIGINT, letting uploads in flight\n" +
+			"finish (shutdown_timeout, 30s); SIGHUP re-reads the config file.\n\n" +
 			"Each flag also comes from the environment and from the config file: a flag\n" +
 			"beats the environment, which beats the file, which beats the default.\n" +
 			"docs/configuration.md lists every key.",
