@@ -141,10 +141,14 @@ func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state
 	case linkCount(st) > 1:
 		return f, fmt.Errorf("archive %s: %w", f.Name, errHardLink)
 	}
-	out, err := os.OpenFile(filepath.Join(dir, f.Name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	// The copy is written aside and renamed into place: on a folder shared
+	// by a fleet, an instance that stalled (not died) while archiving a
+	// batch another has taken over must not tear the copy the other reads.
+	out, err := os.CreateTemp(dir, ".archive-*")
 	if err != nil {
 		return f, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
+	defer os.Remove(out.Name()) // gone after the rename; a leftover on failure
 	h := sha256.New()
 	// The copy keeps the upload's holes (see copySparse), in 1 MB reads
 	// and writes: io.Copy's 32 KB would be thousands of system calls for
@@ -156,6 +160,9 @@ func (p *Pipeline) archiveFile(org string, f state.BatchFile, dir string) (state
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(out.Name(), filepath.Join(dir, f.Name))
 	}
 	p.space.archiveChanged(org, filepath.Base(dir))
 	if err != nil {
