@@ -241,15 +241,31 @@ func (l *orgLoop) release() {
 // approve runs an approval under the lease, taking it for the approval
 // when the loop does not hold it; ErrLeaseElsewhere when another instance
 // does, the store's error when the lease could not be asked for.
+// The approved batch runs in the lease's context, as run's batches do:
+// it stops when the lease is lost.
 func (l *orgLoop) approve(ctx context.Context, req approveReq) (state.Batch, error) {
-	if l.p.cfg.Leases != nil && l.lease == nil {
-		if _, _, err := l.acquire(ctx); errors.Is(err, state.ErrLeaseHeld) {
+	wctx := ctx
+	if l.p.cfg.Leases != nil {
+		if l.lease == nil {
+			var err error
+			if wctx, _, err = l.acquire(ctx); errors.Is(err, state.ErrLeaseHeld) {
+				return state.Batch{}, fmt.Errorf("approve batch %s: %w", req.batch, ErrLeaseElsewhere)
+			} else if err != nil {
+				return state.Batch{}, fmt.Errorf("approve batch %s: batch lease: %w", req.batch, err)
+			}
+		} else {
+			wctx = l.lease.ctx
+		}
+		if wctx.Err() != nil && ctx.Err() == nil {
+			// Lost, and leased has not noticed yet.
 			return state.Batch{}, fmt.Errorf("approve batch %s: %w", req.batch, ErrLeaseElsewhere)
-		} else if err != nil {
-			return state.Batch{}, fmt.Errorf("approve batch %s: batch lease: %w", req.batch, err)
 		}
 	}
-	return l.p.approveInLoop(req.ctx, l, req.batch)
+	b, err := l.p.approveInLoop(wctx, l, req.batch)
+	if errors.Is(err, state.ErrLeaseLost) {
+		l.leaseLost()
+	}
+	return b, err
 }
 
 // orgUnfinished returns org's unfinished batches (pending, processing)

@@ -76,3 +76,36 @@ func TestApproveLeaseErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestApproveLostLease: an approval that reaches a loop whose lease is
+// lost (its context ended; leased has not noticed yet) does not run the
+// batch: another instance runs the organization's batches now.
+func TestApproveLostLease(t *testing.T) {
+	db := testDB(t, "acme")
+	orgs := filepath.Join(t.TempDir(), "orgs")
+	if err := os.MkdirAll(filepath.Join(orgs, "acme"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	id := ulid.Make().String()
+	if _, err := db.CreateBatch(state.Batch{ID: id, Org: "acme", Status: state.BatchHeld, CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Config{DB: db, OrgsRoot: orgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := p.loop("acme") // not running: the test is its loop
+	lctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	kept := make(chan error, 1)
+	kept <- state.ErrLeaseLost
+	l.lease = &loopLease{ctx: lctx, stop: cancel, kept: kept}
+
+	_, err = l.approve(context.Background(), approveReq{batch: id})
+	if !errors.Is(err, ErrLeaseElsewhere) {
+		t.Errorf("approve with a lost lease = %v; want ErrLeaseElsewhere", err)
+	}
+	if b, err := db.Batch("acme", id); err != nil || b.Status != state.BatchHeld {
+		t.Errorf("batch after the approval = %s, %v; want held, not run", b.Status, err)
+	}
+}
