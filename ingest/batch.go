@@ -302,11 +302,16 @@ func (p *Pipeline) processArchived(ctx context.Context, l *orgLoop, b state.Batc
 	var o outcome
 	defer o.close()
 	var rep *report.Report
+	// Holes are looked for before the store's read of the snapshot: file
+	// I/O that needs no snapshot, kept out of its read transaction.
+	tSparse := time.Now()
+	sparse := sparseIssues(dir, b.Files)
+	sparseTook := time.Since(tSparse)
 	// Inside the store's read of the snapshot: diff, decide, report. The
 	// store then records the outcome and applies its changes (Write).
 	decide := func(s *state.SnapshotTx) (state.Outcome, error) {
-		tDiff := time.Now()
-		if iss := sparseIssues(dir, b.Files); len(iss) > 0 {
+		tDiff := time.Now().Add(-sparseTook)
+		if iss := sparse; len(iss) > 0 {
 			// Holes read as zero bytes: not worth reading, and zero bytes in
 			// a value are no name. Rejected as it is.
 			o = outcome{status: state.BatchRejected, res: &diffResult{

@@ -152,19 +152,21 @@ func (l *orgLoop) leased(ctx context.Context) (context.Context, time.Duration, b
 		if err == nil && len(bs) == 0 {
 			return ctx, 0, false // nothing another instance left unfinished
 		}
-		wctx, wait, ok := l.acquire(ctx)
-		if !ok {
+		wctx, wait, err := l.acquire(ctx)
+		if err != nil {
 			l.mu.Lock()
 			l.check = true // look again when trying again
 			l.mu.Unlock()
 		}
-		return wctx, wait, ok
+		return wctx, wait, err == nil
 	}
-	return l.acquire(ctx)
+	wctx, wait, err := l.acquire(ctx)
+	return wctx, wait, err == nil
 }
 
-// acquire takes the loop's lease (see leased).
-func (l *orgLoop) acquire(ctx context.Context) (context.Context, time.Duration, bool) {
+// acquire takes the loop's lease (see leased); on failure, the error
+// (state.ErrLeaseHeld: another instance holds it) and when to try again.
+func (l *orgLoop) acquire(ctx context.Context) (context.Context, time.Duration, error) {
 	ls, ttl := l.p.cfg.Leases, l.p.cfg.LeaseTTL
 	lease, err := ls.AcquireLease(state.BatchLease(l.org), ttl)
 	if err != nil {
@@ -173,7 +175,7 @@ func (l *orgLoop) acquire(ctx context.Context) (context.Context, time.Duration, 
 		}
 		// A little past the TTL: the holder's lease expires at most a TTL
 		// after its last renewal, which came before this attempt.
-		return ctx, ttl + ttl/8, false
+		return ctx, ttl + ttl/8, err
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	h := &loopLease{lease: lease, ctx: lctx, stop: cancel, kept: make(chan error, 1)}
@@ -200,7 +202,7 @@ func (l *orgLoop) acquire(ctx context.Context) (context.Context, time.Duration, 
 	slices.SortFunc(l.resume, func(a, b state.Batch) int { return strings.Compare(a.ID, b.ID) })
 	l.mu.Unlock()
 	l.forgetNow()
-	return lctx, 0, true
+	return lctx, 0, nil
 }
 
 // leaseLost stops keeping the loop's lease when the store refused a write
@@ -238,14 +240,32 @@ func (l *orgLoop) release() {
 
 // approve runs an approval under the lease, taking it for the approval
 // when the loop does not hold it; ErrLeaseElsewhere when another instance
-// does.
+// does, the store's error when the lease could not be asked for.
+// The approved batch runs in the lease's context, as run's batches do:
+// it stops when the lease is lost.
 func (l *orgLoop) approve(ctx context.Context, req approveReq) (state.Batch, error) {
-	if l.p.cfg.Leases != nil && l.lease == nil {
-		if _, _, ok := l.acquire(ctx); !ok {
+	wctx := ctx
+	if l.p.cfg.Leases != nil {
+		if l.lease == nil {
+			var err error
+			if wctx, _, err = l.acquire(ctx); errors.Is(err, state.ErrLeaseHeld) {
+				return state.Batch{}, fmt.Errorf("approve batch %s: %w", req.batch, ErrLeaseElsewhere)
+			} else if err != nil {
+				return state.Batch{}, fmt.Errorf("approve batch %s: batch lease: %w", req.batch, err)
+			}
+		} else {
+			wctx = l.lease.ctx
+		}
+		if wctx.Err() != nil && ctx.Err() == nil {
+			// Lost, and leased has not noticed yet.
 			return state.Batch{}, fmt.Errorf("approve batch %s: %w", req.batch, ErrLeaseElsewhere)
 		}
 	}
-	return l.p.approveInLoop(req.ctx, l, req.batch)
+	b, err := l.p.approveInLoop(wctx, l, req.batch)
+	if errors.Is(err, state.ErrLeaseLost) {
+		l.leaseLost()
+	}
+	return b, err
 }
 
 // orgUnfinished returns org's unfinished batches (pending, processing)

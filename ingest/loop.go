@@ -26,7 +26,6 @@ type pendingFile struct {
 
 // approveReq asks the loop to release a held batch.
 type approveReq struct {
-	ctx   context.Context
 	batch string
 	resp  chan approveResp
 }

@@ -45,7 +45,7 @@ func (p *Pipeline) Approve(ctx context.Context, org, batchID string) (state.Batc
 	l := p.loop(org)
 	resp := make(chan approveResp, 1)
 	select {
-	case l.reqs <- approveReq{ctx: ctx, batch: batchID, resp: resp}:
+	case l.reqs <- approveReq{batch: batchID, resp: resp}:
 	case <-ctx.Done():
 		return b, ctx.Err()
 	}
@@ -57,9 +57,10 @@ func (p *Pipeline) Approve(ctx context.Context, org, batchID string) (state.Batc
 	}
 }
 
-// approveInLoop runs in org's loop. The request's context only bounds the
-// wait; the batch itself runs under the loop's context.
-func (p *Pipeline) approveInLoop(_ context.Context, l *orgLoop, batchID string) (state.Batch, error) {
+// approveInLoop runs in org's loop; the batch runs in ctx, the loop's
+// work context (its lease's: orgLoop.approve), not the request's, which
+// only bounds the wait.
+func (p *Pipeline) approveInLoop(ctx context.Context, l *orgLoop, batchID string) (state.Batch, error) {
 	b, err := p.db.Batch(l.org, batchID)
 	if err != nil {
 		return b, err
@@ -68,12 +69,6 @@ func (p *Pipeline) approveInLoop(_ context.Context, l *orgLoop, batchID string) 
 		return b, fmt.Errorf("approve batch %s (%s): %w", batchID, b.Status, ErrNotHeld)
 	}
 	p.log.Info("held batch approved", "org", l.org, "batch", batchID)
-	p.mu.Lock()
-	ctx := context.Background()
-	if p.run != nil {
-		ctx = p.run.ctx
-	}
-	p.mu.Unlock()
 	return p.processArchived(ctx, l, b, policyOverride{approved: true}, nil)
 }
 

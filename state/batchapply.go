@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 )
@@ -75,13 +76,7 @@ const DefaultStageAbove = 4096
 // DefaultStageAbove, negative = always), in transactions of txChanges
 // changes (0 = DefaultStageTxChanges). Call it before the first Apply.
 func (db *DB) SetStaging(stageAbove, txChanges int) {
-	switch {
-	case stageAbove == 0:
-		stageAbove = DefaultStageAbove
-	case stageAbove < 0:
-		stageAbove = -1
-	}
-	db.stageAbove, db.stageTx = stageAbove, txChanges
+	db.stageAbove, db.stageTx = stageAbove, txChanges // read by Apply
 }
 
 // Apply runs diff in a read transaction of org's snapshot, then stores the
@@ -119,7 +114,7 @@ func (db *DB) Apply(org string, diff func(*SnapshotTx) (Outcome, error)) (Applie
 		}
 	}
 	start = time.Now()
-	if fn != nil && (db.stageAbove < 0 || out.Changes > db.stageThreshold()) {
+	if fn != nil && (db.stageAbove < 0 || out.Changes > cmp.Or(db.stageAbove, DefaultStageAbove)) {
 		err = db.ApplyBatchStaged(out.Batch, out.Report, db.stageTx, fn)
 	} else {
 		err = db.ApplyBatch(out.Batch, out.Report, fn)
@@ -134,11 +129,4 @@ func (db *DB) Apply(org string, diff func(*SnapshotTx) (Outcome, error)) (Applie
 		got.Write = time.Since(start)
 	}
 	return got, nil
-}
-
-func (db *DB) stageThreshold() int {
-	if db.stageAbove == 0 {
-		return DefaultStageAbove
-	}
-	return db.stageAbove
 }
