@@ -60,28 +60,27 @@ const (
 )
 
 // openStore opens the store cfg names: the bbolt file in the data
-// directory (bolt is set), or the PostgreSQL store at cfg.Store (pg is
-// set), as instance cfg.Instance of a fleet, its writes fenced by their
+// directory, or the PostgreSQL store at cfg.Store (pg is set), as instance cfg.Instance of a fleet, its writes fenced by their
 // leases (the pipeline's by the organizations' batch leases, the
 // deliverer's by the delivery leases).
-func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s daemonStore, bolt *state.DB, pg *postgres.DB, err error) {
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s daemonStore, pg *postgres.DB, err error) {
 	if cfg.Store != "" {
 		pg, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store, Instance: cfg.Instance, Fenced: true, Logger: log})
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
-		return pg, nil, pg, nil
+		return pg, pg, nil
 	}
 	// Its lock keeps a second daemon from touching a data directory that
 	// one already runs on.
-	bolt, err = state.Open(filepath.Join(cfg.Data, "rosterd.db"), testStateOptions(os.Getenv))
+	bolt, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), testStateOptions(os.Getenv))
 	if errors.Is(err, state.ErrLocked) {
-		return nil, nil, nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
+		return nil, nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
 	}
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return boltStore{DB: bolt, fileSecrets: fileSecrets{dir: cfg.Data}}, bolt, nil, nil
+	return boltStore{DB: bolt, fileSecrets: fileSecrets{dir: cfg.Data}}, nil, nil
 }
 
 // boltStore is the bbolt file, with the secrets in files beside it.
