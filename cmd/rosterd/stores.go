@@ -98,13 +98,8 @@ type fileSecrets struct{ dir string }
 // LoadOrCreateSecret reads the file of name, or writes the value gen
 // makes into it (atomically: a crash leaves no half-written key).
 func (f fileSecrets) LoadOrCreateSecret(name string, gen func() ([]byte, error)) ([]byte, bool, error) {
-	var path string
-	switch key, isKey := strings.CutPrefix(name, secretHostKey); {
-	case isKey && key != "" && !strings.ContainsAny(key, `/\`) && key[0] != '.':
-		path = filepath.Join(f.dir, "host_keys", key)
-	case name == secretAPIToken:
-		path = filepath.Join(f.dir, fileAPIToken)
-	default:
+	path, ok := f.path(name)
+	if !ok {
 		return nil, false, fmt.Errorf("secret %s: not kept in the data directory", name)
 	}
 	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
@@ -132,6 +127,18 @@ func (f fileSecrets) LoadOrCreateSecret(name string, gen func() ([]byte, error))
 		}
 	}
 	return v, true, nil
+}
+
+// path is the file secret name is kept in; false for a name that has
+// none.
+func (f fileSecrets) path(name string) (string, bool) {
+	switch key, isKey := strings.CutPrefix(name, secretHostKey); {
+	case isKey && key != "" && !strings.ContainsAny(key, `/\`) && key[0] != '.':
+		return filepath.Join(f.dir, "host_keys", key), true
+	case name == secretAPIToken:
+		return filepath.Join(f.dir, fileAPIToken), true
+	}
+	return "", false
 }
 
 // loadHostKeys loads the SSH host keys kept in s, generating the missing
