@@ -60,9 +60,10 @@ const (
 )
 
 // openStore opens the store cfg names: the bbolt file in the data
-// directory, or the PostgreSQL store at cfg.Store (pg is set), as instance cfg.Instance of a fleet, its writes fenced by their
-// leases (the pipeline's by the organizations' batch leases, the
-// deliverer's by the delivery leases).
+// directory, or the PostgreSQL store at cfg.Store (pg is set), as
+// instance cfg.Instance of a fleet, its writes fenced by their leases
+// (the pipeline's by the organizations' batch leases, the deliverer's by
+// the delivery leases).
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s daemonStore, pg *postgres.DB, err error) {
 	if cfg.Store != "" {
 		pg, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store, Instance: cfg.Instance, Fenced: true, Logger: log})
