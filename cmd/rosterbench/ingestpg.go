@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -35,14 +36,20 @@ func newPGServer(url string) (*pgServer, error) {
 
 // url returns the connection string of database name on the server.
 func (s *pgServer) url(name string) string {
-	u := fmt.Sprintf("host=%s port=%d dbname=%s", s.cfg.Host, s.cfg.Port, name)
+	u := fmt.Sprintf("host=%s port=%d dbname=%s", dsnValue(s.cfg.Host), s.cfg.Port, dsnValue(name))
 	if s.cfg.User != "" {
-		u += " user=" + s.cfg.User
+		u += " user=" + dsnValue(s.cfg.User)
 	}
 	if s.cfg.Password != "" {
-		u += " password=" + s.cfg.Password
+		u += " password=" + dsnValue(s.cfg.Password)
 	}
 	return u
+}
+
+// dsnValue quotes v for a keyword=value connection string, so that a
+// space, a quote or a backslash (in a password, say) stays in the value.
+func dsnValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 func (s *pgServer) exec(sqls ...string) error {

@@ -304,10 +304,6 @@ func fleetEventIDs(t *testing.T, conn *pgx.Conn, org string) []string {
 // fleet's ed25519 host key (from the store) pinned.
 func fleetSFTP(t *testing.T, db *postgres.DB, d *testDaemon, org, keyPath string) *sftp.Client {
 	t.Helper()
-	signer, err := ssh.ParsePrivateKey(mustRead(t, keyPath))
-	if err != nil {
-		t.Fatal(err)
-	}
 	raw, err := db.Secret(secretHostKey + "ssh_host_ed25519_key")
 	if err != nil {
 		t.Fatal(err)
@@ -316,18 +312,5 @@ func fleetSFTP(t *testing.T, db *postgres.DB, d *testDaemon, org, keyPath string
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ssh.Dial("tcp", d.SFTPAddr, &ssh.ClientConfig{
-		User: org, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.FixedHostKey(host.PublicKey()), HostKeyAlgorithms: []string{host.PublicKey().Type()},
-		Timeout: 10 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	sc, err := sftp.NewClient(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sc
+	return sftpSessionHost(t, d, org, keyPath, host.PublicKey())
 }

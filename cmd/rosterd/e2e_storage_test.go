@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/rosterd/rosterd/sftpd/sftptest"
 )
@@ -22,7 +23,13 @@ import (
 // sftpSession opens a pkg/sftp client as org with keyPath.
 func sftpSession(t *testing.T, d *testDaemon, org, keyPath string) *sftp.Client {
 	t.Helper()
-	c, err := dialSSH(t, d, org, keyPath)
+	return sftpSessionHost(t, d, org, keyPath, hostKeys(t, d)[0])
+}
+
+// sftpSessionHost is sftpSession with host key hk pinned (dialSSHHost).
+func sftpSessionHost(t *testing.T, d *testDaemon, org, keyPath string, hk ssh.PublicKey) *sftp.Client {
+	t.Helper()
+	c, err := dialSSHHost(t, d, org, keyPath, hk)
 	if err != nil {
 		t.Fatal(err)
 	}

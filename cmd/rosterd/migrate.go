@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/rosterd/rosterd/state"
 	"github.com/rosterd/rosterd/state/postgres"
@@ -79,7 +78,7 @@ func migrateBolt(cfg Config, std stdio) error {
 // PostgreSQL URL. The message never quotes the value, which may hold a
 // password.
 func validStore(s string) error {
-	if s == "" || strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+	if s == "" || isStoreURL(s) {
 		return nil
 	}
 	return errors.New("is not a postgres:// URL (leave it empty for the bbolt file in the data directory)")

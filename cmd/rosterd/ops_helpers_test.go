@@ -129,6 +129,13 @@ func writeKnownHosts(t *testing.T, d *testDaemon) string {
 // checking the host key.
 func dialSSH(t *testing.T, d *testDaemon, org, keyPath string) (*ssh.Client, error) {
 	t.Helper()
+	return dialSSHHost(t, d, org, keyPath, hostKeys(t, d)[0])
+}
+
+// dialSSHHost is dialSSH with host key hk pinned: a fleet's, say, which
+// is in the store rather than in the data directory.
+func dialSSHHost(t *testing.T, d *testDaemon, org, keyPath string, hk ssh.PublicKey) (*ssh.Client, error) {
+	t.Helper()
 	pem, err := os.ReadFile(keyPath)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +144,6 @@ func dialSSH(t *testing.T, d *testDaemon, org, keyPath string) (*ssh.Client, err
 	if err != nil {
 		t.Fatal(err)
 	}
-	hk := hostKeys(t, d)[0]
 	return ssh.Dial("tcp", d.SFTPAddr, &ssh.ClientConfig{
 		User:              org,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},

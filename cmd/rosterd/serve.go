@@ -130,7 +130,7 @@ func openDaemon(ctx context.Context, cfg Config, log *slog.Logger) (*daemonState
 	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	db, _, pg, err := openStore(ctx, cfg, log)
+	db, pg, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}

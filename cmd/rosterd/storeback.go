@@ -139,16 +139,12 @@ func secretFiles(data string, secrets map[string][]byte) ([]secretFile, error) {
 	var out []secretFile
 	for _, name := range slices.Sorted(maps.Keys(secrets)) {
 		f := secretFile{value: secrets[name], perm: 0o600}
-		switch key, isKey := strings.CutPrefix(name, secretHostKey); {
-		case isKey && key != "" && !strings.ContainsAny(key, `/\`) && key[0] != '.':
-			f.path = filepath.Join(data, "host_keys", key)
-			if strings.HasSuffix(key, ".pub") {
-				f.perm = 0o644
-			}
-		case name == secretAPIToken:
-			f.path = filepath.Join(data, fileAPIToken)
-		default:
+		var ok bool
+		if f.path, ok = (fileSecrets{dir: data}).path(name); !ok {
 			return nil, fmt.Errorf("the store holds a secret %q that a data directory has no file for", name)
+		}
+		if strings.HasPrefix(name, secretHostKey) && strings.HasSuffix(name, ".pub") {
+			f.perm = 0o644
 		}
 		switch old, err := os.ReadFile(f.path); {
 		case err == nil && bytes.Equal(old, f.value):

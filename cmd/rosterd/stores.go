@@ -60,28 +60,28 @@ const (
 )
 
 // openStore opens the store cfg names: the bbolt file in the data
-// directory (bolt is set), or the PostgreSQL store at cfg.Store (pg is
-// set), as instance cfg.Instance of a fleet, its writes fenced by their
-// leases (the pipeline's by the organizations' batch leases, the
-// deliverer's by the delivery leases).
-func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s daemonStore, bolt *state.DB, pg *postgres.DB, err error) {
+// directory, or the PostgreSQL store at cfg.Store (pg is set), as
+// instance cfg.Instance of a fleet, its writes fenced by their leases
+// (the pipeline's by the organizations' batch leases, the deliverer's by
+// the delivery leases).
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s daemonStore, pg *postgres.DB, err error) {
 	if cfg.Store != "" {
 		pg, err = postgres.Open(ctx, postgres.Config{URL: cfg.Store, Instance: cfg.Instance, Fenced: true, Logger: log})
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
-		return pg, nil, pg, nil
+		return pg, pg, nil
 	}
 	// Its lock keeps a second daemon from touching a data directory that
 	// one already runs on.
-	bolt, err = state.Open(filepath.Join(cfg.Data, "rosterd.db"), testStateOptions(os.Getenv))
+	bolt, err := state.Open(filepath.Join(cfg.Data, "rosterd.db"), testStateOptions(os.Getenv))
 	if errors.Is(err, state.ErrLocked) {
-		return nil, nil, nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
+		return nil, nil, fmt.Errorf("another rosterd is using %s (its database is locked): stop it first, or give this one another --data", cfg.Data)
 	}
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return boltStore{DB: bolt, fileSecrets: fileSecrets{dir: cfg.Data}}, bolt, nil, nil
+	return boltStore{DB: bolt, fileSecrets: fileSecrets{dir: cfg.Data}}, nil, nil
 }
 
 // boltStore is the bbolt file, with the secrets in files beside it.
@@ -99,13 +99,8 @@ type fileSecrets struct{ dir string }
 // LoadOrCreateSecret reads the file of name, or writes the value gen
 // makes into it (atomically: a crash leaves no half-written key).
 func (f fileSecrets) LoadOrCreateSecret(name string, gen func() ([]byte, error)) ([]byte, bool, error) {
-	var path string
-	switch key, isKey := strings.CutPrefix(name, secretHostKey); {
-	case isKey && key != "" && !strings.ContainsAny(key, `/\`) && key[0] != '.':
-		path = filepath.Join(f.dir, "host_keys", key)
-	case name == secretAPIToken:
-		path = filepath.Join(f.dir, fileAPIToken)
-	default:
+	path, ok := f.path(name)
+	if !ok {
 		return nil, false, fmt.Errorf("secret %s: not kept in the data directory", name)
 	}
 	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
@@ -133,6 +128,18 @@ func (f fileSecrets) LoadOrCreateSecret(name string, gen func() ([]byte, error))
 		}
 	}
 	return v, true, nil
+}
+
+// path is the file secret name is kept in; false for a name that has
+// none.
+func (f fileSecrets) path(name string) (string, bool) {
+	switch key, isKey := strings.CutPrefix(name, secretHostKey); {
+	case isKey && key != "" && !strings.ContainsAny(key, `/\`) && key[0] != '.':
+		return filepath.Join(f.dir, "host_keys", key), true
+	case name == secretAPIToken:
+		return filepath.Join(f.dir, fileAPIToken), true
+	}
+	return "", false
 }
 
 // loadHostKeys loads the SSH host keys kept in s, generating the missing

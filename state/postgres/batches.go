@@ -34,9 +34,6 @@ ON CONFLICT (org) DO UPDATE SET org = excluded.org RETURNING org`, org).Scan(&go
 	if err != nil {
 		return notFound(err)
 	}
-	if db.batchesUnfenced {
-		return nil
-	}
 	return db.fence(ctx, tx, state.BatchLease(org))
 }
 

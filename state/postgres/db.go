@@ -47,11 +47,6 @@ type Config struct {
 	// default), writes are not checked: one instance, `rosterd migrate`,
 	// `store copy`, tests.
 	Fenced bool
-	// BatchesUnfenced exempts the writes to batches and completions from
-	// Fenced: for a daemon whose pipeline does not take the batch lease
-	// (state.BatchLease) yet, so that only one instance of a fleet should
-	// run ingest. Delivery stays fenced.
-	BatchesUnfenced bool
 	// ReplicaDir is where the instance keeps its local copy of the
 	// snapshots it applies batches to (replica.go): a scratch bbolt file,
 	// rebuilt from the database when in doubt and deleted at Close.
@@ -75,10 +70,8 @@ type DB struct {
 
 	instance string
 	fenced   bool
-	// batchesUnfenced: Config.BatchesUnfenced.
-	batchesUnfenced bool
-	mu              sync.Mutex
-	held            map[string]int64 // lease name -> token this instance acquired
+	mu       sync.Mutex
+	held     map[string]int64 // lease name -> token this instance acquired
 
 	rep replica // the local copy of snapshots the differ reads (replica.go)
 }
@@ -122,7 +115,6 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	db := &DB{pool: pool, timeout: cfg.Timeout, now: time.Now, instance: cfg.Instance, fenced: cfg.Fenced, held: map[string]int64{}}
 	db.rep.dir = cfg.ReplicaDir
-	db.batchesUnfenced = cfg.BatchesUnfenced
 	if db.instance == "" {
 		db.instance = defaultInstance()
 	}

@@ -161,75 +161,85 @@ func (r rawRow) Scan(dest ...any) error {
 // exportSnapshot writes an organization's users, groups and memberships;
 // the bbolt store counts them as it writes them.
 func exportSnapshot(ctx context.Context, tx pgx.Tx, w *state.Importer, org string, counts map[string]int) error {
-	rows, err := tx.Query(ctx, "SELECT "+userColumns+" FROM rosterd.users WHERE org = $1 ORDER BY id", org)
+	return readSnapshot(ctx, tx, org, snapshotSink{
+		group: func(id, name string, flags byte, doc []byte) error {
+			counts["groups"]++
+			return w.Group(org, id, name, flags, doc)
+		},
+		user: func(r state.UserRecord, active bool) error {
+			counts["users"]++
+			return w.User(org, r, active)
+		},
+		member: func(uid, gid string) error {
+			counts["memberships"]++
+			return w.Member(org, uid, gid)
+		},
+	})
+}
+
+// snapshotSink receives the rows of a snapshot (readSnapshot).
+type snapshotSink struct {
+	group  func(id, name string, flags byte, doc []byte) error
+	user   func(r state.UserRecord, active bool) error
+	member func(uid, gid string) error
+}
+
+// readSnapshot reads org's snapshot as tx sees it into to: its groups,
+// its users, then its memberships, each in id order. An export and a
+// replica's load both read it so.
+func readSnapshot(ctx context.Context, tx pgx.Tx, org string, to snapshotSink) error {
+	rows, err := tx.Query(ctx, "SELECT id, name, in_file, doc::text FROM rosterd.groups WHERE org = $1 ORDER BY id", org)
 	if err != nil {
 		return err
 	}
-	n := 0
+	var id, name, doc string
+	var inFile bool
+	_, err = pgx.ForEachRow(rows, []any{&id, &name, &inFile, &doc}, func() error {
+		var flags byte
+		if inFile {
+			flags = state.GroupInFile
+		}
+		if err := to.group(id, name, flags, []byte(doc)); err != nil {
+			return fmt.Errorf("group %s: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("groups: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, "SELECT "+userColumns+" FROM rosterd.users WHERE org = $1 ORDER BY id", org)
+	if err != nil {
+		return err
+	}
 	for rows.Next() {
 		r, active, err := scanUserRecord(rows)
 		if err == nil {
-			err = w.User(org, r, active)
+			err = to.user(r, active)
 		}
 		if err != nil {
 			rows.Close()
 			return fmt.Errorf("user %s: %w", r.ID, err)
 		}
-		n++
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
-	counts["users"] += n
-
-	rows, err = tx.Query(ctx, "SELECT id, name, in_file, doc::text FROM rosterd.groups WHERE org = $1 ORDER BY id", org)
-	if err != nil {
-		return err
-	}
-	n = 0
-	for rows.Next() {
-		var id, name, doc string
-		var inFile bool
-		err := rows.Scan(&id, &name, &inFile, &doc)
-		if err == nil {
-			var flags byte
-			if inFile {
-				flags = state.GroupInFile
-			}
-			err = w.Group(org, id, name, flags, []byte(doc))
-		}
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("group %s: %w", id, err)
-		}
-		n++
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("groups: %w", err)
-	}
-	counts["groups"] += n
 
 	rows, err = tx.Query(ctx, "SELECT user_id, group_id FROM rosterd.memberships WHERE org = $1 ORDER BY user_id, group_id", org)
 	if err != nil {
 		return err
 	}
-	n = 0
-	for rows.Next() {
-		var uid, gid string
-		err := rows.Scan(&uid, &gid)
-		if err == nil {
-			err = w.Member(org, uid, gid)
-		}
-		if err != nil {
-			rows.Close()
+	var uid, gid string
+	_, err = pgx.ForEachRow(rows, []any{&uid, &gid}, func() error {
+		if err := to.member(uid, gid); err != nil {
 			return fmt.Errorf("membership of %s in %s: %w", uid, gid, err)
 		}
-		n++
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("memberships: %w", err)
 	}
-	counts["memberships"] += n
 	return nil
 }
 

@@ -98,6 +98,11 @@ func TestLeaseTakeoverAfterExpiry(t *testing.T) {
 			return err
 		},
 		"ForgetCompletions": func() error { return a.ForgetCompletions("acme", []string{"users.csv"}) },
+		// Apply's two paths: a record alone, and changes streamed.
+		"Apply unchanged": func() error { return staleApply(a, state.BatchUnchanged, nil) },
+		"Apply applied": func() error {
+			return staleApply(a, state.BatchApplied, func(state.Writer) error { return nil })
+		},
 	}
 	for op, write := range writes {
 		if err := write(); !errors.Is(err, state.ErrLeaseLost) {
@@ -299,4 +304,13 @@ func TestDefaultInstance(t *testing.T) {
 	if names[0] == "" || names[0] == names[1] {
 		t.Errorf("default instance names %q; want two distinct names", names)
 	}
+}
+
+// staleApply applies batch B1 of acme through db with an outcome of
+// status, its changes streamed by write.
+func staleApply(db *DB, status string, write func(state.Writer) error) error {
+	_, err := db.Apply("acme", func(*state.SnapshotTx) (state.Outcome, error) {
+		return state.Outcome{Batch: state.Batch{ID: "B1", Org: "acme", Status: status}, Report: []byte(`{}`), Write: write}, nil
+	})
+	return err
 }

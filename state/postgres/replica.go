@@ -191,64 +191,28 @@ func (db *DB) load(ctx context.Context, tx pgx.Tx, rep *state.DB, org string) er
 		return nil // no memberships without users
 	}
 	err := replicaWrite(rep, org, true, func(a *state.ApplyTx) error {
-		rows, err := tx.Query(ctx, "SELECT id, name, in_file, doc::text FROM rosterd.groups WHERE org = $1 ORDER BY id", org)
-		if err != nil {
-			return err
-		}
-		var id, name, doc string
-		var inFile bool
-		_, err = pgx.ForEachRow(rows, []any{&id, &name, &inFile, &doc}, func() error {
-			var flags byte
-			if inFile {
-				flags = state.GroupInFile
-			}
-			if err := a.PutGroup([]byte(id), name, flags, []byte(doc)); err != nil {
-				return err
-			}
-			return a.Checkpoint()
-		})
-		if err != nil {
-			return fmt.Errorf("groups: %w", err)
-		}
-		rows, err = tx.Query(ctx, "SELECT "+userColumns+" FROM rosterd.users WHERE org = $1 ORDER BY id", org)
-		if err != nil {
-			return err
-		}
 		var buf []byte
-		for rows.Next() {
-			r, active, err := scanUserRecord(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			buf = r.AppendBinary(buf[:0])
-			if err := a.PutUser([]byte(r.ID), active, buf); err != nil {
-				rows.Close()
-				return err
-			}
-			if err := a.Checkpoint(); err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("users: %w", err)
-		}
-		rows, err = tx.Query(ctx, "SELECT user_id, group_id FROM rosterd.memberships WHERE org = $1 ORDER BY user_id, group_id", org)
-		if err != nil {
-			return err
-		}
-		var uid, gid string
-		_, err = pgx.ForEachRow(rows, []any{&uid, &gid}, func() error {
-			if err := a.AddMember([]byte(uid), []byte(gid)); err != nil {
-				return err
-			}
-			return a.Checkpoint()
+		return readSnapshot(ctx, tx, org, snapshotSink{
+			group: func(id, name string, flags byte, doc []byte) error {
+				if err := a.PutGroup([]byte(id), name, flags, doc); err != nil {
+					return err
+				}
+				return a.Checkpoint()
+			},
+			user: func(r state.UserRecord, active bool) error {
+				buf = r.AppendBinary(buf[:0])
+				if err := a.PutUser([]byte(r.ID), active, buf); err != nil {
+					return err
+				}
+				return a.Checkpoint()
+			},
+			member: func(uid, gid string) error {
+				if err := a.AddMember([]byte(uid), []byte(gid)); err != nil {
+					return err
+				}
+				return a.Checkpoint()
+			},
 		})
-		if err != nil {
-			return fmt.Errorf("memberships: %w", err)
-		}
-		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("replica: load %s: %w", org, err)
