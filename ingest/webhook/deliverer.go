@@ -504,7 +504,7 @@ func (d *Deliverer) deliver(ctx context.Context, w *worker, cur *state.Cursor, e
 			}
 		}
 		res := d.send(ctx, ep, ev.id, ev.body)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !res.ok() {
 			return false // stopping: the attempt does not count, the event goes again
 		}
 		attempts++
